@@ -1,0 +1,467 @@
+"""Combinators: new schedules made of old ones, still pure and closed form.
+
+``a >> b`` (sequence), ``a * b`` (product), ``k * a`` (scale), clip, min, max, repeat and
+stretch. A sequence switches parts at boundaries given in steps, epochs or fractions of the
+run; by default each boundary is where the part before it ends (its ``steps``), and one part
+without a length takes what the others leave of the run.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from dataclasses import dataclass, field
+from typing import Any
+
+from .base import (
+    Length,
+    Run,
+    Schedule,
+    check_length,
+    check_positive,
+    length_field,
+    lengths_field,
+    register,
+)
+from .catalogue import Constant
+
+
+def as_schedule(value: Any, what: str = "part") -> Schedule:
+    """A Schedule as is; a number as ``constant(number)``; anything else a ValueError."""
+    if isinstance(value, Schedule):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return Constant(float(value))
+    if isinstance(value, str):
+        from .parse import parse
+
+        return parse(value)
+    raise ValueError(f"{what} must be a schedule or a number, got {value!r}")
+
+
+def _schedules(values: Any, what: str) -> tuple[Schedule, ...]:
+    if not isinstance(values, tuple | list) or not values:
+        raise ValueError(f"{what} must be a non-empty list of schedules, got {values!r}")
+    return tuple(as_schedule(v, what) for v in values)
+
+
+@register("seq")
+@dataclass(frozen=True, repr=False)
+class Sequence(Schedule):
+    """Run ``parts`` one after the other; each sees its own local step from 0.
+
+    formula: parts[i](t - starts[i]) where starts[i] <= t < starts[i + 1]
+
+    ``boundaries`` are the steps where parts 2, 3, ... begin (``len(parts) - 1`` of them, in
+    increasing order); without them each part runs for its own length.
+    """
+
+    parts: tuple[Schedule, ...] = ()
+    boundaries: tuple[Length, ...] = lengths_field()
+    _starts: tuple[int, ...] | None = field(default=None, init=False, compare=False)
+
+    _varargs = "parts"
+    _precedence = 1
+
+    def __post_init__(self):
+        parts = _schedules(self.parts, "seq parts")
+        object.__setattr__(self, "parts", parts)
+        bounds = tuple(check_length(b, "seq boundary") for b in self.boundaries)
+        object.__setattr__(self, "boundaries", bounds)
+        if bounds and len(bounds) != len(parts) - 1:
+            raise ValueError(
+                f"seq with {len(parts)} parts needs {len(parts) - 1} boundaries, got {len(bounds)}"
+            )
+        if bounds:
+            ints = [b for b in bounds if isinstance(b, int)]
+            if len(ints) == len(bounds):
+                _check_increasing(ints)
+                object.__setattr__(self, "_starts", (0, *ints))
+        else:
+            lengths = [p.length for p in parts[:-1]]
+            if all(type(n) is int for n in lengths):
+                starts = [0]
+                for n in lengths:
+                    starts.append(starts[-1] + n)
+                object.__setattr__(self, "_starts", tuple(starts))
+
+    def __call__(self, t: float) -> float:
+        starts = self._starts
+        if starts is None:
+            self.needs(None, "boundaries")
+        i = bisect_right(starts, t) - 1
+        return self.parts[i](t - starts[i])
+
+    @property
+    def length(self):
+        last = self.parts[-1].length
+        if self._starts is None or type(last) is not int:
+            return None
+        return self._starts[-1] + last
+
+    def bounds(self):
+        lows, highs = zip(*(p.bounds() for p in self.parts))
+        return (min(lows), max(highs))
+
+    def _resolve(self, run: Run, rest: int | None) -> Schedule:
+        n = len(self.parts)
+        if self.boundaries:
+            bounds = [run.steps(b, "seq boundary") for b in self.boundaries]
+            _check_increasing(bounds)
+            spans: list[int | None] = [b - a for a, b in zip([0, *bounds], bounds)]
+            spans.append(None if rest is None else rest - bounds[-1])
+            if spans[-1] is not None and spans[-1] < 0:
+                raise ValueError(
+                    f"seq boundary {self.boundaries[-1]!r} (step {bounds[-1]}) lies past the end"
+                    f" of the run ({rest} steps)"
+                )
+            parts = [p._resolve(run, s) for p, s in zip(self.parts, spans)]
+        else:
+            parts = [p._resolve(run, None) for p in self.parts]
+            lengths = [p.length for p in parts]
+            open_ = [i for i, n in enumerate(lengths) if n is None]
+            if len(open_) > 1 or (open_ and open_[0] != n - 1 and rest is None):
+                i = open_[0] if rest is None else open_[1]
+                raise ValueError(
+                    f"seq part {i + 1} ({self.parts[i]!r}) has no length, so the parts after it"
+                    " cannot start: give it steps=N (or a fraction like '20%'), or give the seq"
+                    " boundaries=[...]"
+                )
+            if open_ and rest is not None:
+                i = open_[0]
+                span = rest - sum(lengths[:i]) - sum(lengths[i + 1 :])
+                if span < 0:
+                    raise ValueError(
+                        f"the parts of {self!r} with a length take {rest - span} steps, more than"
+                        f" the run's {rest}"
+                    )
+                parts[i] = self.parts[i]._resolve(run, span)
+            if any(type(p.length) is not int for p in parts[:-1]):
+                # a part that took the rest but has no length field of its own: keep the
+                # resolved boundaries explicit so the text form still says where parts begin
+                starts = [0]
+                for i, p in enumerate(parts[:-1]):
+                    starts.append(starts[-1] + (p.length if p.length is not None else span))
+                return Sequence(tuple(parts), tuple(starts[1:]))
+            return Sequence(tuple(parts))
+        return Sequence(tuple(parts), tuple(bounds))
+
+    def __repr__(self) -> str:
+        if self.boundaries:
+            inner = ", ".join(repr(p) for p in self.parts)
+            bounds = ", ".join(str(b) for b in self.boundaries)
+            return f"seq({inner}, boundaries=[{bounds}])"
+        return " >> ".join(_wrap(p, 1) for p in self.parts)
+
+
+@register("product")
+@dataclass(frozen=True, repr=False)
+class Product(Schedule):
+    """The product of several schedules' values at the same step.
+
+    formula: prod(p(t) for p in parts)
+    """
+
+    parts: tuple[Schedule, ...] = ()
+    _varargs = "parts"
+    _precedence = 2
+
+    def __post_init__(self):
+        object.__setattr__(self, "parts", _schedules(self.parts, "product parts"))
+
+    def __call__(self, t: float) -> float:
+        value = 1.0
+        for p in self.parts:
+            value *= p(t)
+        return value
+
+    @property
+    def length(self):
+        return _max_length(self.parts)
+
+    def bounds(self):
+        lo, hi = 1.0, 1.0
+        for p in self.parts:
+            a, b = p.bounds()
+            lo, hi = lo * a, hi * b if not (hi == 0 or b == 0) else 0.0
+        return (lo, hi)
+
+    def __repr__(self) -> str:
+        return " * ".join(_wrap(p, 2) for p in self.parts)
+
+
+@register("scale")
+@dataclass(frozen=True, repr=False)
+class Scale(Schedule):
+    """A schedule multiplied by a constant ``factor``.
+
+    formula: factor * schedule(t)
+    """
+
+    schedule: Schedule = field(default_factory=Constant)
+    factor: float = 1.0
+    _precedence = 2
+
+    def __post_init__(self):
+        object.__setattr__(self, "schedule", as_schedule(self.schedule, "scale schedule"))
+        object.__setattr__(self, "factor", check_positive(self.factor, "scale factor", zero=True))
+
+    def __call__(self, t: float) -> float:
+        return self.factor * self.schedule(t)
+
+    @property
+    def length(self):
+        return self.schedule.length
+
+    def bounds(self):
+        lo, hi = self.schedule.bounds()
+        return (self.factor * lo, self.factor * hi if self.factor else 0.0)
+
+    def __repr__(self) -> str:
+        return f"{self.factor!r} * {_wrap(self.schedule, 2)}"
+
+
+@register("clip")
+@dataclass(frozen=True, repr=False)
+class Clip(Schedule):
+    """A schedule's values kept within ``[lo, hi]``.
+
+    formula: min(max(schedule(t), lo), hi)
+    """
+
+    schedule: Schedule = field(default_factory=Constant)
+    lo: float = 0.0
+    hi: float = math.inf
+
+    def __post_init__(self):
+        object.__setattr__(self, "schedule", as_schedule(self.schedule, "clip schedule"))
+        lo = check_positive(self.lo, "clip lo", zero=True)
+        if not (isinstance(self.hi, int | float) and self.hi >= lo):
+            raise ValueError(f"clip hi must be a number >= lo ({lo!r}), got {self.hi!r}")
+        object.__setattr__(self, "lo", lo)
+        object.__setattr__(self, "hi", float(self.hi))
+
+    @classmethod
+    def _positional(cls):
+        return ("schedule",)
+
+    def __call__(self, t: float) -> float:
+        return min(max(self.schedule(t), self.lo), self.hi)
+
+    @property
+    def length(self):
+        return self.schedule.length
+
+    def bounds(self):
+        lo, hi = self.schedule.bounds()
+        return (min(max(lo, self.lo), self.hi), min(max(hi, self.lo), self.hi))
+
+
+@register("min")
+@dataclass(frozen=True, repr=False)
+class Minimum(Schedule):
+    """The lowest of several schedules' values at each step.
+
+    formula: min(p(t) for p in parts)
+    """
+
+    parts: tuple[Schedule, ...] = ()
+    _varargs = "parts"
+
+    def __post_init__(self):
+        object.__setattr__(self, "parts", _schedules(self.parts, "min parts"))
+
+    def __call__(self, t: float) -> float:
+        return min(p(t) for p in self.parts)
+
+    @property
+    def length(self):
+        return _max_length(self.parts)
+
+    def bounds(self):
+        lows, highs = zip(*(p.bounds() for p in self.parts))
+        return (min(lows), min(highs))
+
+    def __repr__(self) -> str:
+        return f"min({', '.join(repr(p) for p in self.parts)})"
+
+
+@register("max")
+@dataclass(frozen=True, repr=False)
+class Maximum(Minimum):
+    """The highest of several schedules' values at each step.
+
+    formula: max(p(t) for p in parts)
+    """
+
+    def __call__(self, t: float) -> float:
+        return max(p(t) for p in self.parts)
+
+    def bounds(self):
+        lows, highs = zip(*(p.bounds() for p in self.parts))
+        return (max(lows), max(highs))
+
+    def __repr__(self) -> str:
+        return f"max({', '.join(repr(p) for p in self.parts)})"
+
+
+@register("repeat")
+@dataclass(frozen=True, repr=False)
+class Repeat(Schedule):
+    """A finite schedule played ``times`` times (forever when ``times`` is None), then held.
+
+    formula: schedule(t mod L) for t < times * L, with L = schedule.length
+    """
+
+    schedule: Schedule = field(default_factory=Constant)
+    times: int | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "schedule", as_schedule(self.schedule, "repeat schedule"))
+        if self.times is not None:
+            if isinstance(self.times, bool) or not isinstance(self.times, int) or self.times < 1:
+                raise ValueError(f"repeat times must be a whole number >= 1, got {self.times!r}")
+
+    @classmethod
+    def _positional(cls):
+        return ("schedule", "times")
+
+    def _resolve(self, run: Run, rest: int | None) -> Schedule:
+        inner_rest = rest // self.times if (rest is not None and self.times) else None
+        return Repeat(self.schedule._resolve(run, inner_rest), self.times)
+
+    def __call__(self, t: float) -> float:
+        n = self.needs(self.schedule.length, "length (its schedule needs steps)")
+        if self.times is not None and t >= self.times * n:
+            return self.schedule(n)
+        return self.schedule(t % n)
+
+    @property
+    def length(self):
+        n = self.schedule.length
+        return n * self.times if (type(n) is int and self.times) else None
+
+    def bounds(self):
+        return self.schedule.bounds()
+
+
+@register("stretch")
+@dataclass(frozen=True, repr=False)
+class Stretch(Schedule):
+    """A finite schedule's time axis rescaled so that it lasts ``steps`` instead of its length.
+
+    formula: schedule(t * L / steps), with L = schedule.length
+    """
+
+    schedule: Schedule = field(default_factory=Constant)
+    steps: Length | None = length_field(rest=True)
+
+    def __post_init__(self):
+        object.__setattr__(self, "schedule", as_schedule(self.schedule, "stretch schedule"))
+        if self.steps is not None:
+            object.__setattr__(self, "steps", check_length(self.steps, "stretch steps"))
+
+    @classmethod
+    def _positional(cls):
+        return ("schedule", "steps")
+
+    def _resolve(self, run: Run, rest: int | None) -> Schedule:
+        steps = rest if self.steps is None else run.steps(self.steps, "stretch steps")
+        return Stretch(self.schedule._resolve(run, None), steps)
+
+    def __call__(self, t: float) -> float:
+        n = self.needs(self.schedule.length, "length (its schedule needs steps)")
+        return self.schedule(t * n / self.needs(self.steps))
+
+    def bounds(self):
+        return self.schedule.bounds()
+
+
+def _check_increasing(bounds: list[int]) -> None:
+    prev = 0
+    for b in bounds:
+        if b <= prev:
+            raise ValueError(
+                f"seq boundaries must be increasing steps above 0, got {list(bounds)!r}"
+            )
+        prev = b
+
+
+def _max_length(parts: tuple[Schedule, ...]) -> int | None:
+    lengths = [p.length for p in parts]
+    if any(type(n) is not int for n in lengths if n is not None):
+        return None
+    known = [n for n in lengths if n is not None]
+    return max(known) if known else None
+
+
+def _wrap(s: Schedule, precedence: int) -> str:
+    """``repr(s)``, in parentheses where it binds less tightly than its place needs."""
+    own = 3 if isinstance(s, Sequence) and s.boundaries else s._precedence
+    return f"({s!r})" if own < precedence else repr(s)
+
+
+# -- functions that read like the algebra -------------------------------------------------
+def sequence(*parts: Any, boundaries: list[Length] | tuple[Length, ...] = ()) -> Schedule:
+    """``sequence(a, b, c)`` is ``a >> b >> c``; nested plain sequences are flattened."""
+    flat: list[Schedule] = []
+    for p in parts:
+        s = as_schedule(p, "seq part")
+        if isinstance(s, Sequence) and not s.boundaries and not boundaries:
+            flat.extend(s.parts)
+        else:
+            flat.append(s)
+    return Sequence(tuple(flat), tuple(boundaries))
+
+
+seq = sequence
+
+
+def product(*parts: Any) -> Schedule:
+    """``product(a, b)`` is ``a * b``; a number makes a ``scale``; nested products flatten."""
+    factor = 1.0
+    flat: list[Schedule] = []
+    for p in parts:
+        if isinstance(p, int | float) and not isinstance(p, bool):
+            factor *= check_positive(p, "a factor", zero=True)
+            continue
+        s = as_schedule(p, "product part")
+        if isinstance(s, Scale):
+            factor *= s.factor
+            s = s.schedule
+        flat.extend(s.parts if isinstance(s, Product) else (s,))
+    if not flat:
+        raise ValueError("a product needs at least one schedule")
+    inner = flat[0] if len(flat) == 1 else Product(tuple(flat))
+    return inner if factor == 1.0 and not any(isinstance(p, int | float) for p in parts) else Scale(inner, factor)
+
+
+def scale(schedule: Any, factor: float) -> Schedule:
+    return Scale(as_schedule(schedule), factor)
+
+
+def clip(schedule: Any, lo: float = 0.0, hi: float = math.inf) -> Schedule:
+    return Clip(as_schedule(schedule), lo, hi)
+
+
+def minimum(*parts: Any) -> Schedule:
+    return Minimum(tuple(parts))
+
+
+def maximum(*parts: Any) -> Schedule:
+    return Maximum(tuple(parts))
+
+
+def repeat(schedule: Any, times: int | None = None) -> Schedule:
+    return Repeat(as_schedule(schedule), times)
+
+
+def stretch(schedule: Any, steps: Length | None = None) -> Schedule:
+    return Stretch(as_schedule(schedule), steps)
+
+
+__all__ = [
+    "Sequence", "Product", "Scale", "Clip", "Minimum", "Maximum", "Repeat", "Stretch",
+    "sequence", "seq", "product", "scale", "clip", "minimum", "maximum", "repeat", "stretch",
+    "as_schedule",
+]
