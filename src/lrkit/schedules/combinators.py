@@ -27,9 +27,11 @@ from .catalogue import Constant
 
 
 def as_schedule(value: Any, what: str = "part") -> Schedule:
-    """A Schedule as is; a number as ``constant(number)``; anything else a ValueError."""
+    """A Schedule as is; a schedule class with its defaults; a number as ``constant(number)``; anything else a ValueError."""
     if isinstance(value, Schedule):
         return value
+    if isinstance(value, type) and issubclass(value, Schedule):
+        return value()  # a bare name, as in the text form: `warmup(10) >> cosine`
     if isinstance(value, int | float) and not isinstance(value, bool):
         return Constant(float(value))
     if isinstance(value, str):
@@ -140,7 +142,7 @@ class Sequence(Schedule):
                 # a part that took the rest but has no length field of its own: keep the
                 # resolved boundaries explicit so the text form still says where parts begin
                 starts = [0]
-                for i, p in enumerate(parts[:-1]):
+                for p in parts[:-1]:
                     starts.append(starts[-1] + (p.length if p.length is not None else span))
                 return Sequence(tuple(parts), tuple(starts[1:]))
             return Sequence(tuple(parts))

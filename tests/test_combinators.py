@@ -1,0 +1,193 @@
+"""Combinators: sequence boundaries, rest-of-run filling, product/scale algebra, errors."""
+
+import math
+
+import pytest
+
+from lrkit.schedules import (
+    Product,
+    Scale,
+    Sequence,
+    clip,
+    constant,
+    cosine,
+    from_dict,
+    linear,
+    maximum,
+    minimum,
+    repeat,
+    seq,
+    stretch,
+    warmup,
+)
+
+
+def test_sequence_switches_parts_at_their_lengths():
+    s = warmup(10) >> constant(0.5, 5) >> linear(10, start=0.5, to=0.0)
+    assert s(0) == 0.0 and s(5) == 0.5 and s(9) == pytest.approx(0.9)
+    assert s(10) == 0.5 and s(14) == 0.5
+    assert s(15) == 0.5 and s(20) == pytest.approx(0.25) and s(25) == 0.0
+    assert s.length == 25
+
+
+def test_sequence_part_sees_its_local_step():
+    s = constant(1.0, 100) >> cosine(100)
+    assert s(100) == cosine(100)(0)
+    assert s(150) == pytest.approx(cosine(100)(50))
+
+
+def test_sequence_holds_last_value_past_the_end():
+    s = warmup(10) >> cosine(10, to=0.1)
+    assert s(10_000) == pytest.approx(0.1)
+
+
+def test_fraction_lengths_resolve_against_the_run():
+    s = (warmup("5%") >> cosine(to=0.1)).resolve(total_steps=1000)
+    assert s == warmup(50) >> cosine(950, to=0.1)
+
+
+def test_epoch_lengths_resolve_with_steps_per_epoch():
+    s = (warmup("2ep") >> cosine).resolve(total_steps=100, steps_per_epoch=10)
+    assert s.parts[0].steps == 20 and s.parts[1].steps == 80
+
+
+def test_one_part_without_length_takes_what_the_others_leave():
+    s = (warmup(10) >> cosine >> constant(0.01, "10%")).resolve(total_steps=200)
+    assert [p.length for p in s.parts] == [10, 170, 20]
+    assert s.length == 200
+
+
+def test_two_parts_without_length_are_an_error_naming_the_part():
+    with pytest.raises(ValueError, match="has no length"):
+        (cosine() >> cosine >> constant(0.1)).resolve(total_steps=100)
+
+
+def test_fraction_without_total_steps_is_an_error():
+    with pytest.raises(ValueError, match="total steps are unknown"):
+        warmup("5%").resolve()
+
+
+def test_epochs_without_steps_per_epoch_is_an_error():
+    with pytest.raises(ValueError, match="steps per epoch are unknown"):
+        warmup("1ep").resolve(total_steps=10)
+
+
+def test_fixed_parts_longer_than_the_run_is_an_error():
+    with pytest.raises(ValueError, match="more than"):
+        (warmup(80) >> cosine >> constant(0.1, 50)).resolve(total_steps=100)
+
+
+def test_calling_an_unresolved_schedule_says_what_to_do():
+    with pytest.raises(ValueError, match="resolve"):
+        (warmup("5%") >> cosine)(3)
+
+
+def test_explicit_boundaries_accept_steps_and_fractions():
+    s = seq(constant(1.0), constant(0.1), constant(0.01), boundaries=[10, "50%"]).resolve(100)
+    assert [s(9), s(10), s(49), s(50), s(99)] == [1.0, 0.1, 0.1, 0.01, 0.01]
+
+
+@pytest.mark.parametrize("bounds", [[20, 10], [10, 10]])
+def test_boundaries_out_of_order_are_an_error(bounds):
+    with pytest.raises(ValueError, match="increasing"):
+        seq(constant(1.0), constant(0.5), constant(0.1), boundaries=bounds)
+
+
+def test_boundary_at_step_zero_is_an_error():
+    with pytest.raises(ValueError, match="seq boundary must be >= 1, got 0"):
+        seq(constant(1.0), constant(0.5), boundaries=[0])
+
+
+def test_boundaries_count_must_match_parts():
+    with pytest.raises(ValueError, match="needs 1 boundaries, got 2"):
+        seq(constant(1.0), constant(0.5), boundaries=[10, 20])
+
+
+def test_boundary_past_the_end_of_the_run_is_an_error():
+    with pytest.raises(ValueError, match="past the end"):
+        seq(constant(1.0), constant(0.5), boundaries=[200]).resolve(total_steps=100)
+
+
+def test_infinite_middle_part_keeps_an_explicit_boundary_after_resolve():
+    from lrkit.schedules import constant as c
+
+    s = (warmup(10) >> c(0.5) >> c(0.1, 10)).resolve(total_steps=100)
+    assert s(10) == 0.5 and s(89) == 0.5 and s(90) == 0.1
+    assert from_dict(s.to_dict()) == s
+
+
+def test_product_multiplies_values_and_flattens():
+    s = warmup(10) * cosine(100) * constant(0.5)
+    assert isinstance(s, Product) and len(s.parts) == 3
+    assert s(5) == pytest.approx(0.5 * cosine(100)(5) * 0.5)
+
+
+def test_number_times_schedule_is_a_scale():
+    s = 0.5 * cosine(10)
+    assert isinstance(s, Scale) and s(0) == 0.5
+    assert 2 * (0.5 * cosine(10)) == cosine(10) * 1.0
+
+
+def test_product_binds_tighter_than_sequence_in_repr():
+    s = (warmup(10) >> cosine(10)) * constant(0.5)
+    assert repr(s) == "(warmup(10) >> cosine(10)) * constant(0.5)"
+    assert repr(warmup(10) >> cosine(10) * constant(0.5)) == "warmup(10) >> cosine(10) * constant(0.5)"
+
+
+def test_clip_min_max():
+    c = cosine(100)
+    assert clip(c, lo=0.2, hi=0.8)(0) == 0.8 and clip(c, lo=0.2)(100) == 0.2
+    assert minimum(c, constant(0.5))(0) == 0.5
+    assert maximum(c, constant(0.5))(100) == 0.5
+
+
+def test_clip_rejects_hi_below_lo():
+    with pytest.raises(ValueError, match="clip hi"):
+        clip(cosine(10), lo=0.5, hi=0.1)
+
+
+def test_repeat_plays_the_schedule_again_then_holds():
+    r = repeat(linear(10), 2)
+    assert r(0) == 1.0 and r(10) == 1.0 and r(15) == 0.5 and r(25) == 0.0
+    assert r.length == 20
+    assert repeat(linear(10))(1005) == 0.5
+
+
+def test_repeat_rejects_zero_times():
+    with pytest.raises(ValueError, match="repeat times"):
+        repeat(linear(10), 0)
+
+
+def test_stretch_rescales_time():
+    s = stretch(linear(10), 100)
+    assert s(50) == pytest.approx(0.5) and s(100) == 0.0 and s.length == 100
+
+
+def test_stretch_to_the_rest_of_the_run():
+    s = stretch(warmup(10) >> cosine(90)).resolve(total_steps=1000)
+    assert s(100) == pytest.approx(1.0) and s(1000) == pytest.approx(0.0)
+
+
+def test_walk_visits_every_node():
+    s = warmup(10) >> cosine(10) * constant(0.5)
+    names = [n.name for n in s.walk()]
+    assert names == ["seq", "warmup", "product", "cosine", "constant"]
+
+
+def test_to_dict_round_trips_nested_schedules():
+    s = (warmup("5%") >> cosine(to=0.1)) * constant(0.5) >> constant(0.01, 10)
+    assert from_dict(s.to_dict()) == s
+
+
+def test_from_dict_names_an_unknown_type_and_argument():
+    with pytest.raises(ValueError, match="unknown schedule 'cosin'"):
+        from_dict({"type": "cosin"})
+    with pytest.raises(ValueError, match="cosine has no argument 'floor'"):
+        from_dict({"type": "cosine", "floor": 0.1})
+
+
+def test_sequence_is_hashable_and_equal_by_value():
+    a = warmup(10) >> cosine(10)
+    b = warmup(10) >> cosine(10)
+    assert a == b and hash(a) == hash(b) and isinstance(a, Sequence)
+    assert math.isclose(a(15), b(15))
