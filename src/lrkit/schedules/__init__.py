@@ -22,3 +22,5 @@ from .combinators import (
     sequence,
     stretch,
 )
+from .config import dump_schedule, load_schedule
+from .parse import ScheduleSyntaxError, parse
