@@ -23,4 +23,6 @@ from .combinators import (
     stretch,
 )
 from .config import dump_schedule, load_schedule
+from .driver import Driver
 from .parse import ScheduleSyntaxError, parse
+from .plateau import Plateau, plateau
