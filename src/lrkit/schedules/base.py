@@ -320,6 +320,7 @@ def _to_plain(value: Any) -> Any:
 
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+_WORDS = ("true", "false", "none", "inf", "nan")  # read as values, so quoted as strings
 
 
 def _to_text(value: Any) -> str:
@@ -335,7 +336,7 @@ def _to_text(value: Any) -> str:
     if isinstance(value, str):
         if _PERCENT.match(value) or _EPOCHS.match(value):
             return value
-        if _IDENT.match(value) and value not in REGISTRY and value not in ("true", "false"):
+        if _IDENT.match(value) and value not in REGISTRY and value not in _WORDS:
             return value
         return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
     return repr(value)

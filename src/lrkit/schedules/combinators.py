@@ -149,10 +149,11 @@ class Sequence(Schedule):
         return Sequence(tuple(parts), tuple(bounds))
 
     def __repr__(self) -> str:
-        if self.boundaries:
+        nested = any(isinstance(p, Sequence) and not p.boundaries for p in self.parts)
+        if self.boundaries or nested or len(self.parts) < 2:  # `>>` would flatten these
             inner = ", ".join(repr(p) for p in self.parts)
             bounds = ", ".join(str(b) for b in self.boundaries)
-            return f"seq({inner}, boundaries=[{bounds}])"
+            return f"seq({inner}, boundaries=[{bounds}])" if bounds else f"seq({inner})"
         return " >> ".join(_wrap(p, 1) for p in self.parts)
 
 
@@ -189,6 +190,8 @@ class Product(Schedule):
         return (lo, hi)
 
     def __repr__(self) -> str:
+        if not _plain_product(self):  # `*` would flatten or merge these parts
+            return f"product({', '.join(repr(p) for p in self.parts)})"
         return " * ".join(_wrap(p, 2) for p in self.parts)
 
 
@@ -220,7 +223,10 @@ class Scale(Schedule):
         return (self.factor * lo, self.factor * hi if self.factor else 0.0)
 
     def __repr__(self) -> str:
-        return f"{self.factor!r} * {_wrap(self.schedule, 2)}"
+        inner = self.schedule
+        if isinstance(inner, Scale) or (isinstance(inner, Product) and not _plain_product(inner)):
+            return f"scale({inner!r}, {self.factor!r})"  # `*` would merge the factors
+        return f"{self.factor!r} * {_wrap(inner, 2)}"
 
 
 @register("clip")
@@ -395,6 +401,11 @@ def _max_length(parts: tuple[Schedule, ...]) -> int | None:
         return None
     known = [n for n in lengths if n is not None]
     return max(known) if known else None
+
+
+def _plain_product(p: Product) -> bool:
+    """Whether ``a * b * ...`` rebuilds exactly this product (`product` flattens and merges)."""
+    return len(p.parts) >= 2 and not any(isinstance(q, Product | Scale) for q in p.parts)
 
 
 def _wrap(s: Schedule, precedence: int) -> str:
