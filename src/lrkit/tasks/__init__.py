@@ -1,0 +1,28 @@
+"""Tasks: a model, its optimizer, loss, data and metric, built reproducibly from plain parts.
+
+Bundled tasks (data shipped inside installed packages, no downloads; each trains in seconds):
+``digits-mlp`` (the default), ``digits-cnn``, ``wine-mlp``, ``diabetes-mlp``, ``pychar-gru``.
+"""
+
+from . import pychar, sklearn_tasks  # noqa: F401  (registers the bundled tasks)
+from .data import accuracy, r2, rmse, split_indices, tensor_loader
+from .registry import DEFAULT_TASK, TASKS, get_task, list_tasks, register_task
+from .task import Metric, Task, adamw, check_lr, seed_everything
+
+__all__ = [
+    "Task",
+    "Metric",
+    "get_task",
+    "list_tasks",
+    "register_task",
+    "TASKS",
+    "DEFAULT_TASK",
+    "tensor_loader",
+    "split_indices",
+    "accuracy",
+    "rmse",
+    "r2",
+    "adamw",
+    "check_lr",
+    "seed_everything",
+]

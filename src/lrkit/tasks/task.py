@@ -1,0 +1,239 @@
+"""The Task: everything a training run needs, built from plain parts, no subclassing.
+
+A task holds *factories* (``make_model``, ``make_optimizer``, ``make_train_loader``,
+``make_val_loader``), the loss (a ``criterion`` on ``(x, y)`` batches, or a ``step_fn``), a
+:class:`Metric`, and the run's defaults (``epochs``, ``lr``, ``seed``). The ``build_*`` methods
+call the factories reproducibly: the same seed gives the same model and the same data.
+
+>>> import torch
+>>> from torch import nn
+>>> from lrkit.tasks import Task, tensor_loader
+>>> x, y = torch.randn(64, 3), torch.randint(0, 2, (64,))
+>>> task = Task(
+...     name="toy",
+...     make_model=lambda: nn.Linear(3, 2),
+...     make_train_loader=lambda: tensor_loader(x, y, batch_size=16, shuffle=True),
+...     make_val_loader=lambda: tensor_loader(x, y, batch_size=64),
+... )
+>>> model = task.build_model()
+>>> task.build_optimizer(model, lr=0.01).param_groups[0]["lr"]
+0.01
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+Params = Iterable[torch.Tensor] | Iterable[dict[str, Any]]
+StepFn = Callable[[nn.Module, Any], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """How a task is scored on its validation data: ``fn(model, val_loader) -> float``.
+
+    ``higher_is_better`` says which way is better (accuracy: True; a loss or RMSE: False).
+    ``fn=None`` means the task's own validation loss (the default metric of a task).
+    """
+
+    name: str
+    fn: Callable[[nn.Module, Iterable], float] | None
+    higher_is_better: bool = True
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"a metric name must be a non-empty string, got {self.name!r}")
+        if self.fn is not None and not callable(self.fn):
+            raise TypeError(f"metric {self.name!r}: fn must be callable, got {self.fn!r}")
+
+    def better(self, a: float, b: float) -> bool:
+        """True when value ``a`` is strictly better than ``b`` (NaN is never better)."""
+        if math.isnan(a):
+            return False
+        if math.isnan(b):
+            return True
+        return a > b if self.higher_is_better else a < b
+
+    def best(self, values: Iterable[float]) -> float | None:
+        """The best of ``values`` (None when there are none)."""
+        out = None
+        for v in values:
+            if out is None or self.better(v, out):
+                out = v
+        return out
+
+
+def adamw(params: Params, lr: float) -> torch.optim.Optimizer:
+    """The default optimizer factory: ``torch.optim.AdamW(params, lr=lr)``."""
+    return torch.optim.AdamW(params, lr=lr)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global random number generators."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def default_step(criterion: Callable) -> StepFn:
+    """The step function for ``(x, y)`` batches: ``criterion(model(x), y)``."""
+
+    def step_fn(model: nn.Module, batch: Any) -> torch.Tensor:
+        x, y = batch
+        return criterion(model(x), y)
+
+    return step_fn
+
+
+@dataclass(frozen=True)
+class Task:
+    """A model, its optimizer, loss, data and metric: what ``fit`` and the CLI train.
+
+    - ``make_model()`` returns a fresh ``nn.Module``;
+    - ``make_optimizer(params, lr)`` returns an optimizer; ``params`` is ``model.parameters()``
+      or a list of param-group dicts (default: AdamW);
+    - ``make_train_loader()`` / ``make_val_loader()`` return iterables of batches with a
+      ``len()`` (DataLoaders);
+    - the loss of a batch is ``step_fn(model, batch)`` when given, else
+      ``criterion(model(x), y)`` on ``(x, y)`` batches (default criterion: cross-entropy);
+    - ``metric`` scores the model on the validation data (default: validation loss, lower
+      is better);
+    - ``epochs``, ``lr`` and ``seed`` are the run's defaults.
+    """
+
+    name: str
+    make_model: Callable[[], nn.Module]
+    make_train_loader: Callable[[], Iterable]
+    make_val_loader: Callable[[], Iterable]
+    make_optimizer: Callable[[Params, float], torch.optim.Optimizer] = adamw
+    criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy
+    step_fn: StepFn | None = None
+    metric: Metric | None = None
+    epochs: int = 10
+    lr: float = 1e-3
+    seed: int = 0
+    description: str = ""
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"a task name must be a non-empty string, got {self.name!r}")
+        for field in ("make_model", "make_train_loader", "make_val_loader", "make_optimizer"):
+            if not callable(getattr(self, field)):
+                raise TypeError(
+                    f"task {self.name!r}: {field} must be callable, got {getattr(self, field)!r}"
+                )
+        if self.step_fn is not None and not callable(self.step_fn):
+            raise TypeError(f"task {self.name!r}: step_fn must be callable, got {self.step_fn!r}")
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
+            raise ValueError(
+                f"task {self.name!r}: epochs must be a whole number >= 1, got {self.epochs!r}"
+            )
+        check_lr(self.lr, f"task {self.name!r}: lr")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ValueError(f"task {self.name!r}: seed must be a whole number, got {self.seed!r}")
+        if self.metric is None:
+            object.__setattr__(self, "metric", Metric("val_loss", None, higher_is_better=False))
+        elif not isinstance(self.metric, Metric):
+            raise TypeError(f"task {self.name!r}: metric must be a Metric, got {self.metric!r}")
+
+    @property
+    def summary(self) -> str:
+        """One line: the description, the metric and the defaults."""
+        metric = self.metric
+        way = "higher" if metric.higher_is_better else "lower"
+        text = f"{self.description}; " if self.description else ""
+        return f"{text}metric {metric.name} ({way} is better), {self.epochs} epochs, lr {self.lr:g}"
+
+    # -- building, reproducibly ------------------------------------------------------
+    def build_model(self, seed: int | None = None) -> nn.Module:
+        """A fresh model whose initial weights depend only on ``seed`` (default: the task's)."""
+        seed_everything(self.seed if seed is None else seed)
+        return self.make_model()
+
+    def build_optimizer(
+        self, model: nn.Module | Params, lr: float | None = None
+    ) -> torch.optim.Optimizer:
+        """The task's optimizer over ``model``'s parameters (or given param groups) at ``lr``."""
+        lr = self.lr if lr is None else check_lr(lr, "lr")
+        params = model.parameters() if isinstance(model, nn.Module) else model
+        return self.make_optimizer(params, lr)
+
+    def build_loaders(self, seed: int | None = None) -> tuple[Iterable, Iterable]:
+        """``(train_loader, val_loader)``, built after seeding with ``seed``."""
+        seed_everything(self.seed if seed is None else seed)
+        train, val = self.make_train_loader(), self.make_val_loader()
+        for what, loader in (("train", train), ("validation", val)):
+            if not hasattr(loader, "__len__"):
+                raise TypeError(
+                    f"task {self.name!r}: the {what} loader must have a len() (a DataLoader),"
+                    f" got {type(loader).__name__}"
+                )
+        if len(train) == 0:
+            raise ValueError(f"task {self.name!r}: the train loader has no batches")
+        return train, val
+
+    # -- using -----------------------------------------------------------------------
+    def loss(self, model: nn.Module, batch: Any) -> torch.Tensor:
+        """The scalar loss of one batch: ``step_fn(model, batch)`` or the criterion on (x, y)."""
+        if self.step_fn is not None:
+            return self.step_fn(model, batch)
+        x, y = batch
+        return self.criterion(model(x), y)
+
+    def mean_loss(self, model: nn.Module, loader: Iterable) -> float:
+        """The loss averaged over ``loader``'s batches, weighted by batch size; no gradients."""
+        total, count = torch.zeros(()), 0
+        with torch.no_grad():
+            for batch in loader:
+                n = _batch_size(batch)
+                total += self.loss(model, batch).detach().float().cpu() * n
+                count += n
+        return float(total) / max(count, 1)
+
+    def validate(self, model: nn.Module, loader: Iterable) -> tuple[float, float]:
+        """``(metric, val_loss)`` of ``model`` on ``loader``, in eval mode without gradients.
+
+        The model is left in eval mode; the training loop sets train mode again.
+        """
+        model.eval()
+        val_loss = self.mean_loss(model, loader)
+        if self.metric.fn is None:
+            return val_loss, val_loss
+        with torch.no_grad():
+            metric = float(self.metric.fn(model, loader))
+        return metric, val_loss
+
+
+def check_lr(lr: Any, what: str = "lr") -> float:
+    """A learning rate: a finite number > 0, as float; ValueError naming it otherwise."""
+    if isinstance(lr, bool) or not isinstance(lr, int | float) or not math.isfinite(lr) or lr <= 0:
+        raise ValueError(f"{what} must be a finite number > 0, got {lr!r}")
+    return float(lr)
+
+
+def _batch_size(batch: Any) -> int:
+    """Examples in a batch: the first dimension of its first tensor (1 when there is none)."""
+    for item in _leaves(batch):
+        if isinstance(item, torch.Tensor) and item.dim() > 0:
+            return int(item.shape[0])
+    return 1
+
+
+def _leaves(batch: Any) -> Iterator[Any]:
+    if isinstance(batch, dict):
+        for v in batch.values():
+            yield from _leaves(v)
+    elif isinstance(batch, list | tuple):
+        for v in batch:
+            yield from _leaves(v)
+    else:
+        yield batch
