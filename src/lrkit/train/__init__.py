@@ -1,0 +1,7 @@
+"""Train: one small training loop with events, returning a History."""
+
+from .callbacks import EVENTS, Callback, ProgressBar, State
+from .history import History
+from .loop import fit
+
+__all__ = ["fit", "History", "Callback", "State", "ProgressBar", "EVENTS"]

@@ -1,0 +1,142 @@
+"""Events of the training loop, the state they see, and the progress bar.
+
+A callback is any object with some of these methods, each called with the :class:`State`:
+
+==================== ==================================================================
+``on_train_start``   once, after model, optimizer, loaders and driver are built
+``on_after_backward`` every step, after ``loss.backward()``, before ``optimizer.step()``
+``on_after_step``    every step, after ``optimizer.step()`` and ``driver.step()``
+``on_epoch_end``     after the last training batch of an epoch, before validation
+``on_validation_end`` after validation: ``state.metric`` and ``state.val_loss`` are set
+``on_train_end``     once, when the run ends for any reason (see ``history.status``)
+==================== ==================================================================
+
+Setting ``state.stop = True`` in any event ends the run after the current step.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from .history import History
+
+EVENTS = (
+    "on_train_start",
+    "on_after_backward",
+    "on_after_step",
+    "on_epoch_end",
+    "on_validation_end",
+    "on_train_end",
+)
+
+
+@dataclass
+class State:
+    """What callbacks see. ``step`` counts updates done; ``epoch`` is 0-based.
+
+    ``loss`` is this step's loss as a detached tensor (``float(state.loss)`` reads it, at the
+    price of a device sync); ``metric``/``val_loss`` hold the last validation's values.
+    """
+
+    task: Any
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    driver: Any
+    history: History
+    train_loader: Iterable
+    val_loader: Iterable
+    total_steps: int
+    step: int = 0
+    epoch: int = 0
+    batch: Any = None
+    loss: torch.Tensor | None = None
+    metric: float | None = None
+    val_loss: float | None = None
+    stop: bool = False
+
+
+class Callback:
+    """A base with every event as a no-op; subclass and override the ones you need."""
+
+    def on_train_start(self, state: State) -> None: ...
+
+    def on_after_backward(self, state: State) -> None: ...
+
+    def on_after_step(self, state: State) -> None: ...
+
+    def on_epoch_end(self, state: State) -> None: ...
+
+    def on_validation_end(self, state: State) -> None: ...
+
+    def on_train_end(self, state: State) -> None: ...
+
+
+class Events:
+    """The callbacks' methods, looked up once per event so the hot loop calls only real ones."""
+
+    def __init__(self, callbacks: Iterable[Any]):
+        self.handlers = {
+            event: [getattr(cb, event) for cb in callbacks if callable(getattr(cb, event, None))]
+            for event in EVENTS
+        }
+
+    def __call__(self, event: str, state: State) -> None:
+        for handler in self.handlers[event]:
+            handler(state)
+
+
+class ProgressBar(Callback):
+    """A rich progress bar over all steps, showing the last loss and the first group's lr."""
+
+    def __init__(self):
+        self._progress = None
+
+    @staticmethod
+    def wanted(progress: bool | None) -> bool:
+        """``progress=None`` means: only when stdout is a terminal."""
+        return sys.stdout.isatty() if progress is None else bool(progress)
+
+    def on_train_start(self, state: State) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}  lr {task.fields[lr]}  {task.fields[metric]}"),
+            TimeRemainingColumn(),
+        )
+        self._bar = self._progress.add_task(
+            state.history.task, total=state.total_steps, loss="-", lr="-", metric=""
+        )
+        self._progress.start()
+
+    def on_after_step(self, state: State) -> None:
+        losses = state.history.loss
+        self._progress.update(
+            self._bar,
+            completed=state.step,
+            loss=f"{losses[-1]:.4f}" if losses else "-",
+            lr=f"{state.optimizer.param_groups[0]['lr']:.3g}",
+        )
+
+    def on_validation_end(self, state: State) -> None:
+        name = state.history.metric_name
+        self._progress.update(self._bar, metric=f"{name} {state.metric:.4g}")
+
+    def on_train_end(self, state: State) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
