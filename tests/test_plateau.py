@@ -196,3 +196,11 @@ def test_report_accepts_tensors_and_ints():
 def test_bad_settings_name_the_value(kw, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         Plateau(**kw)
+
+
+def test_text_form_round_trips_through_the_parser():
+    from lrkit.schedules import parse
+
+    s = warmup(100) >> cosine * plateau(patience=2, mode="max", threshold_mode="abs", min_scale=0.01)
+    assert parse(repr(s)) == s
+    assert isinstance(parse("cosine * plateau(factor=0.5)").parts[1], Plateau)
