@@ -1,7 +1,32 @@
 """Schedules: pure closed-form functions of the step, their algebra, text form and driver."""
 
 from .base import REGISTRY, Length, Run, Schedule, check_length, from_dict, register
-from .catalogue import Constant, Cosine, Linear, Warmup, constant, cosine, linear, warmup
+from .catalogue import (
+    WSD,
+    Constant,
+    Cosine,
+    Exponential,
+    InverseSqrt,
+    Linear,
+    MultiStep,
+    PiecewiseConstant,
+    PiecewiseLinear,
+    Polynomial,
+    Step,
+    Warmup,
+    constant,
+    cosine,
+    exponential,
+    inverse_sqrt,
+    linear,
+    multistep,
+    piecewise_constant,
+    piecewise_linear,
+    polynomial,
+    step,
+    warmup,
+    wsd,
+)
 from .combinators import (
     Clip,
     Maximum,
@@ -23,6 +48,16 @@ from .combinators import (
     stretch,
 )
 from .config import dump_schedule, load_schedule
+from .cyclic import (
+    CosineRestarts,
+    CycleMomentum,
+    Cyclical,
+    OneCycle,
+    cosine_restarts,
+    cycle_momentum,
+    cyclical,
+    one_cycle,
+)
 from .driver import Driver
 from .parse import ScheduleSyntaxError, parse
 from .plateau import Plateau, plateau

@@ -4,16 +4,85 @@ Conventions shared by every entry (see base.py):
 - values are multipliers of the base learning rate; peaks are 1.0;
 - ``steps`` is the schedule's length; ``None`` (where allowed) means "the rest of the run";
 - ``start`` is the first value and ``to`` the final one; past its length a schedule holds
-  its last value;
-- each docstring's first line after the summary is the formula, evaluated by a test.
+  its last value; schedules without a length (``step``, ``exponential``...) never stop;
+- ``gamma`` is a factor applied once per step or per milestone;
+- each docstring has a line ``formula: <python expression>`` in ``t`` and the fields,
+  possibly followed by ``where:`` lines that define its helper names; a test evaluates it.
+
+The cyclic family (``cosine_restarts``, ``cyclical``, ``one_cycle``) lives in cyclic.py.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from bisect import bisect_right
+from dataclasses import MISSING, dataclass, field
+from typing import Any
 
-from .base import Length, Schedule, check_length, check_positive, length_field, register
+from .base import (
+    Length,
+    Run,
+    Schedule,
+    check_choice,
+    check_length,
+    check_positive,
+    length_field,
+    lengths_field,
+    register,
+)
+
+
+# -- shared checks: each names the schedule and field, and stores the normalised value ------
+def _set(s: Schedule, name: str, value: Any) -> None:
+    object.__setattr__(s, name, value)
+
+
+def _length(s: Schedule, name: str, *, zero: bool = False) -> None:
+    """Normalise the length field ``name`` (``None`` is left alone: no length / the rest)."""
+    if getattr(s, name) is not None:
+        _set(s, name, check_length(getattr(s, name), f"{s.name} {name}", zero=zero))
+
+
+def _number(s: Schedule, *names: str, zero: bool = True) -> None:
+    """Normalise number fields to float: finite and >= 0 (> 0 without ``zero``)."""
+    for name in names:
+        _set(s, name, check_positive(getattr(s, name), f"{s.name} {name}", zero=zero))
+
+
+def _gamma(s: Schedule, name: str = "gamma", *, at_most_one: bool = False) -> None:
+    """A factor per step or milestone: > 0, and <= 1 where growth makes no sense."""
+    value = getattr(s, name)
+    ok = (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and 0 < value < math.inf
+        and (value <= 1 or not at_most_one)
+    )
+    if not ok:
+        accepted = "0 < x <= 1" if at_most_one else "a finite number > 0"
+        raise ValueError(f"{s.name} {name} must be {accepted}, got {value!r}")
+    _set(s, name, float(value))
+
+
+def _increasing(s: Schedule, name: str, values: tuple[Length, ...]) -> None:
+    """Whole-step values must increase strictly (lengths like '5%' are checked once resolved)."""
+    ints = [v for v in values if isinstance(v, int)]
+    if len(ints) == len(values) and any(b <= a for a, b in zip(ints, ints[1:])):
+        raise ValueError(f"{s.name} {name} must be increasing steps, got {list(values)!r}")
+
+
+def _milestones(s: Schedule, name: str) -> None:
+    """A non-empty, increasing list of lengths (milestones, boundaries), stored as a tuple."""
+    values = getattr(s, name)
+    if not isinstance(values, tuple | list) or not values:
+        raise ValueError(f"{s.name} {name} must be a non-empty list of steps, got {values!r}")
+    values = tuple(check_length(v, f"{s.name} {name}") for v in values)
+    _increasing(s, name, values)
+    _set(s, name, values)
+
+
+def _growth_bounds(gamma: float) -> tuple[float, float]:
+    return (0.0, 1.0) if gamma <= 1 else (1.0, math.inf)
 
 
 @register("constant")
@@ -28,9 +97,8 @@ class Constant(Schedule):
     steps: Length | None = length_field()
 
     def __post_init__(self):
-        check_positive(self.value, f"{self.name} value", zero=True)
-        if self.steps is not None:
-            object.__setattr__(self, "steps", check_length(self.steps, f"{self.name} steps"))
+        _number(self, "value")
+        _length(self, "steps")
 
     @classmethod
     def _positional(cls):
@@ -46,7 +114,7 @@ class Constant(Schedule):
 @register("linear")
 @dataclass(frozen=True, repr=False)
 class Linear(Schedule):
-    """Straight line from ``start`` to ``to`` over ``steps``, then hold.
+    """Straight line from ``start`` to ``to`` over ``steps``, then hold (torch's LinearLR).
 
     formula: start + (to - start) * min(t, steps) / steps
     """
@@ -56,10 +124,8 @@ class Linear(Schedule):
     to: float = 0.0
 
     def __post_init__(self):
-        if self.steps is not None:
-            object.__setattr__(self, "steps", check_length(self.steps, f"{self.name} steps"))
-        check_positive(self.start, f"{self.name} start", zero=True)
-        check_positive(self.to, f"{self.name} to", zero=True)
+        _length(self, "steps")
+        _number(self, "start", "to")
 
     @classmethod
     def _positional(cls):
@@ -92,6 +158,8 @@ class Cosine(Schedule):
     """Half a cosine from ``start`` down to the floor ``to`` over ``steps``, then hold.
 
     formula: to + (start - to) * (1 + cos(pi * min(t, steps) / steps)) / 2
+
+    Unlike torch's CosineAnnealingLR, which rises again after ``T_max``, it holds ``to``.
     """
 
     steps: Length | None = length_field(rest=True)
@@ -99,10 +167,8 @@ class Cosine(Schedule):
     start: float = 1.0
 
     def __post_init__(self):
-        if self.steps is not None:
-            object.__setattr__(self, "steps", check_length(self.steps, f"{self.name} steps"))
-        check_positive(self.start, f"{self.name} start", zero=True)
-        check_positive(self.to, f"{self.name} to", zero=True)
+        _length(self, "steps")
+        _number(self, "to", "start")
 
     @classmethod
     def _positional(cls):
@@ -116,7 +182,313 @@ class Cosine(Schedule):
         return (min(self.start, self.to), max(self.start, self.to))
 
 
+@register("polynomial")
+@dataclass(frozen=True, repr=False)
+class Polynomial(Schedule):
+    """Polynomial decay from ``start`` to ``to`` over ``steps``, then hold (torch's PolynomialLR).
+
+    formula: to + (start - to) * (1 - min(t, steps) / steps) ** power
+
+    ``power=1`` is a straight line, ``power=2`` bends towards ``to`` early.
+    """
+
+    steps: Length | None = length_field(rest=True)
+    power: float = 1.0
+    to: float = 0.0
+    start: float = 1.0
+
+    def __post_init__(self):
+        _length(self, "steps")
+        _number(self, "power", zero=False)
+        _number(self, "to", "start")
+
+    @classmethod
+    def _positional(cls):
+        return ("steps",)
+
+    def __call__(self, t: float) -> float:
+        n = self.needs(self.steps)
+        return self.to + (self.start - self.to) * (1.0 - min(t, n) / n) ** self.power
+
+    def bounds(self):
+        return (min(self.start, self.to), max(self.start, self.to))
+
+
+@register("step")
+@dataclass(frozen=True, repr=False)
+class Step(Schedule):
+    """Multiply by ``gamma`` every ``every`` steps, forever (torch's StepLR).
+
+    formula: gamma ** floor(t / every)
+    """
+
+    every: Length = length_field(MISSING)
+    gamma: float = 0.1
+
+    def __post_init__(self):
+        _set(self, "every", check_length(self.every, f"{self.name} every"))
+        _gamma(self)
+
+    @classmethod
+    def _positional(cls):
+        return ("every",)
+
+    def __call__(self, t: float) -> float:
+        return self.gamma ** math.floor(t / self.needs(self.every, "every"))
+
+    def bounds(self):
+        return _growth_bounds(self.gamma)
+
+
+@register("multistep")
+@dataclass(frozen=True, repr=False)
+class MultiStep(Schedule):
+    """Multiply by ``gamma`` at each of the increasing ``milestones`` (torch's MultiStepLR).
+
+    formula: gamma ** sum(t >= m for m in milestones)
+    """
+
+    milestones: tuple[Length, ...] = lengths_field(MISSING)
+    gamma: float = 0.1
+
+    def __post_init__(self):
+        _milestones(self, "milestones")
+        _gamma(self)
+
+    @classmethod
+    def _positional(cls):
+        return ("milestones",)
+
+    def __call__(self, t: float) -> float:
+        ms = [self.needs(m, "milestones") for m in self.milestones]
+        return self.gamma ** bisect_right(ms, t)
+
+    @property
+    def length(self):
+        return self.milestones[-1]
+
+    def bounds(self):
+        last = self.gamma ** len(self.milestones)
+        return (min(1.0, last), max(1.0, last))
+
+
+@register("exponential")
+@dataclass(frozen=True, repr=False)
+class Exponential(Schedule):
+    """Multiply by ``gamma`` every step, forever (torch's ExponentialLR); gamma > 1 grows.
+
+    formula: gamma ** t
+    """
+
+    gamma: float = 0.99
+
+    def __post_init__(self):
+        _gamma(self)
+
+    @classmethod
+    def _positional(cls):
+        return ("gamma",)
+
+    def __call__(self, t: float) -> float:
+        return self.gamma**t
+
+    def bounds(self):
+        return _growth_bounds(self.gamma)
+
+
+@register("inverse_sqrt")
+@dataclass(frozen=True, repr=False)
+class InverseSqrt(Schedule):
+    """Decay as one over the square root of time, forever; 1.0 at step 0.
+
+    formula: 1 / sqrt(1 + t / timescale)
+
+    ``warmup(w) >> inverse_sqrt(w)`` is the Noam / T5 schedule, ``min(t / w, sqrt(w / t))``.
+    """
+
+    timescale: Length = length_field(MISSING)
+
+    def __post_init__(self):
+        _set(self, "timescale", check_length(self.timescale, f"{self.name} timescale"))
+
+    @classmethod
+    def _positional(cls):
+        return ("timescale",)
+
+    def __call__(self, t: float) -> float:
+        return 1.0 / math.sqrt(1.0 + t / self.needs(self.timescale, "timescale"))
+
+    def bounds(self):
+        return (0.0, 1.0)
+
+
+_COOLDOWNS = ("linear", "cosine", "1-sqrt")
+
+
+@register("wsd")
+@dataclass(frozen=True, repr=False)
+class WSD(Schedule):
+    """Warmup-stable-decay: rise over ``warmup``, hold 1.0, cool down to ``to`` over ``decay``.
+
+    formula: t / warmup if t < warmup else to + (1 - to) * c
+    where: u = min(max(t - (steps - decay), 0) / decay, 1)
+    where: c = 1 - u if cooldown == 'linear' else (1 + cos(pi * u)) / 2 if cooldown == 'cosine' else 1 - sqrt(u)
+
+    The decay takes the last ``decay`` of the ``steps`` (a fraction like ``'20%'`` is of the
+    run, as everywhere). ``cooldown='1-sqrt'`` is the shape of Hägele et al. (2024).
+    """
+
+    steps: Length | None = length_field(rest=True)
+    warmup: Length = length_field(0, zero=True)
+    decay: Length = length_field("20%")
+    cooldown: str = "linear"
+    to: float = 0.0
+
+    def __post_init__(self):
+        _length(self, "steps")
+        _set(self, "warmup", check_length(self.warmup, f"{self.name} warmup", zero=True))
+        _set(self, "decay", check_length(self.decay, f"{self.name} decay"))
+        check_choice(self.cooldown, f"{self.name} cooldown", _COOLDOWNS)
+        _number(self, "to")
+        n, w, d = self.steps, self.warmup, self.decay
+        if all(type(x) is int for x in (n, w, d)) and w + d > n:
+            raise ValueError(
+                f"wsd warmup ({w}) + decay ({d}) must fit in its {n} steps; give fewer"
+                " warmup/decay steps or more steps"
+            )
+
+    @classmethod
+    def _positional(cls):
+        return ("steps",)
+
+    def __call__(self, t: float) -> float:
+        w = self.needs(self.warmup, "warmup")
+        if t < w:
+            return t / w
+        d = self.needs(self.decay, "decay")
+        cool_from = self.needs(self.steps) - d
+        if t <= cool_from:
+            return 1.0
+        u = min((t - cool_from) / d, 1.0)
+        if self.cooldown == "linear":
+            c = 1.0 - u
+        elif self.cooldown == "cosine":
+            c = (1.0 + math.cos(math.pi * u)) / 2.0
+        else:
+            c = 1.0 - math.sqrt(u)
+        return self.to + (1.0 - self.to) * c
+
+    def bounds(self):
+        return (min(self.to, 1.0, 0.0 if self.warmup else 1.0), max(self.to, 1.0))
+
+
+@register("piecewise_constant")
+@dataclass(frozen=True, repr=False)
+class PiecewiseConstant(Schedule):
+    """``values[0]`` until the first boundary, ``values[i]`` from boundary ``i``.
+
+    formula: values[sum(t >= b for b in boundaries)]
+    """
+
+    boundaries: tuple[Length, ...] = lengths_field(MISSING)
+    values: tuple[float, ...] = field(default=MISSING)  # type: ignore[assignment]
+
+    def __post_init__(self):
+        _milestones(self, "boundaries")
+        n = len(self.boundaries) + 1
+        if not isinstance(self.values, tuple | list) or len(self.values) != n:
+            raise ValueError(
+                f"piecewise_constant needs one value more than boundaries ({n}),"
+                f" got values={self.values!r}"
+            )
+        values = tuple(check_positive(v, f"{self.name} value", zero=True) for v in self.values)
+        _set(self, "values", values)
+
+    @classmethod
+    def _positional(cls):
+        return ("boundaries", "values")
+
+    def __call__(self, t: float) -> float:
+        bs = [self.needs(b, "boundaries") for b in self.boundaries]
+        return self.values[bisect_right(bs, t)]
+
+    @property
+    def length(self):
+        return self.boundaries[-1]
+
+    def bounds(self):
+        return (min(self.values), max(self.values))
+
+
+@register("piecewise_linear")
+@dataclass(frozen=True, repr=False)
+class PiecewiseLinear(Schedule):
+    """Straight lines through ``points``, ``(step, value)`` pairs with increasing steps.
+
+    formula: v0 + (v1 - v0) * min(max(t - s0, 0), s1 - s0) / (s1 - s0)
+    where: k = min(max(sum(s <= t for s, _ in points), 1), len(points) - 1)
+    where: (s0, v0), (s1, v1) = points[k - 1], points[k]
+
+    Before the first point it holds the first value, after the last the last value.
+    Steps may be lengths like ``'50%'``: ``piecewise_linear([[0, 0], ['10%', 1], ['100%', 0]])``.
+    """
+
+    points: tuple[tuple[Length, float], ...] = field(default=MISSING)  # type: ignore[assignment]
+
+    def __post_init__(self):
+        pts = self.points
+        if (
+            not isinstance(pts, tuple | list)
+            or len(pts) < 2
+            or not all(isinstance(p, tuple | list) and len(p) == 2 for p in pts)
+        ):
+            raise ValueError(
+                "piecewise_linear points must be a list of at least two [step, value] pairs,"
+                f" got {pts!r}"
+            )
+        pts = tuple(
+            (
+                check_length(s, "piecewise_linear step", zero=True),
+                check_positive(v, "piecewise_linear value", zero=True),
+            )
+            for s, v in pts
+        )
+        _set(self, "points", pts)
+        _increasing(self, "points' steps", tuple(s for s, _ in pts))
+
+    @classmethod
+    def _positional(cls):
+        return ("points",)
+
+    def _resolve(self, run: Run, rest: int | None) -> Schedule:
+        return PiecewiseLinear(
+            tuple((run.steps(s, "piecewise_linear step"), v) for s, v in self.points)
+        )
+
+    def __call__(self, t: float) -> float:
+        steps = [self.needs(s, "points' steps") for s, _ in self.points]
+        k = min(max(bisect_right(steps, t), 1), len(steps) - 1)
+        (s0, v0), (s1, v1) = self.points[k - 1], self.points[k]
+        return v0 + (v1 - v0) * min(max(t - s0, 0), s1 - s0) / (s1 - s0)
+
+    @property
+    def length(self):
+        return self.points[-1][0]
+
+    def bounds(self):
+        values = [v for _, v in self.points]
+        return (min(values), max(values))
+
+
 constant = Constant
 linear = Linear
 warmup = Warmup
 cosine = Cosine
+polynomial = Polynomial
+step = Step
+multistep = MultiStep
+exponential = Exponential
+inverse_sqrt = InverseSqrt
+wsd = WSD
+piecewise_constant = PiecewiseConstant
+piecewise_linear = PiecewiseLinear
