@@ -1,0 +1,191 @@
+"""Schedules in configs: load_schedule takes specs, mappings and files; dump_schedule writes."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lrkit.schedules import (
+    ScheduleSyntaxError,
+    constant,
+    cosine,
+    dump_schedule,
+    load_schedule,
+    warmup,
+)
+
+SCHEDULE = warmup("5%") >> cosine(to=0.01)
+SPEC = "warmup(5%) >> cosine(to=0.01)"
+
+
+def test_schedule_is_returned_as_is():
+    assert load_schedule(SCHEDULE) is SCHEDULE
+
+
+def test_number_is_a_constant():
+    assert load_schedule(0.5) == constant(0.5)
+
+
+def test_bool_is_not_a_number():
+    with pytest.raises(ValueError, match="got True"):
+        load_schedule(True)
+
+
+def test_text_spec_is_parsed():
+    assert load_schedule(SPEC) == SCHEDULE
+
+
+def test_bad_text_spec_raises_the_syntax_error():
+    with pytest.raises(ScheduleSyntaxError) as info:
+        load_schedule("warmup(5%) >> cosin")
+    assert info.value.column == 15
+
+
+def test_to_dict_mapping_is_built():
+    assert load_schedule(SCHEDULE.to_dict()) == SCHEDULE
+
+
+def test_schedule_key_holds_a_text_spec():
+    assert load_schedule({"schedule": SPEC}) == SCHEDULE
+
+
+def test_schedule_key_may_hold_to_dict_data():
+    assert load_schedule({"schedule": SCHEDULE.to_dict()}) == SCHEDULE
+
+
+def test_schedule_key_beside_other_keys_is_an_error():
+    with pytest.raises(ValueError, match="either 'schedule'.*got also 'type'"):
+        load_schedule({"schedule": SPEC, "type": "cosine"})
+
+
+def test_mapping_without_type_or_schedule_is_an_error():
+    with pytest.raises(ValueError, match="a mapping with 'type'.*or 'schedule'"):
+        load_schedule({"kind": "cosine"})
+
+
+def test_list_is_an_error_naming_what_is_accepted():
+    with pytest.raises(ValueError, match="a text spec like"):
+        load_schedule([SPEC])
+
+
+@pytest.mark.parametrize("suffix", [".json", ".yaml", ".yml"])
+def test_dump_then_load_gives_the_same_schedule(tmp_path, suffix):
+    path = dump_schedule(SCHEDULE, tmp_path / f"s{suffix}")
+    assert load_schedule(path) == SCHEDULE
+    assert load_schedule(str(path)) == SCHEDULE
+
+
+@pytest.mark.parametrize("suffix", [".json", ".yaml"])
+def test_dump_as_text_writes_the_spec(tmp_path, suffix):
+    path = dump_schedule(SCHEDULE, tmp_path / f"s{suffix}", text=True)
+    data = json.loads(path.read_text()) if suffix == ".json" else yaml.safe_load(path.read_text())
+    assert data == {"schedule": SPEC}
+    assert load_schedule(path) == SCHEDULE
+
+
+def test_dump_writes_to_dict_data_by_default(tmp_path):
+    path = dump_schedule(SCHEDULE, tmp_path / "s.json")
+    assert json.loads(path.read_text()) == SCHEDULE.to_dict()
+
+
+def test_dump_accepts_a_text_spec(tmp_path):
+    path = dump_schedule(SPEC, tmp_path / "s.yaml")  # type: ignore[arg-type]
+    assert load_schedule(path) == SCHEDULE
+
+
+def test_dump_to_an_unknown_extension_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match=r"must end in \.json, \.yaml or \.yml"):
+        dump_schedule(SCHEDULE, tmp_path / "s.toml")
+    assert not (tmp_path / "s.toml").exists()
+
+
+def test_hand_written_yaml_with_a_spec_loads(tmp_path):
+    path = tmp_path / "lr.yaml"
+    path.write_text("schedule: warmup(5%) >> cosine(to=0.01)\n")
+    assert load_schedule(str(path)) == SCHEDULE
+
+
+def test_hand_written_yaml_in_to_dict_form_loads(tmp_path):
+    path = tmp_path / "lr.yml"
+    path.write_text("type: cosine\nsteps: 100\nto: 0.1\n")
+    assert load_schedule(path) == cosine(100, to=0.1)
+
+
+def test_yaml_file_holding_only_a_spec_loads(tmp_path):
+    path = tmp_path / "lr.yaml"
+    path.write_text("'warmup(5%) >> cosine(to=0.01)'\n")
+    assert load_schedule(path) == SCHEDULE
+
+
+def test_yaml_is_read_safely(tmp_path):
+    path = tmp_path / "evil.yaml"
+    path.write_text("!!python/object/apply:os.system ['echo hi']\n")
+    with pytest.raises(ValueError, match="evil.yaml' is not valid YAML"):
+        load_schedule(path)
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(ValueError, match="schedule file '.*nope.yaml' does not exist") as info:
+        load_schedule(str(missing))
+    assert not isinstance(info.value, FileNotFoundError)
+
+
+def test_directory_is_a_clear_error(tmp_path):
+    folder = tmp_path / "dir.json"
+    folder.mkdir()
+    with pytest.raises(ValueError, match="dir.json' is a directory"):
+        load_schedule(folder)
+
+
+def test_path_object_with_another_extension_is_an_error(tmp_path):
+    path = tmp_path / "lr.txt"
+    path.write_text(SPEC)
+    with pytest.raises(ValueError, match=r"lr.txt' must end in \.json, \.yaml or \.yml"):
+        load_schedule(path)
+
+
+def test_invalid_json_names_the_file_and_the_position(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text('{"type": "cosine",, }')
+    with pytest.raises(ValueError, match=r"bad.json' is not valid JSON: .*line 1 column 19"):
+        load_schedule(path)
+
+
+def test_invalid_yaml_names_the_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("schedule: [unclosed\n")
+    with pytest.raises(ValueError, match="bad.yaml' is not valid YAML"):
+        load_schedule(path)
+
+
+def test_empty_file_is_an_error_saying_what_it_should_hold(tmp_path):
+    path = tmp_path / "empty.yaml"
+    path.write_text("")
+    with pytest.raises(ValueError, match="empty.yaml' is empty; expected a mapping with 'type'"):
+        load_schedule(path)
+
+
+def test_unknown_type_in_a_file_names_the_file(tmp_path):
+    path = tmp_path / "lr.json"
+    path.write_text(json.dumps({"type": "cosin", "steps": 10}))
+    with pytest.raises(ValueError, match=r"schedule file '.*lr.json': unknown schedule 'cosin'"):
+        load_schedule(path)
+
+
+def test_bad_spec_in_a_file_names_the_file_and_the_column(tmp_path):
+    path = tmp_path / "lr.yaml"
+    path.write_text("schedule: warmup(5%) >> cosine(too=0.1)\n")
+    with pytest.raises(ValueError) as info:
+        load_schedule(path)
+    message = str(info.value)
+    assert message.startswith(f"schedule file '{path}': unknown argument 'too' for cosine")
+    assert "at column 22" in message
+
+
+def test_unreadable_bytes_are_a_clear_error(tmp_path):
+    path = tmp_path / "lr.json"
+    path.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ValueError, match="lr.json' cannot be read"):
+        load_schedule(Path(path))
