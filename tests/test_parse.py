@@ -259,6 +259,17 @@ def test_constructor_error_points_at_the_argument_it_names():
     )
 
 
+def test_rejected_bare_identifier_points_at_it():
+    e = syntax_error("cyclical(10, mode=triangle)")
+    assert e.column == 19
+    assert "cyclical mode must be one of 'triangular', 'triangular2', 'exp_range'" in str(e)
+
+
+def test_rejected_part_of_a_varargs_schedule_points_at_that_part():
+    e = syntax_error("min(cosine(10), -0.5)")
+    assert e.column == 17 and "got -0.5" in str(e)
+
+
 def test_constructor_error_without_a_named_argument_points_at_the_call():
     e = syntax_error("warmup(5) >> seq(cosine(10), linear, boundaries=[10, 20])")
     assert e.column == 14

@@ -219,7 +219,7 @@ class _Parser:
         except (ValueError, TypeError) as e:
             msg = _first_line(e)
             for operand, at in zip(operands, cols):
-                if _is_number(operand) and repr(operand) in msg:
+                if _is_number(operand) and _mentions(msg, repr(operand)):
                     col = at
             what = {sequence: "sequence", product: "product"}.get(build, "schedule")
             raise self.fail(col, f"invalid {what}", f": {msg}") from None
@@ -337,33 +337,37 @@ class _Parser:
             if a.key in bound:
                 raise self.fail(a.key_col, f"argument {a.key!r} of {cls.name} given twice")
             bound[a.key] = a
-        kwargs = {}
+        kwargs, given = {}, []  # given: (field, value, column) of each argument
         for name, a in bound.items():
             ftype = str(fields[name].type)
             if isinstance(a, list):  # varargs
-                kwargs[name] = tuple(self.settle(x.value, ftype) for x in a)
+                parts = [(name, self.settle(x.value, ftype), x.col) for x in a]
+                kwargs[name] = tuple(value for _, value, _ in parts)
+                given += parts
             else:
                 kwargs[name] = self.settle(a.value, ftype)
+                given.append((name, kwargs[name], a.col))
         try:
             return cls(**kwargs)
         except (ValueError, TypeError) as e:
-            raise self.rejected(cls, tok, e, bound) from None
+            raise self.rejected(cls, tok, e, given) from None
 
-    def rejected(self, cls, tok: _Token, error: Exception, bound: dict) -> ScheduleSyntaxError:
-        """The constructor's error, pointing at the argument it names when it can tell."""
+    def rejected(self, cls, tok: _Token, error: Exception, given: list) -> ScheduleSyntaxError:
+        """The constructor's error, at the argument it names when it can tell, else the call."""
         msg = _first_line(error)
         col, best = tok.col, 0
-        for name, given in bound.items():
-            for a in given if isinstance(given, list) else [given]:
-                score = 0
-                if not isinstance(a.value, Schedule | _Bare) and repr(a.value) in msg:
-                    score += 2
-                if f"{cls.name} {name}" in msg:
-                    score += 1
-                if score > best:
-                    col, best = a.col, score
+        for name, value, at in given:
+            score = 2 * (not isinstance(value, Schedule) and _mentions(msg, repr(value)))
+            score += _mentions(msg, f"{cls.name} {name}")
+            if score > best:
+                col, best = at, score
         where = f"argument to {cls.name}" if col != tok.col else cls.name
         return self.fail(col, f"invalid {where}", f": {msg}")
+
+
+def _mentions(message: str, text: str) -> bool:
+    """Whether ``text`` stands in ``message`` as a whole word or number."""
+    return re.search(rf"(?<![\w.-]){re.escape(text)}(?![\w]|\.\d)", message) is not None
 
 
 def _is_number(value: Any) -> bool:
