@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+import re
 from typing import Any
 
 import pytest
@@ -55,83 +56,64 @@ def probe():
 
 
 # -- what parses to what ------------------------------------------------------------------
-def test_operators_build_exactly_what_python_operators_build():
-    assert parse("warmup(5%) >> cosine(to=0.01)") == warmup("5%") >> cosine(to=0.01)
+# text -> the schedule Python builds for it
+MEANS = {
+    "operators build what the Python operators build": (
+        "warmup(5%) >> cosine(to=0.01)",
+        warmup("5%") >> cosine(to=0.01),
+    ),
+    "a bare name is the schedule with its defaults": ("cosine", cosine()),
+    "positional arguments fill fields in order": (
+        "cosine(100, 0.1, 0.9)",
+        cosine(100, to=0.1, start=0.9),
+    ),
+    "keyword arguments name fields": ("linear(steps=10, to=0.5)", linear(10, to=0.5)),
+    "number times schedule is a scale": ("0.5 * cosine(10)", Scale(cosine(10), 0.5)),
+    "numbers multiply as numbers first": ("2 * 3 * cosine", 6 * cosine()),
+    "a lone number is a constant": ("0.5", constant(0.5)),
+    "a number in a sequence is a constant part": ("0.5 >> cosine(10)", 0.5 >> cosine(10)),
+    "product binds tighter than sequence": (
+        "warmup(10) >> cosine(10) * linear(10)",
+        warmup(10) >> (cosine(10) * linear(10)),
+    ),
+    "parentheses group": (
+        "(warmup(10) >> cosine(90)) * linear(100)",
+        (warmup(10) >> cosine(90)) * linear(100),
+    ),
+    "varargs schedules take every positional argument as parts": (
+        "min(cosine(10), linear(10), 0.5)",
+        Minimum((cosine(10), linear(10), constant(0.5))),
+    ),
+    "seq takes parts and boundaries": (
+        "seq(constant, constant(0.1), boundaries=[100])",
+        seq(constant(), constant(0.1), boundaries=[100]),
+    ),
+    "percent may have a space and decimals": ("warmup(2.5 %)", warmup("2.5%")),
+    "epochs: 2ep": ("warmup(2ep)", warmup("2ep")),
+    "epochs: 2 epochs": ("warmup(2 epochs)", warmup("2ep")),
+    "epochs: 2.0epoch": ("warmup(2.0epoch)", warmup("2ep")),
+    "scientific notation": ("cosine(1e3, to=1e-3)", cosine(1000, to=0.001)),
+    "whitespace and newlines between tokens": (
+        "warmup( 10 )\n  >>\tcosine(90 , to = 0.1)",
+        warmup(10) >> cosine(90, to=0.1),
+    ),
+    "a quoted spec is parsed by the schedule": (
+        "clip('warmup(10) >> cosine', hi=0.5)",
+        clip(warmup(10) >> cosine(), hi=0.5),
+    ),
+    "inf is a number": ("clip(cosine, lo=0.1, hi=inf)", clip(cosine(), lo=0.1)),
+    "none is None": ("repeat(cosine(10), none)", repeat(cosine(10))),
+    "a schedule's name for a string field is the string": (
+        "plateau(mode=max)",
+        Plateau(mode="max"),
+    ),
+    "a schedule's name for a schedule field is the schedule": ("clip(cosine)", clip(cosine())),
+}
 
 
-def test_bare_name_is_the_schedule_with_its_defaults():
-    assert parse("cosine") == cosine()
-
-
-def test_positional_arguments_fill_fields_in_order():
-    assert parse("cosine(100, 0.1, 0.9)") == cosine(100, to=0.1, start=0.9)
-
-
-def test_keyword_arguments_name_fields():
-    assert parse("linear(steps=10, to=0.5, start=0.9)") == linear(10, start=0.9, to=0.5)
-
-
-def test_number_times_schedule_is_a_scale():
-    s = parse("0.5 * cosine(10)")
-    assert s == Scale(cosine(10), 0.5) == 0.5 * cosine(10)
-
-
-def test_numbers_multiply_as_numbers_before_scaling():
-    assert parse("2 * 3 * cosine") == 6 * cosine()
-
-
-def test_lone_number_is_a_constant():
-    assert parse("0.5") == constant(0.5)
-
-
-def test_number_in_a_sequence_is_a_constant_part():
-    assert parse("0.5 >> cosine(10)") == 0.5 >> cosine(10)
-
-
-def test_product_binds_tighter_than_sequence():
-    expected = warmup(10) >> (cosine(10) * linear(10))
-    assert parse("warmup(10) >> cosine(10) * linear(10)") == expected
-
-
-def test_parentheses_group_a_sequence_inside_a_product():
-    expected = (warmup(10) >> cosine(90)) * linear(100)
-    assert parse("(warmup(10) >> cosine(90)) * linear(100)") == expected
-
-
-def test_varargs_schedule_takes_every_positional_argument_as_parts():
-    s = parse("min(cosine(10), linear(10), 0.5)")
-    assert s == Minimum((cosine(10), linear(10), constant(0.5)))
-
-
-def test_seq_call_takes_parts_and_boundaries():
-    s = parse("seq(constant, constant(0.1), boundaries=[100])")
-    assert s == seq(constant(), constant(0.1), boundaries=[100])
-
-
-def test_percent_may_have_a_space_and_decimals():
-    assert parse("warmup(2.5 %)") == warmup("2.5%")
-
-
-@pytest.mark.parametrize("text", ["2ep", "2 ep", "2epoch", "2 epochs", "2.0ep"])
-def test_epochs_have_several_spellings(text):
-    assert parse(f"warmup({text})") == warmup("2ep")
-
-
-def test_scientific_notation_is_a_number():
-    assert parse("cosine(1e3, to=1e-3)") == cosine(1000, to=0.001)
-
-
-def test_whitespace_and_newlines_between_tokens_are_ignored():
-    assert parse("warmup( 10 )\n  >>\tcosine(90 , to = 0.1)") == warmup(10) >> cosine(90, to=0.1)
-
-
-def test_spec_string_argument_is_parsed_by_the_schedule():
-    assert parse("clip('warmup(10) >> cosine', hi=0.5)") == clip(warmup(10) >> cosine(), hi=0.5)
-
-
-def test_inf_and_none_are_values():
-    assert parse("clip(cosine, hi=inf)") == clip(cosine())
-    assert parse("repeat(cosine(10), none)") == repeat(cosine(10))
+@pytest.mark.parametrize("text, expected", MEANS.values(), ids=MEANS.keys())
+def test_text_means_what_python_builds(text, expected):
+    assert parse(text) == expected
 
 
 def test_bare_identifier_argument_is_a_string(probe):
@@ -139,13 +121,8 @@ def test_bare_identifier_argument_is_a_string(probe):
     assert probe("probe(mode=exp-range)").mode == "exp-range"
 
 
-def test_bare_schedule_name_in_a_string_field_is_the_string():
-    assert parse("plateau(mode=max)") == Plateau(mode="max")
-
-
 def test_bare_schedule_name_in_a_schedule_field_is_the_schedule(probe):
     assert probe("probe(inner=cosine)").inner == cosine()
-    assert parse("clip(cosine)") == clip(cosine())
 
 
 def test_keywords_and_signed_numbers_are_values(probe):
@@ -183,151 +160,140 @@ def test_error_keeps_column_and_spec_and_is_a_value_error():
     assert (e.column, e.spec) == (15, "warmup(5%) >> cosin")
 
 
-def test_unknown_schedule_without_a_close_name_lists_the_known_ones():
-    e = syntax_error("zzzz(10)")
-    assert e.column == 1
-    assert "unknown schedule 'zzzz' at column 1; known: " in str(e) and "cosine" in str(e)
-
-
-def test_unknown_schedule_as_an_argument_points_at_it():
-    e = syntax_error("clip(cosin, hi=0.5)")
-    assert e.column == 6 and "unknown schedule 'cosin'" in str(e) and "'cosine'" in str(e)
-
-
-def test_unknown_keyword_lists_what_the_schedule_takes():
-    e = syntax_error("warmup(5%) >> cosine(too=0.1)")
-    assert e.column == 22
-    assert str(e).splitlines()[0] == (
-        "unknown argument 'too' for cosine at column 22 (did you mean 'to'?);"
-        " cosine takes: steps, to, start"
-    )
-
-
-def test_too_many_positional_arguments_points_at_the_first_extra():
-    e = syntax_error("cosine(100, 0.1, 1.0, 7)")
-    assert e.column == 23
-    assert "too many positional arguments for cosine at column 23" in str(e)
-    assert "it takes at most 3 (steps, to, start), got 4" in str(e)
-
-
-def test_unclosed_parenthesis_points_at_it():
-    e = syntax_error("warmup(10) >> cosine(90, to=0.1")
-    assert e.column == 21
-    assert str(e).startswith("unbalanced parentheses: '(' at column 21 is never closed;")
-    assert "expected ')' but found the end of the spec" in str(e)
-
-
-def test_unmatched_closing_parenthesis_points_at_it():
-    e = syntax_error("warmup(5%)) >> cosine")
-    assert e.column == 11
-    assert str(e).startswith("unbalanced parentheses: ')' at column 11 has no matching '('")
-
-
-def test_unclosed_bracket_points_at_it():
-    e = syntax_error("seq(cosine(10), linear, boundaries=[10")
-    assert e.column == 36
-    assert str(e).startswith("unbalanced brackets: '[' at column 36 is never closed;")
-
-
-def test_closing_parenthesis_inside_a_list_is_unbalanced():
-    e = syntax_error("seq(cosine(10), linear, boundaries=[10)")
-    assert e.column == 39
-    assert str(e).splitlines()[0] == (
-        "unbalanced parentheses: ')' at column 39 has no matching '('; expected ',' or ']'"
-    )
-
-
-def test_trailing_garbage_names_what_was_found_and_expected():
-    e = syntax_error("cosine(10) linear")
-    assert e.column == 12
-    assert str(e).splitlines()[0] == (
-        "unexpected name 'linear' at column 12; expected '>>', '*' or the end of the spec"
-    )
-
-
-@pytest.mark.parametrize("text", ["", "   ", "\n"])
-def test_empty_spec_is_an_error_at_column_1(text):
-    e = syntax_error(text)
-    assert e.column == 1 and str(e).startswith("empty schedule spec at column 1; expected")
-
-
-def test_constructor_error_points_at_the_argument_it_names():
-    e = syntax_error("warmup(10) >> cosine(90, to=-0.1)")
-    assert e.column == 29
-    assert str(e).splitlines()[0] == (
-        "invalid argument to cosine at column 29: cosine to must be >= 0, got -0.1"
-    )
-
-
-def test_rejected_bare_identifier_points_at_it():
-    e = syntax_error("cyclical(10, mode=triangle)")
-    assert e.column == 19
-    assert "cyclical mode must be one of 'triangular', 'triangular2', 'exp_range'" in str(e)
-
-
-def test_rejected_part_of_a_varargs_schedule_points_at_that_part():
-    e = syntax_error("min(cosine(10), -0.5)")
-    assert e.column == 17 and "got -0.5" in str(e)
-
-
-def test_constructor_error_without_a_named_argument_points_at_the_call():
-    e = syntax_error("warmup(5) >> seq(cosine(10), linear, boundaries=[10, 20])")
-    assert e.column == 14
-    assert "invalid seq at column 14: seq with 2 parts needs 1 boundaries, got 2" in str(e)
-
-
-def test_negative_steps_give_the_constructors_error():
-    e = syntax_error("cosine(-5)")
-    assert e.column == 8 and "cosine steps must be >= 1, got -5" in str(e)
-
-
-def test_fraction_above_100_percent_points_at_the_fraction():
-    e = syntax_error("constant(0.5, 10) >> warmup(150%)")
-    assert e.column == 29
-    assert "warmup steps must be a fraction of at most 100%, got '150%'" in str(e)
-
-
-def test_negative_scale_factor_points_at_the_factor():
-    e = syntax_error("warmup(10) >> -0.5 * cosine")
-    assert e.column == 15 and "invalid product at column 15: a factor must be >= 0" in str(e)
-
-
-def test_fractional_steps_give_the_constructors_error():
-    e = syntax_error("cosine(1e-3)")
-    assert e.column == 8 and "cosine steps must be a whole number of steps" in str(e)
-
-
-def test_positional_argument_after_keyword_is_an_error():
-    e = syntax_error("cosine(to=0.1, 100)")
-    assert e.column == 16 and "positional argument after a keyword argument" in str(e)
-
-
-def test_argument_given_twice_is_an_error():
-    e = syntax_error("cosine(100, steps=200)")
-    assert e.column == 13 and "argument 'steps' of cosine given twice" in str(e)
-
-
-def test_unterminated_string_points_at_its_quote():
-    e = syntax_error("clip('cosine, hi=0.5)")
-    assert e.column == 6 and "unterminated string at column 6" in str(e)
-
-
-def test_unexpected_character_points_at_it():
-    e = syntax_error("warmup(10) + cosine")
-    assert e.column == 12 and str(e).startswith("unexpected character '+' at column 12")
-
-
-def test_value_keyword_where_a_schedule_is_needed_is_an_error():
-    e = syntax_error("true >> cosine")
-    assert e.column == 1
-    assert "unexpected name 'true' at column 1; expected a schedule, a number or '('" in str(e)
-
-
 def test_caret_lines_up_in_a_multi_line_spec():
     e = syntax_error("warmup(10)\n>> cosin")
     assert e.column == 15
     spec_line, caret_line = str(e).splitlines()[1:]
     assert spec_line[caret_line.index("^")] == "c"
+
+
+def test_unknown_schedule_without_a_close_name_lists_the_known_ones():
+    e = syntax_error("zzzz(10)")
+    assert e.column == 1
+    assert str(e).startswith("unknown schedule 'zzzz' at column 1; known: clip, constant, cosine")
+
+
+# spec -> first line of its message, which names what was found, where, and what was expected
+ERRORS = {
+    "unknown schedule as an argument": (
+        "clip(cosin, hi=0.5)",
+        "unknown schedule 'cosin' at column 6 (did you mean 'cosine'?)",
+    ),
+    "unknown keyword lists what the schedule takes": (
+        "warmup(5%) >> cosine(too=0.1)",
+        "unknown argument 'too' for cosine at column 22 (did you mean 'to'?);"
+        " cosine takes: steps, to, start",
+    ),
+    "too many positional arguments point at the first extra": (
+        "cosine(100, 0.1, 1.0, 7)",
+        "too many positional arguments for cosine at column 23: it takes at most 3"
+        " (steps, to, start), got 4",
+    ),
+    "unclosed parenthesis points at it": (
+        "warmup(10) >> cosine(90, to=0.1",
+        "unbalanced parentheses: '(' at column 21 is never closed; expected ')' but found"
+        " the end of the spec",
+    ),
+    "unmatched closing parenthesis": (
+        "warmup(5%)) >> cosine",
+        "unbalanced parentheses: ')' at column 11 has no matching '('; expected '>>', '*' or"
+        " the end of the spec",
+    ),
+    "unclosed bracket points at it": (
+        "seq(cosine(10), linear, boundaries=[10",
+        "unbalanced brackets: '[' at column 36 is never closed; expected ']' but found the"
+        " end of the spec",
+    ),
+    "parenthesis closing a list": (
+        "seq(cosine(10), linear, boundaries=[10)",
+        "unexpected ')' at column 39; expected ',' or ']'",
+    ),
+    "trailing garbage": (
+        "cosine(10) linear",
+        "unexpected name 'linear' at column 12; expected '>>', '*' or the end of the spec",
+    ),
+    "operator without a right operand": (
+        "cosine(10) >>",
+        "unexpected end of the spec at column 14; expected a schedule, a number or '('",
+    ),
+    "missing argument value": (
+        "cosine(to=0.1,)",
+        "unexpected ')' at column 15; expected a value: a schedule, a number, 5%, 2ep, 'text'"
+        " or a [list]",
+    ),
+    "empty spec": (
+        "",
+        "empty schedule spec at column 1; expected a schedule such as 'warmup(5%) >> cosine'",
+    ),
+    "blank spec": (
+        " \n ",
+        "empty schedule spec at column 1; expected a schedule such as 'warmup(5%) >> cosine'",
+    ),
+    "constructor error points at the argument it names": (
+        "warmup(10) >> cosine(90, to=-0.1)",
+        "invalid argument to cosine at column 29: cosine to must be >= 0, got -0.1",
+    ),
+    "constructor error naming no argument points at the call": (
+        "warmup(5) >> seq(cosine(10), linear, boundaries=[10, 20])",
+        "invalid seq at column 14: seq with 2 parts needs 1 boundaries, got 2",
+    ),
+    "negative steps give the constructor's error": (
+        "cosine(-5)",
+        "invalid argument to cosine at column 8: cosine steps must be >= 1, got -5",
+    ),
+    "fraction above 100% points at the fraction": (
+        "constant(0.5, 10) >> warmup(150%)",
+        "invalid argument to warmup at column 29: warmup steps must be a fraction of at most"
+        " 100%, got '150%'",
+    ),
+    "fractional steps in scientific notation": (
+        "cosine(1e-3)",
+        "invalid argument to cosine at column 8: cosine steps must be a whole number of steps"
+        " >= 1, a fraction of the run like '5%', or epochs like '2ep'; got 0.001",
+    ),
+    "negative scale factor points at the factor": (
+        "warmup(10) >> -0.5 * cosine",
+        "invalid product at column 15: a factor must be >= 0, got -0.5",
+    ),
+    "rejected bare identifier points at it": (
+        "cyclical(10, mode=triangle)",
+        "invalid argument to cyclical at column 19: cyclical mode must be one of 'triangular',"
+        " 'triangular2', 'exp_range'; got 'triangle'",
+    ),
+    "rejected part of a varargs schedule points at that part": (
+        "min(cosine(10), -0.5)",
+        "invalid argument to min at column 17: constant value must be >= 0, got -0.5",
+    ),
+    "positional argument after keyword": (
+        "cosine(to=0.1, 100)",
+        "positional argument after a keyword argument at column 16; expected name=value"
+        " (cosine takes: steps, to, start)",
+    ),
+    "argument given twice": (
+        "cosine(100, steps=200)",
+        "argument 'steps' of cosine given twice at column 13",
+    ),
+    "unterminated string points at its quote": (
+        "clip('cosine, hi=0.5)",
+        "unterminated string at column 6; expected a closing '",
+    ),
+    "unexpected character": (
+        "warmup(10) + cosine",
+        "unexpected character '+' at column 12; expected a schedule, a number, an operator"
+        " ('>>', '*') or a bracket",
+    ),
+    "value keyword where a schedule is needed": (
+        "true >> cosine",
+        "unexpected name 'true' at column 1; expected a schedule, a number or '('",
+    ),
+}
+
+
+@pytest.mark.parametrize("spec, first_line", ERRORS.values(), ids=ERRORS.keys())
+def test_error_names_found_and_expected_at_the_column(spec, first_line):
+    e = syntax_error(spec)
+    assert str(e).splitlines()[0] == first_line
+    assert e.column == int(re.search(r"at column (\d+)", first_line).group(1))
 
 
 def test_parse_rejects_a_non_string():

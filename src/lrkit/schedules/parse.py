@@ -109,7 +109,7 @@ def _tokenize(spec: str) -> list[_Token]:
 
 def _describe(tok: _Token) -> str:
     if tok.kind == "end":
-        return "the end of the spec"
+        return "end of the spec"
     if tok.kind == "op":
         return f"'{tok.text}'"
     return {"num": "number ", "name": "name ", "str": "string "}.get(tok.kind, "") + (
@@ -140,6 +140,7 @@ class _Parser:
         self.spec = spec
         self.tokens = _tokenize(spec)
         self.i = 0
+        self.opened: list[_Token] = []  # brackets open around the current token
 
     # helpers
     def peek(self, ahead: int = 0) -> _Token:
@@ -157,10 +158,14 @@ class _Parser:
     def fail(self, col: int, before: str, after: str = "") -> ScheduleSyntaxError:
         return ScheduleSyntaxError(f"{before} at column {col}{after}", self.spec, col)
 
+    def push(self) -> _Token:
+        self.opened.append(self.next())
+        return self.opened[-1]
+
     def unexpected(self, expected: str) -> ScheduleSyntaxError:
         tok = self.peek()
-        if tok.kind == "op" and tok.text in ")]":
-            opener = "(" if tok.text == ")" else "["
+        opener = {")": "(", "]": "["}.get(tok.text) if tok.kind == "op" else None
+        if opener and opener not in [t.text for t in self.opened]:
             return self.fail(
                 tok.col,
                 f"unbalanced {_OPENERS[opener][0]}: '{tok.text}'",
@@ -172,6 +177,7 @@ class _Parser:
         closer = _OPENERS[opener.text][1]
         if self.at(closer):
             self.next()
+            self.opened.pop()
             return
         if self.peek().kind == "end":
             raise self.fail(
@@ -229,7 +235,7 @@ class _Parser:
         if tok.kind == "num":
             return self.next().value
         if tok.kind == "op" and tok.text == "(":
-            self.next()
+            self.push()
             value = self.expr()
             self.close(tok, "'>>', '*' or ')'")
             return value
@@ -244,7 +250,7 @@ class _Parser:
             raise self.unknown(tok.text, tok.col)
         args: list[_Arg] = []
         if self.at("("):
-            opener = self.next()
+            opener = self.push()
             if not self.at(")"):
                 args.append(self.arg())
                 while self.at(","):
@@ -278,7 +284,7 @@ class _Parser:
             self.next()
             return _Bare(tok.text, tok.col)
         if tok.kind == "op" and tok.text == "[":
-            opener = self.next()
+            opener = self.push()
             items = []
             if not self.at("]"):
                 items.append(self.value())
@@ -287,7 +293,9 @@ class _Parser:
                     items.append(self.value())
             self.close(opener, "',' or ']'")
             return tuple(items)
-        return self.expr()
+        if tok.kind in ("num", "name") or (tok.kind == "op" and tok.text == "("):
+            return self.expr()
+        raise self.unexpected("a value: a schedule, a number, 5%, 2ep, 'text' or a [list]")
 
     def settle(self, value: Any, field_type: str) -> Any:
         """Turn lone identifiers into schedules or strings, as the field's type says."""
