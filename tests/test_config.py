@@ -112,6 +112,13 @@ def test_hand_written_yaml_in_to_dict_form_loads(tmp_path):
     assert load_schedule(path) == cosine(100, to=0.1)
 
 
+def test_yaml_exponent_read_as_a_string_gets_a_hint(tmp_path):
+    path = tmp_path / "lr.yaml"
+    path.write_text("type: cosine\nto: 1e-3\n")
+    with pytest.raises(ValueError, match=r"got '1e-3' \(YAML reads 1e-3 as a string: write 1.0e-3"):
+        load_schedule(path)
+
+
 def test_yaml_file_holding_only_a_spec_loads(tmp_path):
     path = tmp_path / "lr.yaml"
     path.write_text("'warmup(5%) >> cosine(to=0.01)'\n")

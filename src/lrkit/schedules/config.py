@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +97,14 @@ def _load_file(path: Path) -> Schedule:
     try:
         return _from_data(data)
     except ValueError as e:
-        raise ValueError(f"schedule file '{path}': {e}") from None
+        hint = ""
+        if suffix != ".json" and _YAML_STRING_FLOAT.search(str(e)):
+            hint = " (YAML reads 1e-3 as a string: write 1.0e-3 or 0.001)"
+        raise ValueError(f"schedule file '{path}': {e}{hint}") from None
+
+
+# PyYAML (YAML 1.1) reads a float only with a dot and a signed exponent: 1e-3 stays a string
+_YAML_STRING_FLOAT = re.compile(r"got '[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+'")
 
 
 def dump_schedule(schedule: Schedule, path: str | os.PathLike, *, text: bool = False) -> Path:
