@@ -116,5 +116,6 @@ def pychar_gru() -> Task:
         step_fn=lm_step,
         metric=Metric("bits_per_char", bits_per_char, higher_is_better=False),
         epochs=3,
+        threads=1,
         lr=5e-3,
     )

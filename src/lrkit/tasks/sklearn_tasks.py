@@ -84,6 +84,7 @@ def digits_mlp() -> Task:
         criterion=F.cross_entropy,
         metric=Metric("accuracy", accuracy, higher_is_better=True),
         epochs=10,
+        threads=1,
         lr=0.05,
     )
 
@@ -117,6 +118,7 @@ def digits_cnn() -> Task:
         make_val_loader=val,
         metric=Metric("accuracy", accuracy, higher_is_better=True),
         epochs=6,
+        threads=1,
         lr=3e-3,
     )
 
@@ -134,6 +136,7 @@ def wine_mlp() -> Task:
         make_val_loader=val,
         metric=Metric("accuracy", accuracy, higher_is_better=True),
         epochs=15,
+        threads=1,
         lr=1e-2,
     )
 
@@ -157,5 +160,6 @@ def diabetes_mlp() -> Task:
         step_fn=_mse_step,
         metric=Metric("r2", r2, higher_is_better=True),
         epochs=12,
+        threads=1,
         lr=1e-3,
     )

@@ -128,7 +128,8 @@ class History:
         """Write ``history.json`` and ``steps.csv`` into ``directory`` (created); return it."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
-        (out / HISTORY_FILE).write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+        lines = [f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in self.to_dict().items()]
+        (out / HISTORY_FILE).write_text("{\n" + ",\n".join(lines) + "\n}\n")  # a key a line
         groups = len(self.lr_groups[0]) if self.lr_groups else 1
         lr_names = ["lr"] if groups == 1 else [f"lr_{i}" for i in range(groups)]
         with open(out / STEPS_FILE, "w", newline="") as f:

@@ -52,13 +52,24 @@ def fit(
 
     Validation runs after every epoch; its loss is reported to the driver when the schedule
     has a plateau factor. A non-finite loss ends the run with ``status == "diverged"``.
+    While it runs, torch uses ``task.threads`` CPU threads when the task sets them.
     """
     task = get_task(task)
     lr = task.lr if lr is None else check_lr(lr)
     epochs = task.epochs if epochs is None else _check_epochs(epochs)
     seed = task.seed if seed is None else seed
     schedule = as_schedule(1.0 if schedule is None else schedule, "schedule")
+    threads = torch.get_num_threads()
+    if task.threads:
+        torch.set_num_threads(task.threads)
+    try:
+        return _run(task, lr, schedule, epochs, seed, list(callbacks), progress, out, momentum)
+    finally:
+        torch.set_num_threads(threads)
 
+
+def _run(task, lr, schedule, epochs, seed, callbacks, progress, out, momentum) -> History:
+    """The loop itself: build, then train, validate and record epoch by epoch."""
     model = task.build_model(seed)
     optimizer = task.build_optimizer(model, lr)
     train_loader, val_loader = task.build_loaders(seed)
@@ -82,7 +93,6 @@ def fit(
         steps_per_epoch=steps_per_epoch,
     )
     state = State(task, model, optimizer, driver, history, train_loader, val_loader, total_steps)
-    callbacks = list(callbacks)
     if ProgressBar.wanted(progress):
         callbacks.append(ProgressBar())
     events = Events(callbacks)
