@@ -1,0 +1,10 @@
+"""The ``lrkit`` command line (click): argument parsing, progress and printing, no logic.
+
+``main(argv)`` returns the exit status: 0 ok, 2 a user error (one line on stderr), 1 an
+internal error (with its traceback), 130 interrupted.
+"""
+
+from . import schedule_cmd, train_cmd  # noqa: F401  (registers the commands)
+from .app import cli, main
+
+__all__ = ["cli", "main"]

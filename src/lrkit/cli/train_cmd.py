@@ -1,0 +1,155 @@
+"""``lrkit tasks`` and ``lrkit train``: the bundled tasks, and one training run on a task."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import click
+
+from .app import cli, user_input, writable_dir
+
+TASK_HELP = (
+    "A built-in task (see 'lrkit tasks') or your own 'package.module:function' returning an"
+    " lrkit.tasks.Task. Example: --task wine-mlp"
+)
+
+
+@cli.command(name="tasks")
+def tasks_command() -> None:
+    """The built-in tasks, one per line: name, what it trains, metric and defaults.
+
+    \b
+    Example:
+      lrkit tasks
+    """
+    from ..tasks import get_task, list_tasks
+
+    names = list_tasks()
+    width = max(len(n) for n in names)
+    for name in names:
+        click.echo(f"{name:<{width}}  {get_task(name).summary}")
+
+
+@cli.command(name="train")
+@click.option("--task", "task_name", default="digits-mlp", show_default=True, help=TASK_HELP)
+@click.option(
+    "--lr",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Peak learning rate (the schedule's values multiply it); default: the task's."
+    " Example: --lr 0.05",
+)
+@click.option(
+    "--schedule",
+    "spec",
+    default=None,
+    help="Schedule in the text form; '5%' is a fraction of the run; default: constant."
+    " Example: --schedule 'warmup(5%) >> cosine(to=0.01)'",
+)
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Passes over the training data; default: the task's. Example: --epochs 5",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=None,
+    help="Seed for the model's initial weights and the data order; default: the task's."
+    " Example: --seed 1",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Folder for history.json and steps.csv; default: runs/<task>-<timestamp>."
+    " Example: --out runs/demo",
+)
+@click.option(
+    "--quiet",
+    "-q",
+    is_flag=True,
+    help="No progress bar and no summary table; print only the history's path.",
+)
+def train_command(
+    task_name: str,
+    lr: float | None,
+    spec: str | None,
+    epochs: int | None,
+    seed: int | None,
+    out: str | None,
+    quiet: bool,
+) -> None:
+    """Train a task once with a learning rate and schedule, and save its history.
+
+    Prints a summary (final and best metric, time) and where history.json was written.
+
+    \b
+    Examples:
+      lrkit train --task digits-mlp --schedule "warmup(5%) >> cosine(to=0.01)" --out runs/demo
+      lrkit train --task mypackage.tasks:my_task --lr 3e-4 --epochs 5
+    """
+    from ..schedules import as_schedule
+    from ..tasks import get_task
+    from ..train import fit
+
+    task = get_task(task_name)
+    epochs = epochs or task.epochs
+    with user_input(f"--schedule {spec!r}"):
+        schedule = as_schedule(1.0 if spec is None else spec, "schedule")
+    train_loader, _ = task.build_loaders(task.seed if seed is None else seed)
+    steps_per_epoch = len(train_loader)
+    with user_input(f"--schedule {spec!r} over {epochs * steps_per_epoch} steps"):
+        schedule.resolve(epochs * steps_per_epoch, steps_per_epoch)(0)
+    folder = writable_dir(out or default_out(task.name), "--out")
+
+    started = time.perf_counter()
+    history = fit(
+        task, lr, schedule, epochs=epochs, seed=seed, progress=False if quiet else None, out=folder
+    )
+    elapsed = time.perf_counter() - started
+    if not quiet:
+        print_summary(history, elapsed)
+    if history.status != "completed":
+        click.echo(f"lrkit: warning: {history.status}: {history.reason}", err=True)
+    click.echo(f"history written to {folder / 'history.json'}")
+
+
+def default_out(task_name: str) -> Path:
+    """``runs/<task>-<YYYYmmdd-HHMMSS>``, with characters unsafe in a folder name replaced."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", task_name).strip("-.") or "task"
+    return Path("runs") / f"{safe}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def print_summary(history, elapsed: float) -> None:
+    """A rich table: task, lr, schedule, steps, final and best metric, status, time."""
+    from rich.console import Console
+    from rich.table import Table
+
+    def number(x: float | None) -> str:
+        return "-" if x is None else f"{x:.4g}"
+
+    way = "higher" if history.higher_is_better else "lower"
+    table = Table(title="lrkit train", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("task", history.task)
+    table.add_row("lr", f"{history.lr:g}")
+    table.add_row("schedule", history.schedule)
+    table.add_row("steps", f"{history.steps} ({history.epochs} epochs x {history.steps_per_epoch})")
+    table.add_row(
+        f"final {history.metric_name}", f"{number(history.final_metric)} ({way} is better)"
+    )
+    best = history.best_epoch
+    table.add_row(
+        f"best {history.metric_name}",
+        number(history.best_metric) + ("" if best is None else f" (epoch {best + 1})"),
+    )
+    if history.epochs_log:
+        table.add_row("final val loss", number(history.epochs_log[-1]["val_loss"]))
+    table.add_row("status", history.status)
+    table.add_row("time", f"{elapsed:.1f} s")
+    Console(highlight=False).print(table)
