@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lrkit.errors import UserError
 from lrkit.schedules import (
     ScheduleSyntaxError,
     constant,
@@ -132,11 +133,10 @@ def test_yaml_is_read_safely(tmp_path):
         load_schedule(path)
 
 
-def test_missing_file_is_a_clear_error(tmp_path):
+def test_missing_file_is_a_clear_user_error(tmp_path):
     missing = tmp_path / "nope.yaml"
-    with pytest.raises(ValueError, match="schedule file '.*nope.yaml' does not exist") as info:
+    with pytest.raises(UserError, match="schedule file '.*nope.yaml' does not exist"):
         load_schedule(str(missing))
-    assert not isinstance(info.value, FileNotFoundError)
 
 
 def test_directory_is_a_clear_error(tmp_path):

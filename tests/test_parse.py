@@ -14,6 +14,7 @@ try:
 except ImportError:  # tests/strategies.py is written alongside; until it lands, skip below
     schedules = None
 
+from lrkit.errors import UserError
 from lrkit.schedules import (
     REGISTRY,
     Minimum,
@@ -161,7 +162,7 @@ def test_error_shows_the_spec_with_a_caret_under_the_column():
 
 def test_error_keeps_column_and_spec_and_is_a_value_error():
     e = syntax_error("warmup(5%) >> cosin")
-    assert isinstance(e, ValueError)
+    assert isinstance(e, UserError) and isinstance(e, ValueError)
     assert (e.column, e.spec) == (15, "warmup(5%) >> cosin")
 
 

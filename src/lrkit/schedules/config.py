@@ -2,7 +2,8 @@
 
 A config names a schedule either by its text form (``{"schedule": "warmup(5%) >> cosine"}``)
 or by ``to_dict()`` data (``{"type": "cosine", "to": 0.1}``); ``dump_schedule`` writes either.
-YAML is read with ``yaml.safe_load`` only.
+YAML is read with ``yaml.safe_load`` only. Errors are :class:`~lrkit.errors.UserError`
+(a ``ValueError``) naming the file and what is wrong.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ..errors import UserError
 from .base import Schedule, from_dict
 from .combinators import as_schedule
 from .parse import parse
@@ -50,7 +52,7 @@ def _from_data(data: Any) -> Schedule:
         if "schedule" in data:
             extra = sorted(set(data) - {"schedule"})
             if extra:
-                raise ValueError(
+                raise UserError(
                     f"a schedule mapping holds either 'schedule' (a text spec) or 'type' (to_dict"
                     f" data), got also {', '.join(map(repr, extra))}"
                 )
@@ -59,7 +61,7 @@ def _from_data(data: Any) -> Schedule:
             return from_dict(data)
     if isinstance(data, int | float) and not isinstance(data, bool):
         return as_schedule(data)
-    raise ValueError(
+    raise UserError(
         "a schedule must be a Schedule, a number, a text spec like 'warmup(5%) >> cosine', a"
         " mapping with 'type' (to_dict data) or 'schedule' (a text spec), or a .json/.yaml"
         f" file; got {data!r}"
@@ -69,28 +71,28 @@ def _from_data(data: Any) -> Schedule:
 def _load_file(path: Path) -> Schedule:
     suffix = path.suffix.lower()
     if suffix not in _SUFFIXES:
-        raise ValueError(f"schedule file '{path}' must end in .json, .yaml or .yml")
+        raise UserError(f"schedule file '{path}' must end in .json, .yaml or .yml")
     if not path.is_file():
         where = "is a directory" if path.is_dir() else "does not exist"
-        raise ValueError(f"schedule file '{path}' {where} (looked in {path.resolve().parent})")
+        raise UserError(f"schedule file '{path}' {where} (looked in {path.resolve().parent})")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        raise ValueError(f"schedule file '{path}' cannot be read: {e}") from None
+        raise UserError(f"schedule file '{path}' cannot be read: {e}") from None
     if suffix == ".json":
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
-            raise ValueError(f"schedule file '{path}' is not valid JSON: {e}") from None
+            raise UserError(f"schedule file '{path}' is not valid JSON: {e}") from None
     else:
         import yaml
 
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as e:
-            raise ValueError(f"schedule file '{path}' is not valid YAML: {e}") from None
+            raise UserError(f"schedule file '{path}' is not valid YAML: {e}") from None
     if data is None:
-        raise ValueError(
+        raise UserError(
             f"schedule file '{path}' is empty; expected a mapping with 'type' (to_dict data) or"
             " 'schedule' (a text spec)"
         )
@@ -100,7 +102,7 @@ def _load_file(path: Path) -> Schedule:
         hint = ""
         if suffix != ".json" and _YAML_STRING_FLOAT.search(str(e)):
             hint = " (YAML reads 1e-3 as a string: write 1.0e-3 or 0.001)"
-        raise ValueError(f"schedule file '{path}': {e}{hint}") from None
+        raise UserError(f"schedule file '{path}': {e}{hint}") from None
 
 
 # PyYAML (YAML 1.1) reads a float only with a dot and a signed exponent: 1e-3 stays a string
@@ -116,7 +118,7 @@ def dump_schedule(schedule: Schedule, path: str | os.PathLike, *, text: bool = F
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in _SUFFIXES:
-        raise ValueError(f"schedule file '{path}' must end in .json, .yaml or .yml")
+        raise UserError(f"schedule file '{path}' must end in .json, .yaml or .yml")
     schedule = _from_data(schedule)
     data = {"schedule": repr(schedule)} if text else schedule.to_dict()
     if suffix == ".json":

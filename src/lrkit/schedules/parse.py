@@ -26,14 +26,17 @@ import difflib
 import re
 from typing import Any, NamedTuple
 
+from ..errors import UserError
 from .base import REGISTRY, Schedule
 from .combinators import as_schedule, product, sequence
 
 __all__ = ["ScheduleSyntaxError", "parse"]
 
 
-class ScheduleSyntaxError(ValueError):
+class ScheduleSyntaxError(UserError):
     """A text spec that is not a schedule; ``.column`` (1-based) says where, ``.spec`` what.
+
+    A :class:`~lrkit.errors.UserError`, so a ``ValueError``.
 
     The message's first line names what was found and what was expected; the next two show
     the spec with a caret under the column.
