@@ -363,25 +363,15 @@ def test_repr_parses_back_to_an_equal_schedule(s):
     assert parse(repr(s)) == s
 
 
-def _parse_example(text):
-    """``parse(text)``, skipping while the catalogue lacks a schedule the text names."""
-    try:
-        return parse(text)
-    except ScheduleSyntaxError as e:
-        if str(e).startswith("unknown schedule"):
-            pytest.skip(f"not in the catalogue yet: {str(e).splitlines()[0]}")
-        raise
-
-
 @pytest.mark.parametrize("text", TEXTS)
 def test_text_survives_parse_repr_parse(text):
-    s = _parse_example(text)
+    s = parse(text)
     assert parse(repr(s)) == s
 
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_every_registered_schedule_round_trips(name):
-    examples = [s for s in map(_parse_or_none, TEXTS) if s and name in _names(s)]
+    examples = [s for s in map(parse, TEXTS) if name in _names(s)]
     try:
         examples.append(REGISTRY[name]())
     except (TypeError, ValueError):
@@ -389,13 +379,6 @@ def test_every_registered_schedule_round_trips(name):
     assert examples, f"add a text example using {name!r} to TEXTS"
     for s in examples:
         assert parse(repr(s)) == s
-
-
-def _parse_or_none(text):
-    try:
-        return parse(text)
-    except ScheduleSyntaxError:
-        return None
 
 
 def _names(s):
