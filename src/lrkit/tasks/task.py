@@ -22,6 +22,7 @@ call the factories reproducibly: the same seed gives the same model and the same
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 from collections.abc import Callable, Iterable, Iterator
@@ -214,12 +215,25 @@ class Task:
         The model is left in eval mode; the training loop sets train mode again.
         """
         model.eval()
-        val_loss = self.mean_loss(model, loader)
-        if self.metric.fn is None:
-            return val_loss, val_loss
-        with torch.no_grad():
-            metric = float(self.metric.fn(model, loader))
+        with torch_threads(self.threads):
+            val_loss = self.mean_loss(model, loader)
+            if self.metric.fn is None:
+                return val_loss, val_loss
+            with torch.no_grad():
+                metric = float(self.metric.fn(model, loader))
         return metric, val_loss
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with torch using ``threads`` CPU threads (None: as it is), then restore."""
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def check_lr(lr: Any, what: str = "lr") -> float:

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from ..schedules import Driver, Schedule, as_schedule
-from ..tasks import Task, check_lr, get_task
+from ..tasks import Task, check_lr, get_task, torch_threads
 from .callbacks import Events, ProgressBar, State
 from .history import COMPLETED, DIVERGED, FAILED, INTERRUPTED, RUNNING, STOPPED, History
 
@@ -59,13 +59,8 @@ def fit(
     epochs = task.epochs if epochs is None else _check_epochs(epochs)
     seed = task.seed if seed is None else seed
     schedule = as_schedule(1.0 if schedule is None else schedule, "schedule")
-    threads = torch.get_num_threads()
-    if task.threads:
-        torch.set_num_threads(task.threads)
-    try:
+    with torch_threads(task.threads):
         return _run(task, lr, schedule, epochs, seed, list(callbacks), progress, out, momentum)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run(task, lr, schedule, epochs, seed, callbacks, progress, out, momentum) -> History:
@@ -122,7 +117,7 @@ def _run(task, lr, schedule, epochs, seed, callbacks, progress, out, momentum) -
                 break
             events("on_epoch_end", state)
             state.metric, state.val_loss = task.validate(model, val_loader)
-            if driver.plateaus:
+            if driver.plateaus and math.isfinite(state.val_loss):
                 driver.report(state.val_loss)
             history.add_epoch(epoch, state.metric, state.val_loss, time.perf_counter() - start)
             events("on_validation_end", state)
