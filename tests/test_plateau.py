@@ -7,6 +7,8 @@ import random
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lrkit.schedules import Plateau, cosine, plateau, warmup
 
@@ -58,6 +60,34 @@ def test_scale_equals_torch_lr_report_for_report(case, seed):
         assert p.state.cooldown_left == ref.cooldown_counter
         assert p.state.best == ref.best
     assert reductions >= 2  # the sequence really exercised the rule
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    config=st.fixed_dictionaries(
+        dict(
+            factor=st.floats(0.0, 0.99),
+            patience=st.integers(0, 4),
+            mode=st.sampled_from(["min", "max"]),
+            threshold=st.floats(0.0, 0.5),
+            threshold_mode=st.sampled_from(["rel", "abs"]),
+            cooldown=st.integers(0, 3),
+            min_scale=st.floats(0.0, 1.0),
+            eps=st.sampled_from([0.0, 1e-8, 0.05]),
+        )
+    ),
+    metrics=st.lists(
+        st.floats(-10, 10, allow_nan=False) | st.sampled_from([0.0, 1.0, -1.0]), min_size=1, max_size=60
+    ),
+)
+def test_any_settings_and_metrics_follow_torch(config, metrics):
+    p = Plateau(**config)
+    kw = dict(config)
+    opt, ref = torch_plateau(1.0, min_lr=kw.pop("min_scale"), **kw)
+    for metric in metrics:
+        p.report(metric)
+        ref.step(metric)
+        assert p.scale == opt.param_groups[0]["lr"]
 
 
 def test_scale_never_drops_below_min_scale():

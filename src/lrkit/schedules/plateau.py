@@ -56,7 +56,7 @@ def metric_value(metric: Any) -> float:
 class Plateau(Schedule):
     """A factor that drops by ``factor`` when the reported metric stops improving.
 
-    formula: max(factor ** k, min_scale), k = reductions so far (each reduction clamped too)
+    formula: scale, 1.0 at first; each reduction sets scale = max(scale * factor, min_scale)
 
     A report *improves* when it beats the best so far by more than ``threshold`` (relative:
     ``best * (1 -+ threshold)``, or absolute: ``best -+ threshold``, by ``mode``). After more
@@ -65,10 +65,10 @@ class Plateau(Schedule):
     ``cooldown`` reports are not counted as bad. This is ``ReduceLROnPlateau`` with lr = scale.
 
     >>> p = Plateau(patience=0, factor=0.5)
-    >>> for loss in (1.0, 2.0, 3.0):
-    ...     p.report(loss)
-    >>> p(0)
-    0.25
+    >>> [p.report(loss) for loss in (1.0, 2.0, 3.0, 0.5)]
+    [1.0, 0.5, 0.25, 0.25]
+    >>> p(0), p(1000)
+    (0.25, 0.25)
     """
 
     factor: float = 0.1
