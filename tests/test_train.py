@@ -1,0 +1,175 @@
+"""fit: lrs follow the schedule, events fire in order, the history saves, NaN stops the run."""
+
+import csv
+import json
+import math
+
+import pytest
+import torch
+import user_tasks
+
+from lrkit.schedules import as_schedule
+from lrkit.train import EVENTS, Callback, History, fit
+
+SPEC = "warmup(3) >> cosine(to=0.1)"
+
+
+class Recorder(Callback):
+    """Every event with the step and epoch it saw."""
+
+    def __init__(self):
+        self.seen = []
+
+    def __getattribute__(self, name):
+        if name in EVENTS:
+            return lambda state: self.seen.append((name, state.step, state.epoch))
+        return super().__getattribute__(name)
+
+
+def test_lrs_follow_the_schedule_resolved_over_the_run():
+    history = fit(user_tasks.tiny(), lr=0.2, schedule=SPEC, progress=False)
+    expected = as_schedule(SPEC).resolve(total_steps=18, steps_per_epoch=6)
+    assert history.steps == 18
+    assert history.lrs == pytest.approx([0.2 * expected(t) for t in range(18)])
+
+
+def test_lrs_are_recorded_for_every_param_group():
+    def two_groups(params, lr):
+        w, b = list(params)
+        return torch.optim.SGD([{"params": [w]}, {"params": [b], "lr": lr / 10}], lr=lr)
+
+    history = fit(user_tasks.tiny(make_optimizer=two_groups), lr=0.1, schedule=SPEC, progress=False)
+    assert all(len(g) == 2 for g in history.lr_groups)
+    assert [g[1] for g in history.lr_groups] == pytest.approx(
+        [g[0] / 10 for g in history.lr_groups]
+    )
+
+
+def test_no_schedule_keeps_the_lr_constant():
+    history = fit(user_tasks.tiny(), lr=0.05, progress=False)
+    assert set(history.lrs) == {0.05}
+
+
+def test_events_fire_in_order_with_one_call_per_step_and_epoch():
+    recorder = Recorder()
+    fit(user_tasks.tiny(), epochs=2, callbacks=[recorder], progress=False)
+    names = [name for name, _, _ in recorder.seen]
+    per_epoch = ["on_after_backward", "on_after_step"] * 6 + ["on_epoch_end", "on_validation_end"]
+    assert names == ["on_train_start", *per_epoch, *per_epoch, "on_train_end"]
+
+
+def test_events_see_the_step_count_and_epoch():
+    recorder = Recorder()
+    fit(user_tasks.tiny(), epochs=2, callbacks=[recorder], progress=False)
+    after_steps = [(s, e) for name, s, e in recorder.seen if name == "on_after_step"]
+    assert after_steps == [(s, (s - 1) // 6) for s in range(1, 13)]
+
+
+def test_validation_end_sees_the_metric_that_the_history_records():
+    seen = []
+
+    class Watch(Callback):
+        def on_validation_end(self, state):
+            seen.append(state.metric)
+
+    history = fit(user_tasks.tiny(), callbacks=[Watch()], progress=False)
+    assert seen == history.metrics and len(seen) == 3
+
+
+def test_a_callback_can_stop_the_run():
+    class StopAtFour(Callback):
+        def on_after_step(self, state):
+            state.stop = state.step == 4
+
+    history = fit(user_tasks.tiny(), callbacks=[StopAtFour()], progress=False)
+    assert (history.status, history.steps) == ("stopped", 4)
+
+
+def test_a_nan_loss_stops_the_run_as_diverged():
+    def nan_at_step_7(model, batch, calls=[]):  # noqa: B006 - a counter across calls
+        calls.append(model.training)
+        loss = torch.nn.functional.cross_entropy(model(batch[0]), batch[1])
+        return loss * math.nan if sum(calls) == 8 and model.training else loss
+
+    history = fit(user_tasks.tiny(step_fn=nan_at_step_7), progress=False)
+    assert history.status == "diverged"
+    assert "step 7" in history.reason and math.isnan(history.loss[7])
+    assert history.steps < 18
+
+
+def test_the_same_seed_gives_the_same_losses():
+    a = fit(user_tasks.tiny(), seed=1, progress=False)
+    b = fit(user_tasks.tiny(), seed=1, progress=False)
+    assert a.loss == b.loss
+
+
+def test_another_seed_gives_other_losses():
+    a = fit(user_tasks.tiny(), seed=1, progress=False)
+    b = fit(user_tasks.tiny(), seed=2, progress=False)
+    assert a.loss != b.loss
+
+
+def test_plateau_factor_is_fed_the_validation_loss():
+    reports = []
+
+    class Watch(Callback):
+        def on_train_end(self, state):
+            reports.append(state.driver.plateaus[0].state.reports)
+
+    fit(user_tasks.tiny(), schedule="plateau(patience=0)", callbacks=[Watch()], progress=False)
+    assert reports == [3]
+
+
+def test_torch_threads_are_restored_after_the_run():
+    before = torch.get_num_threads()
+    fit(user_tasks.tiny(threads=1), epochs=1, progress=False)
+    assert torch.get_num_threads() == before
+
+
+def test_fit_rejects_zero_epochs():
+    with pytest.raises(ValueError, match=r"epochs must be a whole number >= 1, got 0"):
+        fit(user_tasks.tiny(), epochs=0, progress=False)
+
+
+def test_progress_false_prints_nothing(capsys):
+    fit(user_tasks.tiny(), epochs=1, progress=False)
+    assert capsys.readouterr().out == ""
+
+
+def test_history_save_and_load_round_trip(tmp_path):
+    history = fit(user_tasks.tiny(), schedule=SPEC, progress=False, out=tmp_path)
+    loaded = History.load(tmp_path)
+    assert loaded == history and loaded.final_metric == history.final_metric
+
+
+def test_steps_csv_has_one_row_per_step(tmp_path):
+    history = fit(user_tasks.tiny(), progress=False, out=tmp_path)
+    rows = list(csv.reader(open(tmp_path / "steps.csv")))
+    assert rows[0] == ["step", "epoch", "loss", "lr"] and len(rows) == history.steps + 1
+
+
+def test_a_nan_is_saved_as_strict_json_and_loaded_back(tmp_path):
+    history = History(
+        task="t", loss=[1.0, math.nan], step=[0, 1], epoch=[0, 0], lr_groups=[[1.0]] * 2
+    )
+    history.save(tmp_path)
+
+    def refuse(name):
+        raise ValueError(f"not strict JSON: {name}")
+
+    json.loads((tmp_path / "history.json").read_text(), parse_constant=refuse)
+    assert math.isnan(History.load(tmp_path).loss[1])
+
+
+def test_best_metric_is_the_highest_when_higher_is_better():
+    history = History(higher_is_better=True)
+    for epoch, metric in enumerate([0.5, 0.9, 0.7]):
+        history.add_epoch(epoch, metric, val_loss=1.0, time=0.0)
+    assert (history.best_metric, history.best_epoch, history.final_metric) == (0.9, 1, 0.7)
+
+
+def test_best_metric_is_the_lowest_when_lower_is_better():
+    history = History(higher_is_better=False)
+    for epoch, metric in enumerate([0.5, 0.2, 0.7]):
+        history.add_epoch(epoch, metric, val_loss=1.0, time=0.0)
+    assert (history.best_metric, history.best_epoch) == (0.2, 1)
