@@ -160,10 +160,15 @@ def test_numbers_are_constant_schedules():
 
 
 def test_text_spec_is_parsed():
-    pytest.importorskip("lrkit.schedules.parse")
-    opt = sgd((0.1,))
-    driver = Driver(opt, "warmup(10%) >> cosine", total_steps=100)
+    opt = sgd((0.1,), momentum=0.9)
+    driver = Driver(opt, "warmup(10%) >> cosine", momentum="0.85", total_steps=100)
     assert driver.schedule == (warmup("10%") >> cosine).resolve(total_steps=100)
+    assert opt.param_groups[0]["momentum"] == 0.85
+
+
+def test_text_spec_with_a_syntax_error_is_a_value_error():
+    with pytest.raises(ValueError, match="column 15"):
+        Driver(sgd(), "warmup(10) >> >> cosine(5)")
 
 
 def test_lengths_in_epochs_and_fractions_are_resolved_once():
@@ -199,6 +204,11 @@ def test_momentum_schedule_needs_an_optimizer_with_momentum():
     opt = torch.optim.Adagrad(params(), lr=0.1)
     with pytest.raises(ValueError, match="'momentum' .* or 'betas'.*group 0 has keys"):
         Driver(opt, 1.0, momentum=0.9)
+
+
+def test_momentum_values_must_be_absolute():
+    with pytest.raises(ValueError, match=r"must lie in \[0, 1\).*gives 1.0 at step 0"):
+        Driver(sgd(momentum=0.9), 1.0, momentum=cosine(10))
 
 
 def test_not_an_optimizer_is_a_type_error():

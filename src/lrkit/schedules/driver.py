@@ -83,7 +83,17 @@ class Driver(LRScheduler):
         for group in groups:
             group.setdefault("initial_lr", _float(group["lr"]))
         self.base_lrs = _base_lrs(base_lr, groups)
-        self._momentum_key = _momentum_key(groups) if self.momentum is not None else None
+        self._momentum_key = None
+        if self.momentum is not None:
+            self._momentum_key = _momentum_key(groups)
+            length = self.momentum.length
+            for t in (0, length) if type(length) is int else (0,):
+                m = self.momentum(t)
+                if not 0.0 <= m < 1.0:
+                    raise ValueError(
+                        f"momentum values are absolute and must lie in [0, 1); the momentum"
+                        f" schedule {self.momentum!r} gives {m!r} at step {t}"
+                    )
         if self.weight_decay is not None:
             for i, group in enumerate(groups):
                 if "weight_decay" not in group:
