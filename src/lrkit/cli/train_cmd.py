@@ -139,7 +139,11 @@ def print_summary(history, elapsed: float) -> None:
     table.add_row("task", history.task)
     table.add_row("lr", f"{history.lr:g}")
     table.add_row("schedule", history.schedule)
-    table.add_row("steps", f"{history.steps} ({history.epochs} epochs x {history.steps_per_epoch})")
+    table.add_row(
+        "steps",
+        f"{history.steps} ({history.epochs} epoch{'s' * (history.epochs != 1)}"
+        f" x {history.steps_per_epoch})",
+    )
     table.add_row(
         f"final {history.metric_name}", f"{number(history.final_metric)} ({way} is better)"
     )
