@@ -199,3 +199,12 @@ def test_internal_error_exits_1_with_the_traceback(capsys):
         "Traceback" in err
         and "lrkit: internal error: RuntimeError: a bug in the user's task" in err
     )
+
+
+def test_train_finds_a_user_task_module_in_the_current_folder(capsys, tmp_path, monkeypatch):
+    (tmp_path / "my_tasks_here.py").write_text("from user_tasks import tiny as make\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    status, _, err = call(capsys, "train", "--task", "my_tasks_here:make", "--out", "out", "-q")
+    assert status == 0, err
+    assert (tmp_path / "out" / "history.json").is_file()

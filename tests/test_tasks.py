@@ -165,3 +165,12 @@ def test_get_task_function_not_returning_a_task_is_refused():
 def test_get_task_path_with_two_colons_is_refused():
     with pytest.raises(UserError, match=r"must be written 'package.module:function'"):
         get_task("user_tasks:tiny:extra")
+
+
+def test_wine_optimizer_decays_weights_but_not_biases():
+    task = get_task("wine-mlp")
+    groups = task.build_optimizer(task.build_model()).param_groups
+    assert [(g["weight_decay"], {p.dim() for p in g["params"]}) for g in groups] == [
+        (0.01, {2}),
+        (0.0, {1}),
+    ]

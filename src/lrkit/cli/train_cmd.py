@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -12,7 +14,7 @@ from .app import cli, user_input, writable_dir
 
 TASK_HELP = (
     "A built-in task (see 'lrkit tasks') or your own 'package.module:function' returning an"
-    " lrkit.tasks.Task. Example: --task wine-mlp"
+    " lrkit.tasks.Task, importable from the current folder. Example: --task wine-mlp"
 )
 
 
@@ -96,6 +98,8 @@ def train_command(
     from ..tasks import get_task
     from ..train import fit
 
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())  # so that --task mymodule:make_task finds ./mymodule.py
     task = get_task(task_name)
     epochs = epochs or task.epochs
     with user_input(f"--schedule {spec!r}"):

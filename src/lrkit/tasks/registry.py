@@ -61,7 +61,10 @@ def _load(path: str) -> Task:
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
-        raise UserError(f"task {path!r}: cannot import module {module_name!r} ({e})") from e
+        raise UserError(
+            f"task {path!r}: cannot import module {module_name!r} ({e}); it must be importable"
+            " from the current folder or PYTHONPATH"
+        ) from e
     obj = module
     for part in attr.split("."):
         if not hasattr(obj, part):

@@ -61,10 +61,16 @@ def mlp(*sizes: int) -> nn.Sequential:
     return nn.Sequential(*layers[:-1])
 
 
-def decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Two param groups: matrices and kernels decay, biases do not (the nanoGPT split)."""
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    rest = [p for p in model.parameters() if p.dim() < 2]
+def decay_groups(params, weight_decay: float) -> list[dict]:
+    """Two param groups: matrices and kernels decay, biases do not (the nanoGPT split).
+
+    Param groups given already (dicts) are returned as they are.
+    """
+    params = list(params)
+    if any(isinstance(p, dict) for p in params):
+        return params
+    decay = [p for p in params if p.dim() >= 2]
+    rest = [p for p in params if p.dim() < 2]
     return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
 
 
@@ -131,7 +137,7 @@ def wine_mlp() -> Task:
         name="wine-mlp",
         description="wine cultivars, standardised features, MLP, AdamW (no decay on biases)",
         make_model=lambda: mlp(13, 32, 3),
-        make_optimizer=lambda params, lr: torch.optim.AdamW(params, lr=lr, weight_decay=0.01),
+        make_optimizer=lambda params, lr: torch.optim.AdamW(decay_groups(params, 0.01), lr=lr),
         make_train_loader=train,
         make_val_loader=val,
         metric=Metric("accuracy", accuracy, higher_is_better=True),
