@@ -329,3 +329,11 @@ def test_tensor_lrs_are_filled_in_place():
     tensor = opt.param_groups[0]["lr"]
     Driver(opt, 0.5)
     assert opt.param_groups[0]["lr"] is tensor and tensor.item() == pytest.approx(0.005)
+
+
+def test_a_refused_driver_leaves_the_optimizer_untouched():
+    opt = torch.optim.Adagrad(params(), lr=0.1)
+    before = [dict(g) for g in opt.param_groups]
+    with pytest.raises(ValueError):
+        Driver(opt, 0.5, momentum=0.9)
+    assert [dict(g) for g in opt.param_groups] == before

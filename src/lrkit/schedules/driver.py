@@ -53,6 +53,11 @@ class Driver(LRScheduler):
 
     ``driver.step()`` is cheap; ``driver.step(metric)`` and ``driver.report(metric)`` feed every
     :class:`Plateau` factor in the schedules (see :attr:`plateaus`) and rewrite the groups.
+
+    In Lightning, return ``{"scheduler": driver, "interval": "step"}`` from
+    ``configure_optimizers`` (with ``count="applied"`` any interval works: the counter follows
+    the optimizer); add ``"reduce_on_plateau": True, "monitor": "val_loss"`` to have Lightning
+    call ``driver.step(val_loss)``. Hugging Face's Trainer takes ``(optimizer, driver)``.
     """
 
     def __init__(
@@ -80,8 +85,6 @@ class Driver(LRScheduler):
         self.momentum = _resolved(momentum, "momentum", total_steps, steps_per_epoch)
         self.weight_decay = _resolved(weight_decay, "weight_decay", total_steps, steps_per_epoch)
 
-        for group in groups:
-            group.setdefault("initial_lr", _float(group["lr"]))
         self.base_lrs = _base_lrs(base_lr, groups)
         self._momentum_key = None
         if self.momentum is not None:
@@ -101,6 +104,11 @@ class Driver(LRScheduler):
                         f"a weight_decay schedule needs param groups with 'weight_decay'; group {i}"
                         f" of {type(optimizer).__name__} has keys {sorted(group)}"
                     )
+
+        # all checked: from here on the optimizer is written to
+        for group in groups:
+            group.setdefault("initial_lr", _float(group["lr"]))
+            if self.weight_decay is not None:
                 group.setdefault("initial_weight_decay", _float(group["weight_decay"]))
 
         length = self.schedule.length
@@ -315,8 +323,8 @@ def _float(value: Any) -> float:
 
 
 def _base_lrs(base_lr: Any, groups: list[dict[str, Any]]) -> list[float]:
-    if base_lr is None:
-        return [_float(g["initial_lr"]) for g in groups]
+    if base_lr is None:  # torch's convention: "initial_lr" when a scheduler already set it
+        return [_float(g.get("initial_lr", g["lr"])) for g in groups]
     if isinstance(base_lr, int | float) and not isinstance(base_lr, bool):
         values = [base_lr] * len(groups)
     elif isinstance(base_lr, list | tuple) and len(base_lr) == len(groups):
