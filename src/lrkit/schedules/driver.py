@@ -54,10 +54,11 @@ class Driver(LRScheduler):
     ``driver.step()`` is cheap; ``driver.step(metric)`` and ``driver.report(metric)`` feed every
     :class:`Plateau` factor in the schedules (see :attr:`plateaus`) and rewrite the groups.
 
-    In Lightning, return ``{"scheduler": driver, "interval": "step"}`` from
-    ``configure_optimizers`` (with ``count="applied"`` any interval works: the counter follows
-    the optimizer); add ``"reduce_on_plateau": True, "monitor": "val_loss"`` to have Lightning
-    call ``driver.step(val_loss)``. Hugging Face's Trainer takes ``(optimizer, driver)``.
+    In Lightning, return ``{"scheduler": driver}`` from ``configure_optimizers``: with
+    ``count="applied"`` the lr follows every optimizer update whatever the ``interval``, so a
+    schedule with plateaus can use ``"interval": "epoch", "reduce_on_plateau": True,
+    "monitor": "val_loss"`` and Lightning calls ``driver.step(val_loss)`` once an epoch.
+    Hugging Face's Trainer takes ``optimizers=(optimizer, driver)``.
     """
 
     def __init__(
