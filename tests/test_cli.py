@@ -1,5 +1,6 @@
 """The lrkit command line: help, tasks, schedule list/show, train, and its error policy."""
 
+import doctest
 import json
 import os
 import subprocess
@@ -8,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from lrkit import __version__
-from lrkit.cli import cli, main
+from lrkit import __version__, errors
+from lrkit.cli import cli, main, schedule_cmd
 from lrkit.schedules import REGISTRY
 from lrkit.tasks import list_tasks
 
@@ -208,3 +209,9 @@ def test_train_finds_a_user_task_module_in_the_current_folder(capsys, tmp_path, 
     status, _, err = call(capsys, "train", "--task", "my_tasks_here:make", "--out", "out", "-q")
     assert status == 0, err
     assert (tmp_path / "out" / "history.json").is_file()
+
+
+@pytest.mark.parametrize("module", [schedule_cmd, errors])
+def test_docstring_examples_run(module):
+    result = doctest.testmod(module)
+    assert result.attempted > 0 and result.failed == 0

@@ -1,5 +1,6 @@
 """Tasks: built from plain parts, reproducible, bundled ones learn, get_task finds them."""
 
+import doctest
 import math
 
 import pytest
@@ -8,7 +9,8 @@ import user_tasks
 from torch import nn
 
 from lrkit.errors import UserError
-from lrkit.tasks import Metric, Task, get_task, list_tasks
+from lrkit.tasks import Metric, Task, data, get_task, list_tasks, registry
+from lrkit.tasks import task as task_module
 from lrkit.tasks.pychar import _data, corpus
 from lrkit.train import fit
 
@@ -174,3 +176,9 @@ def test_wine_optimizer_decays_weights_but_not_biases():
         (0.01, {2}),
         (0.0, {1}),
     ]
+
+
+@pytest.mark.parametrize("module", [task_module, data, registry])
+def test_docstring_examples_run(module):
+    result = doctest.testmod(module)
+    assert result.attempted > 0 and result.failed == 0

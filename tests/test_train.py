@@ -1,6 +1,7 @@
 """fit: lrs follow the schedule, events fire in order, the history saves, NaN stops the run."""
 
 import csv
+import doctest
 import json
 import math
 
@@ -9,7 +10,7 @@ import torch
 import user_tasks
 
 from lrkit.schedules import as_schedule
-from lrkit.train import EVENTS, Callback, History, fit
+from lrkit.train import EVENTS, Callback, History, fit, loop
 
 SPEC = "warmup(3) >> cosine(to=0.1)"
 
@@ -173,3 +174,14 @@ def test_best_metric_is_the_lowest_when_lower_is_better():
     for epoch, metric in enumerate([0.5, 0.2, 0.7]):
         history.add_epoch(epoch, metric, val_loss=1.0, time=0.0)
     assert (history.best_metric, history.best_epoch) == (0.2, 1)
+
+
+def test_progress_bar_shows_steps_loss_and_lr(capsys):
+    fit(user_tasks.tiny(), lr=0.1, progress=True)
+    out = capsys.readouterr().out
+    assert "18/18" in out and "loss 0." in out and "lr 0.1" in out
+
+
+def test_docstring_examples_run():
+    result = doctest.testmod(loop)
+    assert result.attempted > 0 and result.failed == 0
