@@ -34,6 +34,12 @@ def test_lrs_follow_the_schedule_resolved_over_the_run():
     assert history.lrs == pytest.approx([0.2 * expected(t) for t in range(18)])
 
 
+def test_history_names_the_schedule_as_given_and_in_steps():
+    history = fit(user_tasks.tiny(), schedule=SPEC, progress=False)
+    assert history.schedule == "warmup(3) >> cosine(to=0.1)"
+    assert history.resolved_schedule == "warmup(3) >> cosine(15, to=0.1)"
+
+
 def test_lrs_are_recorded_for_every_param_group():
     def two_groups(params, lr):
         w, b = list(params)

@@ -143,6 +143,8 @@ def print_summary(history, elapsed: float) -> None:
     table.add_row("task", history.task)
     table.add_row("lr", f"{history.lr:g}")
     table.add_row("schedule", history.schedule)
+    if history.resolved_schedule != history.schedule:
+        table.add_row("in steps", history.resolved_schedule)
     table.add_row(
         "steps",
         f"{history.steps} ({history.epochs} epoch{'s' * (history.epochs != 1)}"

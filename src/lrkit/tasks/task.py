@@ -135,6 +135,10 @@ class Task:
                 raise TypeError(
                     f"task {self.name!r}: {field} must be callable, got {getattr(self, field)!r}"
                 )
+        if not callable(self.criterion):
+            raise TypeError(
+                f"task {self.name!r}: criterion must be callable, got {self.criterion!r}"
+            )
         if self.step_fn is not None and not callable(self.step_fn):
             raise TypeError(f"task {self.name!r}: step_fn must be callable, got {self.step_fn!r}")
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:

@@ -40,7 +40,8 @@ class History:
     metric_name: str = "val_loss"
     higher_is_better: bool = False
     lr: float = 0.0
-    schedule: str = ""
+    schedule: str = ""  # as given, e.g. "warmup(5%) >> cosine"
+    resolved_schedule: str = ""  # in whole steps, e.g. "warmup(12) >> cosine(218)"
     seed: int = 0
     epochs: int = 0
     steps_per_epoch: int = 0

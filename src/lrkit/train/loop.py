@@ -83,6 +83,7 @@ def _run(task, lr, schedule, epochs, seed, callbacks, progress, out, momentum) -
         higher_is_better=task.metric.higher_is_better,
         lr=lr,
         schedule=repr(schedule),
+        resolved_schedule=repr(driver.schedule),
         seed=seed,
         epochs=epochs,
         steps_per_epoch=steps_per_epoch,
