@@ -59,8 +59,8 @@ def test_every_command_help_gives_an_example(capsys, path):
 
 def test_every_train_option_is_explained_with_an_example(capsys):
     _, out, _ = call(capsys, "train", "--help")
-    for option in ("--task", "--lr", "--schedule", "--epochs", "--seed", "--out"):
-        assert f"Example: {option}" in " ".join(out.split()), option
+    for option in ("--task", "--lr", "--schedule", "--epochs", "--seed", "--out", "--quiet"):
+        assert f"Example:{option}" in "".join(out.split()), option  # as wrapped at any width
 
 
 def test_tasks_prints_one_line_per_task(capsys):
@@ -215,3 +215,9 @@ def test_train_finds_a_user_task_module_in_the_current_folder(capsys, tmp_path, 
 def test_docstring_examples_run(module):
     result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_every_schedule_show_option_is_explained_with_an_example(capsys):
+    _, out, _ = call(capsys, "schedule", "show", "--help")
+    for option in ("--steps", "--steps-per-epoch", "--lr", "--png"):
+        assert f"Example:{option}" in "".join(out.split()), option  # as wrapped at any width

@@ -74,7 +74,7 @@ def tasks_command() -> None:
     "--quiet",
     "-q",
     is_flag=True,
-    help="No progress bar and no summary table; print only the history's path.",
+    help="No progress bar and no summary table; print only the history's path. Example: --quiet",
 )
 def train_command(
     task_name: str,
