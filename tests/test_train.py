@@ -21,10 +21,30 @@ class Recorder(Callback):
     def __init__(self):
         self.seen = []
 
-    def __getattribute__(self, name):
-        if name in EVENTS:
-            return lambda state: self.seen.append((name, state.step, state.epoch))
-        return super().__getattribute__(name)
+    def note(self, event, state):
+        self.seen.append((event, state.step, state.epoch))
+
+    def on_train_start(self, state):
+        self.note("on_train_start", state)
+
+    def on_after_backward(self, state):
+        self.note("on_after_backward", state)
+
+    def on_after_step(self, state):
+        self.note("on_after_step", state)
+
+    def on_epoch_end(self, state):
+        self.note("on_epoch_end", state)
+
+    def on_validation_end(self, state):
+        self.note("on_validation_end", state)
+
+    def on_train_end(self, state):
+        self.note("on_train_end", state)
+
+
+def test_recorder_covers_every_event():
+    assert all(event in vars(Recorder) for event in EVENTS)
 
 
 def test_lrs_follow_the_schedule_resolved_over_the_run():
@@ -93,10 +113,15 @@ def test_a_callback_can_stop_the_run():
 
 
 def test_a_nan_loss_stops_the_run_as_diverged():
-    def nan_at_step_7(model, batch, calls=[]):  # noqa: B006 - a counter across calls
-        calls.append(model.training)
+    training_calls = []
+
+    def nan_at_step_7(model, batch):
         loss = torch.nn.functional.cross_entropy(model(batch[0]), batch[1])
-        return loss * math.nan if sum(calls) == 8 and model.training else loss
+        if model.training:
+            training_calls.append(1)
+            if len(training_calls) == 8:
+                return loss * math.nan
+        return loss
 
     history = fit(user_tasks.tiny(step_fn=nan_at_step_7), progress=False)
     assert history.status == "diverged"

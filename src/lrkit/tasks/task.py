@@ -64,14 +64,6 @@ class Metric:
             return True
         return a > b if self.higher_is_better else a < b
 
-    def best(self, values: Iterable[float]) -> float | None:
-        """The best of ``values`` (None when there are none)."""
-        out = None
-        for v in values:
-            if out is None or self.better(v, out):
-                out = v
-        return out
-
 
 def adamw(params: Params, lr: float) -> torch.optim.Optimizer:
     """The default optimizer factory: ``torch.optim.AdamW(params, lr=lr)``."""
