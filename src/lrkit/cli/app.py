@@ -81,9 +81,7 @@ def user_input(what: str) -> Iterator[None]:
     """
     try:
         yield
-    except UserError as e:
-        raise UserError(f"{what}: {_first_line(e)}") from e
-    except ValueError as e:
+    except ValueError as e:  # UserError included
         raise UserError(f"{what}: {_first_line(e)}") from e
 
 
