@@ -77,16 +77,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def default_step(criterion: Callable) -> StepFn:
-    """The step function for ``(x, y)`` batches: ``criterion(model(x), y)``."""
-
-    def step_fn(model: nn.Module, batch: Any) -> torch.Tensor:
-        x, y = batch
-        return criterion(model(x), y)
-
-    return step_fn
-
-
 @dataclass(frozen=True)
 class Task:
     """A model, its optimizer, loss, data and metric: what ``fit`` and the CLI train.
