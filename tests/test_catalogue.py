@@ -143,6 +143,16 @@ def test_continuous_schedules_take_float_steps_between_neighbours(s):
 
 
 # -- behaviours that name their schedule -----------------------------------------------------
+def test_lines_end_exactly_at_their_end_values_never_below_zero():
+    assert linear(55, start=1.2375367739109582)(55) == 0.0
+    assert linear(100, to=0.1)(100) == 0.1 and warmup(3, start=0.1)(0) == 0.1
+    assert piecewise_linear([[0, 1.7], [106, 2.2e-308]])(106) == 2.2e-308
+
+
+def test_triangular2_far_into_the_run_is_the_low_value_not_an_overflow():
+    assert cyclical(1, low=0.25, mode="triangular2")(5001) == 0.25
+
+
 def test_step_multiplies_by_gamma_at_each_whole_period():
     s = step(10, gamma=0.5)
     assert [s(t) for t in (0, 9, 9.99, 10, 19, 20)] == [1.0, 1.0, 1.0, 0.5, 0.5, 0.25]
@@ -331,6 +341,10 @@ ERRORS = [
     (lambda: one_cycle(100, div=0), r"one_cycle div must be > 0, got 0"),
     (lambda: one_cycle(100).momentum(0.99, 0.9), r"needs 0 <= low <= high <= 1, got low=0.99"),
     (lambda: cycle_momentum(cosine(100)), r"needs a one_cycle or cyclical schedule, got cosine"),
+    (
+        lambda: (constant(0.5, 10) >> warmup() >> exponential(0.9)).resolve(total_steps=100),
+        r"seq part 2 \(warmup\) has no length, so the parts after it cannot start",
+    ),
     (lambda: step("2ep")(5), r"step\(2ep\) has every='2ep', which is relative to the run"),
     (lambda: one_cycle()(5), r"one_cycle has no steps: give it steps=N"),
 ]

@@ -132,8 +132,8 @@ class Linear(Schedule):
         return ("steps",)
 
     def __call__(self, t: float) -> float:
-        n = self.needs(self.steps)
-        return self.start + (self.to - self.start) * min(t, n) / n
+        u = min(t, n := self.needs(self.steps)) / n
+        return (1.0 - u) * self.start + u * self.to  # exactly start and to at the ends
 
     def bounds(self):
         return (min(self.start, self.to), max(self.start, self.to))
@@ -469,7 +469,8 @@ class PiecewiseLinear(Schedule):
         steps = [self.needs(s, "points' steps") for s, _ in self.points]
         k = min(max(bisect_right(steps, t), 1), len(steps) - 1)
         (s0, v0), (s1, v1) = self.points[k - 1], self.points[k]
-        return v0 + (v1 - v0) * min(max(t - s0, 0), s1 - s0) / (s1 - s0)
+        u = min(max(t - s0, 0), s1 - s0) / (s1 - s0)
+        return (1.0 - u) * v0 + u * v1  # exactly v0 and v1 at the points
 
     @property
     def length(self):

@@ -123,7 +123,8 @@ class Sequence(Schedule):
             lengths = [p.length for p in parts]
             open_ = [i for i, n in enumerate(lengths) if n is None]
             if len(open_) > 1 or (open_ and open_[0] != n - 1 and rest is None):
-                i = open_[0] if rest is None else open_[1]
+                # name a part that others come after (the last part may run forever)
+                i = open_[0] if rest is None or open_[1] == n - 1 else open_[1]
                 raise ValueError(
                     f"seq part {i + 1} ({self.parts[i]!r}) has no length, so the parts after it"
                     " cannot start: give it steps=N (or a fraction like '20%'), or give the seq"

@@ -120,7 +120,7 @@ class Cyclical(Schedule):
         if self.mode == "triangular":
             return rise, 1.0
         if self.mode == "triangular2":
-            return rise, 1 / (2.0 ** (cycle - 1))
+            return rise, 0.5 ** (cycle - 1)  # torch: 1 / 2.0 ** (cycle - 1), which overflows
         return rise, self.gamma**t
 
     def height(self, t: float) -> float:
