@@ -19,6 +19,12 @@ TESTS = Path(__file__).parent
 SPEC = "warmup(5%) >> cosine(to=0.01)"
 
 
+@pytest.fixture(autouse=True)
+def _keep_sys_path(monkeypatch):
+    """lrkit train puts the current folder on sys.path; undo that after each test."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+
+
 def run(*args):
     """The installed console script in a fresh process: (exit status, stdout, stderr)."""
     env = {**os.environ, "PYTHONPATH": str(TESTS)}
