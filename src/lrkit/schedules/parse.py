@@ -1,4 +1,4 @@
-"""The text form of the schedule algebra: ``parse(text)``, and schedules in config files.
+"""The text form of the schedule algebra: ``parse(text)``.
 
 ``repr(s)`` writes the text form and ``parse(repr(s)) == s``. The grammar::
 
@@ -7,16 +7,18 @@
     unary := NUMBER | call | '(' expr ')'
     call  := NAME ['(' [arg (',' arg)*] ')']   a bare name is the schedule with its defaults
     arg   := [NAME '='] value
-    value := expr | PERCENT | EPOCHS | STRING | true | false | none | inf
+    value := expr | PERCENT | EPOCHS | STRING | true | false | none
            | bare identifier | '[' [value (',' value)*] ']'
 
+NUMBER is ``5``, ``-0.5``, ``1e-3``, ``inf`` or ``nan``; PERCENT ``5%`` or ``2.5 %``; EPOCHS
+``2ep``, ``2 epochs``; STRING ``'...'`` or ``"..."`` with backslash escapes.
 ``>>`` and ``*`` build through :func:`sequence` and :func:`product`, exactly as the Python
-operators do, so ``parse("warmup(5%) >> cosine(to=0.01)") == warmup("5%") >> cosine(to=0.01)``.
-Positional arguments fill the dataclass fields in order (all of them go to ``parts`` for
-``seq``, ``product``, ``min`` and ``max``); lists become tuples. A bare identifier standing
-alone as an argument is a string (``mode=triangular2``) unless its field holds a schedule.
-Errors are :class:`ScheduleSyntaxError`, which point at the column with a caret.
-Schedules in config files (JSON, YAML): see :mod:`lrkit.schedules.config`.
+operators do, so ``parse("warmup(5%) >> cosine(to=0.01)") == warmup("5%") >> cosine(to=0.01)``;
+two numbers multiply as numbers. Positional arguments fill the dataclass fields in order (all
+of them go to ``parts`` for ``seq``, ``product``, ``min`` and ``max``); lists become tuples. A
+bare identifier standing alone as an argument is a string (``mode=triangular2``) unless its
+field holds a schedule (``clip(cosine)``). Errors are :class:`ScheduleSyntaxError`, which point
+at the column with a caret. Schedules in config files: :mod:`lrkit.schedules.config`.
 """
 
 from __future__ import annotations
