@@ -2,7 +2,6 @@
 
 from .base import REGISTRY, Length, Run, Schedule, check_length, from_dict, register
 from .catalogue import (
-    WSD,
     Constant,
     Cosine,
     Exponential,
@@ -25,7 +24,6 @@ from .catalogue import (
     polynomial,
     step,
     warmup,
-    wsd,
 )
 from .combinators import (
     Clip,
@@ -49,6 +47,7 @@ from .combinators import (
 )
 from .config import dump_schedule, load_schedule
 from .cyclic import (
+    WSD,
     CosineRestarts,
     CycleMomentum,
     Cyclical,
@@ -57,6 +56,7 @@ from .cyclic import (
     cycle_momentum,
     cyclical,
     one_cycle,
+    wsd,
 )
 from .driver import Driver
 from .parse import ScheduleSyntaxError, parse

@@ -9,7 +9,8 @@ Conventions shared by every entry (see base.py):
 - each docstring has a line ``formula: <python expression>`` in ``t`` and the fields,
   possibly followed by ``where:`` lines that define its helper names; a test evaluates it.
 
-The cyclic family (``cosine_restarts``, ``cyclical``, ``one_cycle``) lives in cyclic.py.
+Schedules in phases or cycles (``wsd``, ``one_cycle``, ``cyclical``, ``cosine_restarts``)
+live in cyclic.py.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from .base import (
     Length,
     Run,
     Schedule,
-    check_choice,
     check_length,
     check_positive,
     length_field,
@@ -85,6 +85,15 @@ def _growth_bounds(gamma: float) -> tuple[float, float]:
     return (0.0, 1.0) if gamma <= 1 else (1.0, math.inf)
 
 
+def _between(a: float, b: float) -> tuple[float, float]:
+    return (min(a, b), max(a, b))
+
+
+def _leading(*names: str) -> classmethod:
+    """A ``_positional``: the fields that repr writes without their names while they lead."""
+    return classmethod(lambda cls: names)
+
+
 @register("constant")
 @dataclass(frozen=True, repr=False)
 class Constant(Schedule):
@@ -100,9 +109,7 @@ class Constant(Schedule):
         _number(self, "value")
         _length(self, "steps")
 
-    @classmethod
-    def _positional(cls):
-        return ("value", "steps")
+    _positional = _leading("value", "steps")
 
     def __call__(self, t: float) -> float:
         return self.value
@@ -127,16 +134,14 @@ class Linear(Schedule):
         _length(self, "steps")
         _number(self, "start", "to")
 
-    @classmethod
-    def _positional(cls):
-        return ("steps",)
+    _positional = _leading("steps")
 
     def __call__(self, t: float) -> float:
         u = min(t, n := self.needs(self.steps)) / n
         return (1.0 - u) * self.start + u * self.to  # exactly start and to at the ends
 
     def bounds(self):
-        return (min(self.start, self.to), max(self.start, self.to))
+        return _between(self.start, self.to)
 
 
 @register("warmup")
@@ -170,16 +175,14 @@ class Cosine(Schedule):
         _length(self, "steps")
         _number(self, "to", "start")
 
-    @classmethod
-    def _positional(cls):
-        return ("steps",)
+    _positional = _leading("steps")
 
     def __call__(self, t: float) -> float:
         n = self.needs(self.steps)
         return self.to + (self.start - self.to) * (1.0 + math.cos(math.pi * min(t, n) / n)) / 2.0
 
     def bounds(self):
-        return (min(self.start, self.to), max(self.start, self.to))
+        return _between(self.start, self.to)
 
 
 @register("polynomial")
@@ -202,16 +205,14 @@ class Polynomial(Schedule):
         _number(self, "power", zero=False)
         _number(self, "to", "start")
 
-    @classmethod
-    def _positional(cls):
-        return ("steps",)
+    _positional = _leading("steps")
 
     def __call__(self, t: float) -> float:
         n = self.needs(self.steps)
         return self.to + (self.start - self.to) * (1.0 - min(t, n) / n) ** self.power
 
     def bounds(self):
-        return (min(self.start, self.to), max(self.start, self.to))
+        return _between(self.start, self.to)
 
 
 @register("step")
@@ -229,9 +230,7 @@ class Step(Schedule):
         _set(self, "every", check_length(self.every, f"{self.name} every"))
         _gamma(self)
 
-    @classmethod
-    def _positional(cls):
-        return ("every",)
+    _positional = _leading("every")
 
     def __call__(self, t: float) -> float:
         return self.gamma ** math.floor(t / self.needs(self.every, "every"))
@@ -255,9 +254,7 @@ class MultiStep(Schedule):
         _milestones(self, "milestones")
         _gamma(self)
 
-    @classmethod
-    def _positional(cls):
-        return ("milestones",)
+    _positional = _leading("milestones")
 
     def __call__(self, t: float) -> float:
         ms = [self.needs(m, "milestones") for m in self.milestones]
@@ -285,9 +282,7 @@ class Exponential(Schedule):
     def __post_init__(self):
         _gamma(self)
 
-    @classmethod
-    def _positional(cls):
-        return ("gamma",)
+    _positional = _leading("gamma")
 
     def __call__(self, t: float) -> float:
         return self.gamma**t
@@ -311,75 +306,13 @@ class InverseSqrt(Schedule):
     def __post_init__(self):
         _set(self, "timescale", check_length(self.timescale, f"{self.name} timescale"))
 
-    @classmethod
-    def _positional(cls):
-        return ("timescale",)
+    _positional = _leading("timescale")
 
     def __call__(self, t: float) -> float:
         return 1.0 / math.sqrt(1.0 + t / self.needs(self.timescale, "timescale"))
 
     def bounds(self):
         return (0.0, 1.0)
-
-
-_COOLDOWNS = ("linear", "cosine", "1-sqrt")
-
-
-@register("wsd")
-@dataclass(frozen=True, repr=False)
-class WSD(Schedule):
-    """Warmup-stable-decay: rise over ``warmup``, hold 1.0, cool down to ``to`` over ``decay``.
-
-    formula: t / warmup if t < warmup else to + (1 - to) * c
-    where: u = min(max(t - (steps - decay), 0) / decay, 1)
-    where: c = 1 - u if cooldown == 'linear' else (1 + cos(pi * u)) / 2 if cooldown == 'cosine' else 1 - sqrt(u)
-
-    The decay takes the last ``decay`` of the ``steps`` (a fraction like ``'20%'`` is of the
-    run, as everywhere). ``cooldown='1-sqrt'`` is the shape of Hägele et al. (2024).
-    """
-
-    steps: Length | None = length_field(rest=True)
-    warmup: Length = length_field(0, zero=True)
-    decay: Length = length_field("20%")
-    cooldown: str = "linear"
-    to: float = 0.0
-
-    def __post_init__(self):
-        _length(self, "steps")
-        _set(self, "warmup", check_length(self.warmup, f"{self.name} warmup", zero=True))
-        _set(self, "decay", check_length(self.decay, f"{self.name} decay"))
-        check_choice(self.cooldown, f"{self.name} cooldown", _COOLDOWNS)
-        _number(self, "to")
-        n, w, d = self.steps, self.warmup, self.decay
-        if all(type(x) is int for x in (n, w, d)) and w + d > n:
-            raise ValueError(
-                f"wsd warmup ({w}) + decay ({d}) must fit in its {n} steps; give fewer"
-                " warmup/decay steps or more steps"
-            )
-
-    @classmethod
-    def _positional(cls):
-        return ("steps",)
-
-    def __call__(self, t: float) -> float:
-        w = self.needs(self.warmup, "warmup")
-        if t < w:
-            return t / w
-        d = self.needs(self.decay, "decay")
-        cool_from = self.needs(self.steps) - d
-        if t <= cool_from:
-            return 1.0
-        u = min((t - cool_from) / d, 1.0)
-        if self.cooldown == "linear":
-            c = 1.0 - u
-        elif self.cooldown == "cosine":
-            c = (1.0 + math.cos(math.pi * u)) / 2.0
-        else:
-            c = 1.0 - math.sqrt(u)
-        return self.to + (1.0 - self.to) * c
-
-    def bounds(self):
-        return (min(self.to, 1.0, 0.0 if self.warmup else 1.0), max(self.to, 1.0))
 
 
 @register("piecewise_constant")
@@ -404,9 +337,7 @@ class PiecewiseConstant(Schedule):
         values = tuple(check_positive(v, f"{self.name} value", zero=True) for v in self.values)
         _set(self, "values", values)
 
-    @classmethod
-    def _positional(cls):
-        return ("boundaries", "values")
+    _positional = _leading("boundaries", "values")
 
     def __call__(self, t: float) -> float:
         bs = [self.needs(b, "boundaries") for b in self.boundaries]
@@ -456,9 +387,7 @@ class PiecewiseLinear(Schedule):
         _set(self, "points", pts)
         _increasing(self, "points' steps", tuple(s for s, _ in pts))
 
-    @classmethod
-    def _positional(cls):
-        return ("points",)
+    _positional = _leading("points")
 
     def _resolve(self, run: Run, rest: int | None) -> Schedule:
         return PiecewiseLinear(
@@ -490,6 +419,5 @@ step = Step
 multistep = MultiStep
 exponential = Exponential
 inverse_sqrt = InverseSqrt
-wsd = WSD
 piecewise_constant = PiecewiseConstant
 piecewise_linear = PiecewiseLinear

@@ -1,5 +1,5 @@
-"""The cyclic family: cosine with warm restarts, cyclical (CLR) and one-cycle, and the
-momentum that cycles against them.
+"""Schedules in phases and cycles: warmup-stable-decay, cosine with warm restarts, cyclical
+(CLR) and one-cycle, and the momentum that cycles against the last two.
 
 Same conventions as catalogue.py. ``cyclical`` and ``one_cycle`` have a method
 ``.momentum(low, high)`` that returns a :class:`CycleMomentum`: a schedule of *absolute*
@@ -13,7 +13,64 @@ import math
 from dataclasses import MISSING, dataclass, field
 
 from .base import Length, Schedule, check_choice, check_length, length_field, register
-from .catalogue import _gamma, _length, _number, _set
+from .catalogue import _between, _gamma, _leading, _length, _number, _set
+
+_COOLDOWNS = ("linear", "cosine", "1-sqrt")
+
+
+@register("wsd")
+@dataclass(frozen=True, repr=False)
+class WSD(Schedule):
+    """Warmup-stable-decay: rise over ``warmup``, hold 1.0, cool down to ``to`` over ``decay``.
+
+    formula: t / warmup if t < warmup else to + (1 - to) * c
+    where: u = min(max(t - (steps - decay), 0) / decay, 1)
+    where: c = 1 - u if cooldown == 'linear' else (1 + cos(pi * u)) / 2 if cooldown == 'cosine' else 1 - sqrt(u)
+
+    The decay takes the last ``decay`` of the ``steps`` (a fraction like ``'20%'`` is of the
+    run, as everywhere). ``cooldown='1-sqrt'`` is the shape of Hägele et al. (2024).
+    """
+
+    steps: Length | None = length_field(rest=True)
+    warmup: Length = length_field(0, zero=True)
+    decay: Length = length_field("20%")
+    cooldown: str = "linear"
+    to: float = 0.0
+
+    def __post_init__(self):
+        _length(self, "steps")
+        _set(self, "warmup", check_length(self.warmup, f"{self.name} warmup", zero=True))
+        _set(self, "decay", check_length(self.decay, f"{self.name} decay"))
+        check_choice(self.cooldown, f"{self.name} cooldown", _COOLDOWNS)
+        _number(self, "to")
+        n, w, d = self.steps, self.warmup, self.decay
+        if all(type(x) is int for x in (n, w, d)) and w + d > n:
+            raise ValueError(
+                f"wsd warmup ({w}) + decay ({d}) must fit in its {n} steps; give fewer"
+                " warmup/decay steps or more steps"
+            )
+
+    _positional = _leading("steps")
+
+    def __call__(self, t: float) -> float:
+        w = self.needs(self.warmup, "warmup")
+        if t < w:
+            return t / w
+        d = self.needs(self.decay, "decay")
+        cool_from = self.needs(self.steps) - d
+        if t <= cool_from:
+            return 1.0
+        u = min((t - cool_from) / d, 1.0)
+        if self.cooldown == "linear":
+            c = 1.0 - u
+        elif self.cooldown == "cosine":
+            c = (1.0 + math.cos(math.pi * u)) / 2.0
+        else:
+            c = 1.0 - math.sqrt(u)
+        return self.to + (1.0 - self.to) * c
+
+    def bounds(self):
+        return (min(self.to, 1.0, 0.0 if self.warmup else 1.0), max(self.to, 1.0))
 
 
 @register("cosine_restarts")
@@ -45,9 +102,7 @@ class CosineRestarts(Schedule):
         _gamma(self, "decay", at_most_one=True)
         _number(self, "to")
 
-    @classmethod
-    def _positional(cls):
-        return ("period",)
+    _positional = _leading("period")
 
     def cycle(self, t: float) -> tuple[int, int, int]:
         """(index, first step, length) of the cycle that step ``t`` is in."""
@@ -69,7 +124,7 @@ class CosineRestarts(Schedule):
         return self.to + height * (1.0 + math.cos(math.pi * (t - t0) / ti)) / 2.0
 
     def bounds(self):
-        return (min(self.to, 1.0), max(self.to, 1.0))
+        return _between(self.to, 1.0)
 
 
 _MODES = ("triangular", "triangular2", "exp_range")
@@ -104,9 +159,7 @@ class Cyclical(Schedule):
         check_choice(self.mode, f"{self.name} mode", _MODES)
         _gamma(self, at_most_one=True)
 
-    @classmethod
-    def _positional(cls):
-        return ("up", "down")
+    _positional = _leading("up", "down")
 
     def _phase(self, t: float) -> tuple[float, float]:
         """(place in the triangle 0..1..0, the cycle's scale), as torch computes them."""
@@ -183,9 +236,7 @@ class OneCycle(Schedule):
                 f"{' with three_phase' if self.three_phase else ''}, got {self.peak_at!r}"
             )
 
-    @classmethod
-    def _positional(cls):
-        return ("steps",)
+    _positional = _leading("steps")
 
     def _phase(self, t: float) -> tuple[int, float]:
         """(phase index, progress 0..1 through it); the phases end where torch's do."""
@@ -259,9 +310,7 @@ class CycleMomentum(Schedule):
                 f"cycle_momentum needs 0 <= low <= high <= 1, got low={self.low!r}, high={self.high!r}"
             )
 
-    @classmethod
-    def _positional(cls):
-        return ("schedule",)
+    _positional = _leading("schedule")
 
     def __call__(self, t: float) -> float:
         return self.high - (self.high - self.low) * self.schedule.height(t)
@@ -274,6 +323,7 @@ class CycleMomentum(Schedule):
         return (self.low, self.high)
 
 
+wsd = WSD
 cosine_restarts = CosineRestarts
 cyclical = Cyclical
 one_cycle = OneCycle
