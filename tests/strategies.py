@@ -231,7 +231,7 @@ def _cyclical(draw, resolved: bool):
 
 
 def _momentum(s: Schedule) -> st.SearchStrategy[Schedule]:
-    return ordered_pair(0, 1).map(lambda lh: s.momentum(low=lh[0], high=lh[1]))
+    return ordered_pair(0, 0.999).map(lambda lh: s.momentum(low=lh[0], high=lh[1]))
 
 
 # -- compositions -----------------------------------------------------------------------------

@@ -339,7 +339,8 @@ ERRORS = [
         r"from 0 to 0.5 with three_phase, got 0.6",
     ),
     (lambda: one_cycle(100, div=0), r"one_cycle div must be > 0, got 0"),
-    (lambda: one_cycle(100).momentum(0.99, 0.9), r"needs 0 <= low <= high <= 1, got low=0.99"),
+    (lambda: one_cycle(100).momentum(0.99, 0.9), r"needs 0 <= low <= high < 1 .*, got low=0.99"),
+    (lambda: cyclical(10).momentum(0.9, 1.0), r"cycle_momentum needs 0 <= low <= high < 1"),
     (lambda: cycle_momentum(cosine(100)), r"needs a one_cycle or cyclical schedule, got cosine"),
     (
         lambda: (constant(0.5, 10) >> warmup() >> exponential(0.9)).resolve(total_steps=100),

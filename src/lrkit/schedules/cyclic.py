@@ -305,9 +305,10 @@ class CycleMomentum(Schedule):
                 f"cycle_momentum needs a one_cycle or cyclical schedule, got {self.schedule!r}"
             )
         _number(self, "low", "high")
-        if not self.low <= self.high <= 1:
+        if not self.low <= self.high < 1:
             raise ValueError(
-                f"cycle_momentum needs 0 <= low <= high <= 1, got low={self.low!r}, high={self.high!r}"
+                "cycle_momentum needs 0 <= low <= high < 1 (momentum values are absolute),"
+                f" got low={self.low!r}, high={self.high!r}"
             )
 
     _positional = _leading("schedule")
