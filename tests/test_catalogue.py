@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import doctest
 import inspect
 import math
 
@@ -10,10 +11,12 @@ import pytest
 
 from lrkit.schedules import (
     REGISTRY,
+    catalogue,
     constant,
     cosine,
     cosine_restarts,
     cycle_momentum,
+    cyclic,
     cyclical,
     exponential,
     from_dict,
@@ -111,6 +114,12 @@ def documented_formula(s):
 def sample_steps(s):
     n = s.length if s.length is not None else 120
     return [0, 1, 2, 0.5, n - 1, n, n + 1, 3 * n] + [k * n / 41 + 0.013 for k in range(90)]
+
+
+@pytest.mark.parametrize("module", [catalogue, cyclic], ids=lambda m: m.__name__)
+def test_docstring_examples_run(module):
+    result = doctest.testmod(module)
+    assert result.attempted >= 5 and result.failed == 0
 
 
 def test_every_catalogue_schedule_has_examples():

@@ -100,6 +100,9 @@ class Constant(Schedule):
     """The same value at every step; ``steps`` only gives it a length inside a sequence.
 
     formula: value
+
+    >>> (constant(0.1, 100) >> constant(1.0))(150)
+    1.0
     """
 
     value: float = 1.0
@@ -124,6 +127,9 @@ class Linear(Schedule):
     """Straight line from ``start`` to ``to`` over ``steps``, then hold (torch's LinearLR).
 
     formula: start + (to - start) * min(t, steps) / steps
+
+    >>> linear(100, to=0.1)(50)
+    0.55
     """
 
     steps: Length | None = length_field(rest=True)
@@ -150,6 +156,9 @@ class Warmup(Linear):
     """Linear warmup from ``start`` (default 0) to ``to`` (default 1) over ``steps``.
 
     formula: start + (to - start) * min(t, steps) / steps
+
+    >>> warmup(100)(25)
+    0.25
     """
 
     steps: Length | None = length_field(rest=True)
@@ -165,6 +174,9 @@ class Cosine(Schedule):
     formula: to + (start - to) * (1 + cos(pi * min(t, steps) / steps)) / 2
 
     Unlike torch's CosineAnnealingLR, which rises again after ``T_max``, it holds ``to``.
+
+    >>> cosine(100, to=0.1)(100)
+    0.1
     """
 
     steps: Length | None = length_field(rest=True)
@@ -193,6 +205,9 @@ class Polynomial(Schedule):
     formula: to + (start - to) * (1 - min(t, steps) / steps) ** power
 
     ``power=1`` is a straight line, ``power=2`` bends towards ``to`` early.
+
+    >>> polynomial(100, power=2)(50)
+    0.25
     """
 
     steps: Length | None = length_field(rest=True)
@@ -221,6 +236,9 @@ class Step(Schedule):
     """Multiply by ``gamma`` every ``every`` steps, forever (torch's StepLR).
 
     formula: gamma ** floor(t / every)
+
+    >>> [step(30, gamma=0.5)(t) for t in (0, 29, 30, 60)]
+    [1.0, 1.0, 0.5, 0.25]
     """
 
     every: Length = length_field(MISSING)
@@ -245,6 +263,9 @@ class MultiStep(Schedule):
     """Multiply by ``gamma`` at each of the increasing ``milestones`` (torch's MultiStepLR).
 
     formula: gamma ** sum(t >= m for m in milestones)
+
+    >>> multistep([30, 80])(50)
+    0.1
     """
 
     milestones: tuple[Length, ...] = lengths_field(MISSING)
@@ -275,6 +296,9 @@ class Exponential(Schedule):
     """Multiply by ``gamma`` every step, forever (torch's ExponentialLR); gamma > 1 grows.
 
     formula: gamma ** t
+
+    >>> exponential(0.5)(3)
+    0.125
     """
 
     gamma: float = 0.99
@@ -299,6 +323,9 @@ class InverseSqrt(Schedule):
     formula: 1 / sqrt(1 + t / timescale)
 
     ``warmup(w) >> inverse_sqrt(w)`` is the Noam / T5 schedule, ``min(t / w, sqrt(w / t))``.
+
+    >>> (warmup(100) >> inverse_sqrt(100))(400)
+    0.5
     """
 
     timescale: Length = length_field(MISSING)
@@ -321,6 +348,9 @@ class PiecewiseConstant(Schedule):
     """``values[0]`` until the first boundary, ``values[i]`` from boundary ``i``.
 
     formula: values[sum(t >= b for b in boundaries)]
+
+    >>> piecewise_constant([10, 20], [1.0, 0.1, 0.01])(15)
+    0.1
     """
 
     boundaries: tuple[Length, ...] = lengths_field(MISSING)
@@ -361,7 +391,10 @@ class PiecewiseLinear(Schedule):
     where: (s0, v0), (s1, v1) = points[k - 1], points[k]
 
     Before the first point it holds the first value, after the last the last value.
-    Steps may be lengths like ``'50%'``: ``piecewise_linear([[0, 0], ['10%', 1], ['100%', 0]])``.
+    Steps may be lengths like ``'50%'`` of the run:
+
+    >>> piecewise_linear([[0, 0], ['10%', 1], ['100%', 0]]).resolve(total_steps=1000)(550)
+    0.5
     """
 
     points: tuple[tuple[Length, float], ...] = field(default=MISSING)  # type: ignore[assignment]

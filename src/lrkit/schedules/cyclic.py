@@ -29,6 +29,10 @@ class WSD(Schedule):
 
     The decay takes the last ``decay`` of the ``steps`` (a fraction like ``'20%'`` is of the
     run, as everywhere). ``cooldown='1-sqrt'`` is the shape of Hägele et al. (2024).
+
+    >>> s = wsd(decay='20%').resolve(total_steps=1000)
+    >>> s, s(500), s(900)
+    (wsd(1000, decay=200), 1.0, 0.5)
     """
 
     steps: Length | None = length_field(rest=True)
@@ -84,6 +88,9 @@ class CosineRestarts(Schedule):
 
     The height above ``to`` is multiplied by ``decay`` at each restart (so with ``to=0`` the
     peak is). torch's CosineAnnealingWarmRestarts(T_0=period, T_mult=mult, eta_min=to).
+
+    >>> [cosine_restarts(10, mult=2)(t) for t in (0, 5, 10, 20, 30)]
+    [1.0, 0.5, 1.0, 0.5, 1.0]
     """
 
     period: Length = length_field(MISSING)
@@ -141,6 +148,9 @@ class Cyclical(Schedule):
 
     ``triangular2`` halves the height every cycle, ``exp_range`` multiplies it by ``gamma``
     every step. torch's CyclicLR(base_lr=low, max_lr=high, step_size_up=up, ...).
+
+    >>> [round(cyclical(10, low=0.2)(t), 6) for t in (0, 5, 10, 20)]
+    [0.2, 0.6, 1.0, 0.2]
     """
 
     up: Length = length_field(MISSING)
@@ -211,6 +221,10 @@ class OneCycle(Schedule):
     As in torch's OneCycleLR (max_lr=1, pct_start=peak_at, div_factor=div,
     final_div_factor=final_div), the last step of the run, ``steps - 1``, has the final value.
     ``.momentum(0.85, 0.95)`` is the momentum that goes the other way.
+
+    >>> s = one_cycle(1000)
+    >>> s(0), s(299), s(999)
+    (0.04, 1.0, 4e-06)
     """
 
     steps: Length | None = length_field(rest=True)
@@ -267,7 +281,8 @@ class OneCycle(Schedule):
     def __call__(self, t: float) -> float:
         i, pct = self._phase(t)
         start, end = self.levels()[i : i + 2]
-        return end + (start - end) * self._remaining(pct)
+        r = self._remaining(pct)
+        return start * r + end * (1.0 - r)  # exactly start and end at the ends
 
     def height(self, t: float) -> float:
         """How far the momentum is pulled down: 0 at the start, 1 at the lr's peak, 0 after."""
@@ -293,6 +308,10 @@ class CycleMomentum(Schedule):
     formula: high - (high - low) * schedule.height(t)
 
     Made by ``one_cycle(...).momentum(low, high)``; values are not multipliers.
+
+    >>> m = one_cycle(1000).momentum(low=0.85, high=0.95)
+    >>> m(0), m(299), m(999)
+    (0.95, 0.85, 0.95)
     """
 
     schedule: Schedule = field(default_factory=lambda: OneCycle())
