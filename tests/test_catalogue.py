@@ -172,6 +172,26 @@ def test_multistep_multiplies_at_each_milestone():
     assert [s(t) for t in range(7)] == pytest.approx([1, 1, 1, 0.1, 0.1, 0.01, 0.01])
 
 
+IN_EPOCHS = [
+    (step("2ep"), step(200)),
+    (multistep(["1ep", "3ep"]), multistep([100, 300])),
+    (inverse_sqrt("1ep"), inverse_sqrt(100)),
+    (cosine_restarts("1ep", mult=2), cosine_restarts(100, mult=2)),
+    (cyclical("0.5ep", "1ep"), cyclical(50, 100)),
+    (wsd("10ep", warmup="1ep", decay="2ep"), wsd(1000, warmup=100, decay=200)),
+    (one_cycle("5ep"), one_cycle(500)),
+    (one_cycle("5ep").momentum(), one_cycle(500).momentum()),
+    (piecewise_constant(["1ep"], [1, 0.1]), piecewise_constant([100], [1, 0.1])),
+    (piecewise_linear([[0, 0], ["1.5ep", 1]]), piecewise_linear([[0, 0], [150, 1]])),
+    (polynomial("2ep", power=2), polynomial(200, power=2)),
+]
+
+
+@pytest.mark.parametrize("given, steps", IN_EPOCHS, ids=[repr(g) for g, _ in IN_EPOCHS])
+def test_lengths_in_epochs_resolve_to_steps(given, steps):
+    assert given.resolve(steps_per_epoch=100) == steps
+
+
 def test_multistep_milestones_as_fractions_resolve_against_the_run():
     assert multistep(["30%", "80%"]).resolve(total_steps=1000) == multistep([300, 800])
 
@@ -307,6 +327,8 @@ ERRORS = [
     (lambda: polynomial(10, power=0), r"polynomial power must be > 0, got 0"),
     (lambda: linear(10, to=-0.1), r"linear to must be >= 0, got -0.1"),
     (lambda: step(0), r"step every must be >= 1, got 0"),
+    (lambda: step(None), r"step every must be a whole number of steps >= 1, .*; got None"),
+    (lambda: cyclical(None), r"cyclical up must be a whole number of steps >= 1, .*; got None"),
     (lambda: step(10, gamma=0), r"step gamma must be a finite number > 0, got 0"),
     (lambda: exponential(math.nan), r"exponential gamma must be a finite number > 0, got nan"),
     (lambda: multistep([]), r"multistep milestones must be a non-empty list of steps, got \[\]"),

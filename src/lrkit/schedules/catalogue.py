@@ -37,9 +37,9 @@ def _set(s: Schedule, name: str, value: Any) -> None:
     object.__setattr__(s, name, value)
 
 
-def _length(s: Schedule, name: str, *, zero: bool = False) -> None:
-    """Normalise the length field ``name`` (``None`` is left alone: no length / the rest)."""
-    if getattr(s, name) is not None:
+def _length(s: Schedule, name: str, *, zero: bool = False, required: bool = False) -> None:
+    """Normalise the length field ``name``; ``None`` (no length, the rest) unless ``required``."""
+    if required or getattr(s, name) is not None:
         _set(s, name, check_length(getattr(s, name), f"{s.name} {name}", zero=zero))
 
 
@@ -245,7 +245,7 @@ class Step(Schedule):
     gamma: float = 0.1
 
     def __post_init__(self):
-        _set(self, "every", check_length(self.every, f"{self.name} every"))
+        _length(self, "every", required=True)
         _gamma(self)
 
     _positional = _leading("every")
@@ -331,7 +331,7 @@ class InverseSqrt(Schedule):
     timescale: Length = length_field(MISSING)
 
     def __post_init__(self):
-        _set(self, "timescale", check_length(self.timescale, f"{self.name} timescale"))
+        _length(self, "timescale", required=True)
 
     _positional = _leading("timescale")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import MISSING, dataclass, field
 
-from .base import Length, Schedule, check_choice, check_length, length_field, register
+from .base import Length, Schedule, check_choice, length_field, register
 from .catalogue import _between, _gamma, _leading, _length, _number, _set
 
 _COOLDOWNS = ("linear", "cosine", "1-sqrt")
@@ -43,8 +43,8 @@ class WSD(Schedule):
 
     def __post_init__(self):
         _length(self, "steps")
-        _set(self, "warmup", check_length(self.warmup, f"{self.name} warmup", zero=True))
-        _set(self, "decay", check_length(self.decay, f"{self.name} decay"))
+        _length(self, "warmup", zero=True, required=True)
+        _length(self, "decay", required=True)
         check_choice(self.cooldown, f"{self.name} cooldown", _COOLDOWNS)
         _number(self, "to")
         n, w, d = self.steps, self.warmup, self.decay
@@ -99,7 +99,7 @@ class CosineRestarts(Schedule):
     to: float = 0.0
 
     def __post_init__(self):
-        _set(self, "period", check_length(self.period, f"{self.name} period"))
+        _length(self, "period", required=True)
         mult = self.mult
         if isinstance(mult, float) and mult.is_integer():
             mult = int(mult)
@@ -161,7 +161,7 @@ class Cyclical(Schedule):
     gamma: float = 1.0
 
     def __post_init__(self):
-        _length(self, "up")
+        _length(self, "up", required=True)
         _length(self, "down")
         _number(self, "low", "high")
         if self.low > self.high:
