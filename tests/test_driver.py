@@ -185,7 +185,9 @@ def test_lengths_in_epochs_and_fractions_are_resolved_once():
         (dict(count="epochs"), "count must be one of 'applied', 'calls'; got 'epochs'"),
         (dict(base_lr=[0.1]), "base_lr must be None, a number or a list of 2 numbers"),
         (dict(base_lr=-1.0), "base_lr values must be finite numbers >= 0, got -1.0"),
-        (dict(total_steps=0), "total_steps must be >= 1, got 0"),
+        (dict(total_steps=0), "total_steps must be a whole number of steps >= 1 (or None), got 0"),
+        (dict(total_steps="5%"), "total_steps must be a whole number of steps >= 1 (or None), got '5%'"),
+        (dict(steps_per_epoch=2.5), "steps_per_epoch must be a whole number of steps >= 1"),
     ],
 )
 def test_bad_arguments_are_named(kw, message):
@@ -337,3 +339,20 @@ def test_a_refused_driver_leaves_the_optimizer_untouched():
     with pytest.raises(ValueError):
         Driver(opt, 0.5, momentum=0.9)
     assert [dict(g) for g in opt.param_groups] == before
+
+
+def test_count_calls_past_the_end_raises_from_step():
+    opt = sgd((0.1,))
+    driver = Driver(opt, linear(3), count="calls", after_end="error")
+    for _ in range(3):
+        driver.step()
+    with pytest.raises(RuntimeError, match="ended at step 3 but update 4"):
+        driver.step()
+
+
+def test_step_with_a_metric_when_counting_calls_advances_and_reports():
+    opt = sgd((0.1,))
+    driver = Driver(opt, plateau(patience=0, factor=0.5), count="calls")
+    driver.step(1.0)
+    driver.step(2.0)
+    assert driver.last_step == 2 and opt.param_groups[0]["lr"] == 0.05

@@ -79,8 +79,8 @@ class Driver(LRScheduler):
         self.optimizer = optimizer
         self.after_end = check_choice(after_end, "Driver after_end", _AFTER_END)
         self.count = check_choice(count, "Driver count", _COUNT)
-        self.total_steps = total_steps
-        self.steps_per_epoch = steps_per_epoch
+        self.total_steps = _steps_or_none(total_steps, "Driver total_steps")
+        self.steps_per_epoch = _steps_or_none(steps_per_epoch, "Driver steps_per_epoch")
         groups = optimizer.param_groups
         self.schedule = _resolved(schedule, "schedule", total_steps, steps_per_epoch)
         self.momentum = _resolved(momentum, "momentum", total_steps, steps_per_epoch)
@@ -317,6 +317,14 @@ def _resolved(spec: Any, what: str, total: int | None, per_epoch: int | None) ->
     except ValueError as e:
         raise ValueError(f"the {what} {schedule!r} cannot be evaluated: {e}") from None
     return schedule
+
+
+def _steps_or_none(value: Any, what: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{what} must be a whole number of steps >= 1 (or None), got {value!r}")
+    return value
 
 
 def _float(value: Any) -> float:

@@ -6,7 +6,12 @@ the reported metric stops improving. The configuration is frozen like every sche
 scale) lives in a mutable state object saved by :meth:`Plateau.state_dict`.
 
 The rule is torch's ``ReduceLROnPlateau``, report for report, with the learning rate replaced by
-a scale that starts at 1.0 (so ``min_scale`` and ``eps`` are in units of the base lr).
+a scale that starts at 1.0 (so ``min_scale`` and ``eps`` are in units of the base lr). One
+deviation: a NaN or infinite metric is refused (ValueError) instead of counting as a bad report.
+
+Resolving a schedule (``resolve()``, which the driver does once) copies every node, and a copy
+starts with fresh state: a :class:`~lrkit.schedules.Driver` owns its resolved copy, so report
+through ``driver.report(metric)`` (or ``driver.plateaus``), not to the object you built.
 """
 
 from __future__ import annotations
