@@ -245,3 +245,17 @@ def test_one_cycle_holds_where_torch_refuses_to_step():
         scheduler.step()
     schedule = one_cycle(10)
     assert schedule(10) == schedule(50) == schedule(9) == pytest.approx(1 / 25 / 1e4)
+
+
+def test_each_param_group_gets_its_own_base_lr_times_the_same_multiplier():
+    groups = [torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))]
+    opt = torch.optim.SGD(
+        [{"params": [groups[0]], "lr": 0.1}, {"params": [groups[1]], "lr": 0.003}]
+    )
+    scheduler = sched.OneCycleLR(opt, max_lr=[0.1, 0.003], total_steps=1000)
+    schedule = one_cycle(1000)
+    for t in range(1000):
+        lrs = [g["lr"] for g in opt.param_groups]
+        assert lrs == pytest.approx([0.1 * schedule(t), 0.003 * schedule(t)], rel=CLOSED, abs=0)
+        opt.step()
+        scheduler.step()
