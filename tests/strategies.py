@@ -71,7 +71,7 @@ def ordered_pair(lo: float = 0.0, hi: float = 2.0) -> st.SearchStrategy[tuple[fl
 
 
 # Every length drawn is at most MOST steps (5% of the run, 2 epochs), so that trees up to
-# depth 3 fit in the run with room to spare for a part that takes the rest.
+# max_depth=3 fit in the run with room to spare for a part that takes the rest.
 MOST = 100
 
 
