@@ -83,7 +83,7 @@ class CosineRestarts(Schedule):
     """Cosine from 1.0 down to ``to``, restarted; cycle ``i`` lasts ``period * mult ** i`` steps.
 
     formula: to + (1 - to) * decay ** i * (1 + cos(pi * (t - t0) / (period * mult ** i))) / 2
-    where: i = floor(t / period) if mult == 1 else floor(log(1 + t * (mult - 1) / period, mult))
+    where: i = floor(t / period) if mult == 1 else max(k for k in range(64) if period * (mult ** k - 1) // (mult - 1) <= t)
     where: t0 = i * period if mult == 1 else period * (mult ** i - 1) // (mult - 1)
 
     The height above ``to`` is multiplied by ``decay`` at each restart (so with ``to=0`` the
