@@ -1,6 +1,32 @@
-"""lrkit: a learning-rate toolkit for PyTorch — find, schedule, tune and watch the learning rate."""
+"""lrkit: a learning-rate toolkit for PyTorch — find, schedule, tune and watch the learning rate.
+
+The public API:
+
+- ``lrkit.schedules``: every schedule as a closed form (``warmup``, ``cosine``, ``one_cycle``...),
+  their algebra (``>>``, ``*``, ``clip``, ``repeat``...), the text form (:func:`parse`,
+  :func:`load_schedule`) and the :class:`Driver` that writes them into a torch optimizer;
+- ``lrkit.tasks``: :class:`Task`, the bundled example tasks and :func:`get_task`;
+- ``lrkit.train``: :func:`fit`, one training loop with events, returning a :class:`History`.
+"""
 
 from ._version import __version__
-from .schedules import Schedule
+from .errors import UserError
+from .schedules import Driver, Schedule, ScheduleSyntaxError, load_schedule, parse
+from .tasks import Metric, Task, get_task, list_tasks
+from .train import History, fit
 
-__all__ = ["__version__", "Schedule"]
+__all__ = [
+    "__version__",
+    "UserError",
+    "Schedule",
+    "Driver",
+    "parse",
+    "load_schedule",
+    "ScheduleSyntaxError",
+    "Task",
+    "Metric",
+    "get_task",
+    "list_tasks",
+    "fit",
+    "History",
+]
