@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench bench-deps bench-lr clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,18 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/driver_overhead.py
+
+# The LR-selection benchmark compares lrkit with other packages: they are the `bench` extra,
+# installed only here (make test never needs them).
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --no-build-isolation -c constraints.txt -e ".[test,bench]"
+	touch $(BENCH_STAMP)
+
+bench-deps: $(BENCH_STAMP)
+
+bench-lr: $(BENCH_STAMP)
+	$(BIN)/python benchmarks/lr_selection.py --jobs 2
 
 clean:
 	rm -rf $(VENV) runs build src/*.egg-info .pytest_cache .hypothesis
