@@ -1,0 +1,16 @@
+"""Find: the learning-rate range test, its suggestions, and (see ``pick``) an automatic pick.
+
+>>> from lrkit.find import find_lr
+>>> result = find_lr("digits-mlp", start=1e-4, end=10, steps=60, progress=False)
+>>> result.confidence.ok
+True
+
+:func:`find_lr` sweeps the lr, restores everything it touched from one CPU
+:class:`~lrkit.train.snapshot.Snapshot`, and returns a :class:`FindResult`: the curve, every
+rule's suggestion (:mod:`lrkit.find.rules`), the chosen lr and a confidence flag.
+"""
+
+from .rangetest import find_lr
+from .result import FindResult
+
+__all__ = ["find_lr", "FindResult"]

@@ -1,0 +1,202 @@
+"""FindResult: a range test's curve, every rule's suggestion, the chosen lr and its confidence.
+
+>>> import numpy as np
+>>> from lrkit.find.rules import Confidence
+>>> lrs = np.logspace(-4, 0, 20)
+>>> losses = 2.0 - np.log10(lrs) / 10
+>>> r = FindResult(lrs=lrs, losses=losses, raw_losses=losses, group_lrs=[lrs.tolist()],
+...                suggestions={"lrkit": 0.01}, lr=0.01, rule="lrkit",
+...                confidence=Confidence(True, "ok"), stop_reason="completed 20 steps",
+...                steps_run=20)
+>>> print(r)
+FindResult(lr=0.01 by rule 'lrkit', confidence ok; 20 points from 0.0001 to 1, completed 20 steps)
+>>> FindResult.from_dict(r.to_dict()).to_dict() == r.to_dict()
+True
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .rules import Confidence
+
+
+def _array(values: Any) -> np.ndarray:
+    return np.asarray(values, dtype=float)
+
+
+@dataclass
+class FindResult:
+    """What :func:`~lrkit.find.find_lr` measured and suggests.
+
+    - ``lrs``, ``losses`` (smoothed), ``raw_losses``: the curve, cut before its first
+      non-finite loss; with several seeds, the median curves on a common lr grid;
+    - ``group_lrs``: each param group's lr at every point (groups keep their ratios);
+    - ``suggestions``: every rule's suggestion (None where a rule finds nothing);
+    - ``lr``: the chosen rule's suggestion, or None when ``confidence.ok`` is False (the
+      rules' numbers are still in ``suggestions``) or the rule found nothing;
+    - ``rule``: the chosen rule's name; ``confidence``: ``ok`` and the ``reason`` if not;
+    - ``stop_reason``: why the sweep (each sweep, with seeds) ended; ``steps_run``: the
+      optimizer updates applied over all sweeps (the cost, in steps);
+    - ``val``: ``{"steps", "lrs", "losses"}`` of the validation signal, or None;
+    - ``seed_curves``: each seed's ``{"lrs", "losses", "raw_losses"}`` when ``seeds > 1``,
+      and ``band``: the ``(low, high)`` smoothed losses across seeds on ``lrs``.
+    """
+
+    lrs: np.ndarray
+    losses: np.ndarray
+    raw_losses: np.ndarray
+    group_lrs: list[list[float]]
+    suggestions: dict[str, float | None]
+    lr: float | None
+    rule: str
+    confidence: Confidence
+    stop_reason: str
+    steps_run: int
+    mode: str = "exp"
+    val: dict[str, list[float]] | None = None
+    seed_curves: list[dict[str, list[float]]] | None = None
+    band: tuple[np.ndarray, np.ndarray] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.lrs, self.losses = _array(self.lrs), _array(self.losses)
+        self.raw_losses = _array(self.raw_losses)
+        if self.band is not None:
+            self.band = (_array(self.band[0]), _array(self.band[1]))
+
+    # -- reading -----------------------------------------------------------------------------
+    @property
+    def seeds(self) -> int:
+        """How many sweeps the curve comes from."""
+        return len(self.seed_curves) if self.seed_curves else 1
+
+    def summary(self) -> str:
+        """One or two readable lines: the chosen lr, its confidence, the curve, the stop."""
+        if self.lr is not None:
+            head = f"lr {self.lr:.3g} (rule {self.rule!r}), confidence ok"
+            if not self.confidence.ok:
+                head = f"lr {self.lr:.3g} (rule {self.rule!r}), LOW confidence: {self.confidence}"
+        elif not self.confidence.ok:
+            head = f"no lr suggested: low confidence, {self.confidence.reason}"
+            if self.confidence.detail:
+                head += f" ({self.confidence.detail})"
+        else:
+            head = f"no lr suggested: rule {self.rule!r} found no descent"
+        n = len(self.lrs)
+        span = f"from {self.lrs[0]:.3g} to {self.lrs[-1]:.3g}" if n else "(empty)"
+        seeds = f", median of {self.seeds} seeds" if self.seeds > 1 else ""
+        return f"{head}\n{n} points {span}{seeds}; {self.stop_reason}"
+
+    def __repr__(self) -> str:
+        chosen = "None" if self.lr is None else f"{self.lr:.3g}"
+        conf = "ok" if self.confidence.ok else f"low ({self.confidence.reason})"
+        n = len(self.lrs)
+        span = f"from {self.lrs[0]:.3g} to {self.lrs[-1]:.3g}" if n else "(empty)"
+        return (
+            f"FindResult(lr={chosen} by rule {self.rule!r}, confidence {conf};"
+            f" {n} points {span}, {self.stop_reason})"
+        )
+
+    # -- saving --------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (lists, numbers, strings): what :meth:`to_json` writes."""
+        return {
+            "lrs": self.lrs.tolist(),
+            "losses": self.losses.tolist(),
+            "raw_losses": self.raw_losses.tolist(),
+            "group_lrs": [list(map(float, g)) for g in self.group_lrs],
+            "suggestions": dict(self.suggestions),
+            "lr": self.lr,
+            "rule": self.rule,
+            "confidence": {
+                "ok": self.confidence.ok,
+                "reason": self.confidence.reason,
+                "detail": self.confidence.detail,
+            },
+            "stop_reason": self.stop_reason,
+            "steps_run": self.steps_run,
+            "mode": self.mode,
+            "val": self.val,
+            "seed_curves": self.seed_curves,
+            "band": None if self.band is None else [b.tolist() for b in self.band],
+            "extra": dict(self.extra),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FindResult:
+        """The result :meth:`to_dict` described."""
+        data = dict(data)
+        missing = {"lrs", "losses", "raw_losses", "lr", "rule", "confidence"} - set(data)
+        if missing:
+            raise ValueError(f"not a FindResult: keys {sorted(missing)} are missing")
+        conf = data.pop("confidence")
+        band = data.pop("band", None)
+        return cls(
+            confidence=Confidence(bool(conf["ok"]), conf["reason"], conf.get("detail", "")),
+            band=None if band is None else (band[0], band[1]),
+            **{k: v for k, v in data.items() if k in cls.__dataclass_fields__},
+        )
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        """The result as JSON text; also written to ``path`` when given."""
+        text = json.dumps(self.to_dict(), indent=1)
+        if path is not None:
+            Path(path).write_text(text + "\n")
+        return text
+
+    # -- plotting ------------------------------------------------------------------------------
+    def plot(self, path: str | Path | None = None, ax: Any = None) -> Any:
+        """Loss against lr (log axis): raw and smoothed, suggestions marked, the seeds' band.
+
+        Draws into ``ax`` when given, else into a new figure (matplotlib's Agg canvas, no
+        window); ``path`` saves the figure (a PNG for ``.png``). Returns the Axes.
+        """
+        if ax is None:
+            from matplotlib.backends.backend_agg import FigureCanvasAgg
+            from matplotlib.figure import Figure
+
+            fig = Figure(figsize=(7, 4.5))
+            FigureCanvasAgg(fig)
+            ax = fig.add_subplot()
+        fig = ax.figure
+        if len(self.lrs):
+            ax.plot(self.lrs, self.raw_losses, color="0.7", lw=0.8, label="raw")
+            if self.band is not None:
+                ax.fill_between(self.lrs, *self.band, color="C0", alpha=0.2,
+                                label=f"{self.seeds} seeds")
+            ax.plot(self.lrs, self.losses, color="C0", lw=1.8, label="smoothed")
+            if self.val:
+                ax.plot(self.val["lrs"], self.val["losses"], "o-", color="C2", ms=3,
+                        label="validation")
+            for i, (name, lr) in enumerate(self.suggestions.items()):
+                if lr is not None:
+                    y = float(np.interp(np.log10(lr), np.log10(self.lrs), self.losses))
+                    marker = "*" if name == self.rule else "o"
+                    size = 12 if marker == "*" else 6
+                    ax.plot([lr], [y], marker, color=f"C{(i + 3) % 10}", ms=size,
+                            label=f"{name} {lr:.2g}", zorder=5)
+            lo, hi = float(np.min(self.losses)), float(np.max(self.losses))
+            if self.band is not None:
+                lo, hi = min(lo, float(np.min(self.band[0]))), max(hi, float(np.max(self.band[1])))
+            pad = 0.1 * max(hi - lo, 1e-12)
+            ax.set_ylim(lo - pad, hi + pad)  # the smoothed curve; raw spikes may leave the frame
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("loss")
+        conf = "" if self.confidence.ok else f" — low confidence: {self.confidence.reason}"
+        chosen = "no suggestion" if self.lr is None else f"lr {self.lr:.3g} ({self.rule})"
+        ax.set_title(f"range test: {chosen}{conf}", fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+        if path is not None:
+            fig.savefig(path, dpi=110, bbox_inches="tight")
+        return ax
+
+
+__all__ = ["FindResult"]
