@@ -110,7 +110,8 @@ def test_strategies_know_every_catalogue_kind():
     catalogue = {
         name
         for name, cls in REGISTRY.items()
-        if cls.__module__ in ("lrkit.schedules.catalogue", "lrkit.schedules.cyclic")
+        if cls.__module__
+        in ("lrkit.schedules.catalogue", "lrkit.schedules.piecewise", "lrkit.schedules.cyclic")
     }
     assert set(kinds()) == catalogue
 

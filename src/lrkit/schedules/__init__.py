@@ -8,8 +8,6 @@ from .catalogue import (
     InverseSqrt,
     Linear,
     MultiStep,
-    PiecewiseConstant,
-    PiecewiseLinear,
     Polynomial,
     Step,
     Warmup,
@@ -19,31 +17,19 @@ from .catalogue import (
     inverse_sqrt,
     linear,
     multistep,
-    piecewise_constant,
-    piecewise_linear,
     polynomial,
     step,
     warmup,
 )
 from .combinators import (
-    Clip,
-    Maximum,
-    Minimum,
     Product,
-    Repeat,
     Scale,
     Sequence,
-    Stretch,
     as_schedule,
-    clip,
-    maximum,
-    minimum,
     product,
-    repeat,
     scale,
     seq,
     sequence,
-    stretch,
 )
 from .config import dump_schedule, load_schedule
 from .cyclic import (
@@ -60,7 +46,20 @@ from .cyclic import (
 )
 from .driver import Driver
 from .parse import ScheduleSyntaxError, parse
+from .piecewise import PiecewiseConstant, PiecewiseLinear, piecewise_constant, piecewise_linear
 from .plateau import Plateau, plateau
+from .shaping import (
+    Clip,
+    Maximum,
+    Minimum,
+    Repeat,
+    Stretch,
+    clip,
+    maximum,
+    minimum,
+    repeat,
+    stretch,
+)
 
 __all__ = [
     "REGISTRY",

@@ -1,14 +1,14 @@
-"""Combinators: new schedules made of old ones, still pure and closed form.
+"""Combinators: the algebra of schedules, new ones made of old, still pure and closed form.
 
-``a >> b`` (sequence), ``a * b`` (product), ``k * a`` (scale), clip, min, max, repeat and
-stretch. A sequence switches parts at boundaries given in steps, epochs or fractions of the
-run; by default each boundary is where the part before it ends (its ``steps``), and one part
-without a length takes what the others leave of the run.
+``a >> b`` (sequence), ``a * b`` (product) and ``k * a`` (scale), with ``as_schedule`` and the
+helpers they share. A sequence switches parts at boundaries given in steps, epochs or
+fractions of the run; by default each boundary is where the part before it ends (its
+``steps``), and one part without a length takes what the others leave of the run. Clip, min,
+max, repeat and stretch live in shaping.py.
 """
 
 from __future__ import annotations
 
-import math
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +19,6 @@ from .base import (
     Schedule,
     check_length,
     check_positive,
-    length_field,
     lengths_field,
     register,
 )
@@ -230,162 +229,6 @@ class Scale(Schedule):
         return f"{self.factor!r} * {_wrap(inner, 2)}"
 
 
-@register("clip")
-@dataclass(frozen=True, repr=False)
-class Clip(Schedule):
-    """A schedule's values kept within ``[lo, hi]``.
-
-    formula: min(max(schedule(t), lo), hi)
-    """
-
-    schedule: Schedule = field(default_factory=Constant)
-    lo: float = 0.0
-    hi: float = math.inf
-
-    def __post_init__(self):
-        object.__setattr__(self, "schedule", as_schedule(self.schedule, "clip schedule"))
-        lo = check_positive(self.lo, "clip lo", zero=True)
-        if not (isinstance(self.hi, int | float) and self.hi >= lo):
-            raise ValueError(f"clip hi must be a number >= lo ({lo!r}), got {self.hi!r}")
-        object.__setattr__(self, "lo", lo)
-        object.__setattr__(self, "hi", float(self.hi))
-
-    @classmethod
-    def _positional(cls):
-        return ("schedule",)
-
-    def __call__(self, t: float) -> float:
-        return min(max(self.schedule(t), self.lo), self.hi)
-
-    @property
-    def length(self):
-        return self.schedule.length
-
-    def bounds(self):
-        lo, hi = self.schedule.bounds()
-        return (min(max(lo, self.lo), self.hi), min(max(hi, self.lo), self.hi))
-
-
-@register("min")
-@dataclass(frozen=True, repr=False)
-class Minimum(Schedule):
-    """The lowest of several schedules' values at each step.
-
-    formula: min(p(t) for p in parts)
-    """
-
-    parts: tuple[Schedule, ...] = ()
-    _varargs = "parts"
-
-    def __post_init__(self):
-        object.__setattr__(self, "parts", _schedules(self.parts, "min parts"))
-
-    def __call__(self, t: float) -> float:
-        return min(p(t) for p in self.parts)
-
-    @property
-    def length(self):
-        return _max_length(self.parts)
-
-    def bounds(self):
-        lows, highs = zip(*(p.bounds() for p in self.parts))
-        return (min(lows), min(highs))
-
-    def __repr__(self) -> str:
-        return f"min({', '.join(repr(p) for p in self.parts)})"
-
-
-@register("max")
-@dataclass(frozen=True, repr=False)
-class Maximum(Minimum):
-    """The highest of several schedules' values at each step.
-
-    formula: max(p(t) for p in parts)
-    """
-
-    def __call__(self, t: float) -> float:
-        return max(p(t) for p in self.parts)
-
-    def bounds(self):
-        lows, highs = zip(*(p.bounds() for p in self.parts))
-        return (max(lows), max(highs))
-
-    def __repr__(self) -> str:
-        return f"max({', '.join(repr(p) for p in self.parts)})"
-
-
-@register("repeat")
-@dataclass(frozen=True, repr=False)
-class Repeat(Schedule):
-    """A finite schedule played ``times`` times (forever when ``times`` is None), then held.
-
-    formula: schedule(t mod L) for t < times * L, with L = schedule.length
-    """
-
-    schedule: Schedule = field(default_factory=Constant)
-    times: int | None = None
-
-    def __post_init__(self):
-        object.__setattr__(self, "schedule", as_schedule(self.schedule, "repeat schedule"))
-        if self.times is not None:
-            if isinstance(self.times, bool) or not isinstance(self.times, int) or self.times < 1:
-                raise ValueError(f"repeat times must be a whole number >= 1, got {self.times!r}")
-
-    @classmethod
-    def _positional(cls):
-        return ("schedule", "times")
-
-    def _resolve(self, run: Run, rest: int | None) -> Schedule:
-        inner_rest = rest // self.times if (rest is not None and self.times) else None
-        return Repeat(self.schedule._resolve(run, inner_rest), self.times)
-
-    def __call__(self, t: float) -> float:
-        n = self.needs(self.schedule.length, "length (its schedule needs steps)")
-        if self.times is not None and t >= self.times * n:
-            return self.schedule(n)
-        return self.schedule(t % n)
-
-    @property
-    def length(self):
-        n = self.schedule.length
-        return n * self.times if (type(n) is int and self.times) else None
-
-    def bounds(self):
-        return self.schedule.bounds()
-
-
-@register("stretch")
-@dataclass(frozen=True, repr=False)
-class Stretch(Schedule):
-    """A finite schedule's time axis rescaled so that it lasts ``steps`` instead of its length.
-
-    formula: schedule(t * L / steps), with L = schedule.length
-    """
-
-    schedule: Schedule = field(default_factory=Constant)
-    steps: Length | None = length_field(rest=True)
-
-    def __post_init__(self):
-        object.__setattr__(self, "schedule", as_schedule(self.schedule, "stretch schedule"))
-        if self.steps is not None:
-            object.__setattr__(self, "steps", check_length(self.steps, "stretch steps"))
-
-    @classmethod
-    def _positional(cls):
-        return ("schedule", "steps")
-
-    def _resolve(self, run: Run, rest: int | None) -> Schedule:
-        steps = rest if self.steps is None else run.steps(self.steps, "stretch steps")
-        return Stretch(self.schedule._resolve(run, None), steps)
-
-    def __call__(self, t: float) -> float:
-        n = self.needs(self.schedule.length, "length (its schedule needs steps)")
-        return self.schedule(t * n / self.needs(self.steps))
-
-    def bounds(self):
-        return self.schedule.bounds()
-
-
 def _check_increasing(bounds: list[int]) -> None:
     prev = 0
     for b in bounds:
@@ -454,28 +297,8 @@ def scale(schedule: Any, factor: float) -> Schedule:
     return Scale(as_schedule(schedule), factor)
 
 
-def clip(schedule: Any, lo: float = 0.0, hi: float = math.inf) -> Schedule:
-    return Clip(as_schedule(schedule), lo, hi)
-
-
-def minimum(*parts: Any) -> Schedule:
-    return Minimum(tuple(parts))
-
-
-def maximum(*parts: Any) -> Schedule:
-    return Maximum(tuple(parts))
-
-
-def repeat(schedule: Any, times: int | None = None) -> Schedule:
-    return Repeat(as_schedule(schedule), times)
-
-
-def stretch(schedule: Any, steps: Length | None = None) -> Schedule:
-    return Stretch(as_schedule(schedule), steps)
-
-
 __all__ = [
-    "Sequence", "Product", "Scale", "Clip", "Minimum", "Maximum", "Repeat", "Stretch",
-    "sequence", "seq", "product", "scale", "clip", "minimum", "maximum", "repeat", "stretch",
+    "Sequence", "Product", "Scale",
+    "sequence", "seq", "product", "scale",
     "as_schedule",
 ]

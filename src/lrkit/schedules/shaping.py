@@ -1,0 +1,199 @@
+"""Shaping: one schedule's values bounded, or several's combined, or its time axis replayed.
+
+``clip`` keeps values within ``[lo, hi]``; ``min`` and ``max`` take the lowest or highest of
+several schedules at each step; ``repeat`` plays a finite schedule several times (or forever);
+``stretch`` rescales a finite schedule's time axis to a new length. Still pure and closed form.
+The algebra itself (``>>``, ``*``, scale) lives in combinators.py.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from .base import Length, Run, Schedule, check_length, check_positive, length_field, register
+from .catalogue import Constant
+from .combinators import _max_length, _schedules, as_schedule
+
+
+@register("clip")
+@dataclass(frozen=True, repr=False)
+class Clip(Schedule):
+    """A schedule's values kept within ``[lo, hi]``.
+
+    formula: min(max(schedule(t), lo), hi)
+    """
+
+    schedule: Schedule = field(default_factory=Constant)
+    lo: float = 0.0
+    hi: float = math.inf
+
+    def __post_init__(self):
+        object.__setattr__(self, "schedule", as_schedule(self.schedule, "clip schedule"))
+        lo = check_positive(self.lo, "clip lo", zero=True)
+        if not (isinstance(self.hi, int | float) and self.hi >= lo):
+            raise ValueError(f"clip hi must be a number >= lo ({lo!r}), got {self.hi!r}")
+        object.__setattr__(self, "lo", lo)
+        object.__setattr__(self, "hi", float(self.hi))
+
+    @classmethod
+    def _positional(cls):
+        return ("schedule",)
+
+    def __call__(self, t: float) -> float:
+        return min(max(self.schedule(t), self.lo), self.hi)
+
+    @property
+    def length(self):
+        return self.schedule.length
+
+    def bounds(self):
+        lo, hi = self.schedule.bounds()
+        return (min(max(lo, self.lo), self.hi), min(max(hi, self.lo), self.hi))
+
+
+@register("min")
+@dataclass(frozen=True, repr=False)
+class Minimum(Schedule):
+    """The lowest of several schedules' values at each step.
+
+    formula: min(p(t) for p in parts)
+    """
+
+    parts: tuple[Schedule, ...] = ()
+    _varargs = "parts"
+
+    def __post_init__(self):
+        object.__setattr__(self, "parts", _schedules(self.parts, "min parts"))
+
+    def __call__(self, t: float) -> float:
+        return min(p(t) for p in self.parts)
+
+    @property
+    def length(self):
+        return _max_length(self.parts)
+
+    def bounds(self):
+        lows, highs = zip(*(p.bounds() for p in self.parts))
+        return (min(lows), min(highs))
+
+    def __repr__(self) -> str:
+        return f"min({', '.join(repr(p) for p in self.parts)})"
+
+
+@register("max")
+@dataclass(frozen=True, repr=False)
+class Maximum(Minimum):
+    """The highest of several schedules' values at each step.
+
+    formula: max(p(t) for p in parts)
+    """
+
+    def __call__(self, t: float) -> float:
+        return max(p(t) for p in self.parts)
+
+    def bounds(self):
+        lows, highs = zip(*(p.bounds() for p in self.parts))
+        return (max(lows), max(highs))
+
+    def __repr__(self) -> str:
+        return f"max({', '.join(repr(p) for p in self.parts)})"
+
+
+@register("repeat")
+@dataclass(frozen=True, repr=False)
+class Repeat(Schedule):
+    """A finite schedule played ``times`` times (forever when ``times`` is None), then held.
+
+    formula: schedule(t mod L) for t < times * L, with L = schedule.length
+    """
+
+    schedule: Schedule = field(default_factory=Constant)
+    times: int | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "schedule", as_schedule(self.schedule, "repeat schedule"))
+        if self.times is not None:
+            if isinstance(self.times, bool) or not isinstance(self.times, int) or self.times < 1:
+                raise ValueError(f"repeat times must be a whole number >= 1, got {self.times!r}")
+
+    @classmethod
+    def _positional(cls):
+        return ("schedule", "times")
+
+    def _resolve(self, run: Run, rest: int | None) -> Schedule:
+        inner_rest = rest // self.times if (rest is not None and self.times) else None
+        return Repeat(self.schedule._resolve(run, inner_rest), self.times)
+
+    def __call__(self, t: float) -> float:
+        n = self.needs(self.schedule.length, "length (its schedule needs steps)")
+        if self.times is not None and t >= self.times * n:
+            return self.schedule(n)
+        return self.schedule(t % n)
+
+    @property
+    def length(self):
+        n = self.schedule.length
+        return n * self.times if (type(n) is int and self.times) else None
+
+    def bounds(self):
+        return self.schedule.bounds()
+
+
+@register("stretch")
+@dataclass(frozen=True, repr=False)
+class Stretch(Schedule):
+    """A finite schedule's time axis rescaled so that it lasts ``steps`` instead of its length.
+
+    formula: schedule(t * L / steps), with L = schedule.length
+    """
+
+    schedule: Schedule = field(default_factory=Constant)
+    steps: Length | None = length_field(rest=True)
+
+    def __post_init__(self):
+        object.__setattr__(self, "schedule", as_schedule(self.schedule, "stretch schedule"))
+        if self.steps is not None:
+            object.__setattr__(self, "steps", check_length(self.steps, "stretch steps"))
+
+    @classmethod
+    def _positional(cls):
+        return ("schedule", "steps")
+
+    def _resolve(self, run: Run, rest: int | None) -> Schedule:
+        steps = rest if self.steps is None else run.steps(self.steps, "stretch steps")
+        return Stretch(self.schedule._resolve(run, None), steps)
+
+    def __call__(self, t: float) -> float:
+        n = self.needs(self.schedule.length, "length (its schedule needs steps)")
+        return self.schedule(t * n / self.needs(self.steps))
+
+    def bounds(self):
+        return self.schedule.bounds()
+
+
+def clip(schedule: Any, lo: float = 0.0, hi: float = math.inf) -> Schedule:
+    return Clip(as_schedule(schedule), lo, hi)
+
+
+def minimum(*parts: Any) -> Schedule:
+    return Minimum(tuple(parts))
+
+
+def maximum(*parts: Any) -> Schedule:
+    return Maximum(tuple(parts))
+
+
+def repeat(schedule: Any, times: int | None = None) -> Schedule:
+    return Repeat(as_schedule(schedule), times)
+
+
+def stretch(schedule: Any, steps: Length | None = None) -> Schedule:
+    return Stretch(as_schedule(schedule), steps)
+
+
+__all__ = [
+    "Clip", "Minimum", "Maximum", "Repeat", "Stretch",
+    "clip", "minimum", "maximum", "repeat", "stretch",
+]
