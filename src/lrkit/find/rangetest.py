@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -444,8 +445,8 @@ def _result(sweeps: list[_Sweep], parts: _Parts, cfg: _Config) -> FindResult:
     else:
         confidence = assess(lrs, losses, raw_losses)
     reasons = [s.stop for s in sweeps]
-    stop = reasons[0] if len(set(reasons)) == 1 else "; ".join(
-        f"seed {i}: {r}" for i, r in enumerate(reasons))
+    stop = reasons[0] if len(set(reasons)) == 1 else "; ".join(  # short: up to "(" or ":"
+        f"seed {i}: {re.split(r' [(]|:', r)[0]}" for i, r in enumerate(reasons))
     return FindResult(
         lrs=lrs, losses=losses, raw_losses=raw_losses, group_lrs=group_lrs,
         suggestions=suggestions,

@@ -181,22 +181,32 @@ class FindResult:
                     size = 12 if marker == "*" else 6
                     ax.plot([lr], [y], marker, color=f"C{(i + 3) % 10}", ms=size,
                             label=f"{name} {lr:.2g}", zorder=5)
-            lo, hi = float(np.min(self.losses)), float(np.max(self.losses))
-            if self.band is not None:
-                lo, hi = min(lo, float(np.min(self.band[0]))), max(hi, float(np.max(self.band[1])))
-            pad = 0.1 * max(hi - lo, 1e-12)
-            ax.set_ylim(lo - pad, hi + pad)  # the smoothed curve; raw spikes may leave the frame
+            ax.set_ylim(*self._ylim())
         ax.set_xscale("log")
         ax.set_xlabel("learning rate")
         ax.set_ylabel("loss")
         conf = "" if self.confidence.ok else f" — low confidence: {self.confidence.reason}"
         chosen = "no suggestion" if self.lr is None else f"lr {self.lr:.3g} ({self.rule})"
         ax.set_title(f"range test: {chosen}{conf}", fontsize=10)
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.grid(True, which="major", alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
         if path is not None:
             fig.savefig(path, dpi=110, bbox_inches="tight")
         return ax
+
+    def _ylim(self) -> tuple[float, float]:
+        """From the lowest loss to a little over the highest one before it: the divergent
+        end and raw spikes may leave the frame, the descent fills it."""
+        lows = [float(np.min(self.losses))]
+        if self.band is not None:
+            lows.append(float(np.min(self.band[0])))
+        if self.val:
+            lows.append(float(np.nanmin(self.val["losses"])))
+        lo = min(lows)
+        hi = float(np.max(self.losses[: int(np.argmin(self.losses)) + 1]))
+        pad = 0.25 * max(hi - lo, 1e-6 * max(abs(hi), 1.0))
+        return lo - pad, hi + 2 * pad
 
 
 __all__ = ["FindResult"]
