@@ -129,11 +129,11 @@ def slide(lrs, losses, *, window: float = 0.15, tol: float = 0.005) -> float | N
     window's two ends differ by more than ``tol`` the curve is still bending (diverging, or
     bottoming out), so the window moves one point further back. Where they agree, the lr at
     the window's left end is the suggestion. This is the idea of fastai's ``slide``. Needs
-    positive losses; None when the walk reaches the start.
+    positive losses; None when the walk reaches the start or the curve never descends.
     """
     x, y = _curve(lrs, losses)
     n = x.size
-    if n < RULE_MIN_POINTS or np.any(y <= 0):
+    if n < RULE_MIN_POINTS or np.any(y <= 0) or np.argmin(y) == 0:
         return None
     slopes = np.gradient(np.log(y), x * np.log(10))
     width = max(2, int(round(window * n)))
