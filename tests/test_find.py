@@ -37,8 +37,9 @@ def data(n=128, seed=0):
 def parts(optimizer="adam", batches=8):
     """A tiny model with BatchNorm and Dropout, an optimizer with state, and a loader."""
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(6, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.1),
-                          nn.Linear(16, 2))
+    model = nn.Sequential(
+        nn.Linear(6, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.1), nn.Linear(16, 2)
+    )
     x, y = data(16 * batches)
     loader = tensor_loader(x, y, batch_size=16, shuffle=True)
     if optimizer == "adam":
@@ -53,8 +54,9 @@ def parts(optimizer="adam", batches=8):
 def fingerprint(model, opt):
     """Every tensor the sweep may touch, cloned: params, buffers, grads, optimizer state."""
     out = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    out.update({f"{k}.grad": p.grad.clone() for k, p in model.named_parameters()
-                if p.grad is not None})
+    out.update(
+        {f"{k}.grad": p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+    )
     for i, state in enumerate(opt.state.values()):
         out.update({f"opt.{i}.{k}": v.clone() for k, v in state.items()})
     out["groups"] = [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups]
@@ -140,8 +142,13 @@ def test_a_loss_that_is_not_a_scalar_raises_and_restores():
     model, opt, loader = parts()
     before = fingerprint(model, opt)
     with pytest.raises(ValueError, match=r"scalar tensor, got shape \(16,\)"):
-        find_lr(model, opt, loader, criterion=lambda out, y: F.cross_entropy(out, y, reduction="none"),
-                **FAST)
+        find_lr(
+            model,
+            opt,
+            loader,
+            criterion=lambda out, y: F.cross_entropy(out, y, reduction="none"),
+            **FAST,
+        )
     assert_same(fingerprint(model, opt), before)
 
 
@@ -180,8 +187,7 @@ def test_a_loss_that_does_not_depend_on_the_parameters_gives_low_confidence():
 
 def test_a_zero_gradient_model_gives_low_confidence():
     model, opt, loader = parts()
-    result = find_lr(model, opt, loader, step_fn=lambda m, b: (m(b[0]) * 0.0).sum() + 2.0,
-                     **FAST)
+    result = find_lr(model, opt, loader, step_fn=lambda m, b: (m(b[0]) * 0.0).sum() + 2.0, **FAST)
     assert np.allclose(result.losses, 2.0)
     assert not result.confidence.ok and result.confidence.reason == "no descent"
     assert result.lr is None
@@ -189,16 +195,23 @@ def test_a_zero_gradient_model_gives_low_confidence():
 
 def test_divergence_stops_the_sweep():
     model, opt, loader = parts("sgd")
-    result = find_lr(model, opt, loader, criterion=F.cross_entropy, start=1e-3, end=1e4,
-                     steps=100, progress=False)
+    result = find_lr(
+        model,
+        opt,
+        loader,
+        criterion=F.cross_entropy,
+        start=1e-3,
+        end=1e4,
+        steps=100,
+        progress=False,
+    )
     assert result.steps_run < 100 and result.stop_reason.startswith("diverged")
     assert result.losses[-1] > 4 * result.losses.min()
 
 
 def test_exp_and_linear_spacing():
     model, opt, loader = parts("sgd")
-    kw = {"criterion": F.cross_entropy, "start": 1e-4, "end": 1e-2, "steps": 11,
-          "progress": False}
+    kw = {"criterion": F.cross_entropy, "start": 1e-4, "end": 1e-2, "steps": 11, "progress": False}
     exp = find_lr(model, opt, loader, **kw)
     linear = find_lr(model, opt, loader, mode="linear", **kw)
     assert np.allclose(exp.lrs, np.geomspace(1e-4, 1e-2, 11))
@@ -207,8 +220,9 @@ def test_exp_and_linear_spacing():
 
 def test_the_smoothed_loss_is_a_bias_corrected_moving_average():
     model, opt, loader = parts()
-    result = find_lr(model, opt, loader, criterion=F.cross_entropy, smooth=0.9,
-                     stop_factor=math.inf, **FAST)
+    result = find_lr(
+        model, opt, loader, criterion=F.cross_entropy, smooth=0.9, stop_factor=math.inf, **FAST
+    )
     avg, expected = 0.0, []
     for i, raw in enumerate(result.raw_losses):
         avg = 0.9 * avg + 0.1 * raw
@@ -224,8 +238,9 @@ def test_a_loader_of_3_batches_is_cycled_for_100_steps():
         seen.append(batch[0][0, 0].item())
         return F.cross_entropy(model(batch[0]), batch[1])
 
-    result = find_lr(model, opt, loader, step_fn=step_fn, start=1e-6, end=1e-3, steps=100,
-                     progress=False)
+    result = find_lr(
+        model, opt, loader, step_fn=step_fn, start=1e-6, end=1e-3, steps=100, progress=False
+    )
     assert len(loader) == 3 and len(seen) == 100 and result.steps_run == 100
 
 
@@ -237,8 +252,13 @@ def test_an_empty_loader_raises():
 
 def test_two_param_groups_keep_their_ratio():
     model, _, loader = parts()
-    opt = torch.optim.SGD([{"params": model[0].parameters(), "lr": 0.01},
-                           {"params": model[4].parameters(), "lr": 0.1}], lr=0.1)
+    opt = torch.optim.SGD(
+        [
+            {"params": model[0].parameters(), "lr": 0.01},
+            {"params": model[4].parameters(), "lr": 0.1},
+        ],
+        lr=0.1,
+    )
     ratios = []
 
     def step_fn(model, batch):
@@ -261,8 +281,9 @@ def test_accumulate_2_reads_two_batches_per_update():
         calls.append(1)
         return F.cross_entropy(model(batch[0]), batch[1])
 
-    result = find_lr(model, opt, loader, step_fn=step_fn, accumulate=2, stop_factor=math.inf,
-                     **FAST)
+    result = find_lr(
+        model, opt, loader, step_fn=step_fn, accumulate=2, stop_factor=math.inf, **FAST
+    )
     assert result.steps_run == 30 and len(calls) == 60
 
 
@@ -282,11 +303,12 @@ def test_bf16_autocast_runs_on_the_cpu():
 
 def test_dict_batches_through_a_step_function():
     x, y = data()
-    batches = [{"input": x[i:i + 16], "label": y[i:i + 16]} for i in range(0, 128, 16)]
+    batches = [{"input": x[i : i + 16], "label": y[i : i + 16]} for i in range(0, 128, 16)]
     model = nn.Linear(6, 2)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    result = find_lr(model, opt, batches,
-                     step_fn=lambda m, b: F.cross_entropy(m(b["input"]), b["label"]), **FAST)
+    result = find_lr(
+        model, opt, batches, step_fn=lambda m, b: F.cross_entropy(m(b["input"]), b["label"]), **FAST
+    )
     assert len(result.lrs) > 5 and np.isfinite(result.losses).all()
 
 
@@ -294,8 +316,17 @@ def test_a_validation_loss_every_10_steps():
     model, opt, loader = parts()
     x, y = data(64, seed=1)
     val = tensor_loader(x, y, batch_size=16)
-    result = find_lr(model, opt, loader, criterion=F.cross_entropy, val_loader=val,
-                     val_every=10, val_batches=2, stop_factor=math.inf, **FAST)
+    result = find_lr(
+        model,
+        opt,
+        loader,
+        criterion=F.cross_entropy,
+        val_loader=val,
+        val_every=10,
+        val_batches=2,
+        stop_factor=math.inf,
+        **FAST,
+    )
     assert result.val["steps"] == [9, 19, 29]
     assert np.allclose(result.val["lrs"], result.lrs[[9, 19, 29]])
     assert all(math.isfinite(v) for v in result.val["losses"])
@@ -325,10 +356,28 @@ def test_a_task_name_gives_a_sane_confident_suggestion():
 
 def test_the_rule_argument_chooses_the_lr():
     model, opt, loader = parts("sgd")
-    result = find_lr(model, opt, loader, criterion=F.cross_entropy, rule="minimum",
-                     start=1e-4, end=100, steps=60, progress=False)
+    result = find_lr(
+        model,
+        opt,
+        loader,
+        criterion=F.cross_entropy,
+        rule="minimum",
+        start=1e-4,
+        end=100,
+        steps=60,
+        progress=False,
+    )
     assert result.rule == "minimum"
     assert result.lr is None or result.lr == result.suggestions["minimum"]
+
+
+def test_progress_true_shows_a_bar_and_false_prints_nothing(capsys):
+    model, opt, loader = parts()
+    find_lr(model, opt, loader, criterion=F.cross_entropy, **{**FAST, "progress": True})
+    out = capsys.readouterr().out
+    assert "find lr Sequential" in out and "30/30" in out
+    find_lr(model, opt, loader, criterion=F.cross_entropy, **FAST)
+    assert capsys.readouterr().out == ""
 
 
 # -- bad input ----------------------------------------------------------------------------------
@@ -338,8 +387,8 @@ def test_the_rule_argument_chooses_the_lr():
     "kwargs, message",
     [
         ({"start": 1.0, "end": 0.1}, r"start must be < end, got start=1.0 and end=0.1"),
-        ({"start": 0.0}, r"start must be a finite lr > 0, got 0.0"),
-        ({"start": -1e-3}, r"start must be a finite lr > 0, got -0.001"),
+        ({"start": 0.0}, r"start must be a finite number > 0, got 0.0"),
+        ({"start": -1e-3}, r"start must be a finite number > 0, got -0.001"),
         ({"steps": 3}, r"steps must be a whole number >= 5, got 3"),
         ({"mode": "log"}, r"mode must be 'exp' or 'linear', got 'log'"),
         ({"smooth": 1.0}, r"smooth must lie in \[0, 1\) .*got 1.0"),

@@ -18,17 +18,29 @@ def result(ok=True, seeds=1, val=False) -> FindResult:
     raw = losses + 0.01 * np.sin(np.arange(40))
     curves = band = None
     if seeds > 1:
-        curves = [{"lrs": lrs.tolist(), "losses": (losses + 0.02 * s).tolist(),
-                   "raw_losses": raw.tolist()} for s in range(seeds)]
+        curves = [
+            {
+                "lrs": lrs.tolist(),
+                "losses": (losses + 0.02 * s).tolist(),
+                "raw_losses": raw.tolist(),
+            }
+            for s in range(seeds)
+        ]
         band = (losses - 0.02, losses + 0.02)
     return FindResult(
-        lrs=lrs, losses=losses, raw_losses=raw, group_lrs=[(lrs / 10).tolist(), lrs.tolist()],
+        lrs=lrs,
+        losses=losses,
+        raw_losses=raw,
+        group_lrs=[(lrs / 10).tolist(), lrs.tolist()],
         suggestions={"steep": 1e-3, "valley": 3e-3, "minimum": None, "lrkit": 2e-3},
-        lr=2e-3 if ok else None, rule="lrkit",
+        lr=2e-3 if ok else None,
+        rule="lrkit",
         confidence=Confidence(True, "ok") if ok else Confidence(False, "too noisy", "noise 0.5"),
-        stop_reason="diverged at step 39", steps_run=40 * seeds,
+        stop_reason="diverged at step 39",
+        steps_run=40 * seeds,
         val={"steps": [9, 19], "lrs": [lrs[9], lrs[19]], "losses": [2.2, 1.9]} if val else None,
-        seed_curves=curves, band=band,
+        seed_curves=curves,
+        band=band,
     )
 
 
@@ -55,8 +67,9 @@ def test_plot_writes_a_png(tmp_path):
 
 def test_plot_with_seeds_draws_the_band(tmp_path):
     ax = result(seeds=3).plot(tmp_path / "band.png")
-    assert any(type(c).__name__ in ("PolyCollection", "FillBetweenPolyCollection")
-               for c in ax.collections)
+    assert any(
+        type(c).__name__ in ("PolyCollection", "FillBetweenPolyCollection") for c in ax.collections
+    )
     assert (tmp_path / "band.png").read_bytes()[:8] == PNG
 
 
@@ -69,10 +82,18 @@ def test_plot_into_a_given_axes():
 
 
 def test_an_empty_curve_still_plots_and_reads(tmp_path):
-    empty = FindResult(lrs=[], losses=[], raw_losses=[], group_lrs=[[]], suggestions={},
-                       lr=None, rule="lrkit",
-                       confidence=Confidence(False, "diverged at once", "nan at the first step"),
-                       stop_reason="stopped at step 0", steps_run=0)
+    empty = FindResult(
+        lrs=[],
+        losses=[],
+        raw_losses=[],
+        group_lrs=[[]],
+        suggestions={},
+        lr=None,
+        rule="lrkit",
+        confidence=Confidence(False, "diverged at once", "nan at the first step"),
+        stop_reason="stopped at step 0",
+        steps_run=0,
+    )
     empty.plot(tmp_path / "empty.png")
     assert "diverged at once" in repr(empty) and "nan at the first step" in empty.summary()
 

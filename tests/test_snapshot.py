@@ -22,8 +22,9 @@ def one_thread():
 
 def small_model() -> nn.Module:
     torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.1),
-                         nn.Linear(8, 2))
+    return nn.Sequential(
+        nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.1), nn.Linear(8, 2)
+    )
 
 
 def train_steps(model, optimizer, n=3, scaler=None):
@@ -42,8 +43,9 @@ def train_steps(model, optimizer, n=3, scaler=None):
 def tensors(model):
     """Every parameter, buffer and grad of ``model``, cloned, by name."""
     out = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    out.update({f"{k}.grad": p.grad.clone() for k, p in model.named_parameters()
-                if p.grad is not None})
+    out.update(
+        {f"{k}.grad": p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+    )
     return out
 
 
@@ -54,8 +56,9 @@ def assert_same(a: dict, b: dict):
 
 
 def opt_tensors(optimizer):
-    return {f"{i}.{k}": v.clone() for i, s in enumerate(optimizer.state.values())
-            for k, v in s.items()}
+    return {
+        f"{i}.{k}": v.clone() for i, s in enumerate(optimizer.state.values()) for k, v in s.items()
+    }
 
 
 def test_parameters_buffers_and_grads_come_back_bitwise():

@@ -8,9 +8,11 @@ True
 :func:`find_lr` sweeps the lr, restores everything it touched from one CPU
 :class:`~lrkit.train.snapshot.Snapshot`, and returns a :class:`FindResult`: the curve, every
 rule's suggestion (:mod:`lrkit.find.rules`), the chosen lr and a confidence flag.
+:func:`pick_lr` chooses the peak lr for a schedule within a budget of runs (a :class:`Pick`).
 """
 
+from .pick import Pick, Trial, pick_lr
 from .rangetest import find_lr
 from .result import FindResult
 
-__all__ = ["find_lr", "FindResult"]
+__all__ = ["find_lr", "FindResult", "pick_lr", "Pick", "Trial"]

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,11 +30,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..tasks import Task, get_task, seed_everything, torch_threads
+from ..tasks import Task, check_lr, get_task, seed_everything, torch_threads
 from ..train.callbacks import ProgressBar
 from ..train.snapshot import RNGState, Snapshot
-from .result import FindResult
-from .rules import DEFAULT_RULE, Confidence, assess, get_rule, suggest_all
+from .result import Curve, FindResult
+from .rules import DEFAULT_RULE, Confidence, get_rule
 
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
 _MODES = ("exp", "linear")
@@ -95,28 +94,53 @@ def find_lr(
     scalar tensor raises ValueError (after restoring). A curve that cannot be trusted gives a
     result with ``confidence.ok`` False and ``lr`` None, never a silent number.
     """
-    cfg = _Config.check(start, end, steps, mode, smooth, stop_factor, accumulate, autocast,
-                        val_every, val_batches, seeds, rule, progress)
+    cfg = _Config(
+        start,
+        end,
+        steps,
+        mode,
+        smooth,
+        stop_factor,
+        accumulate,
+        autocast,
+        val_every,
+        val_batches,
+        seeds,
+        rule,
+        progress,
+    )
     rng = RNGState.take()  # before a task's builders seed the generators
-    parts = _Parts.build(task_or_model, optimizer, loader, step_fn, criterion, val_loader, cfg)
+    try:
+        parts = _Parts.build(task_or_model, optimizer, loader, step_fn, criterion, val_loader, cfg)
+    except BaseException:
+        rng.restore()  # a task's builders seeded the generators
+        raise
     threads = parts.task.threads if parts.task is not None else None
     with torch_threads(threads):
-        snapshot = Snapshot.take(parts.model, parts.optimizer, scaler=scaler,
-                                 scheduler=scheduler, rng=rng)
+        snapshot = Snapshot.take(
+            parts.model, parts.optimizer, scaler=scaler, scheduler=scheduler, rng=rng
+        )
         try:
             if cfg.autocast == "fp16" and scaler is None:
                 scaler = torch.amp.GradScaler(parts.device.type)
             sweeps = []
-            with _Bar(cfg, parts.name) as bar:
+            with _progress(cfg, parts.name) as advance:
                 for i in range(cfg.seeds):
                     if i:
                         snapshot.restore()
                     if parts.seed is not None or cfg.seeds > 1:
                         seed_everything((parts.seed or 0) + i)
-                    sweeps.append(_sweep(parts, cfg, scaler, bar))
+                    sweeps.append(_sweep(parts, cfg, scaler, advance))
         finally:
             snapshot.restore()
-    return _result(sweeps, parts, cfg)
+    settings = {k: v for k, v in vars(cfg).items() if k not in ("rule", "progress")}
+    return FindResult.from_curves(
+        sweeps,
+        ratios=parts.ratios,
+        rule=cfg.rule,
+        mode=cfg.mode,
+        extra={"task": parts.name, **settings},
+    )
 
 
 # -- inputs ------------------------------------------------------------------------------------
@@ -134,8 +158,10 @@ def _whole(value: Any, what: str, low: int) -> int:
     return value
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Config:
+    """The sweep's settings, checked on construction (ValueError naming the bad value)."""
+
     start: float
     end: float
     steps: int
@@ -147,35 +173,33 @@ class _Config:
     val_every: int | None
     val_batches: int
     seeds: int
-    rule: str
+    rule: str | None
     progress: bool | None
 
-    @classmethod
-    def check(cls, start, end, steps, mode, smooth, stop_factor, accumulate, autocast,
-              val_every, val_batches, seeds, rule, progress) -> _Config:
-        for name, value in (("start", start), ("end", end)):
-            if _number(value, name) <= 0 or math.isinf(value):
-                raise ValueError(f"{name} must be a finite lr > 0, got {value!r}")
-        if start >= end:
-            raise ValueError(f"start must be < end, got start={start!r} and end={end!r}")
-        if mode not in _MODES:
-            raise ValueError(f"mode must be 'exp' or 'linear', got {mode!r}")
-        if not 0.0 <= _number(smooth, "smooth") < 1.0:
-            raise ValueError(f"smooth must lie in [0, 1) (0: no smoothing), got {smooth!r}")
-        if not _number(stop_factor, "stop_factor") > 1.0:
-            raise ValueError(f"stop_factor must be > 1 (math.inf: never stop), got {stop_factor!r}")
-        if autocast not in _AUTOCAST:
-            raise ValueError(f"autocast must be None, 'bf16' or 'fp16', got {autocast!r}")
-        if val_every is not None:
-            _whole(val_every, "val_every", 1)
-        if progress is not None and not isinstance(progress, bool):
-            raise ValueError(f"progress must be None, True or False, got {progress!r}")
-        rule = DEFAULT_RULE if rule is None else rule
-        get_rule(rule)  # ValueError listing the known rules
-        return cls(float(start), float(end), _whole(steps, "steps", 5), mode, float(smooth),
-                   float(stop_factor), _whole(accumulate, "accumulate", 1), autocast, val_every,
-                   _whole(val_batches, "val_batches", 1), _whole(seeds, "seeds", 1), rule,
-                   progress)
+    def __post_init__(self) -> None:
+        check_lr(self.start, "start"), check_lr(self.end, "end")
+        if self.start >= self.end:
+            raise ValueError(f"start must be < end, got start={self.start!r} and end={self.end!r}")
+        _whole(self.steps, "steps", 5)
+        if self.mode not in _MODES:
+            raise ValueError(f"mode must be 'exp' or 'linear', got {self.mode!r}")
+        if not 0.0 <= _number(self.smooth, "smooth") < 1.0:
+            raise ValueError(f"smooth must lie in [0, 1) (0: no smoothing), got {self.smooth!r}")
+        if not _number(self.stop_factor, "stop_factor") > 1.0:
+            raise ValueError(
+                f"stop_factor must be > 1 (math.inf: never stop), got {self.stop_factor!r}"
+            )
+        _whole(self.accumulate, "accumulate", 1)
+        if self.autocast not in _AUTOCAST:
+            raise ValueError(f"autocast must be None, 'bf16' or 'fp16', got {self.autocast!r}")
+        if self.val_every is not None:
+            _whole(self.val_every, "val_every", 1)
+        _whole(self.val_batches, "val_batches", 1)
+        _whole(self.seeds, "seeds", 1)
+        self.rule = DEFAULT_RULE if self.rule is None else self.rule
+        get_rule(self.rule)  # ValueError listing the known rules
+        if self.progress is not None and not isinstance(self.progress, bool):
+            raise ValueError(f"progress must be None, True or False, got {self.progress!r}")
 
     def plan(self) -> np.ndarray:
         """The ``steps`` lrs of the sweep, from ``start`` to ``end``."""
@@ -191,10 +215,23 @@ class _Parts:
     loader: Iterable
     loss: LossFn
     val_loader: Iterable | None
-    device: torch.device
     name: str
     task: Task | None = None
     seed: int | None = None
+    device: torch.device = field(init=False)
+    ratios: list[float] = field(init=False)  # each group's base lr over the largest
+
+    def __post_init__(self) -> None:
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        if not trainable:
+            raise ValueError(
+                f"the model ({self.name}) has no trainable parameters (none with"
+                " requires_grad=True): there is no lr to find"
+            )
+        self.device = trainable[0].device
+        base = [float(g.get("initial_lr", g["lr"])) for g in self.optimizer.param_groups]
+        top = max(base)
+        self.ratios = [b / top if top > 0 else 1.0 for b in base]
 
     @classmethod
     def build(cls, what, optimizer, loader, step_fn, criterion, val_loader, cfg) -> _Parts:
@@ -205,8 +242,9 @@ class _Parts:
         if isinstance(what, nn.Module):
             parts = cls._from_model(what, optimizer, loader, step_fn, criterion, val_loader)
         elif isinstance(what, Task | str):
-            parts = cls._from_task(get_task(what), optimizer, loader, step_fn, criterion,
-                                   val_loader, cfg)
+            parts = cls._from_task(
+                get_task(what), optimizer, loader, step_fn, criterion, val_loader, cfg
+            )
         else:
             raise ValueError(
                 f"find_lr needs a Task, a task name or an nn.Module, got {type(what).__name__}"
@@ -222,43 +260,39 @@ class _Parts:
 
     @classmethod
     def _from_model(cls, model, optimizer, loader, step_fn, criterion, val_loader) -> _Parts:
-        trainable = [p for p in model.parameters() if p.requires_grad]
-        if not trainable:
-            raise ValueError(
-                f"the model ({type(model).__name__}) has no trainable parameters"
-                " (none with requires_grad=True): there is no lr to find"
-            )
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise ValueError(
                 "find_lr(model, optimizer, loader): optimizer must be a torch.optim.Optimizer,"
                 f" got {type(optimizer).__name__}"
             )
         if loader is None or not isinstance(loader, Iterable):
-            raise ValueError(f"find_lr(model, optimizer, loader): loader must be an iterable of"
-                             f" batches (a DataLoader), got {type(loader).__name__}")
+            raise ValueError(
+                f"find_lr(model, optimizer, loader): loader must be an iterable of"
+                f" batches (a DataLoader), got {type(loader).__name__}"
+            )
         if step_fn is None and criterion is None:
-            raise ValueError("find_lr(model, ...) needs step_fn=f(model, batch) -> loss, or"
-                             " criterion=f(output, target) for (x, y) batches; got neither")
+            raise ValueError(
+                "find_lr(model, ...) needs step_fn=f(model, batch) -> loss, or"
+                " criterion=f(output, target) for (x, y) batches; got neither"
+            )
         loss = step_fn if step_fn is not None else _criterion_loss(criterion)
-        return cls(model, optimizer, loader, loss, val_loader, trainable[0].device,
-                   type(model).__name__)
+        return cls(model, optimizer, loader, loss, val_loader, type(model).__name__)
 
     @classmethod
     def _from_task(cls, task, optimizer, loader, step_fn, criterion, val_loader, cfg) -> _Parts:
         for name, value in (("optimizer", optimizer), ("loader", loader), ("criterion", criterion)):
             if value is not None:
-                raise ValueError(f"find_lr(task) builds its own {name}; got {name}={value!r}."
-                                 " Give a model instead to use your own parts")
+                raise ValueError(
+                    f"find_lr(task) builds its own {name}; got {name}={value!r}."
+                    " Give a model instead to use your own parts"
+                )
         model = task.build_model()
-        if not any(p.requires_grad for p in model.parameters()):
-            raise ValueError(f"task {task.name!r}: its model has no trainable parameters")
         optimizer = task.build_optimizer(model)
         train, val = task.build_loaders()
         if val_loader is None and cfg.val_every is not None:
             val_loader = val
-        device = next(p.device for p in model.parameters() if p.requires_grad)
         loss = step_fn if step_fn is not None else task.loss
-        return cls(model, optimizer, train, loss, val_loader, device, task.name, task, task.seed)
+        return cls(model, optimizer, train, loss, val_loader, task.name, task, task.seed)
 
 
 def _criterion_loss(criterion: Callable) -> LossFn:
@@ -272,27 +306,12 @@ def _criterion_loss(criterion: Callable) -> LossFn:
 # -- the sweep ----------------------------------------------------------------------------------
 
 
-@dataclass
-class _Sweep:
-    lrs: list[float] = field(default_factory=list)
-    losses: list[float] = field(default_factory=list)
-    raw: list[float] = field(default_factory=list)
-    val: list[tuple[int, float, float]] = field(default_factory=list)
-    updates: int = 0
-    stop: str = ""
-    bad_first: str = ""  # the non-finite first loss, when there was one
-    no_grads: bool = False
-
-
-def _sweep(parts: _Parts, cfg: _Config, scaler: Any, bar: _Bar) -> _Sweep:
+def _sweep(parts: _Parts, cfg: _Config, scaler: Any, advance: Callable[..., None]) -> Curve:
     model, optimizer = parts.model, parts.optimizer
-    groups = optimizer.param_groups
-    base = [float(g.get("initial_lr", g["lr"])) for g in groups]
-    top = max(base)
-    ratios = [b / top if top > 0 else 1.0 for b in base]
+    groups, ratios = optimizer.param_groups, parts.ratios
     amp = _amp(parts.device, cfg.autocast)
     batches = _cycle(parts.loader, "loader")
-    out = _Sweep()
+    out = Curve()
     avg, best = 0.0, math.inf
     model.train()
     for i, lr in enumerate(cfg.plan().tolist()):
@@ -309,12 +328,19 @@ def _sweep(parts: _Parts, cfg: _Config, scaler: Any, bar: _Bar) -> _Sweep:
                 (scaler.scale(scaled) if scaler is not None else scaled).backward()
             total += loss.detach().float().reshape(())
         value = float(total) / cfg.accumulate
-        if i == 0:
-            out.no_grads = all(p.grad is None for p in model.parameters())
         if not math.isfinite(value):
             out.stop = f"stopped at step {i}: the loss was {value} at lr {lr:.3g}"
-            out.bad_first = "" if i else f"the loss was {value} at the first step (lr {lr:.3g})"
+            if i == 0:
+                out.problem = Confidence(
+                    False, "diverged at once", f"the loss was {value} at the first step"
+                )
             break
+        if i == 0 and all(p.grad is None for p in model.parameters()):
+            out.problem = Confidence(
+                False,
+                "no descent",
+                "the loss gave the trainable parameters no gradients: the lr has no effect on it",
+            )
         if scaler is not None:
             scaler.step(optimizer)
             scaler.update()
@@ -325,18 +351,20 @@ def _sweep(parts: _Parts, cfg: _Config, scaler: Any, bar: _Bar) -> _Sweep:
         smoothed = avg / (1 - cfg.smooth ** (i + 1))
         best = min(best, smoothed)
         out.lrs.append(lr)
-        out.raw.append(value)
+        out.raw_losses.append(value)
         out.losses.append(smoothed)
         if cfg.val_every is not None and (i + 1) % cfg.val_every == 0:
             out.val.append((i, lr, _val_loss(parts, cfg, amp)))
-        bar.advance(value, lr)
+        advance(1, f"lr {lr:.3g}  loss {value:.4g}")
         if smoothed > best + (cfg.stop_factor - 1) * abs(best):
-            out.stop = (f"diverged at step {i} (lr {lr:.3g}): smoothed loss {smoothed:.4g} >"
-                        f" {cfg.stop_factor:g} x best {best:.4g}")
+            out.stop = (
+                f"diverged at step {i} (lr {lr:.3g}): smoothed loss {smoothed:.4g} >"
+                f" {cfg.stop_factor:g} x best {best:.4g}"
+            )
             break
     else:
         out.stop = f"completed {cfg.steps} steps"
-    bar.advance_to_end(cfg.steps - out.updates)
+    advance(cfg.steps - out.updates)  # the steps a stop skipped
     return out
 
 
@@ -365,12 +393,12 @@ def _cycle(loader: Iterable, what: str) -> Iterator[Any]:
 
 
 def _check_loss(loss: Any, step: int) -> None:
-    if not isinstance(loss, torch.Tensor):
-        raise ValueError(f"the loss must be a scalar tensor, got {type(loss).__name__} at step"
-                         f" {step}; return the loss tensor from step_fn (e.g. outputs.loss)")
-    if loss.numel() != 1:
-        raise ValueError(f"the loss must be a scalar tensor, got shape {tuple(loss.shape)} at"
-                         f" step {step}; reduce it (e.g. .mean())")
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        got = f"shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else repr(loss)
+        raise ValueError(
+            f"the loss must be a scalar tensor, got {got} at step {step}; reduce it (.mean())"
+            " or return the loss tensor itself (e.g. outputs.loss)"
+        )
 
 
 def _val_loss(parts: _Parts, cfg: _Config, amp: contextlib.AbstractContextManager) -> float:
@@ -392,86 +420,18 @@ def _val_loss(parts: _Parts, cfg: _Config, amp: contextlib.AbstractContextManage
     return total / count if count else math.nan
 
 
-class _Bar:
-    """A rich progress bar over every sweep's steps, or nothing."""
+@contextlib.contextmanager
+def _progress(cfg: _Config, name: str) -> Iterator[Callable[..., None]]:
+    """``advance(n, info="")`` of a rich progress bar over every sweep's steps, or a no-op."""
+    if not ProgressBar.wanted(cfg.progress):
+        yield lambda n, info="": None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    def __init__(self, cfg: _Config, name: str):
-        self.progress = None
-        if ProgressBar.wanted(cfg.progress):
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-            self.progress = Progress(TextColumn("[bold]find lr {task.description}"), BarColumn(),
-                                     MofNCompleteColumn(), TextColumn("{task.fields[info]}"))
-            self.bar = self.progress.add_task(name, total=cfg.steps * cfg.seeds, info="")
-
-    def __enter__(self) -> _Bar:
-        if self.progress is not None:
-            self.progress.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-
-    def advance(self, loss: float, lr: float) -> None:
-        if self.progress is not None:
-            self.progress.update(self.bar, advance=1, info=f"lr {lr:.3g}  loss {loss:.4g}")
-
-    def advance_to_end(self, n: int) -> None:
-        if self.progress is not None and n:
-            self.progress.update(self.bar, advance=n)
-
-
-# -- the result ---------------------------------------------------------------------------------
-
-
-def _result(sweeps: list[_Sweep], parts: _Parts, cfg: _Config) -> FindResult:
-    """Median curve (over seeds, on their common lrs), suggestions, confidence, chosen lr."""
-    n = min(len(s.lrs) for s in sweeps)
-    lrs = np.asarray(sweeps[0].lrs[:n])  # every sweep follows the same plan of lrs
-    smoothed = np.stack([s.losses[:n] for s in sweeps]).reshape(len(sweeps), n)
-    raw = np.stack([s.raw[:n] for s in sweeps]).reshape(len(sweeps), n)
-    losses, raw_losses = np.median(smoothed, axis=0), np.median(raw, axis=0)
-    base = [float(g.get("initial_lr", g["lr"])) for g in parts.optimizer.param_groups]
-    top = max(base)
-    group_lrs = [(lrs * (b / top if top > 0 else 1.0)).tolist() for b in base]
-    suggestions = suggest_all(lrs, losses)
-    bad_first = next((s.bad_first for s in sweeps if s.bad_first), "")
-    if bad_first:
-        confidence = Confidence(False, "diverged at once", bad_first)
-    elif any(s.no_grads for s in sweeps):
-        confidence = Confidence(False, "no descent", "the loss gave the trainable parameters no"
-                                " gradients: the lr has no effect on it")
-    else:
-        confidence = assess(lrs, losses, raw_losses)
-    reasons = [s.stop for s in sweeps]
-    stop = reasons[0] if len(set(reasons)) == 1 else "; ".join(  # short: up to "(" or ":"
-        f"seed {i}: {re.split(r' [(]|:', r)[0]}" for i, r in enumerate(reasons))
-    return FindResult(
-        lrs=lrs, losses=losses, raw_losses=raw_losses, group_lrs=group_lrs,
-        suggestions=suggestions,
-        lr=suggestions.get(cfg.rule) if confidence.ok else None,
-        rule=cfg.rule, confidence=confidence, stop_reason=stop,
-        steps_run=sum(s.updates for s in sweeps), mode=cfg.mode,
-        val=_val(sweeps),
-        seed_curves=None if len(sweeps) == 1 else [
-            {"lrs": s.lrs, "losses": s.losses, "raw_losses": s.raw} for s in sweeps],
-        band=None if len(sweeps) == 1 else (smoothed.min(axis=0), smoothed.max(axis=0)),
-        extra={"task": parts.name, "start": cfg.start, "end": cfg.end, "steps": cfg.steps,
-               "smooth": cfg.smooth, "stop_factor": cfg.stop_factor,
-               "accumulate": cfg.accumulate, "autocast": cfg.autocast, "seeds": cfg.seeds},
-    )
-
-
-def _val(sweeps: list[_Sweep]) -> dict[str, list[float]] | None:
-    """The validation losses, the median over seeds at the steps every seed reached."""
-    n = min(len(s.val) for s in sweeps)
-    if n == 0:
-        return None
-    losses = np.median([[v[2] for v in s.val[:n]] for s in sweeps], axis=0)
-    first = sweeps[0].val[:n]
-    return {"steps": [v[0] for v in first], "lrs": [v[1] for v in first],
-            "losses": losses.tolist()}
+    columns = (TextColumn("[bold]find lr {task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, TextColumn("{task.fields[info]}")) as bar:
+        task = bar.add_task(name, total=cfg.steps * cfg.seeds, info="")
+        yield lambda n, info="": bar.update(task, advance=n, info=info)
 
 
 __all__ = ["find_lr"]

@@ -17,17 +17,35 @@ True
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .rules import Confidence
+from .rules import Confidence, assess, suggest_all
 
 
 def _array(values: Any) -> np.ndarray:
     return np.asarray(values, dtype=float)
+
+
+@dataclass
+class Curve:
+    """One sweep as measured: its points, validation points, cost and why it stopped.
+
+    ``problem`` is a low :class:`~lrkit.find.rules.Confidence` the sweep itself found (a
+    non-finite first loss; a loss that gave the parameters no gradients), or None.
+    """
+
+    lrs: list[float] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    raw_losses: list[float] = field(default_factory=list)
+    val: list[tuple[int, float, float]] = field(default_factory=list)  # (step, lr, loss)
+    updates: int = 0
+    stop: str = ""
+    problem: Confidence | None = None
 
 
 @dataclass
@@ -69,6 +87,60 @@ class FindResult:
         self.raw_losses = _array(self.raw_losses)
         if self.band is not None:
             self.band = (_array(self.band[0]), _array(self.band[1]))
+
+    @classmethod
+    def from_curves(
+        cls,
+        curves: list[Curve],
+        *,
+        ratios: list[float],
+        rule: str,
+        mode: str = "exp",
+        extra: dict[str, Any] | None = None,
+    ) -> FindResult:
+        """The result of one or more sweeps over the same planned lrs.
+
+        Several curves give the median (smoothed and raw) at the lrs every sweep reached,
+        and the band from the lowest to the highest smoothed loss there. Every rule sees the
+        (median) curve; the chosen ``rule``'s suggestion becomes ``lr`` when the curve is
+        trusted. ``ratios``: each param group's lr over the reported one.
+        """
+        n = min(len(c.lrs) for c in curves)
+        lrs = np.asarray(curves[0].lrs[:n], dtype=float)
+        smoothed = np.array([c.losses[:n] for c in curves], dtype=float).reshape(len(curves), n)
+        raw = np.array([c.raw_losses[:n] for c in curves], dtype=float).reshape(len(curves), n)
+        losses, raw_losses = np.median(smoothed, axis=0), np.median(raw, axis=0)
+        suggestions = suggest_all(lrs, losses)
+        problem = next((c.problem for c in curves if c.problem is not None), None)
+        confidence = problem or assess(lrs, losses, raw_losses)
+        several = len(curves) > 1
+        reasons = [c.stop for c in curves]
+        stop = reasons[0]
+        if len(set(reasons)) > 1:  # each seed's, up to its "(" or ":"
+            stop = "; ".join(
+                f"seed {i}: {re.split(r' [(]|:', r)[0]}" for i, r in enumerate(reasons)
+            )
+        return cls(
+            lrs=lrs,
+            losses=losses,
+            raw_losses=raw_losses,
+            group_lrs=[(lrs * r).tolist() for r in ratios],
+            suggestions=suggestions,
+            lr=suggestions.get(rule) if confidence.ok else None,
+            rule=rule,
+            confidence=confidence,
+            stop_reason=stop,
+            steps_run=sum(c.updates for c in curves),
+            mode=mode,
+            val=_median_val(curves),
+            seed_curves=[
+                {"lrs": c.lrs, "losses": c.losses, "raw_losses": c.raw_losses} for c in curves
+            ]
+            if several
+            else None,
+            band=(smoothed.min(axis=0), smoothed.max(axis=0)) if several else None,
+            extra=dict(extra or {}),
+        )
 
     # -- reading -----------------------------------------------------------------------------
     @property
@@ -168,19 +240,28 @@ class FindResult:
         if len(self.lrs):
             ax.plot(self.lrs, self.raw_losses, color="0.7", lw=0.8, label="raw")
             if self.band is not None:
-                ax.fill_between(self.lrs, *self.band, color="C0", alpha=0.2,
-                                label=f"{self.seeds} seeds")
+                ax.fill_between(
+                    self.lrs, *self.band, color="C0", alpha=0.2, label=f"{self.seeds} seeds"
+                )
             ax.plot(self.lrs, self.losses, color="C0", lw=1.8, label="smoothed")
             if self.val:
-                ax.plot(self.val["lrs"], self.val["losses"], "o-", color="C2", ms=3,
-                        label="validation")
+                ax.plot(
+                    self.val["lrs"], self.val["losses"], "o-", color="C2", ms=3, label="validation"
+                )
             for i, (name, lr) in enumerate(self.suggestions.items()):
                 if lr is not None:
                     y = float(np.interp(np.log10(lr), np.log10(self.lrs), self.losses))
                     marker = "*" if name == self.rule else "o"
                     size = 12 if marker == "*" else 6
-                    ax.plot([lr], [y], marker, color=f"C{(i + 3) % 10}", ms=size,
-                            label=f"{name} {lr:.2g}", zorder=5)
+                    ax.plot(
+                        [lr],
+                        [y],
+                        marker,
+                        color=f"C{(i + 3) % 10}",
+                        ms=size,
+                        label=f"{name} {lr:.2g}",
+                        zorder=5,
+                    )
             ax.set_ylim(*self._ylim())
         ax.set_xscale("log")
         ax.set_xlabel("learning rate")
@@ -209,4 +290,14 @@ class FindResult:
         return lo - pad, hi + 2 * pad
 
 
-__all__ = ["FindResult"]
+def _median_val(curves: list[Curve]) -> dict[str, list[float]] | None:
+    """The validation points: the median loss over the sweeps at the steps all reached."""
+    n = min(len(c.val) for c in curves)
+    if n == 0:
+        return None
+    losses = np.median([[v[2] for v in c.val[:n]] for c in curves], axis=0)
+    first = curves[0].val[:n]
+    return {"steps": [v[0] for v in first], "lrs": [v[1] for v in first], "losses": losses.tolist()}
+
+
+__all__ = ["FindResult", "Curve"]
