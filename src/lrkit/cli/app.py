@@ -29,7 +29,8 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
     context_settings=CONTEXT,
     invoke_without_command=True,
     epilog="\b\nExamples:\n  lrkit tasks\n  lrkit schedule show 'warmup(5%) >> cosine(to=0.01)' --steps 1000"
-    "\n  lrkit train --task digits-mlp --schedule 'warmup(5%) >> cosine(to=0.01)'",
+    "\n  lrkit train --task digits-mlp --schedule 'warmup(5%) >> cosine(to=0.01)'"
+    "\n  lrkit find --task digits-mlp --png find.png",
 )
 @click.version_option(
     __version__, "-V", "--version", prog_name=PROG, message="%(prog)s %(version)s"
