@@ -332,6 +332,42 @@ def test_a_validation_loss_every_10_steps():
     assert all(math.isfinite(v) for v in result.val["losses"])
 
 
+def test_a_val_loader_alone_gives_a_validation_loss_every_tenth_of_the_sweep():
+    model, opt, loader = parts()
+    x, y = data(32, seed=1)
+    result = find_lr(
+        model,
+        opt,
+        loader,
+        criterion=F.cross_entropy,
+        stop_factor=math.inf,
+        val_loader=tensor_loader(x, y, batch_size=16),
+        **FAST,
+    )
+    assert result.val["steps"] == [2, 5, 8, 11, 14, 17, 20, 23, 26, 29]
+
+
+def test_a_model_returning_an_output_object_through_a_step_function():
+    class Output:
+        def __init__(self, loss):
+            self.loss = loss
+
+    class HFStyle(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Linear(6, 2)
+
+        def forward(self, input_ids, labels):
+            return Output(F.cross_entropy(self.net(input_ids), labels))
+
+    model = HFStyle()
+    x, y = data()
+    batches = [{"input_ids": x[i : i + 16], "labels": y[i : i + 16]} for i in range(0, 128, 16)]
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    result = find_lr(model, opt, batches, step_fn=lambda m, b: m(**b).loss, **FAST)
+    assert len(result.lrs) > 5 and np.isfinite(result.losses).all()
+
+
 def test_seeds_3_give_a_median_curve_and_a_band():
     model, opt, loader = parts()
     result = find_lr(model, opt, loader, criterion=F.cross_entropy, seeds=3, **FAST)

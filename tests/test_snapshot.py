@@ -214,6 +214,17 @@ def test_restore_can_be_repeated():
     assert len(opt.state) == 0
 
 
+def test_a_tensor_the_optimizer_updates_outside_the_model_comes_back():
+    model = small_model()
+    extra = torch.ones(3, requires_grad=True)  # e.g. a learned temperature kept by the user
+    opt = torch.optim.SGD([*model.parameters(), extra], lr=0.1)
+    snap = Snapshot.take(model, opt)
+    extra.sum().backward()
+    opt.step()
+    snap.restore()
+    assert torch.equal(extra, torch.ones(3)) and extra.grad is None
+
+
 def test_take_refuses_what_is_not_a_module():
     with pytest.raises(TypeError, match="nn.Module, got list"):
         Snapshot.take([torch.zeros(2)])

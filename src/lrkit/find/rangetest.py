@@ -83,8 +83,9 @@ def find_lr(
             ``scaler`` or a new one).
         scaler, scheduler: a GradScaler, a scheduler or :class:`~lrkit.schedules.Driver`
             attached to the optimizer: restored with the rest afterwards.
-        val_loader, val_every, val_batches: every ``val_every`` updates, the mean loss on the
-            first ``val_batches`` batches of ``val_loader`` (a task's own by default).
+        val_loader, val_every, val_batches: every ``val_every`` updates (default with a
+            ``val_loader``: ``steps // 10``), the mean loss on the first ``val_batches``
+            batches of ``val_loader`` (a task's own when ``val_every`` is given).
         seeds: ``k > 1`` runs ``k`` sweeps from the same start, seeded ``seed..seed+k-1``
             (the task's seed, else 0), and reports the median curve and the band.
         rule: the rule that picks ``result.lr`` (default :data:`~lrkit.find.rules.DEFAULT_RULE`).
@@ -251,6 +252,8 @@ class _Parts:
             )
         if cfg.val_every is not None and parts.val_loader is None:
             raise ValueError(f"val_every={cfg.val_every} needs val_loader=... (got None)")
+        if cfg.val_every is None and parts.val_loader is not None:
+            cfg.val_every = max(1, cfg.steps // 10)
         if cfg.autocast == "fp16" and parts.device.type != "cuda":
             raise ValueError(
                 f"autocast='fp16' needs a model on CUDA, got one on {parts.device.type!r};"
@@ -318,7 +321,7 @@ def _sweep(parts: _Parts, cfg: _Config, scaler: Any, advance: Callable[..., None
         for group, ratio in zip(groups, ratios):
             _set_lr(group, ratio * lr)
         optimizer.zero_grad(set_to_none=True)
-        total = torch.zeros((), dtype=torch.float32, device=parts.device)
+        total: Any = 0.0
         for _ in range(cfg.accumulate):
             with amp:
                 loss = parts.loss(model, next(batches))
@@ -326,7 +329,7 @@ def _sweep(parts: _Parts, cfg: _Config, scaler: Any, advance: Callable[..., None
             if loss.requires_grad:
                 scaled = loss / cfg.accumulate if cfg.accumulate > 1 else loss
                 (scaler.scale(scaled) if scaler is not None else scaled).backward()
-            total += loss.detach().float().reshape(())
+            total = total + loss.detach().float().reshape(())
         value = float(total) / cfg.accumulate
         if not math.isfinite(value):
             out.stop = f"stopped at step {i}: the loss was {value} at lr {lr:.3g}"

@@ -108,7 +108,13 @@ class Snapshot:
                         snap._tensors.append((table, name, tensor))
                         if tensor is not None and id(tensor) not in snap._copies:
                             snap._copies[id(tensor)] = (tensor, _cpu_copy(tensor))
-            for p in model.parameters():
+            params = list(model.parameters())
+            if optimizer is not None:  # and tensors an optimizer updates outside the model
+                for group in optimizer.param_groups:
+                    params += [p for p in group["params"] if id(p) not in snap._copies]
+                    for p in group["params"]:
+                        snap._copies.setdefault(id(p), (p, _cpu_copy(p)))
+            for p in params:
                 grad = None if p.grad is None else _cpu_copy(p.grad)
                 snap._grads.append((p, grad, p.requires_grad))
         if optimizer is not None:
