@@ -82,7 +82,8 @@ def find_lr(
         autocast: None, ``"bf16"`` (CPU or CUDA) or ``"fp16"`` (CUDA, with a GradScaler:
             ``scaler`` or a new one).
         scaler, scheduler: a GradScaler, a scheduler or :class:`~lrkit.schedules.Driver`
-            attached to the optimizer: restored with the rest afterwards.
+            attached to the optimizer: restored with the rest afterwards (a Driver keeps
+            counting the sweep's updates while it runs; pass it here so its count comes back).
         val_loader, val_every, val_batches: every ``val_every`` updates (default with a
             ``val_loader``: ``steps // 10``), the mean loss on the first ``val_batches``
             batches of ``val_loader`` (a task's own when ``val_every`` is given).
@@ -321,7 +322,7 @@ def _sweep(parts: _Parts, cfg: _Config, scaler: Any, advance: Callable[..., None
         for group, ratio in zip(groups, ratios):
             _set_lr(group, ratio * lr)
         optimizer.zero_grad(set_to_none=True)
-        total: Any = 0.0
+        losses = []
         for _ in range(cfg.accumulate):
             with amp:
                 loss = parts.loss(model, next(batches))
@@ -329,8 +330,9 @@ def _sweep(parts: _Parts, cfg: _Config, scaler: Any, advance: Callable[..., None
             if loss.requires_grad:
                 scaled = loss / cfg.accumulate if cfg.accumulate > 1 else loss
                 (scaler.scale(scaled) if scaler is not None else scaled).backward()
-            total = total + loss.detach().float().reshape(())
-        value = float(total) / cfg.accumulate
+            losses.append(loss.detach())
+        # one device sync per update
+        value = losses[0].item() if len(losses) == 1 else float(sum(losses)) / len(losses)
         if not math.isfinite(value):
             out.stop = f"stopped at step {i}: the loss was {value} at lr {lr:.3g}"
             if i == 0:
@@ -358,7 +360,7 @@ def _sweep(parts: _Parts, cfg: _Config, scaler: Any, advance: Callable[..., None
         out.losses.append(smoothed)
         if cfg.val_every is not None and (i + 1) % cfg.val_every == 0:
             out.val.append((i, lr, _val_loss(parts, cfg, amp)))
-        advance(1, f"lr {lr:.3g}  loss {value:.4g}")
+        advance(1, lr, value)
         if smoothed > best + (cfg.stop_factor - 1) * abs(best):
             out.stop = (
                 f"diverged at step {i} (lr {lr:.3g}): smoothed loss {smoothed:.4g} >"
@@ -425,16 +427,21 @@ def _val_loss(parts: _Parts, cfg: _Config, amp: contextlib.AbstractContextManage
 
 @contextlib.contextmanager
 def _progress(cfg: _Config, name: str) -> Iterator[Callable[..., None]]:
-    """``advance(n, info="")`` of a rich progress bar over every sweep's steps, or a no-op."""
+    """``advance(n, lr=None, loss=None)`` of a rich progress bar over every sweep's steps."""
     if not ProgressBar.wanted(cfg.progress):
-        yield lambda n, info="": None
+        yield lambda n, lr=None, loss=None: None
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     columns = (TextColumn("[bold]find lr {task.description}"), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, TextColumn("{task.fields[info]}")) as bar:
         task = bar.add_task(name, total=cfg.steps * cfg.seeds, info="")
-        yield lambda n, info="": bar.update(task, advance=n, info=info)
+
+        def advance(n: int, lr: float | None = None, loss: float | None = None) -> None:
+            fields = {} if lr is None else {"info": f"lr {lr:.3g}  loss {loss:.4g}"}
+            bar.update(task, advance=n, **fields)
+
+        yield advance
 
 
 __all__ = ["find_lr"]
