@@ -6,6 +6,7 @@ import random
 import numpy as np
 import pytest
 import torch
+import user_tasks
 from torch import nn
 from torch.nn import functional as F
 
@@ -388,6 +389,34 @@ def test_a_task_name_gives_a_sane_confident_suggestion():
     assert result.confidence.ok, result.confidence
     assert 1e-3 <= result.lr <= 1.0
     assert result.lr == result.suggestions["lrkit"] and result.rule == "lrkit"
+
+
+def test_a_task_leaves_the_random_generators_as_they_were():
+    rng = RNGState.take()
+    expected = draws()
+    rng.restore()
+    find_lr(user_tasks.tiny(), seeds=2, **FAST)  # builders and seeds 0, 1 seed the generators
+    assert draws() == expected
+
+
+def test_a_task_is_seeded_so_its_sweep_repeats():
+    first, second = find_lr(user_tasks.tiny(), **FAST), find_lr(user_tasks.tiny(), **FAST)
+    assert np.array_equal(first.raw_losses, second.raw_losses)
+
+
+def test_a_grad_scaler_is_used_and_restored():
+    model, opt, loader = parts()
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**8, growth_interval=1)
+    scales = []
+
+    def step_fn(model, batch):
+        scales.append(scaler.get_scale())
+        return F.cross_entropy(model(batch[0]), batch[1])
+
+    state = scaler.state_dict()
+    find_lr(model, opt, loader, step_fn=step_fn, scaler=scaler, **FAST)
+    assert scales[1] == 2.0**9  # the sweep's updates went through the scaler
+    assert scaler.state_dict() == state
 
 
 def test_the_rule_argument_chooses_the_lr():
