@@ -162,8 +162,11 @@ def smooth(x: np.ndarray, y: np.ndarray, half_width: float | None = None) -> np.
         half_width = max(0.025 * span, 1.01 * span / max(x.size - 1, 1))
     lo = np.searchsorted(x, x - half_width, side="left")
     hi = np.searchsorted(x, x + half_width, side="right")
-    med = np.array([np.median(y[a:b]) for a, b in zip(lo, hi)])
-    return np.array([med[a:b].mean() for a, b in zip(lo, hi)])
+    index = lo[:, None] + np.arange(int((hi - lo).max()))  # row i: the window of point i
+    outside = index >= hi[:, None]
+    index = np.minimum(index, x.size - 1)
+    med = np.nanmedian(np.where(outside, np.nan, y[index]), axis=1)
+    return np.nanmean(np.where(outside, np.nan, med[index]), axis=1)
 
 
 def descent(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, int, int] | None:
