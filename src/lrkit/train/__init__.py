@@ -3,5 +3,6 @@
 from .callbacks import EVENTS, Callback, ProgressBar, State
 from .history import History
 from .loop import fit
+from .snapshot import RNGState, Snapshot
 
-__all__ = ["fit", "History", "Callback", "State", "ProgressBar", "EVENTS"]
+__all__ = ["fit", "History", "Callback", "State", "ProgressBar", "EVENTS", "Snapshot", "RNGState"]
