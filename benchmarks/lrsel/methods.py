@@ -1,0 +1,116 @@
+"""The methods compared: how each chooses a rate for a task, and what that costs in steps.
+
+``select(task_name, method) -> {"lr", "steps", "note"}`` (cached on disk): ``lr`` the rate it
+chose (None when it chose nothing), ``steps`` the optimizer steps it spent choosing (range
+tests, short runs, search trials). The chosen rate's final training runs are not counted here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from pathlib import Path
+
+from . import rivals
+from .runs import cached, full_run, spec
+from .tasks import BENCH_TASKS, SCHEDULE, load_task
+
+RULES = ("lrkit", "steep", "valley", "minimum", "slide")
+METHODS = (
+    *(f"find-{r}" for r in RULES),
+    "pick_lr",
+    "torch-lr-finder",
+    "lightning",
+    "default",
+    "prodigy",
+    "optuna-tpe-8",
+)
+LABELS = {
+    "find-lrkit": "lrkit find_lr, rule lrkit",
+    "find-steep": "rule steep (fastai steep)",
+    "find-valley": "rule valley (fastai valley)",
+    "find-minimum": "rule minimum (fastai minimum)",
+    "find-slide": "rule slide (fastai slide)",
+    "pick_lr": "lrkit pick_lr (budget 1.5)",
+    "torch-lr-finder": "torch-lr-finder, steepest gradient",
+    "lightning": "Lightning Tuner.lr_find",
+    "default": "default (Adam 1e-3, SGD 1e-2)",
+    "prodigy": "Prodigy (lr=1.0)",
+    "optuna-tpe-8": "Optuna TPE, 8 full runs",
+}
+PICK_BUDGET = 1.5
+SRC = Path(__file__).resolve().parents[2] / "src" / "lrkit" / "find"
+
+
+def code_version() -> str:
+    """A hash of lrkit's find package: a changed rule or pick invalidates their cached picks."""
+    h = hashlib.sha1()
+    for path in sorted(SRC.glob("*.py")):
+        h.update(path.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def select(task: str, method: str) -> dict:
+    key = {"task": task, "method": method, "schedule": SCHEDULE}
+    if method.startswith("find-") or method == "pick_lr":
+        key["lrkit_find"] = code_version()
+    if method == "pick_lr":
+        key["budget"] = PICK_BUDGET
+    kind = "find" if method.startswith("find-") else "select"
+    if kind == "find":  # one range test serves every rule
+        result = cached("find", {k: v for k, v in key.items() if k != "method"},
+                        lambda: _find(task))
+        rule = method.removeprefix("find-")
+        lr = result["suggestions"].get(rule)
+        return {"lr": lr, "steps": result["steps"], "note": result["note"]}
+    return cached(kind, key, lambda: _select(task, method))
+
+
+def _find(task: str) -> dict:
+    from lrkit.find import find_lr
+
+    r = find_lr(load_task(task), progress=False)
+    note = "" if r.confidence.ok else f"low confidence: {r.confidence.reason}"
+    return {"suggestions": dict(r.suggestions), "steps": int(r.steps_run), "note": note}
+
+
+def _select(task: str, method: str) -> dict:
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    t = load_task(task)
+    bench = BENCH_TASKS[task]
+    if method == "pick_lr":
+        from lrkit.find import pick_lr
+
+        p = pick_lr(t, SCHEDULE, budget=PICK_BUDGET, seed=0, progress=False)
+        return {"lr": p.lr, "steps": p.steps, "note": f"window {p.window[0]:.2g}..{p.window[1]:.2g}"}
+    if method == "torch-lr-finder":
+        lr, steps = rivals.torch_lr_finder(t)
+        return {"lr": lr, "steps": steps, "note": ""}
+    if method == "lightning":
+        lr, steps = rivals.lightning_lr_find(t)
+        return {"lr": lr, "steps": steps, "note": ""}
+    if method == "default":
+        return {"lr": bench.default_lr, "steps": 0, "note": ""}
+    if method == "prodigy":
+        return {"lr": 1.0, "steps": 0, "note": "Prodigy's own step size"}
+    if method == "optuna-tpe-8":
+        sign = 1.0 if t.metric.higher_is_better else -1.0
+
+        def objective(lr: float) -> float:
+            metric = full_run(spec(task, lr, 0, SCHEDULE))["metric"]
+            return math.nan if metric is None else sign * metric
+
+        steps = 8 * _steps(t)
+        lr = rivals.optuna_tpe(objective, bench.grid[0], bench.grid[-1], trials=8)
+        return {"lr": lr, "steps": steps, "note": "its best trial is a full run already"}
+    raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+
+
+def _steps(t) -> int:
+    return t.epochs * len(t.build_loaders(0)[0])
+
+
+def optimizer_of(method: str) -> str:
+    """Which optimizer the method's final runs use: the task's, or Prodigy."""
+    return "prodigy" if method == "prodigy" else "task"

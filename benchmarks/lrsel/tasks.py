@@ -1,0 +1,91 @@
+"""The benchmark's tasks, the grid of rates each is searched over, and the schedule they share.
+
+Five are lrkit's bundled tasks; ``breast-cancer-sgd`` is defined here (plain SGD, no momentum,
+on scikit-learn's breast-cancer data), so that plain SGD is covered too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from lrkit.tasks import Metric, Task, accuracy, get_task, split_indices, tensor_loader
+from lrkit.tasks.sklearn_tasks import mlp
+
+SCHEDULE = "warmup(5%) >> cosine"
+SEEDS = (0, 1)
+
+
+@dataclass(frozen=True)
+class BenchTask:
+    """A task name, what it is, and its grid: quarter decades from 10**lo to 10**hi."""
+
+    name: str
+    kind: str
+    optimizer: str
+    lo: int
+    hi: int
+
+    @property
+    def grid(self) -> list[float]:
+        n = 4 * (self.hi - self.lo) + 1
+        return [float(10 ** (self.lo + i / 4)) for i in range(n)]
+
+    @property
+    def default_lr(self) -> float:
+        """The rate people try first: 1e-3 for Adam and AdamW, 1e-2 for SGD."""
+        return 1e-3 if self.optimizer.startswith("adam") else 1e-2
+
+
+BENCH_TASKS = {
+    t.name: t
+    for t in (
+        BenchTask("digits-mlp", "MLP, classification", "sgd-momentum", -4, 1),
+        BenchTask("digits-cnn", "CNN, classification", "adam", -5, 0),
+        BenchTask("wine-mlp", "MLP, classification", "adamw", -5, 0),
+        BenchTask("diabetes-mlp", "MLP, regression", "adam", -5, 0),
+        BenchTask("pychar-gru", "GRU, language model", "adam", -5, 0),
+        BenchTask("breast-cancer-sgd", "MLP, classification", "sgd", -3, 2),
+    )
+}
+
+
+def _breast_cancer_data():
+    from sklearn.datasets import load_breast_cancer
+
+    x, y = load_breast_cancer(return_X_y=True)
+    x = x.astype(np.float32)
+    train, val = split_indices(len(x), 0.2, stratify=y)
+    mean, std = x[train].mean(axis=0), x[train].std(axis=0)
+    x = (x - mean) / std
+    y = y.astype(np.int64)
+    return (torch.from_numpy(x[train]), torch.from_numpy(y[train]),
+            torch.from_numpy(x[val]), torch.from_numpy(y[val]))
+
+
+def breast_cancer_sgd() -> Task:
+    """Breast cancer (30 standardised features, 2 classes), an MLP trained with plain SGD."""
+    xt, yt, xv, yv = _breast_cancer_data()
+    return Task(
+        name="breast-cancer-sgd",
+        description="breast cancer, standardised features, MLP, plain SGD",
+        make_model=lambda: mlp(30, 32, 2),
+        make_optimizer=lambda params, lr: torch.optim.SGD(params, lr=lr),
+        make_train_loader=lambda: tensor_loader(xt, yt, batch_size=32, shuffle=True),
+        make_val_loader=lambda: tensor_loader(xv, yv, batch_size=256),
+        criterion=F.cross_entropy,
+        metric=Metric("accuracy", accuracy, higher_is_better=True),
+        epochs=8,
+        threads=1,
+        lr=0.1,
+    )
+
+
+def load_task(name: str) -> Task:
+    """The lrkit Task of a benchmark task name."""
+    if name == "breast-cancer-sgd":
+        return breast_cancer_sgd()
+    return get_task(name)
