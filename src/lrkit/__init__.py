@@ -6,11 +6,13 @@ The public API:
   their algebra (``>>``, ``*``, ``clip``, ``repeat``...), the text form (:func:`parse`,
   :func:`load_schedule`) and the :class:`Driver` that writes them into a torch optimizer;
 - ``lrkit.tasks``: :class:`Task`, the bundled example tasks and :func:`get_task`;
-- ``lrkit.train``: :func:`fit`, one training loop with events, returning a :class:`History`.
+- ``lrkit.train``: :func:`fit`, one training loop with events, returning a :class:`History`;
+- ``lrkit.find``: :func:`pick_lr`, the peak lr for a schedule within a budget of runs.
 """
 
 from ._version import __version__
 from .errors import UserError
+from .find import Pick, pick_lr
 from .schedules import Driver, Schedule, ScheduleSyntaxError, load_schedule, parse
 from .tasks import Metric, Task, get_task, list_tasks
 from .train import History, fit
@@ -29,4 +31,6 @@ __all__ = [
     "list_tasks",
     "fit",
     "History",
+    "pick_lr",
+    "Pick",
 ]
