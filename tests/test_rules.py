@@ -30,12 +30,12 @@ def ema(raw, beta=0.98):
     return np.array(out)
 
 
-def sweep(seed=0, noise=0.0, n=100, start=-7.0, end=1.0, **shape):
+def sweep(seed=0, noise=0.0, n=100, start=-7.0, end=1.0, beta=0.98, **shape):
     """``(lrs, smoothed, raw, true)`` of one synthetic range test, cut like find_lr cuts it."""
     x = np.linspace(start, end, n)
     true = true_loss(x, **shape)
     raw = true + noise * np.random.default_rng(seed).standard_normal(n)
-    smoothed = ema(raw)
+    smoothed = ema(raw, beta)
     best = np.minimum.accumulate(smoothed)
     past = np.nonzero(smoothed > 4 * best)[0]
     stop = past[0] + 1 if past.size else n
@@ -143,6 +143,14 @@ def test_lrkit_takes_the_last_descent_before_the_minimum():
     assert -2.5 < decades(rules.lrkit(LRS, y)) < -1.0
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_lrkit_walks_over_noise_on_a_long_flat_bottom(seed):
+    # an Adam-like curve: a drop at 1e-4.5, flat for four decades, then the blow-up; with
+    # light smoothing the flat bottom wiggles, and a wiggle must not pass for the descent
+    lrs, smoothed, _, _ = sweep(seed, noise=0.3, beta=0.9, center=-4.5, blowup=-0.3)
+    assert -4.5 < decades(rules.lrkit(lrs, smoothed)) < -2.0
+
+
 @pytest.mark.parametrize("name", sorted(RULES))
 def test_every_rule_finds_nothing_on_a_rising_curve(name):
     assert RULES[name](LRS, 1.0 + np.expm1(X - X[0])) is None
@@ -206,7 +214,8 @@ def _random_sweep(rng):
     )
     noise = (high - low) * rng.choice([0.0, 0.05, 0.2, 0.4])
     n = int(rng.choice([60, 100, 200]))
-    return sweep(int(rng.integers(1 << 30)), noise=noise, n=n, **shape), shape
+    beta = float(rng.choice([0.8, 0.9, 0.95, 0.98]))  # find_lr's smooth=
+    return sweep(int(rng.integers(1 << 30)), noise=noise, n=n, beta=beta, **shape), shape
 
 
 def test_lrkit_stays_inside_the_descent_on_50_noisy_curves_of_varied_shapes():

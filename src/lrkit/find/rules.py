@@ -173,14 +173,16 @@ def descent(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, int, int] | None:
     """``(smoothed y, start, bottom)`` of the last steady descent before the minimum, or None.
 
     ``bottom`` is the minimum of the curve after :func:`smooth`. Walking back from it, the
-    descent goes on while each earlier point is higher, or lower by less than 5% of the fall
-    so far (a small bump does not end a descent); ``start`` is its highest point.
+    descent goes on while each earlier point is higher, or lower by less than 10% of the
+    curve's whole range before the bottom (so neither noise on a flat bottom nor a small bump
+    ends a descent); ``start`` is its highest point.
     """
     ys = smooth(x, y)
     bottom = int(np.argmin(ys))
+    bump = 0.1 * (ys[: bottom + 1].max() - ys[bottom])
     start = bottom
     for j in range(bottom - 1, -1, -1):
-        if ys[j] < ys[start] - 0.05 * (ys[start] - ys[bottom]):
+        if ys[j] < ys[start] - bump:
             break
         if ys[j] > ys[start]:
             start = j
@@ -198,7 +200,7 @@ def lrkit(
        of the swept decades), so that neither noise left in by the EMA nor a single spike
        moves the answer.
     2. Find the smoothed minimum and walk back from it to where the last steady descent
-       starts (bumps of under 5% of the fall so far do not end it).
+       starts (rises of under 10% of the curve's range do not end it).
     3. Suggest the lr (interpolated in log10 lr) where the loss has fallen a fraction
        ``fall`` (two-thirds) of the way from the start of that descent to the minimum:
        past the middle of the drop (the steepest point of a symmetric one) where the rate
