@@ -131,11 +131,28 @@ def test_pick_help_explains_every_option_with_an_example(capsys):
         (("--schedule", "warmup(5%) >> cosin"), "unknown schedule 'cosin'"),
         (("--budget", "0"), "--budget"),
         (("--task", "no-such-task"), "no-such-task"),
+        (("--task", "user_tasks:tiny", "--budget", "1"), "too small"),
     ],
-    ids=["schedule", "budget", "task"],
+    ids=["schedule", "budget", "task", "budget too small"],
 )
 def test_pick_bad_input_is_one_line_on_stderr_and_exit_2(args, says):
     status, out, err = run("pick", *args)
     assert status == 2 and out == ""
     assert err.startswith("lrkit: error: ") and says in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+def test_pick_prints_the_pick_what_it_tried_and_its_cost(capsys, tmp_path):
+    path = tmp_path / "pick.json"
+    status, out, _ = call(
+        capsys, "pick", "--task", "digits-mlp", "--budget", "1.5", "--json", str(path)
+    )
+    data = json.loads(path.read_text())
+    assert status == 0 and data["cost"] <= 1.5
+    assert f"picked lr {data['lr']:.4g}" in out
+    assert f"= {data['cost']:.2f} runs" in out and "short runs between" in out
+
+
+def test_pick_quiet_prints_only_the_lr(capsys, tmp_path):
+    path = tmp_path / "pick.json"
+    status, out, _ = call(capsys, "pick", "--task", "user_tasks:tiny", "--budget", "5", "-q",
+                          "--json", str(path))  # fmt: skip
+    assert status == 0 and out == f"{json.loads(path.read_text())['lr']:.6g}\n"

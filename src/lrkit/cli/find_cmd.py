@@ -225,7 +225,7 @@ def pick_command(
       lrkit pick --task digits-mlp --schedule "warmup(5%) >> cosine"
       lrkit pick --task wine-mlp --budget 2 --json pick.json
     """
-    from ..find.pick import pick_lr
+    from ..find import pick_lr
     from ..schedules import as_schedule
 
     with user_input(f"--schedule {spec!r}"):
