@@ -116,14 +116,22 @@ def test_slide_walks_back_from_the_blow_up_to_where_the_slope_is_steady():
     assert decades(rules.slide(LRS, y)) == pytest.approx(-2 - width, abs=0.15)
 
 
-def test_lrkit_is_two_thirds_down_the_drop():
+def test_lrkit_is_halfway_down_the_drop():
+    # a logistic has fallen half of the way at its centre
+    y = true_loss(X, center=-2.0)  # 1.5 decades below the blow-up: no clamp applies
+    assert decades(rules.lrkit(LRS, y)) == pytest.approx(-2.0, abs=0.1)
+
+
+def test_lrkit_takes_the_fraction_of_the_fall_it_is_given():
     # a logistic has fallen 2/3 of the way at centre + width * ln 2 (the rule's own
     # smoothing over +-0.2 decades moves it a little right, where the drop is convex)
-    assert decades(rules.lrkit(LRS, CLEAN)) == pytest.approx(-3 + 0.3 * math.log(2), abs=0.2)
+    y = true_loss(X, center=-2.0)
+    got = decades(rules.lrkit(LRS, y, fall=2 / 3))
+    assert got == pytest.approx(-2 + 0.3 * math.log(2), abs=0.15)
 
 
 def test_lrkit_keeps_half_a_decade_below_the_minimum():
-    # a drop that runs straight into the blow-up: 2/3 of the way down is too close to it
+    # a drop that runs straight into the blow-up: halfway down is too close to it
     y = true_loss(X, center=-1.0, width=0.3, blowup=-0.6)
     bottom = X[np.argmin(y)]
     assert decades(rules.lrkit(LRS, y)) == pytest.approx(bottom - 0.5, abs=0.1)
@@ -137,10 +145,17 @@ def test_lrkit_stays_within_two_decades_of_the_minimum():
 
 
 def test_lrkit_takes_the_last_descent_before_the_minimum():
-    # two drops with a plateau between: the answer is on the second one
+    # two drops with a rise between them (from 2 back up to 2.5): the answer is on the second
+    y = 3.0 - 1.0 / (1 + np.exp(-(X + 5) / 0.2)) - 1.5 / (1 + np.exp(-(X + 2) / 0.2))
+    y = y + 0.5 / (1 + np.exp(-(X + 3.5) / 0.2)) + np.expm1(4 * np.clip(X + 0.5, 0, None))
+    assert decades(rules.lrkit(LRS, y)) == pytest.approx(-2.0, abs=0.2)
+
+
+def test_lrkit_walks_over_a_plateau_inside_a_descent():
+    # two drops of 1 with a flat plateau between: one descent from 3 to 1, halfway is 2
     y = 3.0 - 1.0 / (1 + np.exp(-(X + 5) / 0.2)) - 1.0 / (1 + np.exp(-(X + 2) / 0.2))
     y = y + np.expm1(4 * np.clip(X + 0.5, 0, None))
-    assert -2.5 < decades(rules.lrkit(LRS, y)) < -1.0
+    assert -5.0 < decades(rules.lrkit(LRS, y)) < -2.0
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -9,8 +9,8 @@ spaced on, never against the raw lr.
 - ``valley``: halfway along the longest descending stretch of the curve (fastai's idea);
 - ``minimum``: the lr of the lowest loss, divided by 10;
 - ``slide``: walk back from the divergent end while the slope keeps changing (fastai's idea);
-- ``lrkit`` (the default): two-thirds of the way down the last steady descent before the
-  minimum, kept between 0.5 and 2 decades below the minimum.
+- ``lrkit`` (the default): halfway down the last steady descent before the minimum, kept
+  between 0.5 and 2 decades below the minimum.
 
 :func:`assess` says whether a curve can be trusted at all (too few points, no descent, too
 noisy, diverged at once).
@@ -192,9 +192,9 @@ def descent(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, int, int] | None:
 
 
 def lrkit(
-    lrs, losses, *, fall: float = 2 / 3, below: tuple[float, float] = (0.5, 2.0)
+    lrs, losses, *, fall: float = 0.5, below: tuple[float, float] = (0.5, 2.0)
 ) -> float | None:
-    """lrkit's default rule: two-thirds down the last steady descent, clear of the minimum.
+    """lrkit's default rule: halfway down the last steady descent, clear of the minimum.
 
     1. Smooth the curve again in log-lr space (a running median, then a mean, over ±2.5%
        of the swept decades), so that neither noise left in by the EMA nor a single spike
@@ -202,9 +202,9 @@ def lrkit(
     2. Find the smoothed minimum and walk back from it to where the last steady descent
        starts (rises of under 10% of the curve's range do not end it).
     3. Suggest the lr (interpolated in log10 lr) where the loss has fallen a fraction
-       ``fall`` (two-thirds) of the way from the start of that descent to the minimum:
-       past the middle of the drop (the steepest point of a symmetric one) where the rate
-       clearly works, with room before the bottom where it turns unstable. It is found
+       ``fall`` (one half) of the way from the start of that descent to the minimum: the
+       middle of the drop, where the rate clearly works, with room before the bottom where
+       it turns unstable. On a symmetric drop that is the steepest point, but it is found
        from levels, not from a derivative, so noise hardly moves it.
     4. Clamp it to between ``below[0]`` and ``below[1]`` decades below the minimum's lr (at
        most the minimum / 3, at least the minimum / 100) and to no lower than the start of
