@@ -5,7 +5,7 @@ already cut before its first non-finite point) and returns a suggested lr, or ``
 finds nothing to suggest. Slopes are measured against ``log10(lr)``, the axis the sweep is
 spaced on, never against the raw lr.
 
-- ``steep``: the lr of the steepest descent, on or before the minimum of the curve;
+- ``steep``: the lr of the steepest descent within the last descent before the minimum;
 - ``valley``: halfway along the longest descending stretch of the curve (fastai's idea);
 - ``minimum``: the lr of the lowest loss, divided by 10;
 - ``slide``: walk back from the divergent end while the slope keeps changing (fastai's idea);
@@ -15,12 +15,14 @@ spaced on, never against the raw lr.
 :func:`assess` says whether a curve can be trusted at all (too few points, no descent, too
 noisy, diverged at once).
 
+A drop of 2 centred on 1e-2, then a blow-up (the lowest loss is at about 0.25):
+
 >>> import numpy as np
 >>> lrs = np.logspace(-6, 1, 71)
 >>> x = np.log10(lrs)
->>> losses = 2.3 - 2.0 / (1 + np.exp(-(x + 3) * 3)) + np.exp(3 * (x - 0.5))
->>> round(float(np.log10(steep(lrs, losses))), 1)
--3.0
+>>> losses = 2.3 - 2.0 / (1 + np.exp(-(x + 2) * 3)) + np.exp(3 * (x - 0.5))
+>>> {name: round(float(np.log10(lr)), 1) for name, lr in suggest_all(lrs, losses).items()}
+{'steep': -2.0, 'valley': -3.3, 'minimum': -1.6, 'slide': -4.9, 'lrkit': -2.0}
 >>> assess(lrs, losses).ok
 True
 """
