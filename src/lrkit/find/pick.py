@@ -7,8 +7,8 @@ method, in three stages:
 1. **Bound the window** with one short range test (:func:`~lrkit.find.find_lr`), about
    ``RANGE_TEST_SHARE`` of the budget: ``top`` is the lr of the lowest smoothed loss on its
    curve (where it stops improving); when the curve is unusable the window is the whole sweep.
-2. **Successive halving** over ``CANDIDATES`` log-spaced rates half a decade apart, from ``top``
-   down. Each round trains every survivor from scratch with the *whole schedule compressed*
+2. **Successive halving** over ``CANDIDATES`` log-spaced rates ``SPACING`` decades apart, from
+   ``top`` down. Each round trains every survivor from scratch with the *whole schedule compressed*
    onto a short horizon (the schedule resolved against the full run, then stretched to the
    short run's steps), scores it on the validation data, keeps the better half (ties broken by
    validation loss) and doubles the horizon for the next round.
@@ -38,8 +38,8 @@ from ..tasks import Task, get_task, torch_threads
 RANGE_TEST_SHARE = 0.12  # of the budget, spent on the range test (at least MIN_SWEEP steps)
 MIN_SWEEP, MAX_SWEEP = 20, 100  # steps of the range test
 SWEEP_START, SWEEP_END = 1e-7, 10.0
-CANDIDATES = 6  # rates in the first round of successive halving
-SPACING = 0.5  # decades between candidates
+CANDIDATES = 8  # rates in the first round of successive halving
+SPACING = 0.375  # decades between candidates (8 of them span 2.6 decades below the top)
 ROUNDS = 2  # rounds of successive halving; each keeps half and doubles the horizon
 MIN_HORIZON = 4  # steps of the shortest short run
 HORIZON_CORRECTION = -0.25  # decades added to the short runs' winner (they favour high lrs)
