@@ -126,3 +126,23 @@ def test_a_diverging_short_run_scores_worst():
     trial = pick_module._short_run(toy(), 1e6, pick_module.as_schedule("warmup(5%) >> cosine")
                                    .resolve(total_steps=20), 20, 0, 0)
     assert math.isnan(trial.metric) and trial.val_loss == math.inf
+
+
+def test_the_window_top_is_the_curves_minimum_when_the_curve_is_trusted():
+    lrs = torch.logspace(-6, 1, 30).numpy()
+    losses = 2.0 - 0.05 * torch.arange(30).numpy()
+    losses[25:] = [3.0, 5.0, 8.0, 12.0, 20.0]
+    assert pick_module._top(lrs, losses, ok=True) == lrs[24]
+
+
+def test_an_untrusted_curve_tops_at_the_edge_of_divergence_not_at_early_noise():
+    lrs = torch.logspace(-7, 1, 24).numpy()
+    losses = [1.4, 1.1, 1.3] + [1.2] * 17 + [1.15, 1.3, 2.2, 14.0]  # lowest point early
+    assert pick_module._top(lrs, losses, ok=False) == lrs[20]
+    no_blow_up = [1.0] * 20 + [0.9, 0.8, 0.7, 0.6]
+    assert pick_module._top(lrs, no_blow_up, ok=False) == lrs[-1]
+
+
+def test_a_curve_of_fewer_than_five_points_tops_two_decades_above_its_start():
+    lrs = torch.logspace(-7, -6, 3).numpy()
+    assert pick_module._top(lrs, [1.0, 2.0, 9.0], ok=False) == pytest.approx(1e-5)

@@ -5,8 +5,9 @@ The budget is counted honestly in optimizer steps, as a multiple of one full tra
 method, in three stages:
 
 1. **Bound the window** with one short range test (:func:`~lrkit.find.find_lr`), about
-   ``RANGE_TEST_SHARE`` of the budget: ``top`` is the lr of the lowest smoothed loss on its
-   curve (where it stops improving); when the curve is unusable the window is the whole sweep.
+   ``RANGE_TEST_SHARE`` of the budget: ``top`` is where its loss stops improving (the lr of the
+   lowest smoothed loss; on a curve the rules do not trust, the edge of divergence, see
+   :func:`_top`).
 2. **Successive halving** over ``CANDIDATES`` log-spaced rates ``SPACING`` decades apart, from
    ``top`` down. Each round trains every survivor from scratch with the *whole schedule compressed*
    onto a short horizon (the schedule resolved against the full run, then stretched to the
@@ -194,23 +195,40 @@ def _check_epochs(epochs: Any) -> int:
 
 # -- the stages -----------------------------------------------------------------------------
 def _range_test(task: Task, steps: int, seed: int) -> dict[str, Any]:
-    """One range test; ``top``: the lr of the lowest smoothed loss (the window's top)."""
+    """One range test, summarised; ``top``: the window's top (see :func:`_top`)."""
     from .rangetest import find_lr
 
     result = find_lr(dataclasses.replace(task, seed=seed), start=SWEEP_START, end=SWEEP_END,
                      steps=steps, progress=False)
-    lrs, losses = np.asarray(result.lrs), np.asarray(result.losses)
-    ok = bool(result.confidence.ok) and len(lrs) >= 5
-    top = float(lrs[int(np.argmin(losses))]) if ok else SWEEP_END / 10
     return {
         "steps": int(result.steps_run),
-        "top": top,
+        "top": _top(result.lrs, result.losses, bool(result.confidence.ok)),
         "lr": result.lr,
         "suggestions": dict(result.suggestions),
         "confidence": result.confidence.ok,
         "reason": result.confidence.reason,
-        "points": len(lrs),
+        "points": len(result.lrs),
     }
+
+
+def _top(lrs: np.ndarray, losses: np.ndarray, ok: bool) -> float:
+    """The window's top: where the range test's loss stops improving.
+
+    A curve the rules trust: the lr of its lowest smoothed loss. An untrusted one (short and
+    noisy sweeps often are): the last lr, before the loss first exceeds 1.5 times the curve's
+    median, at which it is still at most that median: the edge of divergence, which noise in
+    the flat start cannot move. Fewer than 5 points: the sweep's first lr times 100.
+    """
+    lrs, losses = np.asarray(lrs, dtype=float), np.asarray(losses, dtype=float)
+    if len(lrs) < 5:
+        return float(lrs[0] if len(lrs) else SWEEP_START) * 100
+    if ok:
+        return float(lrs[int(np.argmin(losses))])
+    level = float(np.median(losses))
+    over = np.flatnonzero(losses > level + 0.5 * abs(level))
+    end = int(over[0]) if len(over) else len(losses)
+    below = np.flatnonzero(losses[:end] <= level)
+    return float(lrs[below[-1]] if len(below) else lrs[int(np.argmin(losses))])
 
 
 def _short_run(
