@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     run_all(grid_specs, args.jobs)
     # 2. every method's choice, then 3. its full runs
     jobs = [(t, m) for t in tasks for m in methods]
-    jobs.sort(key=lambda j: j[1] not in ("optuna-tpe-8", "pick_lr", "torch-lr-finder"))
+    jobs.sort(key=lambda j: not j[1].startswith(("optuna", "pick_lr", "torch-lr-finder")))
     choices = dict(zip(jobs, choose_all(jobs, args.jobs)))
     evals = [s for (t, m), c in choices.items() if c["lr"] is not None
              for s in runs_for(t, [c["lr"]], SEEDS, SCHEDULE, optimizer_of(m))]

@@ -20,6 +20,8 @@ RULES = ("lrkit", "steep", "valley", "minimum", "slide")
 METHODS = (
     *(f"find-{r}" for r in RULES),
     "pick_lr",
+    "pick_lr-seed1",
+    "pick_lr-seed2",
     "torch-lr-finder",
     "lightning",
     "default",
@@ -33,6 +35,8 @@ LABELS = {
     "find-minimum": "rule minimum (fastai minimum)",
     "find-slide": "rule slide (fastai slide)",
     "pick_lr": "lrkit pick_lr (budget 1.5)",
+    "pick_lr-seed1": "lrkit pick_lr (budget 1.5), seed 1",
+    "pick_lr-seed2": "lrkit pick_lr (budget 1.5), seed 2",
     "torch-lr-finder": "torch-lr-finder, steepest gradient",
     "lightning": "Lightning Tuner.lr_find",
     "default": "default (Adam 1e-3, SGD 1e-2)",
@@ -53,9 +57,9 @@ def code_version() -> str:
 
 def select(task: str, method: str) -> dict:
     key = {"task": task, "method": method, "schedule": SCHEDULE}
-    if method.startswith("find-") or method == "pick_lr":
+    if method.startswith(("find-", "pick_lr")):
         key["lrkit_find"] = code_version()
-    if method == "pick_lr":
+    if method.startswith("pick_lr"):
         key["budget"] = PICK_BUDGET
     kind = "find" if method.startswith("find-") else "select"
     if kind == "find":  # one range test serves every rule
@@ -79,10 +83,11 @@ def _select(task: str, method: str) -> dict:
     os.environ.setdefault("TQDM_DISABLE", "1")
     t = load_task(task)
     bench = BENCH_TASKS[task]
-    if method == "pick_lr":
+    if method.startswith("pick_lr"):  # "pick_lr" is seed 0, "pick_lr-seed1" seed 1...
         from lrkit.find import pick_lr
 
-        p = pick_lr(t, SCHEDULE, budget=PICK_BUDGET, seed=0, progress=False)
+        seed = int(method.removeprefix("pick_lr-seed") or 0) if "-" in method else 0
+        p = pick_lr(t, SCHEDULE, budget=PICK_BUDGET, seed=seed, progress=False)
         return {"lr": p.lr, "steps": p.steps, "note": f"window {p.window[0]:.2g}..{p.window[1]:.2g}"}
     if method == "torch-lr-finder":
         lr, steps = rivals.torch_lr_finder(t)
