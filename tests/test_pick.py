@@ -48,7 +48,7 @@ def test_cost_never_exceeds_the_budget(budget):
 def test_every_step_spent_is_counted(picked):
     spent = picked.find["steps"] + sum(t.steps for t in picked.trials)
     assert picked.steps == spent
-    assert picked.find["steps"] > 0 and len(picked.trials) == 8 + 4
+    assert picked.find["steps"] > 0 and len(picked.trials) == 8 + 4 + 2
 
 
 def test_a_bigger_budget_buys_longer_short_runs():
@@ -108,9 +108,15 @@ def test_a_budget_that_is_not_a_positive_number_is_refused(budget):
 
 
 def test_a_budget_too_small_says_the_minimum():
-    with pytest.raises(ValueError, match=r"too small .* the minimum is 1\.05"):
+    with pytest.raises(ValueError, match=r"too small .* the minimum is 0\.65"):
         pick_lr(toy(), budget=0.5, progress=False)
-    assert pick_lr(toy(), budget=1.05, seed=0, progress=False).cost <= 1.05
+    assert pick_lr(toy(), budget=0.65, seed=0, progress=False).cost <= 0.65
+
+
+def test_a_small_budget_runs_fewer_rounds_of_the_same_candidates():
+    p = pick_lr(toy(), budget=0.7, seed=0, progress=False)
+    assert {t.round for t in p.trials} == {0} and len(p.trials) == 8
+    assert p.cost <= 0.7
 
 
 def test_unknown_task_and_bad_schedule_are_user_errors():

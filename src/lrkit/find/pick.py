@@ -17,9 +17,9 @@ method, in three stages:
    measured bias of short runs (see BENCHMARKS.md, "LR selection").
 
 >>> from lrkit.find import pick_lr
->>> p = pick_lr("wine-mlp", budget=1.5, seed=0, progress=False)  # doctest: +SKIP
->>> p.lr, p.cost <= 1.5  # doctest: +SKIP
-(0.0316..., True)
+>>> p = pick_lr("wine-mlp", "warmup(5%) >> cosine", budget=1.5, seed=0, progress=False)
+>>> p.cost <= 1.5, len(p.trials), p.window[0] <= p.lr <= p.window[1]
+(True, 14, True)
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ MIN_SWEEP, MAX_SWEEP = 20, 100  # steps of the range test
 SWEEP_START, SWEEP_END = 1e-7, 10.0
 CANDIDATES = 8  # rates in the first round of successive halving
 SPACING = 0.375  # decades between candidates (8 of them span 2.6 decades below the top)
-ROUNDS = 2  # rounds of successive halving; each keeps half and doubles the horizon
+ROUNDS = 3  # rounds of successive halving (fewer when the budget is small); each keeps the
+# better half and doubles the horizon: 8 runs of h steps, 4 of 2h, 2 of 4h
 MIN_HORIZON = 4  # steps of the shortest short run
 HORIZON_CORRECTION = -0.25  # decades added to the short runs' winner (they favour high lrs)
 
@@ -110,7 +111,7 @@ def pick_lr(
         seed: the seed of every short run and of the range test (default: the task's).
         progress: print one line per round (None: only when stdout is a terminal).
 
-    Raises ValueError for a budget <= 0 or too small for one range test and one round of short
+    Raises ValueError for a budget <= 0 or too small for a range test and one round of short
     runs (the message says the minimum), a bad schedule, or bad epochs; UserError for an
     unknown task.
     """
@@ -156,20 +157,27 @@ def pick_lr(
 
 # -- the plan -------------------------------------------------------------------------------
 def _plan(budget: float, full: int) -> dict[str, Any]:
-    """Steps of the range test and the horizon of each round, within ``budget * full`` steps."""
+    """Steps of the range test and the horizon of each round, within ``budget * full`` steps.
+
+    As many rounds as the budget affords (at most ``ROUNDS``) with a first horizon of at least
+    ``MIN_HORIZON`` steps.
+    """
     total = math.floor(budget * full + 1e-9)
     sweep = min(MAX_SWEEP, max(MIN_SWEEP, round(RANGE_TEST_SHARE * total)))
-    # round r runs ceil(CANDIDATES / 2**r) candidates for h0 * 2**r steps each
-    units = sum(_survivors(r) * 2**r for r in range(ROUNDS))
-    h0 = (total - sweep) // units
-    if h0 < MIN_HORIZON:
-        need = (MIN_SWEEP + MIN_HORIZON * units) / full
-        raise ValueError(
-            f"budget {budget:g} runs ({total} steps of a {full}-step run) is too small for a"
-            f" range test and {ROUNDS} rounds of short runs; the minimum is"
-            f" {math.ceil(need * 100) / 100:g}"
-        )
-    return {"sweep": sweep, "horizons": [h0 * 2**r for r in range(ROUNDS)]}
+    for rounds in range(ROUNDS, 0, -1):
+        # round r runs _survivors(r) candidates for h0 * 2**r steps each
+        h0 = (total - sweep) // _units(rounds)
+        if h0 >= MIN_HORIZON:
+            return {"sweep": sweep, "horizons": [h0 * 2**r for r in range(rounds)]}
+    need = (MIN_SWEEP + MIN_HORIZON * _units(1)) / full
+    raise ValueError(
+        f"budget {budget:g} runs ({total} steps of a {full}-step run) is too small for a range"
+        f" test and one round of short runs; the minimum is {math.ceil(need * 100) / 100:g}"
+    )
+
+
+def _units(rounds: int) -> int:
+    return sum(_survivors(r) * 2**r for r in range(rounds))
 
 
 def _survivors(r: int) -> int:
