@@ -132,6 +132,15 @@ def _print(results: dict, tasks: list[str], methods: list[str], md: bool) -> Non
         rows.append([LABELS[m], fmt(statistics.mean(regs), ".3f"), fmt(max(regs), ".2f"),
                      fmt(statistics.mean(costs), ".2f")]
                     + [fmt(results[t]["methods"][m]["regret"], ".2f") for t in tasks])
+    picks = [m for m in methods if m.startswith("pick_lr")]
+    if len(picks) > 1:  # pick_lr over its seeds: the mean of every (task, seed) regret
+        per_task = [statistics.mean(results[t]["methods"][m]["regret"] for m in picks)
+                    for t in tasks]
+        every = [results[t]["methods"][m]["regret"] for t in tasks for m in picks]
+        costs = [results[t]["methods"][m]["cost"] for t in tasks for m in picks]
+        rows.append([f"lrkit pick_lr, mean of {len(picks)} seeds", fmt(statistics.mean(every), ".3f"),
+                     fmt(max(every), ".2f"), fmt(statistics.mean(costs), ".2f")]
+                    + [fmt(v, ".2f") for v in per_task])
     _table(["method", "mean regret", "worst", "mean cost (runs)", *tasks], rows, md)
 
 

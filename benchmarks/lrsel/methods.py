@@ -17,11 +17,11 @@ from .runs import cached, full_run, spec
 from .tasks import BENCH_TASKS, SCHEDULE, load_task
 
 RULES = ("lrkit", "steep", "valley", "minimum", "slide")
+PICK_SEEDS = 5  # pick_lr runs with seeds 0..4 (its short runs are noisy): rows pick_lr-seed1...
 METHODS = (
     *(f"find-{r}" for r in RULES),
     "pick_lr",
-    "pick_lr-seed1",
-    "pick_lr-seed2",
+    *(f"pick_lr-seed{i}" for i in range(1, PICK_SEEDS)),
     "torch-lr-finder",
     "lightning",
     "default",
@@ -35,8 +35,7 @@ LABELS = {
     "find-minimum": "rule minimum (fastai minimum)",
     "find-slide": "rule slide (fastai slide)",
     "pick_lr": "lrkit pick_lr (budget 1.5)",
-    "pick_lr-seed1": "lrkit pick_lr (budget 1.5), seed 1",
-    "pick_lr-seed2": "lrkit pick_lr (budget 1.5), seed 2",
+    **{f"pick_lr-seed{i}": f"lrkit pick_lr (budget 1.5), seed {i}" for i in range(1, 5)},
     "torch-lr-finder": "torch-lr-finder, steepest gradient",
     "lightning": "Lightning Tuner.lr_find",
     "default": "default (Adam 1e-3, SGD 1e-2)",
@@ -86,7 +85,7 @@ def _select(task: str, method: str) -> dict:
     if method.startswith("pick_lr"):  # "pick_lr" is seed 0, "pick_lr-seed1" seed 1...
         from lrkit.find import pick_lr
 
-        seed = int(method.removeprefix("pick_lr-seed") or 0) if "-" in method else 0
+        seed = int(method.removeprefix("pick_lr-seed")) if "-" in method else 0
         p = pick_lr(t, SCHEDULE, budget=PICK_BUDGET, seed=seed, progress=False)
         return {"lr": p.lr, "steps": p.steps, "note": f"window {p.window[0]:.2g}..{p.window[1]:.2g}"}
     if method == "torch-lr-finder":
