@@ -84,8 +84,12 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [(t, m) for t in tasks for m in methods]
     jobs.sort(key=lambda j: not j[1].startswith(("optuna", "pick_lr", "torch-lr-finder")))
     choices = dict(zip(jobs, choose_all(jobs, args.jobs)))
-    evals = [s for (t, m), c in choices.items() if c["lr"] is not None
-             for s in runs_for(t, [c["lr"]], SEEDS, SCHEDULE, optimizer_of(m))]
+    evals = [
+        s
+        for (t, m), c in choices.items()
+        if c["lr"] is not None
+        for s in runs_for(t, [c["lr"]], SEEDS, SCHEDULE, optimizer_of(m))
+    ]
     run_all(evals, args.jobs)
 
     results = {}
@@ -102,10 +106,20 @@ def main(argv: list[str] | None = None) -> int:
             if c["lr"] is not None:
                 runs = run_all(runs_for(t, [c["lr"]], SEEDS, SCHEDULE, optimizer_of(m)))
                 metric = mean_metric(runs)
-            rows[m] = {"lr": c["lr"], "metric": metric, "regret": regret(o, metric, hib),
-                       "cost": c["steps"] / full, "note": c["note"]}
-        results[t] = {"oracle": o, "metric": task.metric.name, "full_steps": full,
-                      "grid": dict(zip(bench.grid, means)), "methods": rows}
+            rows[m] = {
+                "lr": c["lr"],
+                "metric": metric,
+                "regret": regret(o, metric, hib),
+                "cost": c["steps"] / full,
+                "note": c["note"],
+            }
+        results[t] = {
+            "oracle": o,
+            "metric": task.metric.name,
+            "full_steps": full,
+            "grid": dict(zip(bench.grid, means)),
+            "methods": rows,
+        }
     _print(results, tasks, methods, args.markdown)
     out = CACHE / "lr_selection.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -118,29 +132,53 @@ def _print(results: dict, tasks: list[str], methods: list[str], md: bool) -> Non
     for t in tasks:
         r = results[t]
         o = r["oracle"]
-        print(f"\n{t} ({BENCH_TASKS[t].kind}, {BENCH_TASKS[t].optimizer}; {r['metric']},"
-              f" one run = {r['full_steps']} steps): oracle lr {o['lr']:.3g} -> {o['metric']:.4f},"
-              f" grid median {abs(o['median']):.4f}")
-        rows = [[LABELS[m], fmt(v["lr"]), fmt(v["metric"], ".4f"), fmt(v["regret"], ".2f"),
-                 fmt(v["cost"], ".2f"), v["note"]] for m, v in r["methods"].items()]
+        print(
+            f"\n{t} ({BENCH_TASKS[t].kind}, {BENCH_TASKS[t].optimizer}; {r['metric']},"
+            f" one run = {r['full_steps']} steps): oracle lr {o['lr']:.3g} -> {o['metric']:.4f},"
+            f" grid median {abs(o['median']):.4f}"
+        )
+        rows = [
+            [
+                LABELS[m],
+                fmt(v["lr"]),
+                fmt(v["metric"], ".4f"),
+                fmt(v["regret"], ".2f"),
+                fmt(v["cost"], ".2f"),
+                v["note"],
+            ]
+            for m, v in r["methods"].items()
+        ]
         _table(["method", "lr", r["metric"], "regret", "cost (runs)", "note"], rows, md)
     print("\noverall (mean over tasks; worst task's regret)")
     rows = []
     for m in methods:
         regs = [results[t]["methods"][m]["regret"] for t in tasks]
         costs = [results[t]["methods"][m]["cost"] for t in tasks]
-        rows.append([LABELS[m], fmt(statistics.mean(regs), ".3f"), fmt(max(regs), ".2f"),
-                     fmt(statistics.mean(costs), ".2f")]
-                    + [fmt(results[t]["methods"][m]["regret"], ".2f") for t in tasks])
+        rows.append(
+            [
+                LABELS[m],
+                fmt(statistics.mean(regs), ".3f"),
+                fmt(max(regs), ".2f"),
+                fmt(statistics.mean(costs), ".2f"),
+            ]
+            + [fmt(results[t]["methods"][m]["regret"], ".2f") for t in tasks]
+        )
     picks = [m for m in methods if m.startswith("pick_lr")]
     if len(picks) > 1:  # pick_lr over its seeds: the mean of every (task, seed) regret
-        per_task = [statistics.mean(results[t]["methods"][m]["regret"] for m in picks)
-                    for t in tasks]
+        per_task = [
+            statistics.mean(results[t]["methods"][m]["regret"] for m in picks) for t in tasks
+        ]
         every = [results[t]["methods"][m]["regret"] for t in tasks for m in picks]
         costs = [results[t]["methods"][m]["cost"] for t in tasks for m in picks]
-        rows.append([f"lrkit pick_lr, mean of {len(picks)} seeds", fmt(statistics.mean(every), ".3f"),
-                     fmt(max(every), ".2f"), fmt(statistics.mean(costs), ".2f")]
-                    + [fmt(v, ".2f") for v in per_task])
+        rows.append(
+            [
+                f"lrkit pick_lr, mean of {len(picks)} seeds",
+                fmt(statistics.mean(every), ".3f"),
+                fmt(max(every), ".2f"),
+                fmt(statistics.mean(costs), ".2f"),
+            ]
+            + [fmt(v, ".2f") for v in per_task]
+        )
     _table(["method", "mean regret", "worst", "mean cost (runs)", *tasks], rows, md)
 
 

@@ -87,8 +87,9 @@ def test_the_same_seed_gives_the_same_pick(picked):
 
 
 def test_the_run_length_is_the_one_asked_for():
-    p = pick_lr(toy(), "warmup(10%) >> cosine(to=0.01)", budget=1.5, epochs=20, seed=0,
-                progress=False)
+    p = pick_lr(
+        toy(), "warmup(10%) >> cosine(to=0.01)", budget=1.5, epochs=20, seed=0, progress=False
+    )
     assert p.full_run_steps == 160 and p.cost <= 1.5
     assert p.schedule == "warmup(10%) >> cosine(to=0.01)"
 
@@ -129,8 +130,14 @@ def test_unknown_task_and_bad_schedule_are_user_errors():
 
 
 def test_a_diverging_short_run_scores_worst():
-    trial = pick_module._short_run(toy(), 1e6, pick_module.as_schedule("warmup(5%) >> cosine")
-                                   .resolve(total_steps=20), 20, 0, 0)
+    trial = pick_module._short_run(
+        toy(),
+        1e6,
+        pick_module.as_schedule("warmup(5%) >> cosine").resolve(total_steps=20),
+        20,
+        0,
+        0,
+    )
     assert math.isnan(trial.metric) and trial.val_loss == math.inf
 
 

@@ -62,8 +62,9 @@ def select(task: str, method: str) -> dict:
         key["budget"] = PICK_BUDGET
     kind = "find" if method.startswith("find-") else "select"
     if kind == "find":  # one range test serves every rule
-        result = cached("find", {k: v for k, v in key.items() if k != "method"},
-                        lambda: _find(task))
+        result = cached(
+            "find", {k: v for k, v in key.items() if k != "method"}, lambda: _find(task)
+        )
         rule = method.removeprefix("find-")
         lr = result["suggestions"].get(rule)
         return {"lr": lr, "steps": result["steps"], "note": result["note"]}
@@ -87,7 +88,11 @@ def _select(task: str, method: str) -> dict:
 
         seed = int(method.removeprefix("pick_lr-seed")) if "-" in method else 0
         p = pick_lr(t, SCHEDULE, budget=PICK_BUDGET, seed=seed, progress=False)
-        return {"lr": p.lr, "steps": p.steps, "note": f"window {p.window[0]:.2g}..{p.window[1]:.2g}"}
+        return {
+            "lr": p.lr,
+            "steps": p.steps,
+            "note": f"window {p.window[0]:.2g}..{p.window[1]:.2g}",
+        }
     if method == "torch-lr-finder":
         lr, steps = rivals.torch_lr_finder(t)
         return {"lr": lr, "steps": steps, "note": ""}

@@ -87,8 +87,15 @@ def lightning_lr_find(task: Task, seed: int = 0) -> tuple[float | None, int]:
 
     module = Module()
     train, _ = task.build_loaders(seed)
-    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, max_epochs=1000)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        max_epochs=1000,
+    )
     finder = Tuner(trainer).lr_find(module, train_dataloaders=train)
     steps = len(finder.results["lr"])
     lr = finder.suggestion()
@@ -105,7 +112,6 @@ def optuna_tpe(objective, lo: float, hi: float, trials: int = 8, seed: int = 0) 
         value = objective(trial.suggest_float("lr", lo, hi, log=True))
         return -math.inf if math.isnan(value) else value
 
-    study = optuna.create_study(direction="maximize",
-                                sampler=optuna.samplers.TPESampler(seed=seed))
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
     study.optimize(fn, n_trials=trials)
     return float(study.best_params["lr"])

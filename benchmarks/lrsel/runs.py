@@ -24,8 +24,13 @@ CACHE = Path(__file__).resolve().parent.parent / ".cache"
 
 
 def spec(task: str, lr: float, seed: int, schedule: str, optimizer: str = "task") -> dict:
-    return {"task": task, "lr": float(lr), "seed": int(seed), "schedule": schedule,
-            "optimizer": optimizer}
+    return {
+        "task": task,
+        "lr": float(lr),
+        "seed": int(seed),
+        "schedule": schedule,
+        "optimizer": optimizer,
+    }
 
 
 def _path(kind: str, key: dict) -> Path:
@@ -61,8 +66,7 @@ def _train(s: dict) -> dict:
     history = fit(task, s["lr"], s["schedule"], seed=s["seed"], progress=False)
     metric = history.final_metric
     finite = metric is not None and math.isfinite(metric) and history.status == "completed"
-    return {"metric": metric if finite else None, "steps": history.steps,
-            "status": history.status}
+    return {"metric": metric if finite else None, "steps": history.steps, "status": history.status}
 
 
 def _prodigy(params, lr):
@@ -107,8 +111,9 @@ def total_steps(task: str) -> int:
     return t.epochs * len(t.build_loaders(0)[0])
 
 
-def runs_for(task: str, lrs: Iterable[float], seeds: Iterable[int], schedule: str,
-             optimizer: str = "task") -> list[dict]:
+def runs_for(
+    task: str, lrs: Iterable[float], seeds: Iterable[int], schedule: str, optimizer: str = "task"
+) -> list[dict]:
     return [spec(task, lr, seed, schedule, optimizer) for lr in lrs for seed in seeds]
 
 

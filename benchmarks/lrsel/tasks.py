@@ -62,8 +62,12 @@ def _breast_cancer_data():
     mean, std = x[train].mean(axis=0), x[train].std(axis=0)
     x = (x - mean) / std
     y = y.astype(np.int64)
-    return (torch.from_numpy(x[train]), torch.from_numpy(y[train]),
-            torch.from_numpy(x[val]), torch.from_numpy(y[val]))
+    return (
+        torch.from_numpy(x[train]),
+        torch.from_numpy(y[train]),
+        torch.from_numpy(x[val]),
+        torch.from_numpy(y[val]),
+    )
 
 
 def breast_cancer_sgd() -> Task:

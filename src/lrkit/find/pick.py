@@ -206,8 +206,13 @@ def _range_test(task: Task, steps: int, seed: int) -> dict[str, Any]:
     """One range test, summarised; ``top``: the window's top (see :func:`_top`)."""
     from .rangetest import find_lr
 
-    result = find_lr(dataclasses.replace(task, seed=seed), start=SWEEP_START, end=SWEEP_END,
-                     steps=steps, progress=False)
+    result = find_lr(
+        dataclasses.replace(task, seed=seed),
+        start=SWEEP_START,
+        end=SWEEP_END,
+        steps=steps,
+        progress=False,
+    )
     return {
         "steps": int(result.steps_run),
         "top": _top(result.lrs, result.losses, bool(result.confidence.ok)),
