@@ -159,3 +159,15 @@ def test_an_untrusted_curve_tops_at_the_edge_of_divergence_not_at_early_noise():
 def test_a_curve_of_fewer_than_five_points_tops_two_decades_above_its_start():
     lrs = torch.logspace(-7, -6, 3).numpy()
     assert pick_module._top(lrs, [1.0, 2.0, 9.0], ok=False) == pytest.approx(1e-5)
+
+
+def test_rates_tied_for_the_best_metric_give_their_geometric_centre_diverged_the_lowest():
+    def trial(lr, metric, val_loss):
+        return pick_module.Trial(lr, 10, metric, val_loss, 2)
+
+    tied = [trial(1.0, 1.0, 0.0), trial(0.01, 1.0, 0.1), trial(0.1, 0.9, 0.2)]
+    assert pick_module._winner(tied) == pytest.approx(0.1)
+    clear = [trial(1.0, 1.0, 0.0), trial(0.01, 0.99, 0.1)]
+    assert pick_module._winner(clear) == 1.0
+    diverged = [trial(1.0, math.nan, math.inf), trial(0.01, math.nan, math.inf)]
+    assert pick_module._winner(diverged) == 0.01

@@ -13,8 +13,9 @@ method, in three stages:
    onto a short horizon (the schedule resolved against the full run, then stretched to the
    short run's steps), scores it on the validation data, keeps the better half (ties broken by
    validation loss) and doubles the horizon for the next round.
-3. **Pick** the best rate of the last round, moved by ``HORIZON_CORRECTION`` decades to undo the
-   measured bias of short runs (see BENCHMARKS.md, "LR selection").
+3. **Pick** the best rate of the last round (the geometric centre of the rates tied for best,
+   if several are), moved by ``HORIZON_CORRECTION`` decades to undo the measured bias of short
+   runs (see BENCHMARKS.md, "LR selection").
 
 >>> from lrkit.find import pick_lr
 >>> p = pick_lr("wine-mlp", "warmup(5%) >> cosine", budget=1.5, seed=0, progress=False)
@@ -141,7 +142,7 @@ def pick_lr(
             ranked = sorted(scored, key=_rank_key(task))
             say(f"round {r + 1}: {len(alive)} runs of {horizon} steps; best {ranked[0].lr:.3g}")
             alive = [t.lr for t in ranked[: max(1, math.ceil(len(alive) / 2))]]
-    lr = alive[0] * 10**HORIZON_CORRECTION
+    lr = _winner(ranked) * 10**HORIZON_CORRECTION
     return Pick(
         lr=float(lr),
         schedule=repr(spec),
@@ -275,6 +276,17 @@ def _short_run(
     if not (math.isfinite(metric) and math.isfinite(val_loss)):
         metric, val_loss = math.nan, math.inf
     return Trial(float(lr), steps, float(metric), float(val_loss), round_)
+
+
+def _winner(ranked: list[Trial]) -> float:
+    """The last round's best lr; when several tie on the best metric (a flat top, as accuracy
+    on a small validation set often has), the geometric centre of the tied rates, the point
+    farthest from both edges of the top. When every run diverged, the lowest rate."""
+    best = ranked[0].metric
+    if not math.isfinite(best):
+        return min(t.lr for t in ranked)
+    tied = [t.lr for t in ranked if t.metric == best]
+    return float(np.exp(np.mean(np.log(tied)))) if len(tied) > 1 else ranked[0].lr
 
 
 def _rank_key(task: Task):
