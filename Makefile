@@ -28,8 +28,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/driver_overhead.py
 
-# The LR-selection benchmark compares lrkit with other packages: they are the `bench` extra,
-# installed only here (make test never needs them).
+# The LR-selection benchmark compares lrkit with other packages: the `bench` extra, installed
+# only here (make test needs none of them but lightning, which its own extra brings).
 BENCH_STAMP := $(VENV)/.bench-installed
 $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet --no-build-isolation -c constraints.txt -e ".[test,bench]"
