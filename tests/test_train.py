@@ -216,3 +216,91 @@ def test_progress_bar_shows_steps_loss_and_lr(capsys):
 def test_docstring_examples_run():
     result = doctest.testmod(loop)
     assert result.attempted > 0 and result.failed == 0
+
+
+class SkipSteps(Callback):
+    """Skips the updates of the given batches (counted from 0) and records what it saw."""
+
+    def __init__(self, batches):
+        self.batches, self.batch, self.after_step = set(batches), 0, []
+
+    def on_after_backward(self, state):
+        state.skip = self.batch in self.batches
+        self.batch += 1
+
+    def on_after_step(self, state):
+        self.after_step.append(state.step)
+
+
+def test_a_skipped_update_is_recorded_but_not_applied():
+    skipper = SkipSteps({2, 3})
+    history = fit(user_tasks.tiny(), lr=0.2, schedule=SPEC, callbacks=[skipper], progress=False)
+    assert history.skipped == [2, 3] and len(history.loss) == 18
+    assert history.step[:6] == [0, 1, 2, 2, 2, 3] and history.steps == 18
+    assert skipper.after_step == list(range(1, 17))  # on_after_step only for applied updates
+    expected = as_schedule(SPEC).resolve(total_steps=18, steps_per_epoch=6)
+    assert history.lr_groups[4][0] == pytest.approx(0.2 * expected(2))  # the driver waited
+
+
+def test_a_skipped_update_leaves_the_weights_alone():
+    weights = []
+
+    class SkipAll(Callback):
+        def on_after_backward(self, state):
+            state.skip = True
+            weights.append(state.model.weight.detach().clone())
+
+    history = fit(user_tasks.tiny(), epochs=1, callbacks=[SkipAll()], progress=False)
+    assert all(torch.equal(w, weights[0]) for w in weights)
+    assert history.status == "completed" and history.skipped == list(range(6))
+
+
+def test_a_non_finite_loss_of_a_skipped_update_does_not_end_the_run():
+    calls = []
+
+    def nan_at_batch_3(model, batch):
+        loss = torch.nn.functional.cross_entropy(model(batch[0]), batch[1])
+        if model.training:
+            calls.append(1)
+            return loss * math.nan if len(calls) == 4 else loss
+        return loss
+
+    class SkipNonFinite(Callback):
+        def on_after_backward(self, state):
+            state.skip = not torch.isfinite(state.loss)
+
+    history = fit(
+        user_tasks.tiny(step_fn=nan_at_batch_3), callbacks=[SkipNonFinite()], progress=False
+    )
+    assert history.status == "completed" and history.skipped == [3]
+    assert math.isnan(history.loss[3]) and math.isfinite(history.loss[-1])
+
+
+def test_clip_grad_clips_after_the_callbacks_saw_the_norm():
+    seen = []
+
+    class Norms(Callback):
+        def on_after_backward(self, state):
+            seen.append(
+                torch.nn.utils.get_total_norm([p.grad for p in state.model.parameters()]).item()
+            )
+            assert state.clip_grad == 1e-3
+
+        def on_after_step(self, state):
+            norm = torch.nn.utils.get_total_norm([p.grad for p in state.model.parameters()])
+            assert norm.item() == pytest.approx(1e-3, rel=1e-4)
+
+    fit(user_tasks.tiny(), epochs=1, clip_grad=1e-3, callbacks=[Norms()], progress=False)
+    assert len(seen) == 6 and min(seen) > 1e-2  # the callbacks saw the unclipped norm
+
+
+def test_clip_grad_changes_the_updates():
+    plain = fit(user_tasks.tiny(), progress=False)
+    clipped = fit(user_tasks.tiny(), clip_grad=1e-3, progress=False)
+    assert plain.loss[0] == clipped.loss[0] and plain.loss[5] != clipped.loss[5]
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, math.inf, math.nan, "1", True])
+def test_fit_rejects_a_bad_clip_grad(bad):
+    with pytest.raises(ValueError, match=r"clip_grad must be a finite number > 0 \(or None\), got"):
+        fit(user_tasks.tiny(), clip_grad=bad, progress=False)

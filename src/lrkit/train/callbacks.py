@@ -4,14 +4,16 @@ A callback is any object with some of these methods, each called with the :class
 
 ==================== ==================================================================
 ``on_train_start``   once, after model, optimizer, loaders and driver are built
-``on_after_backward`` every step, after ``loss.backward()``, before ``optimizer.step()``
-``on_after_step``    every step, after ``optimizer.step()`` and ``driver.step()``
+``on_after_backward`` every batch, after ``loss.backward()``, before ``optimizer.step()``
+``on_after_step``    every update applied, after ``optimizer.step()`` and ``driver.step()``
 ``on_epoch_end``     after the last training batch of an epoch, before validation
 ``on_validation_end`` after validation: ``state.metric`` and ``state.val_loss`` are set
 ``on_train_end``     once, when the run ends for any reason (see ``history.status``)
 ==================== ==================================================================
 
-Setting ``state.stop = True`` in any event ends the run after the current step.
+Setting ``state.stop = True`` in any event ends the run after the current step. Setting
+``state.skip = True`` in ``on_after_backward`` skips this batch's update: no gradient clipping,
+no ``optimizer.step()``, no driver advance and no ``on_after_step``; ``state.step`` stays.
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ class State:
 
     ``loss`` is this step's loss as a detached tensor (``float(state.loss)`` reads it, at the
     price of a device sync); ``metric``/``val_loss`` hold the last validation's values.
+    ``skip`` (reset to False every batch) skips this batch's update when a callback sets it in
+    ``on_after_backward``; ``clip_grad`` is the global grad-norm threshold of the run (None:
+    no clipping), applied after ``on_after_backward``.
     """
 
     task: Any
@@ -59,6 +64,8 @@ class State:
     metric: float | None = None
     val_loss: float | None = None
     stop: bool = False
+    skip: bool = False
+    clip_grad: float | None = None
 
 
 class Callback:

@@ -29,7 +29,9 @@ FAILED = "failed"  # an exception ended the run
 @dataclass
 class History:
     """A run's record. Per step (columns of equal length): ``step``, ``epoch``, ``lr`` (one
-    value per param group, as used by that update) and ``loss``. Per epoch: ``epoch``,
+    value per param group, as used by that update) and ``loss``; ``skipped`` lists the rows
+    (indices into those columns) whose update a callback skipped: such a row's step repeats in
+    the next one. Per epoch: ``epoch``,
     ``metric``, ``val_loss`` and ``time`` (seconds since the start of training).
 
     ``status`` is ``"completed"``, ``"diverged"`` (a non-finite loss), ``"stopped"`` (by a
@@ -49,6 +51,7 @@ class History:
     epoch: list[int] = field(default_factory=list)
     lr_groups: list[list[float]] = field(default_factory=list)
     loss: list[float] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)  # rows whose update was skipped
     epochs_log: list[dict[str, float]] = field(default_factory=list)
     status: str = RUNNING
     reason: str = ""

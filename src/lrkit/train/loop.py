@@ -36,6 +36,7 @@ def fit(
     progress: bool | None = None,
     out: str | Path | None = None,
     momentum: Schedule | str | float | None = None,
+    clip_grad: float | None = None,
 ) -> History:
     """Train ``task`` once and return its :class:`History`.
 
@@ -49,9 +50,14 @@ def fit(
         progress: a rich progress bar; ``None`` shows it only when stdout is a terminal.
         out: a folder to save the history into (``history.json``, ``steps.csv``).
         momentum: an optional schedule of absolute momentum (or Adam's beta1) values.
+        clip_grad: clip the global gradient norm to this value before each update (after
+            ``on_after_backward``, so callbacks see the norm before clipping); None: no clipping.
 
     Validation runs after every epoch; its loss is reported to the driver when the schedule
     has a plateau factor. A non-finite loss ends the run with ``status == "diverged"``.
+    A callback that sets ``state.skip`` in ``on_after_backward`` skips that update: no
+    optimizer step, no driver advance, no ``on_after_step``; the loss is still recorded (its
+    row listed in ``history.skipped``) and, if not finite, does not end the run.
     While it runs, torch uses ``task.threads`` CPU threads when the task sets them.
     """
     task = get_task(task)
@@ -59,11 +65,14 @@ def fit(
     epochs = task.epochs if epochs is None else _check_epochs(epochs)
     seed = task.seed if seed is None else seed
     schedule = as_schedule(1.0 if schedule is None else schedule, "schedule")
+    clip_grad = None if clip_grad is None else _check_clip_grad(clip_grad)
     with torch_threads(task.threads):
-        return _run(task, lr, schedule, epochs, seed, list(callbacks), progress, out, momentum)
+        return _run(
+            task, lr, schedule, epochs, seed, list(callbacks), progress, out, momentum, clip_grad
+        )
 
 
-def _run(task, lr, schedule, epochs, seed, callbacks, progress, out, momentum) -> History:
+def _run(task, lr, schedule, epochs, seed, callbacks, progress, out, momentum, clip_grad):
     """The loop itself: build, then train, validate and record epoch by epoch."""
     model = task.build_model(seed)
     optimizer = task.build_optimizer(model, lr)
@@ -89,6 +98,7 @@ def _run(task, lr, schedule, epochs, seed, callbacks, progress, out, momentum) -
         steps_per_epoch=steps_per_epoch,
     )
     state = State(task, model, optimizer, driver, history, train_loader, val_loader, total_steps)
+    state.clip_grad = clip_grad
     if ProgressBar.wanted(progress):
         callbacks.append(ProgressBar())
     events = Events(callbacks)
@@ -105,13 +115,17 @@ def _run(task, lr, schedule, epochs, seed, callbacks, progress, out, momentum) -
                 loss = task.loss(model, batch)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                state.batch, state.loss = batch, loss.detach()
+                state.batch, state.loss, state.skip = batch, loss.detach(), False
                 events("on_after_backward", state)
-                window.add(state.step, [g["lr"] for g in optimizer.param_groups], state.loss)
-                optimizer.step()
-                driver.step()
-                state.step += 1
-                events("on_after_step", state)
+                lrs = [g["lr"] for g in optimizer.param_groups]
+                window.add(state.step, lrs, state.loss, skipped=state.skip)
+                if not state.skip:
+                    if clip_grad is not None:
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+                    optimizer.step()
+                    driver.step()
+                    state.step += 1
+                    events("on_after_step", state)
                 if state.stop or (state.step % SYNC_EVERY == 0 and not window.flush(epoch)):
                     break
             if not window.flush(epoch) or state.stop:
@@ -150,32 +164,37 @@ class _Window:
         self.steps: list[int] = []
         self.lrs: list[list[float]] = []
         self.losses: list[torch.Tensor] = []
-        self.bad_step: int | None = None
+        self.skipped: list[bool] = []
+        self.bad: tuple[int, float] | None = None  # the first (step, loss) not finite
 
-    def add(self, step: int, lrs: list[Any], loss: torch.Tensor) -> None:
+    def add(self, step: int, lrs: list[Any], loss: torch.Tensor, skipped: bool) -> None:
         self.steps.append(step)
         self.lrs.append([float(x) for x in lrs])
         self.losses.append(loss)
+        self.skipped.append(skipped)
 
     def flush(self, epoch: int) -> bool:
-        """Move the window into the history; False once a loss was not finite."""
+        """Move the window into the history; False once the loss of an update was not finite."""
         if self.losses:
             values = torch.stack(self.losses).float().tolist()
+            first_row = self.history.steps
             self.history.add_steps(self.steps, epoch, self.lrs, values)
-            for step, value in zip(self.steps, values):
-                if not math.isfinite(value):
-                    self.bad_step = step if self.bad_step is None else self.bad_step
-                    break
-            self.steps, self.lrs, self.losses = [], [], []
-        return self.bad_step is None
+            self.history.skipped.extend(
+                first_row + i for i, skipped in enumerate(self.skipped) if skipped
+            )
+            for step, value, skipped in zip(self.steps, values, self.skipped):
+                if not skipped and not math.isfinite(value) and self.bad is None:
+                    self.bad = (step, value)
+            self.steps, self.lrs, self.losses, self.skipped = [], [], [], []
+        return self.bad is None
 
 
 def _finish(history: History, state: State, window: _Window) -> None:
-    if window.bad_step is not None:
-        value = history.loss[window.bad_step]
+    if window.bad is not None:
+        step, value = window.bad
         history.status = DIVERGED
         history.reason = (
-            f"the loss was {value} at step {window.bad_step} (epoch {state.epoch});"
+            f"the loss was {value} at step {step} (epoch {state.epoch});"
             " training stopped: try a lower lr or a warmup"
         )
     elif state.stop:
@@ -188,3 +207,9 @@ def _check_epochs(epochs: Any) -> int:
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a whole number >= 1, got {epochs!r}")
     return epochs
+
+
+def _check_clip_grad(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise ValueError(f"clip_grad must be a finite number > 0 (or None), got {value!r}")
+    return float(value)
