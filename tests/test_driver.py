@@ -356,3 +356,20 @@ def test_step_with_a_metric_when_counting_calls_advances_and_reports():
     driver.step(1.0)
     driver.step(2.0)
     assert driver.last_step == 2 and opt.param_groups[0]["lr"] == 0.05
+
+
+def test_set_base_lrs_rewrites_the_groups_now_and_keeps_the_schedule_shape():
+    opt = sgd((0.1, 0.01))
+    driver = Driver(opt, cosine(10))
+    run(opt, driver, 4)
+    driver.set_base_lrs([0.05, 0.005])
+    s = driver.schedule
+    assert lrs_of(opt) == [0.05 * s(4), 0.005 * s(4)]
+    assert run(opt, driver, 2)[1] == [0.05 * s(5), 0.005 * s(5)]
+    assert driver.state_dict()["base_lrs"] == [0.05, 0.005]
+
+
+def test_set_base_lrs_rejects_a_wrong_number_of_groups():
+    driver = Driver(sgd((0.1, 0.01)), cosine(10))
+    with pytest.raises(ValueError, match=r"a list of 2 numbers .* got \[0.1\]"):
+        driver.set_base_lrs([0.1])

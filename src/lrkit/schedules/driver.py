@@ -236,6 +236,15 @@ class Driver(LRScheduler):
         self._step = int(value)
         self._write(min(self._step, self.end))
 
+    def set_base_lrs(self, base_lrs: float | list[float]) -> None:
+        """Replace the base lrs (one number, or one per group) and rewrite the groups now.
+
+        The schedule keeps its shape and position: ``lr = new_base_lr * schedule(step)``. The
+        watch pillar's guard and ``ReduceLROnPlateau`` lower the lr this way.
+        """
+        self.base_lrs = _base_lrs(base_lrs, self.optimizer.param_groups)
+        self._write(min(self._step, self.end))
+
     def close(self) -> None:
         """Stop counting optimizer updates (removes the post-step hook); idempotent."""
         if self._finalizer is not None:
