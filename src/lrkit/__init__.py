@@ -7,7 +7,9 @@ The public API:
   :func:`load_schedule`) and the :class:`Driver` that writes them into a torch optimizer;
 - ``lrkit.tasks``: :class:`Task`, the bundled example tasks and :func:`get_task`;
 - ``lrkit.train``: :func:`fit`, one training loop with events, returning a :class:`History`;
-- ``lrkit.find``: :func:`pick_lr`, the peak lr for a schedule within a budget of runs.
+- ``lrkit.find``: :func:`pick_lr`, the peak lr for a schedule within a budget of runs;
+- ``lrkit.watch``: :class:`Watch`, the signals of a running training, their sinks and
+  :func:`read_run`.
 """
 
 from ._version import __version__
@@ -16,6 +18,7 @@ from .find import Pick, pick_lr
 from .schedules import Driver, Schedule, ScheduleSyntaxError, load_schedule, parse
 from .tasks import Metric, Task, get_task, list_tasks
 from .train import History, fit
+from .watch import Signals, Watch, read_run
 
 __all__ = [
     "__version__",
@@ -33,4 +36,7 @@ __all__ = [
     "History",
     "pick_lr",
     "Pick",
+    "Watch",
+    "Signals",
+    "read_run",
 ]

@@ -1,0 +1,34 @@
+"""Watch: is the learning rate right while training runs? Signals, their logs and sinks.
+
+- :class:`Watch`: per-step lr, momentum, loss, gradient norm, clipping, non-finite counts, and
+  every N steps per-layer gradient norms and update-to-weight ratios; for plain loops, as a
+  callback of :func:`lrkit.train.fit`, and in Lightning (:class:`LRWatchCallback`);
+- sinks: :class:`TensorBoardSink`, :class:`CSVSink`, :class:`JSONLSink`,
+  :class:`LightningLoggerSink`;
+- :class:`Signals` and :func:`read_run`: the long ``(step, tag, value)`` format, read back from
+  a run folder (see :mod:`lrkit.watch.logs`).
+"""
+
+from .logs import Signals, read_run
+from .sinks import CSVSink, JSONLSink, LightningLoggerSink, TensorBoardSink
+from .watch import Watch
+
+
+def __getattr__(name: str):
+    if name == "LRWatchCallback":  # imports lightning, so only when asked for
+        from .lightning import LRWatchCallback
+
+        return LRWatchCallback
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "Watch",
+    "Signals",
+    "read_run",
+    "CSVSink",
+    "JSONLSink",
+    "TensorBoardSink",
+    "LightningLoggerSink",
+    "LRWatchCallback",
+]

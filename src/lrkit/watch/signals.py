@@ -1,0 +1,122 @@
+"""The measurements behind the signals, as small functions of tensors (no host syncs).
+
+Gradient norms use one fused ``torch._foreach_norm`` over all gradients; the global norm is the
+2-norm of those norms (what ``torch.nn.utils.clip_grad_norm_`` computes). The update-to-weight
+ratio of a parameter tensor is measured from its actual change over one update,
+``||w_after - w_before|| / ||w_before||``, so it holds for any optimizer (Adam's update is not
+``lr * grad``).
+
+>>> import torch
+>>> w = torch.nn.Parameter(torch.tensor([3.0, 4.0]))
+>>> w.grad = torch.tensor([0.0, 2.0])
+>>> float(global_norm(grad_norms([w])))
+2.0
+>>> before = snapshot([w])
+>>> with torch.no_grad():
+...     _ = w.sub_(0.5 * w.grad)
+>>> round(float(update_ratios([w], before)[0]), 6)
+0.2
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from .logs import lr_tags
+
+
+def named_parameters(model: nn.Module | None, optimizer: torch.optim.Optimizer):
+    """``(names, params)`` of the optimizer's parameters, named as in ``model``.
+
+    Parameters the model does not know are named ``group{g}.{i}``.
+    """
+    known = {} if model is None else {id(p): n for n, p in model.named_parameters()}
+    names, params, seen = [], [], set()
+    for g, group in enumerate(optimizer.param_groups):
+        for i, p in enumerate(group["params"]):
+            if id(p) in seen:
+                continue
+            seen.add(id(p))
+            names.append(known.get(id(p), f"group{g}.{i}"))
+            params.append(p)
+    return names, params
+
+
+def grad_norms(params: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Each parameter's gradient 2-norm as a 0-d float32 tensor (0 where there is no grad)."""
+    grads = [p.grad if p.grad is not None else p.new_zeros(()) for p in params]
+    if not grads:
+        return []
+    if all(g.is_floating_point() and not g.is_sparse for g in grads):
+        return list(torch._foreach_norm(grads))
+    return [torch.linalg.vector_norm(g.float()) for g in grads]
+
+
+def global_norm(norms: Sequence[torch.Tensor] | torch.Tensor) -> torch.Tensor:
+    """The 2-norm of all gradients together, from their per-tensor norms."""
+    stacked = norms if isinstance(norms, torch.Tensor) else torch.stack(list(norms))
+    return torch.linalg.vector_norm(stacked.float(), dim=-1)
+
+
+@torch.no_grad()
+def snapshot(params: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Copies of the parameters (taken before an optimizer step)."""
+    return [p.detach().clone() for p in params]
+
+
+@torch.no_grad()
+def update_ratios(params: Sequence[torch.Tensor], before: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``||w - w_before|| / ||w_before||`` per parameter tensor; NaN where ``w_before`` is 0."""
+    current = [p.detach() for p in params]
+    deltas = torch._foreach_sub(current, list(before))
+    moved = torch.stack(torch._foreach_norm(deltas)).float()
+    size = torch.stack(torch._foreach_norm(list(before))).float()
+    return torch.where(size > 0, moved / size, torch.full_like(size, float("nan")))
+
+
+def momentum_key(optimizer: torch.optim.Optimizer) -> str | None:
+    """``"momentum"`` (SGD, RMSprop), ``"betas"`` (Adam family) or None (neither in every
+    group)."""
+    groups = optimizer.param_groups
+    for key in ("momentum", "betas"):
+        if groups and all(key in g for g in groups):
+            return key
+    return None
+
+
+def optimizer_tags(optimizer: torch.optim.Optimizer) -> tuple[list[str], list[str]]:
+    """The lr tags and the momentum tags (empty without momentum), Lightning's names."""
+    name = type(optimizer).__name__
+    lrs = lr_tags(name, len(optimizer.param_groups))
+    moms = [f"{t}-momentum" for t in lrs] if momentum_key(optimizer) else []
+    return lrs, moms
+
+
+def _float(value) -> float:
+    return float(value.item()) if isinstance(value, torch.Tensor) else float(value)
+
+
+def read_lrs(optimizer: torch.optim.Optimizer) -> list[float]:
+    return [_float(g["lr"]) for g in optimizer.param_groups]
+
+
+def read_momenta(optimizer: torch.optim.Optimizer, key: str | None) -> list[float]:
+    if key is None:
+        return []
+    if key == "betas":
+        return [_float(g["betas"][0]) for g in optimizer.param_groups]
+    return [_float(g["momentum"]) for g in optimizer.param_groups]
+
+
+__all__ = [
+    "named_parameters",
+    "grad_norms",
+    "global_norm",
+    "snapshot",
+    "update_ratios",
+    "momentum_key",
+    "optimizer_tags",
+]

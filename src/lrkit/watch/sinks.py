@@ -1,0 +1,202 @@
+"""Where a :class:`~lrkit.watch.Watch` writes its signals: files, TensorBoard, Lightning.
+
+A sink is any object with ``write(records)`` (a batch of ``(step, tag, value)`` records in step
+order, see :mod:`lrkit.watch.logs`), ``flush()`` and ``close()``. Watch hands a sink a batch
+every few steps; sinks buffer and write in large pieces, so the training loop never waits on
+a disk for long. Each file sink checks at construction that it can write, and raises a
+ValueError naming the path when it cannot.
+
+>>> import tempfile
+>>> from lrkit.watch.logs import read_run
+>>> folder = tempfile.mkdtemp()
+>>> sink = CSVSink(folder)
+>>> sink.write([(0, "train/loss", 2.0), (1, "train/loss", 1.5)])
+>>> sink.close()
+>>> read_run(folder).get("train/loss")[1].tolist()
+[2.0, 1.5]
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from itertools import groupby
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+from .logs import CSV_FILE, JSONL_FILE, Record, jsonl_line
+
+BUFFER_BYTES = 1 << 16  # file sinks write in pieces of about this size
+
+
+def writable_logdir(logdir: str | Path) -> Path:
+    """Create ``logdir`` (with parents) and check it can be written; UserError if not."""
+    out = Path(logdir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"logdir {str(out)!r} exists and is not a folder; give a folder path")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create logdir {str(out)!r}: {e.strerror or e}") from e
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write into logdir {str(out)!r}: permission denied")
+    return out
+
+
+def _file_in(path: str | Path, default_name: str) -> Path:
+    """``path`` itself, or ``path/default_name`` when ``path`` is a folder or has no suffix."""
+    p = Path(path)
+    if p.is_dir() or not p.suffix:
+        return writable_logdir(p) / default_name
+    writable_logdir(p.parent if str(p.parent) else Path("."))
+    return p
+
+
+class _FileSink:
+    """A text file written through a large buffer (flushed on :meth:`flush` and close)."""
+
+    default_name = ""
+
+    def __init__(self, path: str | Path):
+        self.path = _file_in(path, self.default_name)
+        try:
+            self._file = open(self.path, "w", buffering=BUFFER_BYTES, newline="")
+        except OSError as e:
+            raise UserError(f"cannot write {str(self.path)!r}: {e.strerror or e}") from e
+        self._file.write(self.header())
+
+    def header(self) -> str:
+        return ""
+
+    def line(self, record: Record) -> str:
+        raise NotImplementedError
+
+    def write(self, records: Sequence[Record]) -> None:
+        self._file.write("".join(map(self.line, records)))
+
+    def flush(self) -> None:
+        if not self._file.closed:
+            self._file.flush()
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.path)!r})"
+
+
+class CSVSink(_FileSink):
+    """``step,tag,value`` rows; ``path`` is a file, or a folder to hold ``signals.csv``."""
+
+    default_name = CSV_FILE
+
+    def header(self) -> str:
+        return "step,tag,value\n"
+
+    def line(self, record: Record) -> str:
+        step, tag, value = record
+        if "," in tag or '"' in tag:
+            tag = '"' + tag.replace('"', '""') + '"'
+        return f"{step},{tag},{value!r}\n"
+
+
+class JSONLSink(_FileSink):
+    """One ``{"step", "tag", "value"}`` object a line; a file, or a folder for
+    ``signals.jsonl``."""
+
+    default_name = JSONL_FILE
+
+    def line(self, record: Record) -> str:
+        return jsonl_line(record)
+
+
+class TensorBoardSink:
+    """TensorBoard event files in ``logdir``, through ``torch.utils.tensorboard.SummaryWriter``.
+
+    All of a step's records go into one event (one summary with a value per tag), and the
+    writer's own thread does the disk writes (``flush_secs`` apart, and on close).
+    """
+
+    def __init__(self, logdir: str | Path, flush_secs: int = 30):
+        self.logdir = writable_logdir(logdir)
+        from tensorboard.compat.proto.summary_pb2 import Summary
+        from torch.utils.tensorboard import SummaryWriter
+
+        self._summary = Summary
+        self.writer = SummaryWriter(str(self.logdir), flush_secs=flush_secs)
+        self._file_writer = self.writer._get_file_writer()
+
+    def write(self, records: Sequence[Record]) -> None:
+        Summary, add = self._summary, self._file_writer.add_summary
+        for step, group in groupby(records, key=lambda r: r[0]):
+            values = [Summary.Value(tag=tag, simple_value=value) for _, tag, value in group]
+            add(Summary(value=values), step)
+
+    def flush(self) -> None:
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+    def __repr__(self) -> str:
+        return f"TensorBoardSink({str(self.logdir)!r})"
+
+
+class LightningLoggerSink:
+    """A Lightning logger (``CSVLogger``, ``TensorBoardLogger``, ``WandbLogger``...): one
+    ``logger.log_metrics({tag: value, ...}, step)`` call per step."""
+
+    def __init__(self, logger: Any):
+        if not callable(getattr(logger, "log_metrics", None)):
+            raise TypeError(
+                f"LightningLoggerSink needs a Lightning logger with log_metrics(), got"
+                f" {type(logger).__name__}"
+            )
+        self.logger = logger
+
+    def write(self, records: Sequence[Record]) -> None:
+        for step, group in groupby(records, key=lambda r: r[0]):
+            self.logger.log_metrics({tag: value for _, tag, value in group}, step)
+
+    def flush(self) -> None:
+        save = getattr(self.logger, "save", None)
+        if callable(save):
+            save()
+
+    def close(self) -> None:
+        self.flush()
+
+    def __repr__(self) -> str:
+        return f"LightningLoggerSink({type(self.logger).__name__})"
+
+
+class MemorySink:
+    """Records kept in memory, by tag (what ``watch.history`` reads)."""
+
+    def __init__(self):
+        self.columns: dict[str, tuple[list[int], list[float]]] = {}
+
+    def write(self, records: Sequence[Record]) -> None:
+        columns = self.columns
+        for step, tag, value in records:
+            column = columns.get(tag)
+            if column is None:
+                column = columns[tag] = ([], [])
+            column[0].append(step)
+            column[1].append(value)
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+__all__ = [
+    "CSVSink",
+    "JSONLSink",
+    "TensorBoardSink",
+    "LightningLoggerSink",
+    "MemorySink",
+    "writable_logdir",
+]

@@ -1,0 +1,307 @@
+"""``Watch``: the learning-rate signals of a training run, cheap enough to leave on.
+
+In a plain loop::
+
+    watch = Watch(model, optimizer, sinks=[CSVSink("runs/a")])
+    for x, y in loader:
+        optimizer.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        with watch.step(loss):          # or watch.after_backward(loss) ... watch.after_step()
+            optimizer.step()
+    watch.close()
+    watch.history.get("train/grad_norm")
+
+As a callback of :func:`lrkit.train.fit` (``fit(task, callbacks=[Watch(sinks=...)])``: model
+and optimizer are taken from the run), and in Lightning through
+:class:`lrkit.watch.lightning.LRWatchCallback`. Tags and the record format:
+:mod:`lrkit.watch.logs`.
+
+Per step, everything stays a tensor (the loss, the per-tensor gradient norms from one fused
+``_foreach_norm``) in a small buffer that is read back in one go every ``flush_every`` steps;
+then the records go to the sinks in one batch. Every ``every`` steps the parameters are copied
+before the optimizer step to measure the update-to-weight ratios.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import signals as sig
+from .logs import Record, Signals, ema_run
+from .sinks import MemorySink
+
+
+class Watch:
+    """Record lr, momentum, loss, gradient norms, clipping, non-finite values and update ratios.
+
+    Args:
+        model: the model (names the per-layer tags); None in ``fit`` (taken from the run).
+        optimizer: the optimizer whose param groups and parameters are watched; None in ``fit``.
+        every: steps between per-layer measurements (gradient norms, update ratios); >= 1.
+        sinks: where records go (:mod:`lrkit.watch.sinks`); they are always kept in memory too.
+        smooth: weight of the loss's moving average, in [0, 1).
+        driver: an optional :class:`lrkit.schedules.Driver`; step numbers start at its
+            ``last_step`` (a resumed run goes on counting).
+        clip_grad: the gradient-clipping threshold, if any: records ``train/grad_clipped``.
+        flush_every: steps between reading the buffer back and writing the sinks; >= 1.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module | None = None,
+        optimizer: torch.optim.Optimizer | None = None,
+        every: int = 25,
+        sinks: Iterable[Any] = (),
+        smooth: float = 0.98,
+        driver: Any = None,
+        *,
+        clip_grad: float | None = None,
+        flush_every: int = 32,
+    ):
+        self.every = _positive_int(every, "Watch every")
+        self.flush_every = _positive_int(flush_every, "Watch flush_every")
+        if isinstance(smooth, bool) or not isinstance(smooth, int | float) or not 0 <= smooth < 1:
+            raise ValueError(f"Watch smooth must be a number in [0, 1), got {smooth!r}")
+        if clip_grad is not None and not (_is_number(clip_grad) and clip_grad > 0):
+            raise ValueError(f"Watch clip_grad must be a number > 0 or None, got {clip_grad!r}")
+        self.smooth = float(smooth)
+        self.clip_grad = None if clip_grad is None else float(clip_grad)
+        self.sinks = list(sinks)
+        for sink in self.sinks:
+            if not callable(getattr(sink, "write", None)):
+                raise TypeError(
+                    f"a Watch sink needs write(records), flush() and close(); got"
+                    f" {type(sink).__name__}"
+                )
+        self.memory = MemorySink()
+        self.driver = driver
+        self.global_step = 0
+        self.model = model
+        self.optimizer = None
+        self._closed = False
+        self._ema = (0.0, 0)
+        self._clear()
+        if optimizer is not None:
+            self.bind(model, optimizer, driver)
+        elif model is not None:
+            raise ValueError("Watch got a model but no optimizer; give both, or neither in fit")
+
+    # -- set-up ---------------------------------------------------------------------------
+    def bind(self, model: nn.Module | None, optimizer: torch.optim.Optimizer, driver=None):
+        """Watch ``optimizer``'s parameters (named after ``model``); done by the constructor,
+        or by ``fit`` and Lightning when the run builds them."""
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"Watch needs a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        self.model, self.optimizer = model, optimizer
+        self.driver = driver if driver is not None else self.driver
+        if self.driver is not None:
+            self.global_step = int(getattr(self.driver, "last_step", 0))
+        self.names, self.params = sig.named_parameters(model, optimizer)
+        self.lr_tags, self.momentum_tags = sig.optimizer_tags(optimizer)
+        self._momentum_key = sig.momentum_key(optimizer)
+
+    def _clear(self) -> None:
+        self._steps: list[int] = []
+        self._lrs: list[list[float]] = []
+        self._moms: list[list[float]] = []
+        self._losses: list[torch.Tensor | None] = []
+        self._norms: list[list[torch.Tensor]] = []
+        self._measured: list[tuple[int, torch.Tensor]] = []  # (row, update ratios)
+        self._extra: list[Record] = []
+        self._before: list[torch.Tensor] | None = None
+
+    # -- a plain loop ---------------------------------------------------------------------
+    def after_backward(self, loss: torch.Tensor | float | None = None) -> None:
+        """Record this step's loss, lr, momentum and gradient norms (call before the
+        optimizer step, after any ``scaler.unscale_``); copies the parameters every
+        ``every`` steps. ``loss`` may be given later to :meth:`after_step` instead."""
+        if self.optimizer is None:
+            raise RuntimeError("Watch has no optimizer: give Watch(model, optimizer) or use fit")
+        t = self.global_step
+        groups = self.optimizer.param_groups
+        self._steps.append(t)
+        self._lrs.append([g["lr"] for g in groups])
+        if self._momentum_key is not None:
+            self._moms.append(sig.read_momenta(self.optimizer, self._momentum_key))
+        self._losses.append(_detached(loss))
+        self._norms.append(sig.grad_norms(self.params))
+        if t % self.every == 0:
+            self._before = sig.snapshot(self.params)
+
+    def after_step(self, loss: torch.Tensor | float | None = None) -> None:
+        """Close the step: update ratios on measured steps; write the sinks every
+        ``flush_every`` steps."""
+        if loss is not None and self._losses:
+            self._losses[-1] = _detached(loss)
+        if self._before is not None:
+            ratios = sig.update_ratios(self.params, self._before)
+            self._measured.append((len(self._steps) - 1, ratios))
+            self._before = None
+        self.global_step += 1
+        if len(self._steps) >= self.flush_every:
+            self.flush()
+
+    @contextlib.contextmanager
+    def step(self, loss: torch.Tensor | float | None = None) -> Iterator[None]:
+        """``with watch.step(loss): optimizer.step()``: after_backward, the body, after_step."""
+        self.after_backward(loss)
+        yield
+        self.after_step()
+
+    @property
+    def grad_norm(self) -> torch.Tensor | None:
+        """The last recorded step's global gradient norm (a 0-d tensor; no host sync)."""
+        return sig.global_norm(self._norms[-1]) if self._norms else None
+
+    def log(self, tag: str, value: float, step: int | None = None) -> None:
+        """Add one record (``val/...``, ``guard/...``); ``step`` defaults to the current one."""
+        self._extra.append((self.global_step if step is None else int(step), tag, float(value)))
+
+    # -- reading back -----------------------------------------------------------------------
+    def flush(self) -> None:
+        """Read the buffer back (one transfer), hand the records to the sinks, flush them."""
+        records = self._records()
+        if records:
+            for sink in (self.memory, *self.sinks):
+                sink.write(records)
+        for sink in self.sinks:
+            sink.flush()
+
+    def _records(self) -> list[Record]:
+        n = len(self._steps)
+        if n == 0:
+            out, self._extra = self._extra, []
+            return out
+        p = len(self.params)
+        have_loss = [i for i, x in enumerate(self._losses) if x is not None]
+        rows = [i for i, _ in self._measured]
+        norms = torch.stack([t for row in self._norms for t in row]).view(n, p).float()
+        parts = [
+            sig.global_norm(norms) if p else torch.zeros(n),
+            (~torch.isfinite(norms)).sum(1).float(),
+            torch.stack([self._losses[i] for i in have_loss]).float().view(-1)
+            if have_loss
+            else torch.zeros(0),
+            norms[rows].flatten(),
+            torch.stack([r for _, r in self._measured]).flatten() if rows else torch.zeros(0),
+        ]
+        flat = torch.cat([x.to("cpu", torch.float32) for x in parts]).tolist()  # one sync
+        totals, bad, flat = flat[:n], flat[n : 2 * n], flat[2 * n :]
+        loss_values, flat = flat[: len(have_loss)], flat[len(have_loss) :]
+        layer_norms, ratios = flat[: len(rows) * p], flat[len(rows) * p :]
+        losses = [math.nan] * n
+        for i, v in zip(have_loss, loss_values):
+            losses[i] = v
+        smoothed, self._ema = ema_run(loss_values, self.smooth, self._ema)
+        smooth_at = dict(zip(have_loss, smoothed))
+        measured = {row: k for k, row in enumerate(rows)}
+        clip = self.clip_grad
+
+        out: list[Record] = []
+        for i, t in enumerate(self._steps):
+            out.extend((t, tag, float(v)) for tag, v in zip(self.lr_tags, self._lrs[i]))
+            if self._moms:
+                out.extend((t, tag, v) for tag, v in zip(self.momentum_tags, self._moms[i]))
+            if i in smooth_at:
+                out.append((t, "train/loss", losses[i]))
+                out.append((t, "train/loss_smooth", smooth_at[i]))
+            out.append((t, "train/grad_norm", totals[i]))
+            if clip is not None:
+                out.append((t, "train/grad_clipped", float(totals[i] > clip)))
+            loss_bad = i in smooth_at and not math.isfinite(losses[i])
+            out.append((t, "train/nonfinite", bad[i] + loss_bad))
+            k = measured.get(i)
+            if k is not None:
+                out.extend(
+                    (t, f"train/grad_norm/{name}", layer_norms[k * p + j])
+                    for j, name in enumerate(self.names)
+                )
+                out.extend(
+                    (t, f"train/update_ratio/{name}", ratios[k * p + j])
+                    for j, name in enumerate(self.names)
+                )
+        if self._extra:
+            out.extend(self._extra)
+            out.sort(key=lambda r: r[0])  # stable: a step's records stay together
+        before = self._before
+        self._clear()
+        self._before = before  # a step in progress keeps its copy
+        return out
+
+    @property
+    def history(self) -> Signals:
+        """Every signal so far as a :class:`~lrkit.watch.logs.Signals` (flushes first)."""
+        self.flush()
+        return Signals(self.memory.columns)
+
+    def close(self) -> None:
+        """Flush and close every sink; idempotent."""
+        if self._closed:
+            return
+        self.flush()
+        for sink in self.sinks:
+            sink.close()
+        self._closed = True
+
+    def __enter__(self) -> Watch:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- lrkit.train.fit's events --------------------------------------------------------
+    def on_train_start(self, state) -> None:
+        if self.optimizer is None:
+            self.bind(state.model, state.optimizer, state.driver)
+        if self.clip_grad is None and getattr(state, "clip_grad", None):
+            self.clip_grad = float(state.clip_grad)
+        self.global_step = state.step
+
+    def on_after_backward(self, state) -> None:
+        self.global_step = state.step
+        self.after_backward(state.loss)
+
+    def on_after_step(self, state) -> None:
+        self.after_step()
+
+    def on_validation_end(self, state) -> None:
+        if state.val_loss is not None:
+            self.log("val/loss", state.val_loss, state.step)
+        name = getattr(state.history, "metric_name", "val_loss")
+        if state.metric is not None and name != "val_loss":
+            self.log(f"val/{name}", state.metric, state.step)
+
+    def on_train_end(self, state) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        opt = "unbound" if self.optimizer is None else type(self.optimizer).__name__
+        return f"Watch({opt}, every={self.every}, sinks={self.sinks!r}, step={self.global_step})"
+
+
+def _detached(loss: Any) -> torch.Tensor | None:
+    if loss is None:
+        return None
+    if isinstance(loss, torch.Tensor):
+        return loss.detach()
+    return torch.tensor(float(loss))
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _positive_int(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{what} must be a whole number >= 1, got {value!r}")
+    return value
+
+
+__all__ = ["Watch"]
