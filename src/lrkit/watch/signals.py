@@ -45,14 +45,16 @@ def named_parameters(model: nn.Module | None, optimizer: torch.optim.Optimizer):
     return names, params
 
 
-def grad_norms(params: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """Each parameter's gradient 2-norm as a 0-d float32 tensor (0 where there is no grad)."""
-    grads = [p.grad if p.grad is not None else p.new_zeros(()) for p in params]
-    if not grads:
-        return []
-    if all(g.is_floating_point() and not g.is_sparse for g in grads):
-        return list(torch._foreach_norm(grads))
-    return [torch.linalg.vector_norm(g.float()) for g in grads]
+def grad_norms(params: Sequence[torch.Tensor]) -> Sequence[torch.Tensor]:
+    """Each parameter's gradient 2-norm as a 0-d tensor (0 where there is no grad)."""
+    grads = [p.grad for p in params]
+    try:
+        return torch._foreach_norm(grads)  # one fused op where the device has one
+    except (TypeError, RuntimeError):  # a missing (None), sparse or integer gradient
+        return [
+            p.new_zeros(()) if g is None else torch.linalg.vector_norm(g.float())
+            for p, g in zip(params, grads)
+        ]
 
 
 def global_norm(norms: Sequence[torch.Tensor] | torch.Tensor) -> torch.Tensor:

@@ -167,73 +167,76 @@ class Watch:
     # -- reading back -----------------------------------------------------------------------
     def flush(self) -> None:
         """Read the buffer back (one transfer), hand the records to the sinks, flush them."""
-        records = self._records()
-        if records:
-            for sink in (self.memory, *self.sinks):
+        columns = self._collect()
+        memory = self.memory.columns
+        for tag, (steps, values) in columns.items():
+            column = memory.get(tag)
+            if column is None:
+                memory[tag] = (steps, values)
+            else:
+                column[0].extend(steps)
+                column[1].extend(values)
+        if self.sinks and columns:
+            records = [(t, tag, v) for tag, (ts, vs) in columns.items() for t, v in zip(ts, vs)]
+            records.sort(key=lambda r: r[0])  # stable: each step's records in tag order
+            for sink in self.sinks:
                 sink.write(records)
         for sink in self.sinks:
             sink.flush()
 
-    def _records(self) -> list[Record]:
-        n = len(self._steps)
-        if n == 0:
-            out, self._extra = self._extra, []
-            return out
-        p = len(self.params)
-        have_loss = [i for i, x in enumerate(self._losses) if x is not None]
-        rows = [i for i, _ in self._measured]
-        norms = torch.stack([t for row in self._norms for t in row]).view(n, p).float()
-        parts = [
-            sig.global_norm(norms) if p else torch.zeros(n),
-            (~torch.isfinite(norms)).sum(1).float(),
-            torch.stack([self._losses[i] for i in have_loss]).float().view(-1)
-            if have_loss
-            else torch.zeros(0),
-            norms[rows].flatten(),
-            torch.stack([r for _, r in self._measured]).flatten() if rows else torch.zeros(0),
-        ]
-        flat = torch.cat([x.to("cpu", torch.float32) for x in parts]).tolist()  # one sync
-        totals, bad, flat = flat[:n], flat[n : 2 * n], flat[2 * n :]
-        loss_values, flat = flat[: len(have_loss)], flat[len(have_loss) :]
-        layer_norms, ratios = flat[: len(rows) * p], flat[len(rows) * p :]
-        losses = [math.nan] * n
-        for i, v in zip(have_loss, loss_values):
-            losses[i] = v
-        smoothed, self._ema = ema_run(loss_values, self.smooth, self._ema)
-        smooth_at = dict(zip(have_loss, smoothed))
-        measured = {row: k for k, row in enumerate(rows)}
-        clip = self.clip_grad
+    def _collect(self) -> dict[str, tuple[list[int], list[float]]]:
+        """The buffer as columns ``tag -> (steps, values)``; empties it."""
+        columns: dict[str, tuple[list[int], list[float]]] = {}
 
-        out: list[Record] = []
-        for i, t in enumerate(self._steps):
-            out.extend((t, tag, float(v)) for tag, v in zip(self.lr_tags, self._lrs[i]))
-            if self._moms:
-                out.extend((t, tag, v) for tag, v in zip(self.momentum_tags, self._moms[i]))
-            if i in smooth_at:
-                out.append((t, "train/loss", losses[i]))
-                out.append((t, "train/loss_smooth", smooth_at[i]))
-            out.append((t, "train/grad_norm", totals[i]))
-            if clip is not None:
-                out.append((t, "train/grad_clipped", float(totals[i] > clip)))
-            loss_bad = i in smooth_at and not math.isfinite(losses[i])
-            out.append((t, "train/nonfinite", bad[i] + loss_bad))
-            k = measured.get(i)
-            if k is not None:
-                out.extend(
-                    (t, f"train/grad_norm/{name}", layer_norms[k * p + j])
-                    for j, name in enumerate(self.names)
-                )
-                out.extend(
-                    (t, f"train/update_ratio/{name}", ratios[k * p + j])
-                    for j, name in enumerate(self.names)
-                )
-        if self._extra:
-            out.extend(self._extra)
-            out.sort(key=lambda r: r[0])  # stable: a step's records stay together
+        def put(tag: str, steps: list[int], values: list[float]) -> None:
+            column = columns.setdefault(tag, ([], []))
+            column[0].extend(steps)
+            column[1].extend(values)
+
+        n, p, steps = len(self._steps), len(self.params), self._steps
+        if n:
+            have_loss = [i for i, x in enumerate(self._losses) if x is not None]
+            rows = [i for i, _ in self._measured]
+            norms = torch.stack([t for row in self._norms for t in row]).view(n, p).float()
+            parts = [
+                sig.global_norm(norms) if p else torch.zeros(n),
+                (~torch.isfinite(norms)).sum(1).float(),
+                torch.stack([self._losses[i] for i in have_loss]).float().view(-1)
+                if have_loss
+                else torch.zeros(0),
+                norms[rows].flatten(),
+                torch.stack([r for _, r in self._measured]).flatten() if rows else torch.zeros(0),
+            ]
+            flat = torch.cat([x.to("cpu", torch.float32) for x in parts]).tolist()  # one sync
+            totals, bad = flat[:n], flat[n : 2 * n]
+            m = 2 * n + len(have_loss)
+            losses = flat[2 * n : m]
+            layer_norms, ratios = flat[m : m + len(rows) * p], flat[m + len(rows) * p :]
+
+            for k, tag in enumerate(self.lr_tags):
+                put(tag, steps, [float(lrs[k]) for lrs in self._lrs])
+            for k, tag in enumerate(self.momentum_tags):
+                put(tag, steps, [moms[k] for moms in self._moms])
+            loss_steps = [steps[i] for i in have_loss]
+            smoothed, self._ema = ema_run(losses, self.smooth, self._ema)
+            put("train/loss", loss_steps, losses)
+            put("train/loss_smooth", loss_steps, smoothed)
+            put("train/grad_norm", steps, totals)
+            if self.clip_grad is not None:
+                put("train/grad_clipped", steps, [float(x > self.clip_grad) for x in totals])
+            for i, x in zip(have_loss, losses):
+                bad[i] += not math.isfinite(x)
+            put("train/nonfinite", steps, bad)
+            at = [steps[i] for i in rows]
+            for j, name in enumerate(self.names):
+                put(f"train/grad_norm/{name}", at, layer_norms[j::p])
+                put(f"train/update_ratio/{name}", at, ratios[j::p])
+        for t, tag, value in self._extra:
+            put(tag, [t], [value])
         before = self._before
         self._clear()
         self._before = before  # a step in progress keeps its copy
-        return out
+        return {tag: column for tag, column in columns.items() if column[0]}
 
     @property
     def history(self) -> Signals:
