@@ -5,10 +5,15 @@
   callback of :func:`lrkit.train.fit`, and in Lightning (:class:`LRWatchCallback`);
 - sinks: :class:`TensorBoardSink`, :class:`CSVSink`, :class:`JSONLSink`,
   :class:`LightningLoggerSink`;
+- :class:`Guard`: skips non-finite or spiking updates and rolls back repeated trouble with a
+  lower lr (:class:`GuardExhausted` when its limits are spent); Keras-familiar
+  :class:`StopOnNaN` and :class:`ReduceLROnPlateau` for :func:`lrkit.train.fit`;
 - :class:`Signals` and :func:`read_run`: the long ``(step, tag, value)`` format, read back from
   a run folder (see :mod:`lrkit.watch.logs`).
 """
 
+from .guard import Guard, GuardExhausted
+from .keras import ReduceLROnPlateau, StopOnNaN
 from .logs import Signals, read_run
 from .sinks import CSVSink, JSONLSink, LightningLoggerSink, TensorBoardSink
 from .watch import Watch
@@ -31,4 +36,8 @@ __all__ = [
     "TensorBoardSink",
     "LightningLoggerSink",
     "LRWatchCallback",
+    "Guard",
+    "GuardExhausted",
+    "StopOnNaN",
+    "ReduceLROnPlateau",
 ]
