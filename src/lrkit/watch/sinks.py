@@ -2,8 +2,9 @@
 
 A sink is any object with ``write(records)`` (a batch of ``(step, tag, value)`` records in step
 order, see :mod:`lrkit.watch.logs`), ``flush()`` and ``close()``. Watch hands a sink a batch
-every few steps; sinks buffer and write in large pieces, so the training loop never waits on
-a disk for long. Each file sink checks at construction that it can write, and raises a
+every few steps and calls ``flush()`` only when asked to (``watch.flush()``) and on close;
+file sinks buffer and write in large pieces, so the training loop never waits on a disk for
+long. Each file sink checks at construction that it can write, and raises a
 ValueError naming the path when it cannot.
 
 >>> import tempfile
@@ -166,7 +167,7 @@ class LightningLoggerSink:
             save()
 
     def close(self) -> None:
-        self.flush()
+        self.flush()  # the logger itself stays open: Lightning finalizes it
 
     def __repr__(self) -> str:
         return f"LightningLoggerSink({type(self.logger).__name__})"
@@ -179,13 +180,19 @@ class MemorySink:
         self.columns: dict[str, tuple[list[int], list[float]]] = {}
 
     def write(self, records: Sequence[Record]) -> None:
-        columns = self.columns
-        for step, tag, value in records:
-            column = columns.get(tag)
+        for tag, group in groupby(sorted(records, key=lambda r: r[1]), key=lambda r: r[1]):
+            steps, values = zip(*((step, value) for step, _, value in group))
+            self.add_columns({tag: (list(steps), list(values))})
+
+    def add_columns(self, columns: dict[str, tuple[list[int], list[float]]]) -> None:
+        """Append ``tag -> (steps, values)`` columns (the lists are taken over, not copied)."""
+        for tag, (steps, values) in columns.items():
+            column = self.columns.get(tag)
             if column is None:
-                column = columns[tag] = ([], [])
-            column[0].append(step)
-            column[1].append(value)
+                self.columns[tag] = (steps, values)
+            else:
+                column[0].extend(steps)
+                column[1].extend(values)
 
     def flush(self) -> None: ...
 

@@ -136,8 +136,8 @@ class Watch:
             self._before = sig.snapshot(self.params)
 
     def after_step(self, loss: torch.Tensor | float | None = None) -> None:
-        """Close the step: update ratios on measured steps; write the sinks every
-        ``flush_every`` steps."""
+        """Close the step: update ratios on measured steps; every ``flush_every`` steps, read
+        the buffer back and hand the records to the sinks."""
         if loss is not None and self._losses:
             self._losses[-1] = _detached(loss)
         if self._before is not None:
@@ -146,7 +146,7 @@ class Watch:
             self._before = None
         self.global_step += 1
         if len(self._steps) >= self.flush_every:
-            self.flush()
+            self._drain()
 
     @contextlib.contextmanager
     def step(self, loss: torch.Tensor | float | None = None) -> Iterator[None]:
@@ -166,23 +166,20 @@ class Watch:
 
     # -- reading back -----------------------------------------------------------------------
     def flush(self) -> None:
-        """Read the buffer back (one transfer), hand the records to the sinks, flush them."""
+        """Read the buffer back, write it to the sinks and flush them (to disk)."""
+        self._drain()
+        for sink in self.sinks:
+            sink.flush()
+
+    def _drain(self) -> None:
+        """Read the buffer back (one transfer) and hand the records to the sinks in a batch."""
         columns = self._collect()
-        memory = self.memory.columns
-        for tag, (steps, values) in columns.items():
-            column = memory.get(tag)
-            if column is None:
-                memory[tag] = (steps, values)
-            else:
-                column[0].extend(steps)
-                column[1].extend(values)
+        self.memory.add_columns(columns)
         if self.sinks and columns:
             records = [(t, tag, v) for tag, (ts, vs) in columns.items() for t, v in zip(ts, vs)]
             records.sort(key=lambda r: r[0])  # stable: each step's records in tag order
             for sink in self.sinks:
                 sink.write(records)
-        for sink in self.sinks:
-            sink.flush()
 
     def _collect(self) -> dict[str, tuple[list[int], list[float]]]:
         """The buffer as columns ``tag -> (steps, values)``; empties it."""
