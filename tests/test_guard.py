@@ -13,10 +13,9 @@ from torch.nn import functional as F
 from lrkit.schedules import Driver, cosine
 from lrkit.tasks import Metric
 from lrkit.train import Callback, History, fit
+from lrkit.watch import Guard, GuardExhausted, ReduceLROnPlateau, StopOnNaN
 from lrkit.watch import guard as guard_module
 from lrkit.watch import keras as keras_module
-from lrkit.watch.guard import Guard, GuardExhausted
-from lrkit.watch.keras import ReduceLROnPlateau, StopOnNaN
 
 EPOCHS = 10  # 60 steps of the tiny task
 
@@ -151,7 +150,7 @@ class CheckRollback(Callback):
 
     def on_after_backward(self, state):
         last = self.guard.events[-1]
-        if last["action"] == "rollback" and last["batch"] == self.guard.batch:
+        if last["action"] == "rollback" and last["batch"] == self.guard.batch - 1:
             now = self.copy(state)
             self.compared.append(all(torch.equal(a, b) for a, b in zip(now, self.saved)))
 
@@ -231,7 +230,8 @@ def test_endless_trouble_raises_guard_exhausted_naming_steps_reasons_and_lrs(tmp
     message = str(raised.value)
     assert "the guard gave up at step 30" in message and "3 rollback(s)" in message
     assert "lr 0.1 -> 0.05 -> 0.025 -> 0.0125" in message
-    assert "step 30: rollback (loss nan" in message and "step 30: gave_up (loss nan)" in message
+    assert "step 30 (batches 30-32): skip x3 (loss nan)\n  step 30 (batch 33): rollback" in message
+    assert "step 30 (batch 45): gave_up (loss nan)" in message
     assert isinstance(raised.value, RuntimeError) and raised.value.events is guard.events
     history = History.load(tmp_path)
     assert history.status == "failed"
@@ -244,7 +244,10 @@ def test_max_rollbacks_zero_gives_up_at_the_first_rollback():
     guard = Guard(max_skips=1, max_rollbacks=0)
     model(torch.randn(4, 3)).sum().backward()
     assert guard.check(math.nan, model, optimizer) == "skip"
-    with pytest.raises(GuardExhausted, match=r"step 0: skip \(loss nan\)\n  step 0: gave_up"):
+    with pytest.raises(
+        GuardExhausted,
+        match=r"step 0 \(batch 0\): skip \(loss nan\)\n  step 0 \(batch 1\): gave_up",
+    ):
         guard.check(math.nan)
 
 

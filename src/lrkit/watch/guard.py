@@ -115,7 +115,7 @@ class Guard(Callback):
         """Forget everything: counters, statistics, snapshot, events, attached objects."""
         self.events: list[dict[str, Any]] = []
         self.step = 0  # updates applied
-        self.batch = 0  # checks made
+        self.batch = 0  # batches checked
         self.rollbacks = 0
         self.snapshot: Snapshot | None = None
         self.snapshot_step: int | None = None
@@ -143,11 +143,12 @@ class Guard(Callback):
         Raises :class:`GuardExhausted` when a rollback is due and none is left.
         """
         self._attach(model, optimizer, driver)
+        self.batch += 1
         if self.snapshot is None:
             self._take_snapshot()
-        value = float(loss.detach() if isinstance(loss, torch.Tensor) else loss)
-        norm = float(global_norm(grad_norms(self._params))) if self._params else 0.0
-        self.batch += 1
+        loss = torch.as_tensor(loss).detach().float().reshape(())
+        norm = global_norm(grad_norms(self._params)) if self._params else torch.zeros(())
+        value, norm = torch.stack([loss, norm.to(loss.device)]).tolist()  # one device sync
         reason = self._trouble(value, norm)
         if reason is None:
             self._losses.append(value)
@@ -226,10 +227,16 @@ class Guard(Callback):
         )
 
     def _exhausted_message(self) -> str:
-        trouble = [e for e in self.events if e["action"] != "snapshot"]
-        lines = [f"step {e['step']}: {e['action']} ({e['reason']})" for e in trouble[-12:]]
-        if len(trouble) > 12:
-            lines.insert(0, f"... {len(trouble) - 12} earlier actions")
+        runs: list[list[dict[str, Any]]] = []  # runs of the same action, reason and step
+        for e in (e for e in self.events if e["action"] != "snapshot"):
+            last = runs[-1][-1] if runs else None
+            if last is not None and all(last[k] == e[k] for k in ("action", "reason", "step")):
+                runs[-1].append(e)
+            else:
+                runs.append([e])
+        lines = [_describe_run(run) for run in runs[-12:]]
+        if len(runs) > 12:
+            lines.insert(0, f"... and {sum(map(len, runs[:-12]))} earlier actions")
         lrs = " -> ".join(_fmt(lrs) for lrs in self._lrs_seen + [self._lrs()])
         return (
             f"the guard gave up at step {self.step}: trouble again after {self.rollbacks}"
@@ -283,7 +290,7 @@ class Guard(Callback):
     def _event(self, action: str, reason: str, loss: float = math.nan, norm: float = math.nan):
         return {
             "step": self.step,
-            "batch": self.batch,
+            "batch": self.batch - 1,  # 0-based: the batch checked last
             "action": action,
             "reason": reason,
             "loss": loss,
@@ -312,6 +319,16 @@ def _zscore(x: float, values: deque[float], floor: float) -> float | None:
     mean = statistics.fmean(values)
     std = max(statistics.pstdev(values, mean), floor, 1e-12)
     return (x - mean) / std
+
+
+def _describe_run(run: list[dict[str, Any]]) -> str:
+    """``step 30 (batches 31-33): skip x3 (loss nan)`` for a run of equal actions."""
+    first, last = run[0], run[-1]
+    batches = (
+        f"batch {first['batch']}" if len(run) == 1 else f"batches {first['batch']}-{last['batch']}"
+    )
+    times = "" if len(run) == 1 else f" x{len(run)}"
+    return f"step {first['step']} ({batches}): {first['action']}{times} ({first['reason']})"
 
 
 def _number(value: Any) -> float:
