@@ -249,7 +249,7 @@ class Guard(Callback):
     def _attach(self, model: Any, optimizer: Any, driver: Any) -> None:
         if model is not None:
             self._model = model
-        if optimizer is not None:
+        if optimizer is not None and optimizer is not self._optimizer:
             self._optimizer = optimizer
             self._params = [p for g in optimizer.param_groups for p in g["params"]]
         if driver is not None:
