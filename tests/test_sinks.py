@@ -196,3 +196,29 @@ def test_watch_writes_its_sinks_in_batches_and_on_close(tmp_path):
                 opt.step()
     same(read_run(tmp_path), watch.history)
     assert read_run(tmp_path).get("train/loss")[0].tolist() == list(range(6))
+
+
+def test_cli_train_logdir_writes_signals_that_read_run_reads(tmp_path, capsys):
+    from lrkit.cli import main
+
+    logdir = tmp_path / "logs"
+    status = main(["train", "--epochs", "1", "--out", str(tmp_path / "out"),
+                   "--logdir", str(logdir), "-q"])
+    out = capsys.readouterr().out
+    assert status == 0 and f"signals written to {logdir}" in out
+    assert {p.name for p in logdir.iterdir()} >= {"signals.csv", "signals.jsonl"}
+    assert list(logdir.glob("events.out.tfevents.*"))
+    assert read_run(logdir).get("train/loss")[0].tolist() == list(range(23))
+
+
+def test_cli_train_refuses_an_unwritable_logdir_before_training(tmp_path, capsys):
+    from lrkit.cli import main
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    status = main(["train", "--epochs", "1", "--out", str(tmp_path / "out"),
+                   "--logdir", str(blocker / "logs")])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.strip() == f"lrkit: error: cannot create --logdir folder '{blocker / 'logs'}': Not a directory"
+    assert not (tmp_path / "out").exists()  # nothing trained, nothing written

@@ -71,6 +71,14 @@ def tasks_command() -> None:
     " Example: --out runs/demo",
 )
 @click.option(
+    "--logdir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Folder for the run's signals (lr, loss, gradient norms, update ratios) as"
+    " signals.csv, signals.jsonl and TensorBoard event files; 'lrkit doctor' reads it."
+    " Example: --logdir runs/demo/logs",
+)
+@click.option(
     "--quiet",
     "-q",
     is_flag=True,
@@ -83,6 +91,7 @@ def train_command(
     epochs: int | None,
     seed: int | None,
     out: str | None,
+    logdir: str | None,
     quiet: bool,
 ) -> None:
     """Train a task once with a learning rate and schedule, and save its history.
@@ -93,6 +102,7 @@ def train_command(
     Examples:
       lrkit train --task digits-mlp --schedule "warmup(5%) >> cosine(to=0.01)" --out runs/demo
       lrkit train --task mypackage.tasks:my_task --lr 3e-4 --epochs 5
+      lrkit train --task digits-mlp --lr 0.05 --logdir runs/logs
     """
     from ..schedules import as_schedule
     from ..tasks import get_task
@@ -108,11 +118,19 @@ def train_command(
     steps_per_epoch = len(train_loader)
     with user_input(f"--schedule {spec!r} over {epochs * steps_per_epoch} steps"):
         schedule.resolve(epochs * steps_per_epoch, steps_per_epoch)(0)
+    callbacks = [] if logdir is None else [watch_into(writable_dir(logdir, "--logdir"))]
     folder = writable_dir(out or default_out(task.name), "--out")
 
     started = time.perf_counter()
     history = fit(
-        task, lr, schedule, epochs=epochs, seed=seed, progress=False if quiet else None, out=folder
+        task,
+        lr,
+        schedule,
+        epochs=epochs,
+        seed=seed,
+        progress=False if quiet else None,
+        out=folder,
+        callbacks=callbacks,
     )
     elapsed = time.perf_counter() - started
     if not quiet:
@@ -120,6 +138,15 @@ def train_command(
     if history.status != "completed":
         click.echo(f"lrkit: warning: {history.status}: {history.reason}", err=True)
     click.echo(f"history written to {folder / 'history.json'}")
+    if logdir is not None:
+        click.echo(f"signals written to {logdir}")
+
+
+def watch_into(logdir: Path):
+    """A Watch writing CSV, JSON lines and TensorBoard event files into ``logdir``."""
+    from ..watch import CSVSink, JSONLSink, TensorBoardSink, Watch
+
+    return Watch(sinks=[CSVSink(logdir), JSONLSink(logdir), TensorBoardSink(logdir)])
 
 
 def default_out(task_name: str) -> Path:
