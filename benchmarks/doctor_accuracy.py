@@ -1,0 +1,300 @@
+"""How often is the doctor right? ``lrkit.diagnose`` on runs whose fault is known by construction.
+
+The suite: every bundled task trained at 1/100, 1/10, 1, 10 and 100 times its default lr
+(``task.lr``, known to train well), with a constant lr and with ``warmup(5%) >> cosine(to=0.01)``;
+plus runs built to overfit (a tiny train subset, many epochs) and to plateau (every layer but
+the last frozen and a fifth of the classification labels replaced at random, three times the
+epochs: a convex problem whose training loss settles on a floor while the constant lr stays
+put). 5 tasks x 5 rates
+x 2 schedules + 5 overfit + 5 plateau (+ 2 overfit with a schedule) = 62 runs.
+
+Labelling rule (decided before looking at the doctor's output, never per run):
+
+- a run whose loss became non-finite is ``diverged`` (a fact of the run);
+- x100 and x10: ``too_high``; ``diverged`` is also counted right (the more specific call);
+- x1: ``fine``;
+- x1/10 and x1/100: ``too_low``;
+- the overfit runs: ``overfitting``; the plateau runs: ``plateau``.
+
+The rules were designed on ``digits-mlp`` and ``wine-mlp`` (the *dev* split); the other three
+tasks are held out and reported separately.
+
+Runs are cached as ``history.json`` folders under ``benchmarks/.cache/doctor/`` so a rerun only
+diagnoses (seconds).
+
+    .venv/bin/python benchmarks/doctor_accuracy.py --jobs 2
+    .venv/bin/python benchmarks/doctor_accuracy.py --markdown       # tables for BENCHMARKS.md
+    .venv/bin/python benchmarks/doctor_accuracy.py --verbose        # every run's verdict
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+CACHE = Path(__file__).resolve().parent / ".cache" / "doctor"
+TASKS = ("digits-mlp", "wine-mlp", "digits-cnn", "diabetes-mlp", "pychar-gru")
+DEV = ("digits-mlp", "wine-mlp")
+MULTIPLIERS = (0.01, 0.1, 1.0, 10.0, 100.0)
+SCHEDULES = ("constant", "warmup(5%) >> cosine(to=0.01)")
+VERDICTS = ("diverged", "too_high", "too_low", "plateau", "overfitting", "fine")
+SEED = 0
+
+# overfit: train examples kept, epochs; plateau: epochs (x task default)
+OVERFIT = {
+    "digits-mlp": (48, 120),
+    "wine-mlp": (12, 150),
+    "digits-cnn": (48, 80),
+    "diabetes-mlp": (24, 200),
+    "pychar-gru": (4, 60),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    task: str
+    mult: float
+    schedule: str
+    kind: str = "rate"  # "rate", "overfit" or "plateau"
+
+    @property
+    def name(self) -> str:
+        sched = "const" if self.schedule == "constant" else "cos"
+        mult = f"x{self.mult:g}"
+        return f"{self.task}-{self.kind}-{mult}-{sched}"
+
+    @property
+    def label(self) -> str:
+        if self.kind != "rate":
+            return "overfitting" if self.kind == "overfit" else "plateau"
+        if self.mult >= 10:
+            return "too_high"
+        return "fine" if self.mult == 1 else "too_low"
+
+    @property
+    def split(self) -> str:
+        return "dev" if self.task in DEV else "held-out"
+
+
+def cases() -> list[Case]:
+    out = [Case(t, m, s) for t in TASKS for s in SCHEDULES for m in MULTIPLIERS]
+    out += [Case(t, 1.0, "constant", "overfit") for t in TASKS]
+    out += [Case(t, 1.0, SCHEDULES[1], "overfit") for t in ("digits-cnn", "wine-mlp")]
+    out += [Case(t, 1.0, "constant", "plateau") for t in TASKS]
+    return out
+
+
+# -- building the runs -----------------------------------------------------------------
+def _subset_loader(task, n: int):
+    from lrkit.tasks import tensor_loader
+
+    make = task.make_train_loader
+
+    def train():
+        tensors = make().dataset.tensors
+        return tensor_loader(*(t[:n] for t in tensors), batch_size=64, shuffle=True)
+
+    return train
+
+
+def _frozen(task):
+    """The same task with every layer but the last frozen: a convex problem on fixed random
+    features, whose loss settles on a floor while a constant lr stays put."""
+    from torch import nn
+
+    make = task.make_model
+
+    def model():
+        net = make()
+        last = [m for m in net.modules() if isinstance(m, nn.Linear)][-1]
+        for p in net.parameters():
+            p.requires_grad_(False)
+        for p in last.parameters():
+            p.requires_grad_(True)
+        return net
+
+    return model
+
+
+def _noisy_labels(task, fraction: float = 0.2):
+    """Classification labels of the train loader, ``fraction`` of them replaced at random."""
+    import torch
+
+    from lrkit.tasks import tensor_loader
+
+    make = task.make_train_loader
+
+    def train():
+        loader = make()
+        tensors = loader.dataset.tensors
+        if len(tensors) != 2 or tensors[1].is_floating_point():
+            return loader
+        x, y = tensors
+        g = torch.Generator().manual_seed(0)
+        flip = torch.rand(len(y), generator=g) < fraction
+        y = torch.where(flip, torch.randint(0, int(y.max()) + 1, y.shape, generator=g), y)
+        return tensor_loader(x, y, batch_size=loader.sampler.batch_size, shuffle=True)
+
+    return train
+
+
+def build(case: Case):
+    from lrkit.tasks import get_task
+
+    task = get_task(case.task)
+    if case.kind == "overfit":
+        n, epochs = OVERFIT[case.task]
+        task = dataclasses.replace(task, make_train_loader=_subset_loader(task, n), epochs=epochs)
+    elif case.kind == "plateau":
+        task = dataclasses.replace(
+            task,
+            make_model=_frozen(task),
+            make_train_loader=_noisy_labels(task),
+            epochs=task.epochs * 3,
+        )
+    return task
+
+
+def train(case: Case) -> Path:
+    """Train ``case`` once (cached) and return its run folder."""
+    import torch
+
+    from lrkit.train import fit
+    from lrkit.watch import JSONLSink, Watch
+
+    folder = CACHE / case.name
+    if (folder / "history.json").exists():
+        return folder
+    torch.set_num_threads(1)
+    task = build(case)
+    tmp = folder.with_name(folder.name + ".tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    callbacks = [Watch(every=5, sinks=[JSONLSink(tmp)])]  # + ratios, grad norms
+    fit(
+        task,
+        task.lr * case.mult,
+        case.schedule,
+        seed=SEED,
+        progress=False,
+        out=tmp,
+        callbacks=callbacks,
+    )
+    tmp.rename(folder)
+    return folder
+
+
+# -- scoring ---------------------------------------------------------------------------
+def correct(case: Case, verdict: str, diverged: bool) -> bool:
+    if diverged:
+        return verdict == "diverged"
+    if case.label == "too_high":
+        return verdict in ("too_high", "diverged")
+    return verdict == case.label
+
+
+def evaluate(runs: list[tuple[Case, Path]]) -> list[dict]:
+    from lrkit.train import History
+    from lrkit.watch.diagnose import diagnose
+
+    rows = []
+    for case, folder in runs:
+        history = History.load(folder)
+        diverged = history.status == "diverged"
+        d = diagnose(folder)
+        rows.append(
+            {
+                "run": case.name,
+                "split": case.split,
+                "label": "diverged" if diverged else case.label,
+                "verdict": d.verdict,
+                "confidence": round(d.confidence, 2),
+                "correct": correct(case, d.verdict, diverged),
+                "evidence": d.primary.evidence,
+            }
+        )
+    return rows
+
+
+def confusion(rows: list[dict]) -> list[list[int]]:
+    index = {v: i for i, v in enumerate(VERDICTS)}
+    m = [[0] * len(VERDICTS) for _ in VERDICTS]
+    for r in rows:
+        m[index[r["label"]]][index[r["verdict"]]] += 1
+    return m
+
+
+def accuracy(rows: list[dict]) -> str:
+    n = len(rows)
+    k = sum(r["correct"] for r in rows)
+    return f"{k}/{n} = {k / n:.1%}" if n else "-"
+
+
+def report(rows: list[dict], markdown: bool) -> str:
+    lines = []
+    for split in ("dev", "held-out", None):
+        part = [r for r in rows if split is None or r["split"] == split]
+        lines.append(f"accuracy ({split or 'all'}): {accuracy(part)}")
+    fine_diverged = [r["run"] for r in rows if r["label"] == "diverged" and r["verdict"] == "fine"]
+    lines.append(f"diverged runs called fine: {len(fine_diverged)}")
+    m = confusion(rows)
+    if markdown:
+        lines += [
+            "",
+            "| label \\ verdict | " + " | ".join(VERDICTS) + " |",
+            "| --- |" + " ---: |" * len(VERDICTS),
+        ]
+        lines += [f"| {v} | " + " | ".join(map(str, m[i])) + " |" for i, v in enumerate(VERDICTS)]
+    else:
+        lines += ["", f"{'label / verdict':<16}" + "".join(f"{v:>12}" for v in VERDICTS)]
+        lines += [f"{v:<16}" + "".join(f"{x:>12}" for x in m[i]) for i, v in enumerate(VERDICTS)]
+    wrong = [r for r in rows if not r["correct"]]
+    if wrong:
+        lines += ["", "wrong:"]
+        lines += [
+            f"  {r['run']}: label {r['label']}, said {r['verdict']}"
+            f" ({r['confidence']}): {r['evidence']}"
+            for r in wrong
+        ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--jobs", type=int, default=1, help="processes training uncached runs")
+    ap.add_argument("--tasks", default=",".join(TASKS), help="comma-separated task names")
+    ap.add_argument("--markdown", action="store_true", help="a Markdown confusion matrix")
+    ap.add_argument("--verbose", action="store_true", help="every run's verdict and evidence")
+    ap.add_argument("--json", dest="json_out", help="write the rows to this JSON file")
+    args = ap.parse_args(argv)
+    todo = [c for c in cases() if c.task in args.tasks.split(",")]
+    CACHE.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    if args.jobs > 1:
+        with ProcessPoolExecutor(args.jobs) as pool:
+            folders = list(pool.map(train, todo, chunksize=1))
+    else:
+        folders = [train(c) for c in todo]
+    trained = time.perf_counter() - start
+    rows = evaluate(list(zip(todo, folders)))
+    if args.verbose:
+        for r in rows:
+            mark = "ok " if r["correct"] else "BAD"
+            print(f"{mark} {r['run']:<44} {r['label']:<12} {r['verdict']:<12} {r['evidence']}")
+        print()
+    print(
+        f"{len(rows)} runs (training/reading {trained:.0f} s, diagnosing"
+        f" {time.perf_counter() - start - trained:.1f} s)"
+    )
+    print(report(rows, args.markdown))
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,455 @@
+"""``diagnose``: is the learning rate right? Verdicts with the evidence behind them and advice.
+
+A run (a :class:`~lrkit.watch.logs.Signals`, a :class:`~lrkit.train.History`, a
+:class:`~lrkit.watch.Watch` or a run folder) gets one or more findings, each a verdict with the
+numbers and steps it rests on, advice (a factor for the lr, or a schedule in lrkit's text form)
+and a confidence in [0, 1]. The rules use scale-free statistics only, so they hold for any task
+and loss scale:
+
+- ``start`` is the loss at the first steps, ``end`` the median of the last tenth; a rolling
+  median ``S`` smooths the loss; ``spikes`` are steps whose loss sits more than 4 robust
+  standard deviations (1.4826 MAD of ``loss - S``) *and* a quarter of ``start`` above ``S``;
+- progress is measured against *lr-time* ``tau`` (the cumulated lr, 0 to 1 over the run): an lr
+  too low makes the loss fall slowly and evenly in ``tau``; a good one does most of its drop
+  early and then levels off;
+- ``update_ratio`` (when the run logged it) is the median over layers of
+  ``||w_after - w_before|| / ||w_before||``; about 1e-3 is the classic healthy value.
+
+Rules, most severe first:
+
+==============  ===========================================================================
+``diverged``    a non-finite loss; or ``end > 3 * start``; or ``S`` above ``10 * start``
+``too_high``    ``S`` rises 1.5x above ``start``; 3+ spikes; update ratios > 1e-2
+``overfitting`` validation loss 5% above its best for 2+ validations while the training loss
+                fell another 30% after the best
+``plateau``     the loss stays within 10% of its last value for the last 30% of the run or
+                more, the lr constant meanwhile, after at least a 20% drop
+``too_low``     still falling evenly: 5%+ of the drop in the last quarter of lr-time with less
+                than half of it in the first quarter, or 15%+ with little total drop; update
+                ratios < 1e-4
+``fine``        none of the above
+==============  ===========================================================================
+
+>>> from lrkit.watch.logs import Signals
+>>> steps = list(range(100))
+>>> run = Signals({"train/loss": (steps, [2.0 - 0.001 * s for s in steps])})
+>>> d = diagnose(run)
+>>> d.verdict
+'too_low'
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .logs import Signals, read_run
+
+VERDICTS = ("diverged", "too_high", "overfitting", "plateau", "too_low", "fine")
+HEALTHY_RATIO = 1e-3
+SPIKE_Z = 4.0
+TINY = 1e-12
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One verdict: ``evidence`` (numbers and steps), ``advice`` and ``confidence`` in [0, 1].
+
+    ``lr_factor`` is the factor the advice multiplies the lr by (None when it advises a
+    schedule or something else instead).
+    """
+
+    verdict: str
+    evidence: str
+    advice: str
+    confidence: float
+    lr_factor: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "verdict": self.verdict,
+            "evidence": self.evidence,
+            "advice": self.advice,
+            "confidence": round(self.confidence, 3),
+            "lr_factor": self.lr_factor,
+        }
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """Every finding, the primary (most severe confident one) first; ``fine`` when none."""
+
+    findings: tuple[Finding, ...]
+    steps: int
+
+    @property
+    def primary(self) -> Finding:
+        return self.findings[0]
+
+    @property
+    def verdict(self) -> str:
+        return self.primary.verdict
+
+    @property
+    def confidence(self) -> float:
+        return self.primary.confidence
+
+    def summary(self) -> str:
+        """Readable lines: each finding's verdict, confidence, evidence and advice."""
+        lines = [f"verdict: {self.verdict} (confidence {self.confidence:.2f}, {self.steps} steps)"]
+        for i, f in enumerate(self.findings):
+            if i:
+                lines.append(f"also: {f.verdict} (confidence {f.confidence:.2f})")
+            lines.append(f"  evidence: {f.evidence}")
+            lines.append(f"  advice: {f.advice}")
+        return "\n".join(lines)
+
+    __str__ = summary
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "verdict": self.verdict,
+            "confidence": round(self.confidence, 3),
+            "steps": self.steps,
+            "findings": [f.to_dict() for f in self.findings],
+        }
+
+
+def diagnose(run: Any) -> Diagnosis:
+    """Diagnose a run's lr from its signals; works on a finished run or one in progress.
+
+    ``run``: a :class:`Signals`, a :class:`~lrkit.train.History`, a :class:`~lrkit.watch.Watch`
+    or a run folder (``signals.jsonl``/``.csv``, TensorBoard events or ``history.json``).
+    ValueError when it holds no training loss.
+    """
+    curves = _Curves(_signals(run))
+    found = [f for rule in _RULES if (f := rule(curves)) is not None]
+    confident = [f for f in found if f.confidence >= 0.5]
+    if not confident:
+        doubt = max((f.confidence for f in found), default=0.0)
+        fine = Finding(
+            "fine",
+            curves.progress_text(),
+            "keep the lr; a decay at the end (`warmup(5%) >> cosine(to=0.01)`) usually helps",
+            round(1.0 - doubt, 3),
+        )
+        return Diagnosis((fine, *found), curves.n)
+    order = {v: i for i, v in enumerate(VERDICTS)}
+    confident.sort(key=lambda f: order[f.verdict])
+    rest = [f for f in found if f not in confident]
+    return Diagnosis((*confident, *rest), curves.n)
+
+
+# -- input ----------------------------------------------------------------------------------
+def _signals(run: Any) -> Signals:
+    if isinstance(run, Signals):
+        return run
+    if isinstance(run, str | Path):
+        return read_run(run)
+    if hasattr(run, "lr_groups") and hasattr(run, "loss"):  # a History
+        if not run.loss:
+            raise ValueError("the history has no steps: nothing to diagnose")
+        return Signals.from_history(run)
+    history = getattr(run, "history", None)  # a Watch
+    if isinstance(history, Signals):
+        return history
+    raise TypeError(
+        f"diagnose takes Signals, a History, a Watch or a run folder, got {type(run).__name__}"
+    )
+
+
+def _rolling_median(x: np.ndarray, window: int) -> np.ndarray:
+    half = window // 2
+    padded = np.pad(x, half, mode="edge")
+    view = np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1)
+    return np.median(view, axis=1)
+
+
+class _Curves:
+    """The loss, lr, validation and ratios of a run, aligned, with the statistics rules use."""
+
+    def __init__(self, s: Signals):
+        if "train/loss" not in s or len(s.get("train/loss")[0]) == 0:
+            raise ValueError(f"no training loss to diagnose (tag 'train/loss'); tags: {s.tags()}")
+        self.steps, loss = s.get("train/loss")
+        self.raw = loss
+        self.n = len(loss)
+        bad = ~np.isfinite(loss)
+        self.first_bad = int(self.steps[bad.argmax()]) if bad.any() else None
+        lr = s.lr(0)
+        self.lr = (
+            np.ones(self.n) if lr is None else np.interp(self.steps, lr[0], lr[1]).astype(float)
+        )
+        self.val = s.get("val/loss") if "val/loss" in s else None
+        ratios = [s.get(t) for t in s.tags() if t.startswith("train/update_ratio/")]
+        moved = np.concatenate([v for _, v in ratios]) if ratios else np.array([])
+        moved = moved[np.isfinite(moved) & (moved > 0)]  # frozen layers do not count
+        self.ratio = float(np.median(moved)) if len(moved) else None
+        good = loss[np.isfinite(loss)]
+        if len(good) == 0:
+            good = np.array([1.0])
+        if good.min() < 0:  # ratios need a loss >= 0: shift it to 1% of its range above 0
+            good = good - good.min() + 0.01 * (good.max() - good.min() + 1e-12)
+        self.loss = good
+        m = len(good)
+        self.start = float(np.median(good[: max(3, m // 50)]))
+        self.end = float(np.median(good[-max(3, m // 10) :]))
+        self.smooth = _rolling_median(good, max(5, m // 20))
+        tau = np.cumsum(self.lr[:m])
+        self.tau = tau / tau[-1] if tau[-1] > 0 else np.linspace(0, 1, m)
+        resid = good - self.smooth
+        sigma = 1.4826 * float(np.median(np.abs(resid - np.median(resid)))) + 1e-12
+        late = np.arange(m) >= m // 10
+        self.spikes = np.flatnonzero(late & (resid > SPIKE_Z * sigma) & (resid > 0.25 * self.start))
+
+    def step(self, i: int) -> int:
+        return int(self.steps[min(i, len(self.steps) - 1)])
+
+    def at_tau(self, q: float) -> float:
+        return float(self.smooth[min(len(self.smooth) - 1, np.searchsorted(self.tau, q))])
+
+    def progress_text(self) -> str:
+        i = int(np.argmin(self.smooth))
+        return (
+            f"loss fell from {self.start:.3g} at step {self.step(0)} to {self.end:.3g} at the end"
+            f" (step {self.step(self.n - 1)}; lowest {self.smooth[i]:.3g} at step {self.step(i)})"
+            + self._ratio_text()
+        )
+
+    def _ratio_text(self) -> str:
+        return "" if self.ratio is None else f"; median update/weight ratio {self.ratio:.2g}"
+
+
+def _nice(factor: float) -> float:
+    """A round factor: 2, 3, 5, 10, 30, 100... or their inverses."""
+    big = factor if factor >= 1 else 1 / factor
+    steps = [1, 2, 3, 5, 10, 30, 100, 300, 1000]
+    best = min(steps, key=lambda s: abs(math.log(big / s)))
+    return best if factor >= 1 else 1 / best
+
+
+def _factor_text(factor: float) -> str:
+    return (
+        f"multiply the lr by about {factor:g}"
+        if factor >= 1
+        else (f"divide the lr by about {1 / factor:g}")
+    )
+
+
+def _squash(x: float) -> float:
+    """Map a margin >= 0 (how far past its threshold a statistic is) to a confidence 0.5..0.99."""
+    return round(min(0.99, 0.5 + 0.5 * (1 - math.exp(-max(x, 0.0)))), 3)
+
+
+# -- rules ----------------------------------------------------------------------------------
+def _diverged(c: _Curves) -> Finding | None:
+    advice = (
+        "divide the lr by about 10 and warm up: `warmup(5%) >> cosine(to=0.01)`;"
+        " or run lrkit find to see where the loss blows up"
+    )
+    if c.first_bad is not None:
+        value = c.raw[np.flatnonzero(c.steps == c.first_bad)[0]]
+        return Finding(
+            "diverged",
+            f"the loss was {value} at step {c.first_bad} (it was {c.start:.3g} at step"
+            f" {c.step(0)}, lowest {c.loss.min():.3g})",
+            advice,
+            0.99,
+            0.1,
+        )
+    peak = int(np.argmax(c.smooth))
+    if c.end > 3 * c.start or c.smooth[peak] > 10 * c.start:
+        worst = max(c.end, float(c.smooth[peak])) / c.start
+        return Finding(
+            "diverged",
+            f"the loss blew up from {c.start:.3g} at step {c.step(0)} to {c.smooth[peak]:.3g}"
+            f" at step {c.step(peak)} and ended at {c.end:.3g} ({worst:.3g}x its start)",
+            advice,
+            _squash(math.log(worst / 3)),
+            0.1,
+        )
+    return None
+
+
+def _too_high(c: _Curves) -> Finding | None:
+    evidence, margins = [], []
+    early = c.smooth[: max(1, c.n // 2)]
+    peak = int(np.argmax(early))
+    if early[peak] > 1.5 * c.start:
+        evidence.append(
+            f"the loss rose from {c.start:.3g} at step {c.step(0)} to {early[peak]:.3g} at step"
+            f" {c.step(peak)}"
+        )
+        margins.append(math.log(early[peak] / (1.5 * c.start)) * 3)
+    jump = int(np.argmax(c.loss[: max(1, c.n // 2)]))
+    if c.loss[jump] > 3 * c.start and not evidence:
+        evidence.append(
+            f"the loss jumped from {c.start:.3g} at step {c.step(0)} to {c.loss[jump]:.3g} at"
+            f" step {c.step(jump)}"
+        )
+        margins.append(math.log(c.loss[jump] / (3 * c.start)))
+    if len(c.spikes) >= max(3, 0.03 * c.n):
+        first, last = c.step(int(c.spikes[0])), c.step(int(c.spikes[-1]))
+        top = float(np.max(c.loss[c.spikes]))
+        evidence.append(
+            f"{len(c.spikes)} loss spikes > {SPIKE_Z:g} sigma above the running median between"
+            f" steps {first} and {last} (highest {top:.3g})"
+        )
+        margins.append(len(c.spikes) / max(3, 0.03 * c.n) - 0.5)
+    if c.ratio is not None and c.ratio > 10 * HEALTHY_RATIO:
+        evidence.append(f"median update/weight ratio {c.ratio:.2g} (healthy about 1e-3)")
+        margins.append(math.log10(c.ratio / (10 * HEALTHY_RATIO)) * 2)
+    if not evidence:
+        return None
+    factor = 1 / 3
+    if c.ratio is not None and c.ratio > HEALTHY_RATIO:
+        factor = min(factor, _nice(HEALTHY_RATIO / c.ratio))
+    return Finding(
+        "too_high",
+        "; ".join(evidence),
+        f"{_factor_text(factor)}: the loss is unstable at this lr; a warmup"
+        " (`warmup(5%) >> cosine(to=0.01)`) also tames the start",
+        _squash(max(margins)),
+        factor,
+    )
+
+
+def _overfitting(c: _Curves) -> Finding | None:
+    if c.val is None:
+        return None
+    vsteps, vals = c.val
+    keep = np.isfinite(vals)
+    vsteps, vals = vsteps[keep], vals[keep]
+    if len(vals) < 4:
+        return None
+    best = int(np.argmin(vals))
+    after = vals[best + 1 :]
+    if len(after) < 2 or vals.min() <= 0:
+        return None
+    rise = math.log(vals[-1] / vals[best])
+    worse = int(np.sum(after > vals[best] * 1.05))
+    at = min(int(np.searchsorted(c.steps, vsteps[best])), len(c.smooth) - 1)
+    train_then, train_now = float(c.smooth[at]), float(c.smooth[-1])
+    if rise < math.log(1.05) or worse < 2 or train_now > 0.7 * train_then:
+        return None
+    return Finding(
+        "overfitting",
+        f"validation loss was lowest at {vals[best]:.3g} (step {int(vsteps[best])}) and rose to"
+        f" {vals[-1]:.3g} by step {int(vsteps[-1])} ({worse} validations worse), while the"
+        f" training loss fell from {train_then:.3g} to {train_now:.3g}",
+        f"not the lr's fault: keep the model of step {int(vsteps[best])} (early stopping), add"
+        " data or regularisation, or end the run there with a decay"
+        " (`warmup(5%) >> cosine(to=0.01)` over fewer epochs)",
+        _squash(rise / math.log(1.05) - 1 + worse / 4),
+        None,
+    )
+
+
+def _plateau(c: _Curves) -> Finding | None:
+    m = len(c.loss)
+    if m < 40:
+        return None
+    chunks = np.array_split(np.arange(m), 10)
+    med = np.array([np.median(np.log(np.maximum(c.loss[k], TINY))) for k in chunks])
+    log_start = math.log(max(c.start, TINY))
+    for k in range(9, 2, -1):  # the longest flat stretch of the last k tenths
+        first = 10 - k
+        fall = med[first] - med[-1]
+        rate_before = (log_start - med[first]) / first
+        lr = c.lr[chunks[first][0] : m]
+        if (
+            abs(fall) < math.log(1.1)
+            and np.ptp(med[first:]) < math.log(1.2)
+            and rate_before > math.log(1.2) / first
+            and fall / k < 0.1 * rate_before
+            and lr.max() <= 1.05 * lr.min()
+        ):
+            break
+    else:
+        return None
+    if _val_still_falling(c):  # the training loss stalls, but validation still improves
+        return None
+    begin = int(chunks[first][0])
+    level = float(np.exp(med[-1]))
+    return Finding(
+        "plateau",
+        f"the loss has stayed near {level:.3g} (within {math.exp(abs(fall)) - 1:.0%}) from step"
+        f" {c.step(begin)} to step {c.step(m - 1)} ({k}0% of the run) while the lr stayed at"
+        f" {lr[-1]:.3g}; before that it fell from {c.start:.3g}",
+        "lower the lr when the loss stalls: multiply in a reduce-on-plateau factor,"
+        " `plateau(factor=0.5, patience=2)`, or decay it: `warmup(5%) >> cosine(to=0.01)`",
+        _squash((k - 3) / 3 + 0.3),
+        0.5,
+    )
+
+
+def _too_low(c: _Curves) -> Finding | None:
+    drop = c.start - c.end
+    rel = drop / c.start if c.start > 0 else 0.0
+    evidence, margins, factor = [], [], 3.0
+    if abs(rel) < 0.1:
+        evidence.append(
+            f"the loss barely moved: {c.start:.3g} at step {c.step(0)}, {c.end:.3g} at the end"
+            f" (step {c.step(c.n - 1)}), {-rel:+.0%}"
+        )
+        margins.append((0.1 - abs(rel)) * 20)
+        factor = 10.0
+    elif drop > 0:
+        first = (c.start - c.at_tau(0.25)) / drop
+        last = (c.at_tau(0.75) - c.end) / drop
+        if (last > 0.05 and first < 0.5) or (last > 0.15 and rel < 0.5):
+            i75 = min(c.n - 1, int(np.searchsorted(c.tau, 0.75)))
+            evidence.append(
+                f"loss still falling evenly: from {c.start:.3g} at step {c.step(0)} to"
+                f" {c.end:.3g} at the end ({rel:.0%} drop), {last:.0%} of it after step"
+                f" {c.step(i75)}, only {max(first, 0):.0%} in the first quarter of lr-time"
+            )
+            margins.append(max(last / 0.05 - 1, (0.5 - first) * 4, 0.3))
+            factor = 10.0 if rel < 0.3 else 3.0
+    val = _val_still_falling(c)
+    if val:
+        evidence.append(val[0])
+        margins.append(val[1])
+    if c.ratio is not None and c.ratio < 0.1 * HEALTHY_RATIO:
+        evidence.append(f"median update/weight ratio {c.ratio:.2g} (healthy about 1e-3)")
+        margins.append(math.log10(0.1 * HEALTHY_RATIO / c.ratio) * 2)
+        factor = max(factor, min(100.0, _nice(HEALTHY_RATIO / c.ratio)))
+    if not evidence:
+        return None
+    return Finding(
+        "too_low",
+        "; ".join(evidence),
+        f"{_factor_text(factor)}; or use `one_cycle()` with a peak lr {factor:g}x this one",
+        _squash(max(margins)),
+        factor,
+    )
+
+
+def _val_still_falling(c: _Curves) -> tuple[str, float] | None:
+    """Validation loss improving at nearly every validation, a sixth of its drop in the last
+    quarter of them (5+ validations)."""
+    if c.val is None:
+        return None
+    steps, vals = c.val
+    if len(vals) < 5 or not np.isfinite(vals).all():
+        return None
+    better = float(np.mean(np.diff(vals) < 0))
+    drop = vals[0] - vals[-1]
+    q = len(vals) - 1 - max(1, round((len(vals) - 1) / 4))  # the last quarter of the intervals
+    last = (vals[q] - vals[-1]) / drop if drop > 0 else 0.0
+    if better < 0.8 or last < 0.15:
+        return None
+    text = (
+        f"validation loss improved at {better:.0%} of validations, {vals[q]:.3g} at step"
+        f" {int(steps[q])} to {vals[-1]:.3g} at step {int(steps[-1])} ({last:.0%} of its drop)"
+    )
+    return text, (last - 0.15) * 10
+
+
+_RULES = (_diverged, _too_high, _overfitting, _plateau, _too_low)
+
+__all__ = ["diagnose", "Diagnosis", "Finding", "VERDICTS"]
