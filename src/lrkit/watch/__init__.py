@@ -8,10 +8,13 @@
 - :class:`Guard`: skips non-finite or spiking updates and rolls back repeated trouble with a
   lower lr (:class:`GuardExhausted` when its limits are spent); Keras-familiar
   :class:`StopOnNaN` and :class:`ReduceLROnPlateau` for :func:`lrkit.train.fit`;
+- :func:`diagnose`: verdicts on the lr (diverged, too high, too low, plateau, overfitting,
+  fine) with evidence and advice, as a :class:`Diagnosis`;
 - :class:`Signals` and :func:`read_run`: the long ``(step, tag, value)`` format, read back from
   a run folder (see :mod:`lrkit.watch.logs`).
 """
 
+from .diagnose import Diagnosis, Finding, diagnose
 from .guard import Guard, GuardExhausted
 from .keras import ReduceLROnPlateau, StopOnNaN
 from .logs import Signals, read_run
@@ -40,4 +43,7 @@ __all__ = [
     "GuardExhausted",
     "StopOnNaN",
     "ReduceLROnPlateau",
+    "diagnose",
+    "Diagnosis",
+    "Finding",
 ]
