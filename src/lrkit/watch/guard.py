@@ -196,11 +196,11 @@ class Guard(Callback):
             return f"loss {loss}"
         if not math.isfinite(norm):
             return f"grad norm {norm}"
-        z = _zscore(loss, self._losses, LOSS_STD_FLOOR * abs(statistics.fmean(self._losses or [0])))
+        z = _zscore(loss, self._losses, relative_floor=LOSS_STD_FLOOR)
         if z is not None and z > self.z:
             return f"loss spike (z={z:.1f})"
         if norm > 0:
-            z = _zscore(math.log(norm), self._log_norms, LOG_NORM_STD_FLOOR)
+            z = _zscore(math.log(norm), self._log_norms, floor=LOG_NORM_STD_FLOOR)
             if z is not None and z > self.z:
                 return f"grad norm spike (z={z:.1f})"
         return None
@@ -312,12 +312,15 @@ class Guard(Callback):
         )
 
 
-def _zscore(x: float, values: deque[float], floor: float) -> float | None:
-    """How many (floored) standard deviations ``x`` lies above the mean of ``values``."""
+def _zscore(
+    x: float, values: deque[float], floor: float = 0.0, relative_floor: float = 0.0
+) -> float | None:
+    """How many standard deviations ``x`` lies above the mean of ``values``; the std is at
+    least ``floor`` and ``relative_floor * |mean|``. None with fewer than MIN_VALUES values."""
     if len(values) < MIN_VALUES:
         return None
     mean = statistics.fmean(values)
-    std = max(statistics.pstdev(values, mean), floor, 1e-12)
+    std = max(statistics.pstdev(values, mean), floor, relative_floor * abs(mean), 1e-12)
     return (x - mean) / std
 
 
