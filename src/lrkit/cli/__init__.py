@@ -4,7 +4,7 @@
 internal error (with its traceback), 130 interrupted.
 """
 
-from . import find_cmd, schedule_cmd, train_cmd  # noqa: F401  (registers the commands)
+from . import doctor_cmd, find_cmd, schedule_cmd, train_cmd  # noqa: F401  (registers the commands)
 from .app import cli, main
 
 __all__ = ["cli", "main"]

@@ -306,8 +306,8 @@ def _too_high(c: _Curves) -> Finding | None:
     if not evidence:
         return None
     factor = 1 / 3
-    if c.ratio is not None and c.ratio > HEALTHY_RATIO:
-        factor = min(factor, _nice(HEALTHY_RATIO / c.ratio))
+    if c.ratio is not None and c.ratio > HEALTHY_RATIO:  # towards 1e-3, by 10 at most
+        factor = max(0.1, min(factor, _nice(HEALTHY_RATIO / c.ratio)))
     return Finding(
         "too_high",
         "; ".join(evidence),
@@ -372,6 +372,8 @@ def _plateau(c: _Curves) -> Finding | None:
     else:
         return None
     if _val_still_falling(c):  # the training loss stalls, but validation still improves
+        return None
+    if math.exp(med[-1]) < 0.01 * c.start:  # settled near zero: converged, not stalled
         return None
     begin = int(chunks[first][0])
     level = float(np.exp(med[-1]))
