@@ -1,0 +1,226 @@
+"""``lrkit.diagnose``: each verdict on a constructed run, the evidence it names, bad input."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from lrkit import Diagnosis, History, diagnose, fit
+from lrkit.watch import Signals, Watch
+from lrkit.watch.diagnose import VERDICTS, Finding
+
+RNG = np.random.default_rng(0)
+
+
+def signals(loss, lr=None, val=None, ratio=None, optimizer="SGD"):
+    """Signals from a loss curve, an lr per step (default constant 0.1), validation losses
+    ``[(step, value), ...]`` and an update/weight ratio recorded every 10 steps."""
+    steps = np.arange(len(loss))
+    data = {
+        "train/loss": (steps, np.asarray(loss, dtype=float)),
+        f"lr-{optimizer}": (steps, np.full(len(loss), 0.1) if lr is None else np.asarray(lr)),
+    }
+    if val is not None:
+        data["val/loss"] = ([s for s, _ in val], [v for _, v in val])
+    if ratio is not None:
+        data["train/update_ratio/0.weight"] = (steps[::10], np.full(len(steps[::10]), ratio))
+    return Signals(data)
+
+
+def noisy(curve, rel=0.03):
+    """A curve with multiplicative batch noise of ``rel``."""
+    curve = np.asarray(curve, dtype=float)
+    return curve * np.exp(rel * RNG.standard_normal(len(curve)))
+
+
+def converging(n=300, start=2.3, rate=0.03, floor=0.0):
+    """A good run: fast exponential fall towards ``floor``."""
+    t = np.arange(n)
+    return floor + (start - floor) * np.exp(-rate * t)
+
+
+def cosine_lr(n=300, peak=0.1):
+    return peak * 0.5 * (1 + np.cos(np.pi * np.arange(n) / n))
+
+
+# -- each verdict ---------------------------------------------------------------------------
+def test_a_nan_loss_is_diverged_and_names_the_step():
+    loss = list(noisy(converging(100)))
+    loss[60:] = [float("nan")] * 40
+    d = diagnose(signals(loss))
+    assert d.verdict == "diverged"
+    assert "nan at step 60" in d.primary.evidence
+    assert d.primary.lr_factor == pytest.approx(0.1)
+
+
+def test_a_loss_that_blows_up_far_above_its_start_is_diverged():
+    t = np.arange(200)
+    loss = noisy(2.3 * np.exp(0.03 * np.maximum(t - 50, 0)))  # flat, then up 90x
+    d = diagnose(signals(loss))
+    assert d.verdict == "diverged"
+    assert "blew up from 2.3" in d.primary.evidence
+
+
+def test_loss_spikes_are_too_high_with_their_count_and_steps():
+    loss = noisy(converging(300, floor=0.3))
+    loss[60::20] += 2.0  # 12 spikes
+    d = diagnose(signals(loss))
+    assert d.verdict == "too_high"
+    assert "12 loss spikes > 4 sigma" in d.primary.evidence
+    assert "between steps 60 and 280" in d.primary.evidence
+    assert "divide the lr by about 3" in d.primary.advice
+
+
+def test_a_loss_rising_early_is_too_high():
+    t = np.arange(200)
+    loss = noisy(np.where(t < 60, 1.0 + 0.03 * t, 2.8 * np.exp(-0.01 * (t - 60))))
+    d = diagnose(signals(loss))
+    assert d.verdict == "too_high"
+    assert "rose from 1" in d.primary.evidence and "at step" in d.primary.evidence
+
+
+def test_update_ratios_far_above_1e_3_are_too_high():
+    d = diagnose(signals(noisy(converging()), ratio=0.05))
+    assert d.verdict == "too_high"
+    assert "update/weight ratio 0.05" in d.primary.evidence
+    assert d.primary.lr_factor == pytest.approx(0.1)
+
+
+def test_a_slow_even_fall_is_too_low():
+    loss = noisy(np.linspace(2.3, 1.9, 300), 0.01)
+    d = diagnose(signals(loss))
+    assert d.verdict == "too_low"
+    assert d.primary.lr_factor >= 3
+    assert "multiply the lr by about" in d.primary.advice
+
+
+def test_tiny_update_ratios_are_too_low_with_a_factor_towards_1e_3():
+    d = diagnose(signals(noisy(converging()), ratio=2e-5))
+    assert d.verdict == "too_low"
+    assert d.primary.lr_factor == 30  # 1e-3 / 2e-5 = 50: the nearest round factor
+    assert "2e-05" in d.primary.evidence
+
+
+def test_a_stalled_loss_at_a_constant_lr_is_a_plateau():
+    loss = noisy(converging(400, rate=0.05, floor=0.5), 0.05)
+    d = diagnose(signals(loss))
+    assert d.verdict == "plateau"
+    assert "plateau(factor=0.5, patience=2)" in d.primary.advice
+    assert "while the lr stayed at 0.1" in d.primary.evidence
+
+
+def test_a_stalled_loss_under_a_decaying_lr_is_no_plateau():
+    loss = noisy(converging(400, rate=0.05, floor=0.5), 0.05)
+    assert diagnose(signals(loss, lr=cosine_lr(400))).verdict != "plateau"
+
+
+def test_validation_worsening_while_training_improves_is_overfitting():
+    loss = noisy(converging(300, rate=0.02))
+    val = [(s, 0.5 + 2e-6 * (s - 80) ** 2) for s in range(30, 301, 30)]  # best near step 90
+    d = diagnose(signals(loss, val=val))
+    assert d.verdict == "overfitting"
+    assert "lowest at 0.5" in d.primary.evidence and "(step 90)" in d.primary.evidence
+
+
+def test_a_fast_fall_that_levels_off_near_zero_is_fine():
+    d = diagnose(signals(noisy(converging()), lr=cosine_lr(), ratio=1e-3))
+    assert d.verdict == "fine"
+    assert d.findings == (d.primary,)
+    assert "fell from" in d.primary.evidence
+
+
+# -- statistics are scale-free -------------------------------------------------------------
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 1e4])
+def test_the_verdict_does_not_depend_on_the_loss_scale(scale):
+    base = noisy(converging(300, floor=0.3))
+    base[60::20] += 2.0
+    slow = noisy(np.linspace(2.3, 1.9, 300), 0.01)
+    assert diagnose(signals(base * scale)).verdict == "too_high"
+    assert diagnose(signals(slow * scale)).verdict == "too_low"
+
+
+def test_a_loss_with_negative_values_is_shifted_not_rejected():
+    d = diagnose(signals(np.linspace(-1.0, -1.2, 200)))
+    assert d.verdict in VERDICTS
+
+
+# -- the kinds of input --------------------------------------------------------------------
+def test_real_run_at_100x_the_lr_diverges():
+    history = fit("digits-mlp", lr=5.0, epochs=1, progress=False)
+    d = diagnose(history)
+    assert d.verdict == "diverged"
+    assert f"at step {history.steps - 1}" in d.primary.evidence or "at step" in d.primary.evidence
+
+
+def test_real_run_at_a_hundredth_of_the_lr_is_too_low():
+    assert diagnose(fit("wine-mlp", lr=1e-4, progress=False)).verdict == "too_low"
+
+
+def test_real_run_at_the_tasks_lr_with_a_cosine_is_fine():
+    d = diagnose(fit("wine-mlp", schedule="warmup(5%) >> cosine(to=0.01)", progress=False))
+    assert d.verdict == "fine"
+
+
+def test_a_watch_and_a_run_folder_are_read_too(tmp_path):
+    watch = Watch(every=5)
+    history = fit("wine-mlp", lr=1e-4, callbacks=[watch], progress=False, out=tmp_path)
+    from_watch, from_folder = diagnose(watch), diagnose(tmp_path)
+    assert from_watch.verdict == from_folder.verdict == diagnose(history).verdict == "too_low"
+    assert any(t.startswith("train/update_ratio/") for t in watch.history.tags())
+
+
+def test_a_partial_run_is_diagnosed_like_a_live_one():
+    loss = list(noisy(converging(100)))
+    history = History(step=list(range(100)), lr_groups=[[0.1]] * 100, loss=loss)
+    assert diagnose(history).steps == 100
+
+
+# -- the result ------------------------------------------------------------------------------
+def test_the_summary_names_verdict_confidence_evidence_and_advice():
+    d = diagnose(signals(noisy(np.linspace(2.3, 1.9, 300), 0.01)))
+    text = d.summary()
+    assert text.startswith("verdict: too_low (confidence ")
+    assert "evidence: " in text and "advice: " in text and "300 steps" in text
+    assert str(d) == text
+
+
+def test_to_dict_is_json_with_every_finding():
+    d = diagnose(signals(noisy(converging(300, floor=0.3)), ratio=0.05))
+    data = json.loads(json.dumps(d.to_dict()))
+    assert data["verdict"] == d.verdict
+    assert [f["verdict"] for f in data["findings"]] == [f.verdict for f in d.findings]
+    assert 0 <= data["confidence"] <= 1
+
+
+def test_confidences_are_between_0_and_1():
+    for loss in (converging(), np.linspace(2.3, 2.2, 100), converging(300, floor=0.5)):
+        d = diagnose(signals(noisy(loss)))
+        assert all(0 <= f.confidence <= 1 for f in d.findings)
+        assert isinstance(d, Diagnosis) and all(isinstance(f, Finding) for f in d.findings)
+
+
+# -- bad input -------------------------------------------------------------------------------
+def test_a_history_with_no_steps_is_a_value_error():
+    with pytest.raises(ValueError, match="no steps"):
+        diagnose(History())
+
+
+def test_a_folder_with_no_logs_is_a_value_error(tmp_path):
+    with pytest.raises(ValueError, match="no logs"):
+        diagnose(tmp_path)
+
+
+def test_signals_without_a_training_loss_are_a_value_error():
+    with pytest.raises(ValueError, match="no training loss"):
+        diagnose(Signals({"val/loss": ([1], [0.5])}))
+
+
+def test_something_else_is_a_type_error():
+    with pytest.raises(TypeError, match="got list"):
+        diagnose([1.0, 2.0])
+
+
+def test_a_single_step_is_diagnosed_without_error():
+    d = diagnose(signals([2.3]))
+    assert d.verdict in VERDICTS and not math.isnan(d.confidence)
