@@ -80,11 +80,22 @@ def test_a_loss_rising_early_is_too_high():
     assert "rose from 1" in d.primary.evidence and "at step" in d.primary.evidence
 
 
-def test_update_ratios_far_above_1e_3_are_too_high():
-    d = diagnose(signals(noisy(converging()), ratio=0.05))
+def test_update_ratios_far_above_1e_3_with_an_unsteady_validation_are_too_high():
+    zigzag = [1.0, 0.8, 0.9, 0.6, 0.7, 0.5, 0.55, 0.4, 0.45, 0.3]  # best at the end
+    val = list(zip(range(30, 301, 30), zigzag))
+    d = diagnose(signals(noisy(converging()), ratio=0.05, val=val))
     assert d.verdict == "too_high"
     assert "update/weight ratio 0.05" in d.primary.evidence
+    assert "validation loss went up at 4 of 9 validations" in d.primary.evidence
     assert d.primary.lr_factor == pytest.approx(0.1)
+
+
+def test_high_update_ratios_alone_are_a_doubt_not_a_verdict():
+    d = diagnose(signals(noisy(converging()), ratio=0.05))
+    assert d.verdict == "fine"
+    doubt = d.findings[1]
+    assert doubt.verdict == "too_high" and doubt.confidence < 0.5
+    assert d.confidence == pytest.approx(1 - doubt.confidence)
 
 
 def test_a_slow_even_fall_is_too_low():
@@ -187,6 +198,7 @@ def test_the_summary_names_verdict_confidence_evidence_and_advice():
 
 def test_to_dict_is_json_with_every_finding():
     d = diagnose(signals(noisy(converging(300, floor=0.3)), ratio=0.05))
+    assert len(d.findings) >= 2
     data = json.loads(json.dumps(d.to_dict()))
     assert data["verdict"] == d.verdict
     assert [f["verdict"] for f in data["findings"]] == [f.verdict for f in d.findings]

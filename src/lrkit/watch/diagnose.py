@@ -300,9 +300,14 @@ def _too_high(c: _Curves) -> Finding | None:
             f" steps {first} and {last} (highest {top:.3g})"
         )
         margins.append(len(c.spikes) / max(3, 0.03 * c.n) - 0.5)
+    backed = bool(evidence)
     if c.ratio is not None and c.ratio > 10 * HEALTHY_RATIO:
         evidence.append(f"median update/weight ratio {c.ratio:.2g} (healthy about 1e-3)")
         margins.append(math.log10(c.ratio / (10 * HEALTHY_RATIO)) * 2)
+        unsteady = _val_unsteady(c) if _overfitting(c) is None else None  # not explained by it
+        if unsteady:
+            evidence.append(unsteady)
+            backed = True
     if not evidence:
         return None
     factor = 1 / 3
@@ -313,9 +318,21 @@ def _too_high(c: _Curves) -> Finding | None:
         "; ".join(evidence),
         f"{_factor_text(factor)}: the loss is unstable at this lr; a warmup"
         " (`warmup(5%) >> cosine(to=0.01)`) also tames the start",
-        _squash(max(margins)),
+        _squash(max(margins)) if backed else 0.45,  # a rule of thumb alone: a doubt, no verdict
         factor,
     )
+
+
+def _val_unsteady(c: _Curves) -> str | None:
+    """Validation loss worse than the one before at 2+ validations and a quarter of them."""
+    if c.val is None or len(c.val[1]) < 3:
+        return None
+    steps, vals = c.val
+    worse = np.flatnonzero(np.diff(vals) > 0) + 1
+    if len(worse) < max(2, 0.25 * (len(vals) - 1)):
+        return None
+    where = ", ".join(str(int(steps[i])) for i in worse[:5]) + (", ..." if len(worse) > 5 else "")
+    return f"validation loss went up at {len(worse)} of {len(vals) - 1} validations (steps {where})"
 
 
 def _overfitting(c: _Curves) -> Finding | None:
@@ -351,7 +368,7 @@ def _overfitting(c: _Curves) -> Finding | None:
 
 def _plateau(c: _Curves) -> Finding | None:
     m = len(c.loss)
-    if m < 40:
+    if m < 100:  # tenths of 10+ steps: fewer are too noisy to call a stall
         return None
     chunks = np.array_split(np.arange(m), 10)
     med = np.array([np.median(np.log(np.maximum(c.loss[k], TINY))) for k in chunks])
