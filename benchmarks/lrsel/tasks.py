@@ -1,7 +1,9 @@
 """The benchmark's tasks, the grid of rates each is searched over, and the schedule they share.
 
 Five are lrkit's bundled tasks; ``breast-cancer-sgd`` is defined here (plain SGD, no momentum,
-on scikit-learn's breast-cancer data), so that plain SGD is covered too.
+on scikit-learn's breast-cancer data), so that plain SGD is covered too, and so is
+``pychar-transformer`` (a small causal transformer on pychar-gru's text, AdamW), which was
+added after pick_lr's constants were chosen: a held-out check.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import nn
 from torch.nn import functional as F
 
 from lrkit.tasks import Metric, Task, accuracy, get_task, split_indices, tensor_loader
@@ -49,6 +52,7 @@ BENCH_TASKS = {
         BenchTask("diabetes-mlp", "MLP, regression", "adam", -5, 0),
         BenchTask("pychar-gru", "GRU, language model", "adam", -5, 0),
         BenchTask("breast-cancer-sgd", "MLP, classification", "sgd", -3, 2),
+        BenchTask("pychar-transformer", "transformer LM (held out)", "adamw", -5, 0),
     )
 }
 
@@ -88,8 +92,48 @@ def breast_cancer_sgd() -> Task:
     )
 
 
+class CharTransformer(nn.Module):
+    """Embedding + learned positions, two causal encoder layers (d 64, 4 heads), a read-out."""
+
+    def __init__(self, vocab: int, d: int = 64, length: int = 64):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, d)
+        self.position = nn.Parameter(torch.zeros(length, d))
+        layer = nn.TransformerEncoderLayer(d, 4, 128, dropout=0.0, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.head = nn.Linear(d, vocab)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[1]
+        mask = nn.Transformer.generate_square_subsequent_mask(n)
+        h = self.embed(x) + self.position[:n]
+        return self.head(self.encoder(h, mask=mask, is_causal=True))
+
+
+def pychar_transformer() -> Task:
+    """pychar-gru's data and metric with a small causal transformer trained by AdamW."""
+    from lrkit.tasks.pychar import _data, bits_per_char, lm_step
+    from lrkit.tasks.sklearn_tasks import decay_groups
+
+    return Task(
+        name="pychar-transformer",
+        description="character-level causal transformer on Python stdlib source, AdamW",
+        make_model=lambda: CharTransformer(len(_data()[0])),
+        make_optimizer=lambda params, lr: torch.optim.AdamW(decay_groups(params, 0.01), lr=lr),
+        make_train_loader=lambda: tensor_loader(_data()[1], batch_size=32, shuffle=True),
+        make_val_loader=lambda: tensor_loader(_data()[2], batch_size=128),
+        step_fn=lm_step,
+        metric=Metric("bits_per_char", bits_per_char, higher_is_better=False),
+        epochs=3,
+        threads=1,
+        lr=1e-3,
+    )
+
+
 def load_task(name: str) -> Task:
     """The lrkit Task of a benchmark task name."""
     if name == "breast-cancer-sgd":
         return breast_cancer_sgd()
+    if name == "pychar-transformer":
+        return pychar_transformer()
     return get_task(name)
