@@ -1,5 +1,7 @@
 """``lrkit.diagnose``: each verdict on a constructed run, the evidence it names, bad input."""
 
+import doctest
+import importlib
 import json
 import math
 
@@ -236,3 +238,9 @@ def test_something_else_is_a_type_error():
 def test_a_single_step_is_diagnosed_without_error():
     d = diagnose(signals([2.3]))
     assert d.verdict in VERDICTS and not math.isnan(d.confidence)
+
+
+@pytest.mark.parametrize("module", ["lrkit.watch.diagnose", "lrkit.watch.diagnosis"])
+def test_the_module_examples_run(module):
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0 and result.failed == 0

@@ -41,82 +41,17 @@ Rules, most severe first:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .diagnosis import VERDICTS, Diagnosis, Finding
 from .logs import Signals, read_run
 
-VERDICTS = ("diverged", "too_high", "overfitting", "plateau", "too_low", "fine")
 HEALTHY_RATIO = 1e-3
 SPIKE_Z = 4.0
 TINY = 1e-12
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One verdict: ``evidence`` (numbers and steps), ``advice`` and ``confidence`` in [0, 1].
-
-    ``lr_factor`` is the factor the advice multiplies the lr by (None when it advises a
-    schedule or something else instead).
-    """
-
-    verdict: str
-    evidence: str
-    advice: str
-    confidence: float
-    lr_factor: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "verdict": self.verdict,
-            "evidence": self.evidence,
-            "advice": self.advice,
-            "confidence": round(self.confidence, 3),
-            "lr_factor": self.lr_factor,
-        }
-
-
-@dataclass(frozen=True)
-class Diagnosis:
-    """Every finding, the primary (most severe confident one) first; ``fine`` when none."""
-
-    findings: tuple[Finding, ...]
-    steps: int
-
-    @property
-    def primary(self) -> Finding:
-        return self.findings[0]
-
-    @property
-    def verdict(self) -> str:
-        return self.primary.verdict
-
-    @property
-    def confidence(self) -> float:
-        return self.primary.confidence
-
-    def summary(self) -> str:
-        """Readable lines: each finding's verdict, confidence, evidence and advice."""
-        lines = [f"verdict: {self.verdict} (confidence {self.confidence:.2f}, {self.steps} steps)"]
-        for i, f in enumerate(self.findings):
-            if i:
-                lines.append(f"also: {f.verdict} (confidence {f.confidence:.2f})")
-            lines.append(f"  evidence: {f.evidence}")
-            lines.append(f"  advice: {f.advice}")
-        return "\n".join(lines)
-
-    __str__ = summary
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "verdict": self.verdict,
-            "confidence": round(self.confidence, 3),
-            "steps": self.steps,
-            "findings": [f.to_dict() for f in self.findings],
-        }
 
 
 def diagnose(run: Any) -> Diagnosis:
