@@ -16,6 +16,10 @@ Labelling rule (decided before looking at the doctor's output, never per run):
 - x1/10 and x1/100: ``too_low``;
 - the overfit runs: ``overfitting``; the plateau runs: ``plateau``.
 
+A rate run whose final validation loss is within 10% of the x1 run's (same task and schedule)
+or better trained as well as the known-good rate: its label is *disputed* (reported, and
+accuracy is given with and without them; the label itself is never changed).
+
 The rules were designed on ``digits-mlp`` and ``wine-mlp`` (the *dev* split); the other three
 tasks are held out and reported separately.
 
@@ -201,9 +205,10 @@ def evaluate(runs: list[tuple[Case, Path]]) -> list[dict]:
     from lrkit.train import History
     from lrkit.watch.diagnose import diagnose
 
+    histories = {case: History.load(folder) for case, folder in runs}
     rows = []
     for case, folder in runs:
-        history = History.load(folder)
+        history = histories[case]
         diverged = history.status == "diverged"
         d = diagnose(folder)
         rows.append(
@@ -214,10 +219,26 @@ def evaluate(runs: list[tuple[Case, Path]]) -> list[dict]:
                 "verdict": d.verdict,
                 "confidence": round(d.confidence, 2),
                 "correct": correct(case, d.verdict, diverged),
+                "disputed": disputed(case, histories),
                 "evidence": d.primary.evidence,
             }
         )
     return rows
+
+
+def final_val_loss(history) -> float:
+    return history.epochs_log[-1]["val_loss"] if history.epochs_log else float("nan")
+
+
+def disputed(case: Case, histories: dict) -> bool:
+    """A x10/x100 or x1/10, x1/100 run whose final validation loss is within 10% of the x1
+    run's (same task and schedule), or better: its construction label is in doubt."""
+    if case.kind != "rate" or case.mult == 1:
+        return False
+    good = histories.get(dataclasses.replace(case, mult=1.0))
+    if good is None:
+        return False
+    return final_val_loss(histories[case]) <= 1.1 * final_val_loss(good)
 
 
 def confusion(rows: list[dict]) -> list[list[int]]:
@@ -238,7 +259,13 @@ def report(rows: list[dict], markdown: bool) -> str:
     lines = []
     for split in ("dev", "held-out", None):
         part = [r for r in rows if split is None or r["split"] == split]
-        lines.append(f"accuracy ({split or 'all'}): {accuracy(part)}")
+        clear = [r for r in part if not r["disputed"]]
+        lines.append(
+            f"accuracy ({split or 'all'}): {accuracy(part)}; without disputed labels:"
+            f" {accuracy(clear)}"
+        )
+    doubt = [r["run"] for r in rows if r["disputed"]]
+    lines.append(f"disputed labels ({len(doubt)}): {', '.join(doubt) or '-'}")
     fine_diverged = [r["run"] for r in rows if r["label"] == "diverged" and r["verdict"] == "fine"]
     lines.append(f"diverged runs called fine: {len(fine_diverged)}")
     m = confusion(rows)
@@ -283,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = evaluate(list(zip(todo, folders)))
     if args.verbose:
         for r in rows:
-            mark = "ok " if r["correct"] else "BAD"
+            mark = ("ok " if r["correct"] else "BAD") + ("?" if r["disputed"] else " ")
             print(f"{mark} {r['run']:<44} {r['label']:<12} {r['verdict']:<12} {r['evidence']}")
         print()
     print(
