@@ -13,7 +13,7 @@ from torch.nn import functional as F
 from lrkit.schedules import Driver, cosine
 from lrkit.tasks import Metric
 from lrkit.train import Callback, History, fit
-from lrkit.watch import Guard, GuardExhausted, ReduceLROnPlateau, StopOnNaN
+from lrkit.watch import Guard, GuardExhausted, ReduceLROnPlateau, StopOnNaN, Watch
 from lrkit.watch import guard as guard_module
 from lrkit.watch import keras as keras_module
 
@@ -277,6 +277,15 @@ def test_every_action_is_logged_with_step_reason_loss_and_lrs_and_sent_to_sinks(
     assert snapshots[:4] == [0, 5, 10, 15]
 
 
+def test_a_watch_as_sink_gets_the_guards_records_among_its_signals():
+    watch = Watch(every=5)
+    guard = Guard(every=5, window=20, max_skips=1, sinks=[watch])
+    fit(faulty(nan_at={30, 31}), callbacks=[watch, guard], progress=False)
+    signals = watch.history
+    assert signals.get("guard/skip")[0].tolist() == [30]
+    assert signals.get("guard/rollback")[1].tolist() == [0.05]
+
+
 def test_the_guard_starts_afresh_in_every_fit():
     guard = Guard(every=5, window=20)
     fit(faulty(nan_at={30}), callbacks=[guard], progress=False)
@@ -302,7 +311,9 @@ def test_bad_settings_are_refused_naming_the_value(kwargs, message):
 
 
 def test_a_sink_without_write_is_refused():
-    with pytest.raises(TypeError, match=r"Guard sinks need a write\(records\) method; 42"):
+    with pytest.raises(
+        TypeError, match=r"need a write\(records\) or log\(tag, value, step\) method; 42"
+    ):
         Guard(sinks=[42])
 
 

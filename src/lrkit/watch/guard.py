@@ -79,8 +79,9 @@ class Guard(Callback):
         max_skips: skips allowed within ``window`` batches before a rollback (>= 0).
         max_rollbacks: rollbacks allowed before :class:`GuardExhausted` (>= 0).
         factor: the lr is multiplied by this at every rollback (0 < factor <= 1).
-        sinks: objects with ``write([(step, tag, value)])`` (lrkit.watch's sinks); the guard
-            writes to them and leaves closing them to their owner.
+        sinks: lrkit.watch's sinks (``write([(step, tag, value)])``) or a
+            :class:`~lrkit.watch.Watch` (``log(tag, value, step)``: the records join its
+            signals); the guard writes to them and leaves closing them to their owner.
     """
 
     def __init__(
@@ -104,10 +105,10 @@ class Guard(Callback):
         self.z, self.factor = float(z), float(factor)
         self.sinks = list(sinks or [])
         for sink in self.sinks:
-            if not callable(getattr(sink, "write", None)):
+            if not any(callable(getattr(sink, name, None)) for name in ("write", "log")):
                 raise TypeError(
-                    f"Guard sinks need a write(records) method; {sink!r} has none"
-                    " (use lrkit.watch's CSVSink, JSONLSink or TensorBoardSink)"
+                    f"Guard sinks need a write(records) or log(tag, value, step) method; {sink!r}"
+                    " has neither (use a Watch, or lrkit.watch's CSVSink, JSONLSink, ...)"
                 )
         self.reset()
 
@@ -186,7 +187,7 @@ class Guard(Callback):
 
     def on_train_end(self, state: State) -> None:
         for sink in self.sinks:
-            if callable(getattr(sink, "flush", None)):
+            if callable(getattr(sink, "write", None)) and callable(getattr(sink, "flush", None)):
                 sink.flush()
 
     # -- the rule -------------------------------------------------------------------------------
@@ -302,7 +303,10 @@ class Guard(Callback):
         self.events.append(self._event(action, reason, loss, norm))
         value = loss if sink_value is None else sink_value
         for sink in self.sinks:
-            sink.write([(self.step, f"guard/{action}", value)])
+            if callable(getattr(sink, "write", None)):
+                sink.write([(self.step, f"guard/{action}", value)])
+            else:
+                sink.log(f"guard/{action}", value, self.step)
 
     def __repr__(self) -> str:
         return (
