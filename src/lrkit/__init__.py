@@ -9,7 +9,8 @@ The public API:
 - ``lrkit.train``: :func:`fit`, one training loop with events, returning a :class:`History`;
 - ``lrkit.find``: :func:`pick_lr`, the peak lr for a schedule within a budget of runs;
 - ``lrkit.watch``: :class:`Watch`, the signals of a running training, their sinks and
-  :func:`read_run`; :func:`diagnose`, verdicts on the lr with evidence and advice.
+  :func:`read_run`; :func:`diagnose`, verdicts on the lr with evidence and advice;
+  :class:`Guard`, which skips bad updates and rolls back a divergence.
 """
 
 from ._version import __version__
@@ -18,7 +19,7 @@ from .find import Pick, pick_lr
 from .schedules import Driver, Schedule, ScheduleSyntaxError, load_schedule, parse
 from .tasks import Metric, Task, get_task, list_tasks
 from .train import History, fit
-from .watch import Diagnosis, Signals, Watch, diagnose, read_run
+from .watch import Diagnosis, Guard, GuardExhausted, Signals, Watch, diagnose, read_run
 
 __all__ = [
     "__version__",
@@ -41,4 +42,6 @@ __all__ = [
     "read_run",
     "diagnose",
     "Diagnosis",
+    "Guard",
+    "GuardExhausted",
 ]
