@@ -212,6 +212,19 @@ def test_a_torch_scheduler_gets_scaled_base_lrs():
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.05 / 2)
 
 
+def test_a_grad_scalers_state_is_kept_in_the_snapshot():
+    model = torch.nn.Linear(3, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    guard = Guard(max_skips=0)
+    scaler.scale(model(torch.randn(4, 3)).sum()).backward()
+    scaler.unscale_(optimizer)
+    assert guard.check(1.0, model, optimizer, scaler=scaler) == "ok"
+    scaler.step(optimizer)
+    scaler.update(new_scale=8.0)
+    assert guard.check(math.nan) == "rollback" and scaler.get_scale() == 1024.0
+
+
 def test_two_rollbacks_before_a_new_snapshot_lower_the_lr_twice():
     model = torch.nn.Linear(3, 1)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)

@@ -125,7 +125,7 @@ class Guard(Callback):
         self._losses: deque[float] = deque(maxlen=self.window)
         self._log_norms: deque[float] = deque(maxlen=self.window)
         self._lrs_seen: list[list[float]] = []
-        self._model = self._optimizer = self._driver = None
+        self._model = self._optimizer = self._driver = self._scaler = None
         self._params: list[torch.Tensor] = []
 
     # -- plain loops --------------------------------------------------------------------------
@@ -136,14 +136,17 @@ class Guard(Callback):
         optimizer: torch.optim.Optimizer | None = None,
         *,
         driver: Any = None,
+        scaler: Any = None,
     ) -> str:
         """Judge this batch after ``backward()``: ``"ok"`` (apply the update, then call
         :meth:`after_step`), ``"skip"`` or ``"rollback"`` (do not apply it; a rollback has
         already put the snapshot back and lowered the lr). ``model`` and ``optimizer`` (and
-        ``driver``, a :class:`~lrkit.schedules.Driver` or torch scheduler) are needed once.
+        ``driver``, a :class:`~lrkit.schedules.Driver` or torch scheduler, and ``scaler``, a
+        ``GradScaler``, both kept in the snapshots) are needed once. With a scaler, call
+        ``scaler.unscale_(optimizer)`` first, so the guard sees the true gradient norm.
         Raises :class:`GuardExhausted` when a rollback is due and none is left.
         """
-        self._attach(model, optimizer, driver)
+        self._attach(model, optimizer, driver, scaler)
         self.batch += 1
         if self.snapshot is None:
             self._take_snapshot()
@@ -247,7 +250,7 @@ class Guard(Callback):
         )
 
     # -- model, optimizer, driver ---------------------------------------------------------------
-    def _attach(self, model: Any, optimizer: Any, driver: Any) -> None:
+    def _attach(self, model: Any, optimizer: Any, driver: Any, scaler: Any) -> None:
         if model is not None:
             self._model = model
         if optimizer is not None and optimizer is not self._optimizer:
@@ -255,6 +258,8 @@ class Guard(Callback):
             self._params = [p for g in optimizer.param_groups for p in g["params"]]
         if driver is not None:
             self._driver = driver
+        if scaler is not None:
+            self._scaler = scaler
         if self._model is None or self._optimizer is None:
             raise ValueError(
                 "Guard.check needs model= and optimizer= (at least on the first call) to keep"
@@ -262,7 +267,9 @@ class Guard(Callback):
             )
 
     def _take_snapshot(self) -> None:
-        self.snapshot = Snapshot.take(self._model, self._optimizer, scheduler=self._driver)
+        self.snapshot = Snapshot.take(
+            self._model, self._optimizer, scaler=self._scaler, scheduler=self._driver
+        )
         self.snapshot_step = self.step
         self._good = 0
         self.events.append(self._event("snapshot", "every good update" if self.step else "start"))
