@@ -1,6 +1,6 @@
 """The guard with injected faults (a NaN loss, an exploding gradient, a loss spike, endless
 trouble): it skips or rolls back, training finishes with a finite loss, a rollback restores the
-snapshot bitwise and lowers the lr; and the Keras-familiar shapes."""
+snapshot bitwise and lowers the lr, and only spent limits end the run."""
 
 import doctest
 import math
@@ -8,47 +8,12 @@ import math
 import pytest
 import torch
 import user_tasks
-from torch.nn import functional as F
+from faults import EPOCHS, ExplodeGradsAt, faulty
 
 from lrkit.schedules import Driver, cosine
-from lrkit.tasks import Metric
 from lrkit.train import Callback, History, fit
-from lrkit.watch import Guard, GuardExhausted, ReduceLROnPlateau, StopOnNaN, Watch
+from lrkit.watch import Guard, GuardExhausted, Watch
 from lrkit.watch import guard as guard_module
-from lrkit.watch import keras as keras_module
-
-EPOCHS = 10  # 60 steps of the tiny task
-
-
-def faulty(nan_at=(), spike_at=(), **overrides):
-    """The tiny task whose training loss is NaN (or 100 times larger) at the given batches."""
-    calls = []
-
-    def step_fn(model, batch):
-        loss = F.cross_entropy(model(batch[0]), batch[1])
-        if not model.training:
-            return loss
-        calls.append(1)
-        batch_index = len(calls) - 1
-        if batch_index in nan_at:
-            return loss * math.nan
-        return loss * 100 if batch_index in spike_at else loss
-
-    return user_tasks.tiny(step_fn=step_fn, epochs=EPOCHS, **overrides)
-
-
-class ExplodeGradsAt(Callback):
-    """Tensor hooks that multiply every gradient by 1e6 in the given batches."""
-
-    def __init__(self, batches):
-        self.batches, self.batch = set(batches), 0
-
-    def on_train_start(self, state):
-        for p in state.model.parameters():
-            p.register_hook(lambda g: g * 1e6 if self.batch in self.batches else g)
-
-    def on_after_backward(self, state):
-        self.batch += 1
 
 
 def actions(guard):
@@ -335,104 +300,6 @@ def test_check_needs_a_model_and_optimizer_once():
         Guard().check(1.0)
 
 
-# -- Keras-familiar shapes -----------------------------------------------------------------------
-class KeepModel(Callback):
-    def on_train_end(self, state):
-        self.model = state.model
-
-
-def test_stop_on_nan_stops_at_the_first_nan_before_its_update():
-    keep = KeepModel()
-    history = fit(faulty(nan_at={20}), callbacks=[StopOnNaN(), keep], progress=False)
-    assert history.status == "diverged" and history.steps == 21 and history.skipped == [20]
-    assert "the loss was nan at step 20 (epoch 3); StopOnNaN stopped the run" in history.reason
-    assert all(torch.isfinite(p).all() for p in keep.model.parameters())
-
-
-def test_without_stop_on_nan_the_nan_is_noticed_later():
-    history = fit(faulty(nan_at={20}), progress=False)
-    assert history.status == "diverged" and history.steps > 21
-
-
-def test_stop_on_nan_leaves_a_healthy_run_alone():
-    history = fit(user_tasks.tiny(), callbacks=[StopOnNaN()], progress=False)
-    assert (
-        history.status == "completed"
-        and history.loss == fit(user_tasks.tiny(), progress=False).loss
-    )
-
-
-def lrs_by_epoch(history):
-    return [history.lr_groups[i][0] for i in range(0, history.steps, history.steps_per_epoch)]
-
-
-def test_reduce_lr_on_plateau_reduces_after_patience_epochs_without_improvement():
-    reduce = ReduceLROnPlateau(factor=0.5, patience=2, min_delta=100.0)  # never improves
-    history = fit(user_tasks.tiny(epochs=7), lr=0.1, callbacks=[reduce], progress=False)
-    # epoch 0 sets the best, epochs 1 and 2 are bad: reduce after 2, and again after 4 and 6
-    assert [r["epoch"] for r in reduce.reductions] == [2, 4, 6]
-    assert lrs_by_epoch(history) == [0.1, 0.1, 0.1, 0.05, 0.05, 0.025, 0.025]
-
-
-def test_reduce_lr_on_plateau_keeps_the_lr_while_the_monitor_improves():
-    reduce = ReduceLROnPlateau(patience=1, min_delta=0.0)
-    history = fit(user_tasks.tiny(epochs=5), lr=0.01, callbacks=[reduce], progress=False)
-    assert reduce.reductions == [] and set(history.lrs) == {0.01}
-
-
-def rising_metric_task():
-    values = iter([0.1, 0.2, 0.3, 0.4, 0.5])
-    return user_tasks.tiny(epochs=5, metric=Metric("accuracy", lambda m, v: next(values), True))
-
-
-def test_reduce_lr_on_plateau_auto_mode_follows_the_metrics_direction():
-    rising = ReduceLROnPlateau(monitor="val_accuracy", patience=1)
-    fit(rising_metric_task(), callbacks=[rising], progress=False)
-    falling = ReduceLROnPlateau(monitor="accuracy", patience=1, mode="min")
-    fit(rising_metric_task(), callbacks=[falling], progress=False)
-    assert rising.reductions == [] and [r["epoch"] for r in falling.reductions] == [1, 2, 3, 4]
-
-
-def test_reduce_lr_on_plateau_can_monitor_the_epochs_training_loss():
-    reduce = ReduceLROnPlateau(monitor="loss", factor=0.5, patience=1, min_delta=100.0)
-    history = fit(user_tasks.tiny(), callbacks=[reduce], progress=False)
-    epoch_1 = history.loss[6:12]
-    assert reduce.reductions[0]["value"] == pytest.approx(sum(epoch_1) / 6)
-
-
-def test_reduce_lr_on_plateau_keeps_the_schedules_shape_and_stops_at_min_lr():
-    reduce = ReduceLROnPlateau(factor=0.1, patience=0, min_delta=100.0, min_lr=0.02)
-    history = fit(
-        user_tasks.tiny(epochs=4), lr=0.1, schedule="cosine", callbacks=[reduce], progress=False
-    )
-    full = fit(user_tasks.tiny(epochs=4), lr=0.1, schedule="cosine", progress=False)
-    assert [r["epoch"] for r in reduce.reductions] == [1]  # then min_lr holds it
-    assert history.lrs[:12] == full.lrs[:12]
-    assert history.lrs[12:] == pytest.approx([0.2 * lr for lr in full.lrs[12:]])
-
-
-def test_reduce_lr_on_plateau_refuses_what_it_cannot_monitor():
-    with pytest.raises(
-        ValueError, match=r"cannot monitor 'val_acc' .*accepted: 'val_loss', 'loss'"
-    ):
-        fit(user_tasks.tiny(), callbacks=[ReduceLROnPlateau(monitor="val_acc")], progress=False)
-
-
-@pytest.mark.parametrize(
-    "kwargs, message",
-    [
-        (dict(factor=1.5), "plateau factor must be >= 0 and < 1, got 1.5"),
-        (dict(patience=-1), "patience must be a whole number >= 0, got -1"),
-        (dict(mode="up"), "mode must be one of ('auto', 'min', 'max'), got 'up'"),
-        (dict(min_lr=-1), "min_lr must be a number >= 0, got -1"),
-    ],
-)
-def test_reduce_lr_on_plateau_refuses_bad_settings(kwargs, message):
-    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        ReduceLROnPlateau(**kwargs)
-
-
-@pytest.mark.parametrize("module", [guard_module, keras_module])
-def test_docstring_examples_run(module):
-    result = doctest.testmod(module)
+def test_docstring_examples_run():
+    result = doctest.testmod(guard_module)
     assert result.attempted > 0 and result.failed == 0
