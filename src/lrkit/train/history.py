@@ -74,7 +74,7 @@ class History:
     # -- reading ----------------------------------------------------------------------
     @property
     def steps(self) -> int:
-        """Updates recorded."""
+        """Rows recorded: one a batch trained on (a skipped update has its row too)."""
         return len(self.step)
 
     @property
