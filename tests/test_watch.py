@@ -229,3 +229,41 @@ def test_a_sink_without_write_is_refused():
 def test_unbound_watch_says_what_is_missing():
     with pytest.raises(RuntimeError, match="no optimizer"):
         Watch().after_backward(torch.tensor(1.0))
+
+
+def norms_by_hand(model, x, y, steps, set_to_none=True, clip_at=()):
+    """Train like run() and return each step's global gradient norm, measured by hand."""
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    watch = Watch(model, opt, flush_every=4)
+    expected = []
+    for t in range(steps):
+        opt.zero_grad(set_to_none=set_to_none)
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        expected.append(float(torch.nn.utils.get_total_norm([p.grad for p in model.parameters()])))
+        watch.after_backward(loss)
+        if t in clip_at:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1e-3)
+        opt.step()
+        watch.after_step()
+    return watch, expected
+
+
+@pytest.mark.parametrize("set_to_none", [True, False])
+def test_grad_norms_are_right_whether_gradients_are_new_tensors_or_reused(set_to_none):
+    model, x, y = toy()
+    watch, expected = norms_by_hand(model, x, y, 10, set_to_none=set_to_none)
+    assert watch._grads.deferring is set_to_none  # new tensors each step: read back later
+    steps, norms = watch.history.get("train/grad_norm")
+    assert steps.tolist() == list(range(10))
+    np.testing.assert_allclose(norms, expected, rtol=1e-5)
+
+
+def test_gradients_changed_in_place_after_deferring_lose_only_that_step():
+    model, x, y = toy()
+    watch, expected = norms_by_hand(model, x, y, 10, clip_at=(5,))
+    assert not watch._grads.deferring  # the in-place clip ended deferring
+    steps, norms = watch.history.get("train/grad_norm")
+    assert steps.tolist() == [0, 1, 2, 3, 4, 6, 7, 8, 9]  # step 5's norm was clipped away
+    np.testing.assert_allclose(norms, [e for t, e in enumerate(expected) if t != 5], rtol=1e-5)
+    assert watch.history.get("train/nonfinite")[1].tolist() == [0] * 10

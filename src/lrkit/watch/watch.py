@@ -30,6 +30,7 @@ import math
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -106,13 +107,13 @@ class Watch:
         self.names, self.params = sig.named_parameters(model, optimizer)
         self.lr_tags, self.momentum_tags = sig.optimizer_tags(optimizer)
         self._momentum_key = sig.momentum_key(optimizer)
+        self._grads = sig.GradNormBuffer(self.params, self.flush_every)
 
     def _clear(self) -> None:
         self._steps: list[int] = []
         self._lrs: list[list[float]] = []
         self._moms: list[list[float]] = []
         self._losses: list[torch.Tensor | None] = []
-        self._norms: list[list[torch.Tensor]] = []
         self._measured: list[tuple[int, torch.Tensor]] = []  # (row, update ratios)
         self._extra: list[Record] = []
         self._before: list[torch.Tensor] | None = None
@@ -128,10 +129,13 @@ class Watch:
         groups = self.optimizer.param_groups
         self._steps.append(t)
         self._lrs.append([g["lr"] for g in groups])
-        if self._momentum_key is not None:
-            self._moms.append(sig.read_momenta(self.optimizer, self._momentum_key))
-        self._losses.append(_detached(loss))
-        self._norms.append(sig.grad_norms(self.params))
+        key = self._momentum_key
+        if key == "momentum":
+            self._moms.append([g["momentum"] for g in groups])
+        elif key == "betas":
+            self._moms.append([g["betas"][0] for g in groups])
+        self._losses.append(loss.detach() if isinstance(loss, torch.Tensor) else _detached(loss))
+        self._grads.record()
         if t % self.every == 0:
             self._before = sig.snapshot(self.params)
 
@@ -140,6 +144,7 @@ class Watch:
         the buffer back and hand the records to the sinks."""
         if loss is not None and self._losses:
             self._losses[-1] = _detached(loss)
+        self._grads.check()
         if self._before is not None:
             ratios = sig.update_ratios(self.params, self._before)
             self._measured.append((len(self._steps) - 1, ratios))
@@ -158,7 +163,7 @@ class Watch:
     @property
     def grad_norm(self) -> torch.Tensor | None:
         """The last recorded step's global gradient norm (a 0-d tensor; no host sync)."""
-        return sig.global_norm(self._norms[-1]) if self._norms else None
+        return None if self.optimizer is None else self._grads.latest()
 
     def log(self, tag: str, value: float, step: int | None = None) -> None:
         """Add one record (``val/...``, ``guard/...``); ``step`` defaults to the current one."""
@@ -194,33 +199,32 @@ class Watch:
         if n:
             have_loss = [i for i, x in enumerate(self._losses) if x is not None]
             rows = [i for i, _ in self._measured]
-            norms = torch.stack([t for row in self._norms for t in row]).view(n, p).float()
-            parts = [
-                sig.global_norm(norms) if p else torch.zeros(n),
-                (~torch.isfinite(norms)).sum(1).float(),
-                torch.stack([self._losses[i] for i in have_loss]).float().view(-1)
-                if have_loss
-                else torch.zeros(0),
-                norms[rows].flatten(),
-                torch.stack([r for _, r in self._measured]).flatten() if rows else torch.zeros(0),
-            ]
-            flat = torch.cat([x.to("cpu", torch.float32) for x in parts]).tolist()  # one sync
-            totals, bad = flat[:n], flat[n : 2 * n]
-            m = 2 * n + len(have_loss)
-            losses = flat[2 * n : m]
-            layer_norms, ratios = flat[m : m + len(rows) * p], flat[m + len(rows) * p :]
+            norms, lost = self._grads.read()
+            losses = [self._losses[i] for i in have_loss]
+            flat = _to_host(losses, [norms.flatten(), *(r for _, r in self._measured)])
+            losses = flat[: len(have_loss)].tolist()
+            norms = flat[len(have_loss) : len(have_loss) + n * p].reshape(n, p)
+            ratios = flat[len(have_loss) + n * p :].tolist()
+            totals = np.sqrt(np.square(norms).sum(1)).tolist()
+            bad = (~np.isfinite(norms)).sum(1).tolist()
+            layer_norms = norms[rows].ravel().tolist()
 
             for k, tag in enumerate(self.lr_tags):
                 put(tag, steps, [float(lrs[k]) for lrs in self._lrs])
             for k, tag in enumerate(self.momentum_tags):
-                put(tag, steps, [moms[k] for moms in self._moms])
+                put(tag, steps, [float(moms[k]) for moms in self._moms])
             loss_steps = [steps[i] for i in have_loss]
             smoothed, self._ema = ema_run(losses, self.smooth, self._ema)
             put("train/loss", loss_steps, losses)
             put("train/loss_smooth", loss_steps, smoothed)
-            put("train/grad_norm", steps, totals)
+            known = [i for i in range(n) if i not in lost]  # lost: no norm for those steps
+            known_steps = [steps[i] for i in known] if lost else steps
+            totals = [totals[i] for i in known] if lost else totals
+            put("train/grad_norm", known_steps, totals)
             if self.clip_grad is not None:
-                put("train/grad_clipped", steps, [float(x > self.clip_grad) for x in totals])
+                put("train/grad_clipped", known_steps, [float(x > self.clip_grad) for x in totals])
+            for i in lost:
+                bad[i] = 0
             for i, x in zip(have_loss, losses):
                 bad[i] += not math.isfinite(x)
             put("train/nonfinite", steps, bad)
@@ -284,6 +288,21 @@ class Watch:
     def __repr__(self) -> str:
         opt = "unbound" if self.optimizer is None else type(self.optimizer).__name__
         return f"Watch({opt}, every={self.every}, sinks={self.sinks!r}, step={self.global_step})"
+
+
+def _to_host(scalars: list[torch.Tensor], vectors: list[torch.Tensor]) -> np.ndarray:
+    """0-d tensors and 1-d tensors, concatenated in that order, as one float64 host array."""
+    parts = []
+    if scalars:
+        try:
+            parts.append(torch.stack(scalars).float())
+        except RuntimeError:  # mixed dtypes or devices
+            parts.append(torch.stack([x.float().cpu() for x in scalars]))
+    parts += [v.float().to(parts[0].device if parts else v.device) for v in vectors]
+    if not parts:
+        return np.zeros(0)
+    flat = torch.cat(parts) if len(parts) > 1 else parts[0]
+    return flat.to("cpu", torch.float64).numpy()
 
 
 def _detached(loss: Any) -> torch.Tensor | None:
