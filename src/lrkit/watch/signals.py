@@ -130,24 +130,29 @@ class GradNormBuffer:
         """``(norms, lost)``: an (n steps, p params) float32 tensor and the rows with no norm
         (gradients changed in place before they were read: NaN there); empties the buffer."""
         rows, p = self.rows, len(self.params)
-        out = torch.full((len(rows), p), float("nan"))
         eager = [i for i, r in enumerate(rows) if not isinstance(r, _Deferred)]
+        lost = [i for i, r in enumerate(rows) if isinstance(r, _Deferred) and r.changed()]
+        deferred = [i for i, r in enumerate(rows) if isinstance(r, _Deferred) and i not in lost]
+        self.deferring = self.deferring and not lost
+        parts = {}
         if eager and p:
-            out[eager] = torch.stack([t for i in eager for t in rows[i]]).view(-1, p).float().cpu()
-        later = [i for i, r in enumerate(rows) if isinstance(r, _Deferred)]
-        lost = [i for i in later if rows[i].changed()]
-        deferred = [i for i in later if i not in lost]
-        if lost:
-            self.deferring = False
+            parts[tuple(eager)] = torch.stack([t for i in eager for t in rows[i]]).view(-1, p)
         if deferred and p:
-            columns = [
-                torch.stack([rows[i].grads[j] for i in deferred]).flatten(1).float()
-                for j in range(p)
-            ]
-            out[deferred] = torch.stack(
-                [torch.linalg.vector_norm(c, dim=1) for c in columns], dim=1
+            parts[tuple(deferred)] = torch.stack(
+                [
+                    torch.linalg.vector_norm(
+                        torch.stack([rows[i].grads[j] for i in deferred]).flatten(1), dim=1
+                    )
+                    for j in range(p)
+                ],
+                dim=1,
             )
         self.clear()
+        if len(parts) == 1 and not lost:  # all steps alike: no scatter needed
+            return next(iter(parts.values())).float().cpu(), lost
+        out = torch.full((len(rows), p), float("nan"))
+        for index, norms in parts.items():
+            out[list(index)] = norms.float().cpu()
         return out, lost
 
 
