@@ -131,7 +131,8 @@ class _Curves:
             good = good - good.min() + 0.01 * (good.max() - good.min() + 1e-12)
         self.loss = good
         m = len(good)
-        self.start = float(np.median(good[: max(3, m // 50)]))
+        self.head = max(3, m // 50)  # the first steps, whose median is the start
+        self.start = float(np.median(good[: self.head]))
         self.end = float(np.median(good[-max(3, m // 10) :]))
         self.smooth = _rolling_median(good, max(5, m // 20))
         tau = np.cumsum(self.lr[:m])
@@ -212,8 +213,8 @@ def _diverged(c: _Curves) -> Finding | None:
 
 def _too_high(c: _Curves) -> Finding | None:
     evidence, margins = [], []
-    early = c.smooth[: max(1, c.n // 2)]
-    peak = int(np.argmax(early))
+    early = c.smooth[: max(c.head + 1, len(c.loss) // 2)]
+    peak = c.head + int(np.argmax(early[c.head :])) if len(early) > c.head else 0
     if early[peak] > 1.5 * c.start:
         evidence.append(
             f"the loss rose from {c.start:.3g} at step {c.step(0)} to {early[peak]:.3g} at step"
