@@ -15,19 +15,26 @@ and loss scale:
 - ``update_ratio`` (when the run logged it) is the median over layers of
   ``||w_after - w_before|| / ||w_before||``; about 1e-3 is the classic healthy value.
 
-Rules, most severe first:
+Rules, most severe first (the primary verdict is the most severe with confidence >= 0.5):
 
 ==============  ===========================================================================
 ``diverged``    a non-finite loss; or ``end > 3 * start``; or ``S`` above ``10 * start``
-``too_high``    ``S`` rises 1.5x above ``start``; 3+ spikes; update ratios > 1e-2
-``overfitting`` validation loss 5% above its best for 2+ validations while the training loss
-                fell another 30% after the best
-``plateau``     the loss stays within 10% of its last value for the last 30% of the run or
-                more, the lr constant meanwhile, after at least a 20% drop
-``too_low``     still falling evenly: 5%+ of the drop in the last quarter of lr-time with less
-                than half of it in the first quarter, or 15%+ with little total drop; update
-                ratios < 1e-4
-``fine``        none of the above
+``too_high``    ``S`` rises above ``1.5 * start`` in the first half; a loss above ``3 * start``
+                there; spikes at 3% of the steps (3 at least); update ratios above 1e-2, a
+                verdict only with loss evidence or a validation loss that went up at a quarter
+                of the validations (alone: a doubt, confidence 0.45)
+``overfitting`` validation loss 5%+ above its best at the end and at 2+ validations after it,
+                while the training loss fell another 30%+ after the best
+``plateau``     100+ steps; the log-loss medians of the last k tenths (k >= 3): the first
+                within 10% of the last, spread < 20%, after a 20%+ fall before them and
+                falling at under a tenth of that pace,
+                the lr constant there, the loss not yet near 0 (> 1% of ``start``) and the
+                validation loss no longer falling steadily
+``too_low``     the loss moved less than 10%; or it still falls evenly in ``tau`` (5%+ of the
+                drop in the last quarter with under half in the first, or 15%+ with under 50%
+                total drop); or the validation loss improved at 80% of 5+ validations with 15%+
+                of its drop in the last quarter; or update ratios below 1e-4
+``fine``        none of the above (its confidence is 1 minus the strongest doubt)
 ==============  ===========================================================================
 
 >>> from lrkit.watch.logs import Signals
