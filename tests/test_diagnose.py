@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from lrkit import Diagnosis, History, diagnose, fit
-from lrkit.watch import Signals, Watch
+from lrkit.watch import Guard, Signals, Watch
 from lrkit.watch.diagnose import VERDICTS, Finding
 
 RNG = np.random.default_rng(0)
@@ -62,6 +62,25 @@ def test_a_loss_that_blows_up_far_above_its_start_is_diverged():
     d = diagnose(signals(loss))
     assert d.verdict == "diverged"
     assert "blew up from 2.3" in d.primary.evidence
+
+
+def test_a_nan_the_run_recovered_from_is_too_high_not_diverged():
+    loss = noisy(converging(200, floor=0.05))
+    loss[80] = float("nan")  # skipped by a guard; training went on
+    s = signals(loss)
+    s = Signals({**{t: s.get(t) for t in s.tags()}, "guard/skip": ([80], [float("nan")])})
+    d = diagnose(s)
+    assert d.verdict == "too_high"
+    assert "not finite at 1 step(s) from step 80" in d.primary.evidence
+    assert "the guard acted: skip x1 (from step 80)" in d.primary.evidence
+
+
+def test_a_guarded_real_run_names_the_guards_actions():
+    watch = Watch(every=5)
+    fit("digits-mlp", lr=1.0, epochs=3, callbacks=[watch, Guard(sinks=[watch])], progress=False)
+    d = diagnose(watch)
+    assert d.verdict == "too_high"
+    assert "the guard acted: rollback x1" in d.primary.evidence
 
 
 def test_loss_spikes_are_too_high_with_their_count_and_steps():

@@ -18,8 +18,10 @@ and loss scale:
 Rules, most severe first (the primary verdict is the most severe with confidence >= 0.5):
 
 ==============  ===========================================================================
-``diverged``    a non-finite loss; or ``end > 3 * start``; or ``S`` above ``10 * start``
-``too_high``    ``S`` rises above ``1.5 * start`` in the first half; a loss above ``3 * start``
+``diverged``    a non-finite loss the run did not recover from; or ``end > 3 * start``; or
+                ``S`` above ``10 * start``
+``too_high``    non-finite losses the run went on after (a Guard skipped them); any Guard
+                action (``guard/skip``, ``guard/rollback``...); ``S`` rises above ``1.5 * start`` in the first half; a loss above ``3 * start``
                 there; spikes at 3% of the steps (3 at least); update ratios above 1e-2, a
                 verdict only with loss evidence or a validation loss that went up at a quarter
                 of the validations (alone: a doubt, confidence 0.45)
@@ -122,6 +124,13 @@ class _Curves:
         self.n = len(loss)
         bad = ~np.isfinite(loss)
         self.first_bad = int(self.steps[bad.argmax()]) if bad.any() else None
+        self.bad_count = int(bad.sum())
+        self.recovered = bool(bad.any() and np.isfinite(loss[-1]))  # e.g. a Guard skipped them
+        self.guard = {
+            t.split("/", 1)[1]: [int(x) for x in s.get(t)[0]]
+            for t in s.tags()
+            if t.startswith("guard/") and t not in ("guard/snapshot",)
+        }
         lr = s.lr(0)
         self.lr = (
             np.ones(self.n) if lr is None else np.interp(self.steps, lr[0], lr[1]).astype(float)
@@ -194,7 +203,7 @@ def _diverged(c: _Curves) -> Finding | None:
         "divide the lr by about 10 and warm up: `warmup(5%) >> cosine(to=0.01)`;"
         " or run lrkit find to see where the loss blows up"
     )
-    if c.first_bad is not None:
+    if c.first_bad is not None and not c.recovered:
         value = c.raw[np.flatnonzero(c.steps == c.first_bad)[0]]
         return Finding(
             "diverged",
@@ -243,6 +252,19 @@ def _too_high(c: _Curves) -> Finding | None:
             f" steps {first} and {last} (highest {top:.3g})"
         )
         margins.append(len(c.spikes) / max(3, 0.03 * c.n) - 0.5)
+    if c.recovered:
+        evidence.append(
+            f"the loss was not finite at {c.bad_count} step(s) from step {c.first_bad} on, and"
+            " training went on"
+        )
+        margins.append(2.0)
+    acted = {a: steps for a, steps in c.guard.items() if steps}
+    if acted:
+        evidence.append(
+            "the guard acted: "
+            + ", ".join(f"{a} x{len(st)} (from step {st[0]})" for a, st in sorted(acted.items()))
+        )
+        margins.append(sum(map(len, acted.values())) / 2 - 0.5 + 2 * ("rollback" in acted))
     backed = bool(evidence)
     if c.ratio is not None and c.ratio > 10 * HEALTHY_RATIO:
         evidence.append(f"median update/weight ratio {c.ratio:.2g} (healthy about 1e-3)")
