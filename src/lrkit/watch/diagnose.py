@@ -4,16 +4,7 @@ A run (a :class:`~lrkit.watch.logs.Signals`, a :class:`~lrkit.train.History`, a
 :class:`~lrkit.watch.Watch` or a run folder) gets one or more findings, each a verdict with the
 numbers and steps it rests on, advice (a factor for the lr, or a schedule in lrkit's text form)
 and a confidence in [0, 1]. The rules use scale-free statistics only, so they hold for any task
-and loss scale:
-
-- ``start`` is the loss at the first steps, ``end`` the median of the last tenth; a rolling
-  median ``S`` smooths the loss; ``spikes`` are steps whose loss sits more than 4 robust
-  standard deviations (1.4826 MAD of ``loss - S``) *and* a quarter of ``start`` above ``S``;
-- progress is measured against *lr-time* ``tau`` (the cumulated lr, 0 to 1 over the run): an lr
-  too low makes the loss fall slowly and evenly in ``tau``; a good one does most of its drop
-  early and then levels off;
-- ``update_ratio`` (when the run logged it) is the median over layers of
-  ``||w_after - w_before|| / ||w_before||``; about 1e-3 is the classic healthy value.
+and loss scale. The statistics are those of :class:`~lrkit.watch.curves.Curves`.
 
 Rules, most severe first (the primary verdict is the most severe with confidence >= 0.5):
 
@@ -21,17 +12,17 @@ Rules, most severe first (the primary verdict is the most severe with confidence
 ``diverged``    a non-finite loss the run did not recover from; or ``end > 3 * start``; or
                 ``S`` above ``10 * start``
 ``too_high``    non-finite losses the run went on after (a Guard skipped them); any Guard
-                action (``guard/skip``, ``guard/rollback``...); ``S`` rises above ``1.5 * start`` in the first half; a loss above ``3 * start``
-                there; spikes at 3% of the steps (3 at least); update ratios above 1e-2, a
-                verdict only with loss evidence or a validation loss that went up at a quarter
-                of the validations (alone: a doubt, confidence 0.45)
+                action (``guard/skip``, ``guard/rollback``...); ``S`` rises above
+                ``1.5 * start`` in the first half; a loss above ``3 * start`` there; spikes
+                at 3% of the steps (3 at least); update ratios above 1e-2, a verdict only
+                with loss evidence or a validation loss that went up at a quarter of the
+                validations (alone: a doubt, confidence 0.45)
 ``overfitting`` validation loss 5%+ above its best at the end and at 2+ validations after it,
                 while the training loss fell another 30%+ after the best
 ``plateau``     100+ steps; the log-loss medians of the last k tenths (k >= 3): the first
                 within 10% of the last, spread < 20%, after a 20%+ fall before them and
-                falling at under a tenth of that pace,
-                the lr constant there, the loss not yet near 0 (> 1% of ``start``) and the
-                validation loss no longer falling steadily
+                falling at under a tenth of that pace; the lr constant there, the loss not
+                near 0 (> 1% of ``start``), the validation loss not still falling steadily
 ``too_low``     the loss moved less than 10%; or it still falls evenly in ``tau`` (5%+ of the
                 drop in the last quarter with under half in the first, or 15%+ with under 50%
                 total drop); or the validation loss improved at 80% of 5+ validations with 15%+
@@ -50,17 +41,14 @@ Rules, most severe first (the primary verdict is the most severe with confidence
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .curves import SPIKE_Z, TINY, Curves, as_signals
 from .diagnosis import VERDICTS, Diagnosis, Finding
-from .logs import Signals, read_run
 
 HEALTHY_RATIO = 1e-3
-SPIKE_Z = 4.0
-TINY = 1e-12
 
 
 def diagnose(run: Any) -> Diagnosis:
@@ -70,7 +58,7 @@ def diagnose(run: Any) -> Diagnosis:
     or a run folder (``signals.jsonl``/``.csv``, TensorBoard events or ``history.json``).
     ValueError when it holds no training loss.
     """
-    curves = _Curves(_signals(run))
+    curves = Curves(as_signals(run))
     found = [f for rule in _RULES if (f := rule(curves)) is not None]
     confident = [f for f in found if f.confidence >= 0.5]
     if not confident:
@@ -86,94 +74,6 @@ def diagnose(run: Any) -> Diagnosis:
     confident.sort(key=lambda f: order[f.verdict])
     rest = [f for f in found if f not in confident]
     return Diagnosis((*confident, *rest), curves.n)
-
-
-# -- input ----------------------------------------------------------------------------------
-def _signals(run: Any) -> Signals:
-    if isinstance(run, Signals):
-        return run
-    if isinstance(run, str | Path):
-        return read_run(run)
-    if hasattr(run, "lr_groups") and hasattr(run, "loss"):  # a History
-        if not run.loss:
-            raise ValueError("the history has no steps: nothing to diagnose")
-        return Signals.from_history(run)
-    history = getattr(run, "history", None)  # a Watch
-    if isinstance(history, Signals):
-        return history
-    raise TypeError(
-        f"diagnose takes Signals, a History, a Watch or a run folder, got {type(run).__name__}"
-    )
-
-
-def _rolling_median(x: np.ndarray, window: int) -> np.ndarray:
-    half = window // 2
-    padded = np.pad(x, half, mode="edge")
-    view = np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1)
-    return np.median(view, axis=1)
-
-
-class _Curves:
-    """The loss, lr, validation and ratios of a run, aligned, with the statistics rules use."""
-
-    def __init__(self, s: Signals):
-        if "train/loss" not in s or len(s.get("train/loss")[0]) == 0:
-            raise ValueError(f"no training loss to diagnose (tag 'train/loss'); tags: {s.tags()}")
-        self.steps, loss = s.get("train/loss")
-        self.raw = loss
-        self.n = len(loss)
-        bad = ~np.isfinite(loss)
-        self.first_bad = int(self.steps[bad.argmax()]) if bad.any() else None
-        self.bad_count = int(bad.sum())
-        self.recovered = bool(bad.any() and np.isfinite(loss[-1]))  # e.g. a Guard skipped them
-        self.guard = {
-            t.split("/", 1)[1]: [int(x) for x in s.get(t)[0]]
-            for t in s.tags()
-            if t.startswith("guard/") and t not in ("guard/snapshot",)
-        }
-        lr = s.lr(0)
-        self.lr = (
-            np.ones(self.n) if lr is None else np.interp(self.steps, lr[0], lr[1]).astype(float)
-        )
-        self.val = s.get("val/loss") if "val/loss" in s else None
-        ratios = [s.get(t) for t in s.tags() if t.startswith("train/update_ratio/")]
-        moved = np.concatenate([v for _, v in ratios]) if ratios else np.array([])
-        moved = moved[np.isfinite(moved) & (moved > 0)]  # frozen layers do not count
-        self.ratio = float(np.median(moved)) if len(moved) else None
-        good = loss[np.isfinite(loss)]
-        if len(good) == 0:
-            good = np.array([1.0])
-        if good.min() < 0:  # ratios need a loss >= 0: shift it to 1% of its range above 0
-            good = good - good.min() + 0.01 * (good.max() - good.min() + 1e-12)
-        self.loss = good
-        m = len(good)
-        self.head = max(3, m // 50)  # the first steps, whose median is the start
-        self.start = float(np.median(good[: self.head]))
-        self.end = float(np.median(good[-max(3, m // 10) :]))
-        self.smooth = _rolling_median(good, max(5, m // 20))
-        tau = np.cumsum(self.lr[:m])
-        self.tau = tau / tau[-1] if tau[-1] > 0 else np.linspace(0, 1, m)
-        resid = good - self.smooth
-        sigma = 1.4826 * float(np.median(np.abs(resid - np.median(resid)))) + 1e-12
-        late = np.arange(m) >= m // 10
-        self.spikes = np.flatnonzero(late & (resid > SPIKE_Z * sigma) & (resid > 0.25 * self.start))
-
-    def step(self, i: int) -> int:
-        return int(self.steps[min(i, len(self.steps) - 1)])
-
-    def at_tau(self, q: float) -> float:
-        return float(self.smooth[min(len(self.smooth) - 1, np.searchsorted(self.tau, q))])
-
-    def progress_text(self) -> str:
-        i = int(np.argmin(self.smooth))
-        return (
-            f"loss fell from {self.start:.3g} at step {self.step(0)} to {self.end:.3g} at the end"
-            f" (step {self.step(self.n - 1)}; lowest {self.smooth[i]:.3g} at step {self.step(i)})"
-            + self._ratio_text()
-        )
-
-    def _ratio_text(self) -> str:
-        return "" if self.ratio is None else f"; median update/weight ratio {self.ratio:.2g}"
 
 
 def _nice(factor: float) -> float:
@@ -198,7 +98,7 @@ def _squash(x: float) -> float:
 
 
 # -- rules ----------------------------------------------------------------------------------
-def _diverged(c: _Curves) -> Finding | None:
+def _diverged(c: Curves) -> Finding | None:
     advice = (
         "divide the lr by about 10 and warm up: `warmup(5%) >> cosine(to=0.01)`;"
         " or run lrkit find to see where the loss blows up"
@@ -227,7 +127,7 @@ def _diverged(c: _Curves) -> Finding | None:
     return None
 
 
-def _too_high(c: _Curves) -> Finding | None:
+def _too_high(c: Curves) -> Finding | None:
     evidence, margins = [], []
     early = c.smooth[: max(c.head + 1, len(c.loss) // 2)]
     peak = c.head + int(np.argmax(early[c.head :])) if len(early) > c.head else 0
@@ -288,7 +188,7 @@ def _too_high(c: _Curves) -> Finding | None:
     )
 
 
-def _val_unsteady(c: _Curves) -> str | None:
+def _val_unsteady(c: Curves) -> str | None:
     """Validation loss worse than the one before at 2+ validations and a quarter of them."""
     if c.val is None or len(c.val[1]) < 3:
         return None
@@ -300,7 +200,7 @@ def _val_unsteady(c: _Curves) -> str | None:
     return f"validation loss went up at {len(worse)} of {len(vals) - 1} validations (steps {where})"
 
 
-def _overfitting(c: _Curves) -> Finding | None:
+def _overfitting(c: Curves) -> Finding | None:
     if c.val is None:
         return None
     vsteps, vals = c.val
@@ -331,7 +231,7 @@ def _overfitting(c: _Curves) -> Finding | None:
     )
 
 
-def _plateau(c: _Curves) -> Finding | None:
+def _plateau(c: Curves) -> Finding | None:
     m = len(c.loss)
     if m < 100:  # tenths of 10+ steps: fewer are too noisy to call a stall
         return None
@@ -371,7 +271,7 @@ def _plateau(c: _Curves) -> Finding | None:
     )
 
 
-def _too_low(c: _Curves) -> Finding | None:
+def _too_low(c: Curves) -> Finding | None:
     drop = c.start - c.end
     rel = drop / c.start if c.start > 0 else 0.0
     evidence, margins, factor = [], [], 3.0
@@ -413,7 +313,7 @@ def _too_low(c: _Curves) -> Finding | None:
     )
 
 
-def _val_still_falling(c: _Curves) -> tuple[str, float] | None:
+def _val_still_falling(c: Curves) -> tuple[str, float] | None:
     """Validation loss improving at nearly every validation, a sixth of its drop in the last
     quarter of them (5+ validations)."""
     if c.val is None:

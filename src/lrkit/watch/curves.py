@@ -1,0 +1,115 @@
+"""The statistics the doctor (:func:`lrkit.watch.diagnose`) reads off a run's signals.
+
+- ``start`` is the loss at the first steps, ``end`` the median of the last tenth; a rolling
+  median ``S`` smooths the loss; ``spikes`` are steps whose loss sits more than 4 robust
+  standard deviations (1.4826 MAD of ``loss - S``) *and* a quarter of ``start`` above ``S``;
+- progress is measured against *lr-time* ``tau`` (the cumulated lr, 0 to 1 over the run): an lr
+  too low makes the loss fall slowly and evenly in ``tau``; a good one does most of its drop
+  early and then levels off;
+- ``update_ratio`` (when the run logged it) is the median over layers of
+  ``||w_after - w_before|| / ||w_before||``; about 1e-3 is the classic healthy value.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .logs import Signals, read_run
+
+SPIKE_Z = 4.0  # robust standard deviations above the running median that make a spike
+TINY = 1e-12  # the floor of a loss before its log
+
+
+def as_signals(run: Any) -> Signals:
+    """Signals from Signals, a History, a Watch or a run folder (see :func:`diagnose`)."""
+    if isinstance(run, Signals):
+        return run
+    if isinstance(run, str | Path):
+        return read_run(run)
+    if hasattr(run, "lr_groups") and hasattr(run, "loss"):  # a History
+        if not run.loss:
+            raise ValueError("the history has no steps: nothing to diagnose")
+        return Signals.from_history(run)
+    history = getattr(run, "history", None)  # a Watch
+    if isinstance(history, Signals):
+        return history
+    raise TypeError(
+        f"diagnose takes Signals, a History, a Watch or a run folder, got {type(run).__name__}"
+    )
+
+
+def rolling_median(x: np.ndarray, window: int) -> np.ndarray:
+    """The median of each value's ``window`` neighbours (edges padded with the end values)."""
+    half = window // 2
+    padded = np.pad(x, half, mode="edge")
+    view = np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1)
+    return np.median(view, axis=1)
+
+
+class Curves:
+    """The loss, lr, validation and ratios of a run, aligned, with the statistics rules use."""
+
+    def __init__(self, s: Signals):
+        if "train/loss" not in s or len(s.get("train/loss")[0]) == 0:
+            raise ValueError(f"no training loss to diagnose (tag 'train/loss'); tags: {s.tags()}")
+        self.steps, loss = s.get("train/loss")
+        self.raw = loss
+        self.n = len(loss)
+        bad = ~np.isfinite(loss)
+        self.first_bad = int(self.steps[bad.argmax()]) if bad.any() else None
+        self.bad_count = int(bad.sum())
+        self.recovered = bool(bad.any() and np.isfinite(loss[-1]))  # e.g. a Guard skipped them
+        self.guard = {
+            t.split("/", 1)[1]: [int(x) for x in s.get(t)[0]]
+            for t in s.tags()
+            if t.startswith("guard/") and t not in ("guard/snapshot",)
+        }
+        lr = s.lr(0)
+        self.lr = (
+            np.ones(self.n) if lr is None else np.interp(self.steps, lr[0], lr[1]).astype(float)
+        )
+        self.val = s.get("val/loss") if "val/loss" in s else None
+        ratios = [s.get(t) for t in s.tags() if t.startswith("train/update_ratio/")]
+        moved = np.concatenate([v for _, v in ratios]) if ratios else np.array([])
+        moved = moved[np.isfinite(moved) & (moved > 0)]  # frozen layers do not count
+        self.ratio = float(np.median(moved)) if len(moved) else None
+        good = loss[np.isfinite(loss)]
+        if len(good) == 0:
+            good = np.array([1.0])
+        if good.min() < 0:  # ratios need a loss >= 0: shift it to 1% of its range above 0
+            good = good - good.min() + 0.01 * (good.max() - good.min() + 1e-12)
+        self.loss = good
+        m = len(good)
+        self.head = max(3, m // 50)  # the first steps, whose median is the start
+        self.start = float(np.median(good[: self.head]))
+        self.end = float(np.median(good[-max(3, m // 10) :]))
+        self.smooth = rolling_median(good, max(5, m // 20))
+        tau = np.cumsum(self.lr[:m])
+        self.tau = tau / tau[-1] if tau[-1] > 0 else np.linspace(0, 1, m)
+        resid = good - self.smooth
+        sigma = 1.4826 * float(np.median(np.abs(resid - np.median(resid)))) + 1e-12
+        late = np.arange(m) >= m // 10
+        self.spikes = np.flatnonzero(late & (resid > SPIKE_Z * sigma) & (resid > 0.25 * self.start))
+
+    def step(self, i: int) -> int:
+        return int(self.steps[min(i, len(self.steps) - 1)])
+
+    def at_tau(self, q: float) -> float:
+        return float(self.smooth[min(len(self.smooth) - 1, np.searchsorted(self.tau, q))])
+
+    def progress_text(self) -> str:
+        i = int(np.argmin(self.smooth))
+        return (
+            f"loss fell from {self.start:.3g} at step {self.step(0)} to {self.end:.3g} at the end"
+            f" (step {self.step(self.n - 1)}; lowest {self.smooth[i]:.3g} at step {self.step(i)})"
+            + self._ratio_text()
+        )
+
+    def _ratio_text(self) -> str:
+        return "" if self.ratio is None else f"; median update/weight ratio {self.ratio:.2g}"
+
+
+__all__ = ["Curves", "as_signals", "rolling_median", "SPIKE_Z", "TINY"]
