@@ -15,7 +15,7 @@ from .app import cli
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the diagnosis as JSON instead.")
 def doctor_command(run_dir: Path, as_json: bool) -> None:
-    """Diagnose the learning rate of a run from its logs: verdicts, evidence and advice.
+    """Diagnose a run's learning rate from its logs, with evidence and advice.
 
     RUN_DIR holds lrkit's signals (signals.jsonl or signals.csv from a Watch or
     'lrkit train --logdir'), TensorBoard event files, or the history.json of
