@@ -116,7 +116,8 @@ class GradNormBuffer:
         if calibration is not None and any(g._version != v for g, v in calibration):
             self.can_defer, self._calibration = False, None
         elif self.deferring and self.rows and isinstance(self.rows[-1], _Deferred):
-            if self.rows[-1].changed():
+            row = self.rows[-1]  # one tensor's counter here; read() checks them all
+            if row.grads[0]._version != row.versions[0]:
                 self.deferring = False
 
     def latest(self) -> torch.Tensor | None:

@@ -64,7 +64,7 @@ class Watch:
         driver: Any = None,
         *,
         clip_grad: float | None = None,
-        flush_every: int = 32,
+        flush_every: int = 64,
     ):
         self.every = _positive_int(every, "Watch every")
         self.flush_every = _positive_int(flush_every, "Watch flush_every")
