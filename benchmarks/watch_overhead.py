@@ -54,16 +54,12 @@ def block(task, model, opt, watch, data, steps: int, start: int) -> float:
     return (clock() - t0) / steps
 
 
-def overhead(
-    steps: int, repeats: int, sinks: bool, null: bool, eager: bool = False
-) -> dict[str, float]:
+def overhead(steps: int, repeats: int, sinks: bool, null: bool) -> dict[str, float]:
     task, model, data = build()
     bare = task.build_optimizer(model, 0.01)
     watched = task.build_optimizer(model, 0.01)
     folder = tempfile.mkdtemp(prefix="watch-overhead-")
     watch = Watch(model, watched, sinks=[CSVSink(folder), JSONLSink(folder)] if sinks else [])
-    if eager:  # gradient norms measured at every step, never deferred to the read-back
-        watch._grads.can_defer = False
     if null:  # the noise floor: B is a bare loop too
         watch = None
     for opt, w in ((bare, None), (watched, watch)):  # warm up allocator and caches
@@ -97,7 +93,6 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3000, help="blocks per arm")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     ap.add_argument("--sinks", action="store_true", help="B also writes CSV and JSONL files")
-    ap.add_argument("--eager", action="store_true", help="B never defers its gradient norms")
     ap.add_argument("--null", action="store_true", help="B without the Watch: the noise floor")
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall")
     args = ap.parse_args()
@@ -105,13 +100,12 @@ def main() -> None:
     global CLOCK
     CLOCK = time.perf_counter if args.clock == "wall" else time.process_time
     t0 = time.perf_counter()
-    res = overhead(args.steps, args.repeats, args.sinks, args.null, args.eager)
+    res = overhead(args.steps, args.repeats, args.sinks, args.null)
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.clock} clock,"
         f" digits-mlp, {args.repeats} blocks x {args.steps} steps per arm"
     )
     label = "bare again" if args.null else "with Watch" + (" + CSV, JSONL" if args.sinks else "")
-    label += " (eager)" if args.eager else ""
     print(f"{'bare loop':<26}{res['bare_ms']:.4f} ms/step (median)")
     print(f"{label:<26}{res['watched_ms']:.4f} ms/step (median)")
     print(f"ratio of medians          {res['ratio_of_medians']:.4f}")

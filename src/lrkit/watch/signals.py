@@ -63,112 +63,6 @@ def global_norm(norms: Sequence[torch.Tensor] | torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(stacked.float(), dim=-1)
 
 
-DEFER_BYTES = 16 << 20  # at most this many bytes of gradients are held for a deferred read
-
-
-class GradNormBuffer:
-    """Per-step gradient norms of a fixed list of parameters, read back in batches.
-
-    Eager (the general case): one fused ``torch._foreach_norm`` over the gradients at each
-    step, kept as tensors. Deferred (CPU only, where each small reduction costs a few
-    microseconds of dispatch, and only when the gradients of all the buffered steps fit in
-    ``DEFER_BYTES``): the step's gradient tensors are kept and every norm of the buffered steps
-    is computed at read-back, one ``stack`` and one norm per parameter. Deferring is safe only
-    when each step's gradients are new tensors (``zero_grad(set_to_none=True)``) that nobody
-    changes in place (clipping, the optimizer); so the first step is measured eagerly while
-    watching for both, any in-place change (tensor version counters) ends deferring for good,
-    and a step whose gradients changed before they were read has no norm (``lost``).
-    """
-
-    def __init__(self, params: Sequence[torch.Tensor], capacity: int):
-        self.params = list(params)
-        size = sum(p.numel() * p.element_size() for p in self.params)
-        self.can_defer = size * capacity <= DEFER_BYTES and all(
-            p.device.type == "cpu" for p in self.params
-        )
-        self.deferring = False
-        self._calibration: list | None = None  # the first step's gradients and versions
-        self.clear()
-
-    def clear(self) -> None:
-        self.rows: list = []  # per step: a tuple of 0-d norms, or (grads, versions) to defer
-
-    def record(self) -> None:
-        """At ``after_backward``: this step's norms (eager) or its gradients (deferred)."""
-        grads = [p.grad for p in self.params]
-        complete = all(g is not None for g in grads)  # not `None in grads`: that calls ==
-        if self.deferring and complete:
-            self.rows.append(_Deferred(grads, [g._version for g in grads]))
-            return
-        self.rows.append(tuple(grad_norms(self.params)))
-        if not self.can_defer:
-            return
-        if self._calibration is None:  # the first step: note the tensors and their versions
-            self._calibration = [(g, g._version) for g in grads] if complete else None
-            return
-        old = self._calibration  # the second step: are these new tensors?
-        fresh = complete and all(g is not c for g, (c, _) in zip(grads, old))
-        self.deferring, self.can_defer, self._calibration = fresh, False, None
-
-    def check(self) -> None:
-        """At ``after_step``: stop deferring once gradients are changed in place."""
-        calibration = self._calibration
-        if calibration is not None and any(g._version != v for g, v in calibration):
-            self.can_defer, self._calibration = False, None
-        elif self.deferring and self.rows and isinstance(self.rows[-1], _Deferred):
-            row = self.rows[-1]  # one tensor's counter here; read() checks them all
-            if row.grads[0]._version != row.versions[0]:
-                self.deferring = False
-
-    def latest(self) -> torch.Tensor | None:
-        """The last step's global norm, a 0-d tensor."""
-        if not self.rows:
-            return None
-        row = self.rows[-1]
-        return global_norm(torch._foreach_norm(row.grads) if isinstance(row, _Deferred) else row)
-
-    def read(self) -> tuple[torch.Tensor, list[int]]:
-        """``(norms, lost)``: an (n steps, p params) float32 tensor and the rows with no norm
-        (gradients changed in place before they were read: NaN there); empties the buffer."""
-        rows, p = self.rows, len(self.params)
-        eager = [i for i, r in enumerate(rows) if not isinstance(r, _Deferred)]
-        lost = [i for i, r in enumerate(rows) if isinstance(r, _Deferred) and r.changed()]
-        deferred = [i for i, r in enumerate(rows) if isinstance(r, _Deferred) and i not in lost]
-        self.deferring = self.deferring and not lost
-        parts = {}
-        if eager and p:
-            parts[tuple(eager)] = torch.stack([t for i in eager for t in rows[i]]).view(-1, p)
-        if deferred and p:
-            parts[tuple(deferred)] = torch.stack(
-                [
-                    torch.linalg.vector_norm(
-                        torch.stack([rows[i].grads[j] for i in deferred]).flatten(1), dim=1
-                    )
-                    for j in range(p)
-                ],
-                dim=1,
-            )
-        self.clear()
-        if len(parts) == 1 and not lost:  # all steps alike: no scatter needed
-            return next(iter(parts.values())).float().cpu(), lost
-        out = torch.full((len(rows), p), float("nan"))
-        for index, norms in parts.items():
-            out[list(index)] = norms.float().cpu()
-        return out, lost
-
-
-class _Deferred:
-    """A step's gradient tensors and their version counters, to be reduced later."""
-
-    __slots__ = ("grads", "versions")
-
-    def __init__(self, grads: list[torch.Tensor], versions: list[int]):
-        self.grads, self.versions = grads, versions
-
-    def changed(self) -> bool:
-        return any(g._version != v for g, v in zip(self.grads, self.versions))
-
-
 @torch.no_grad()
 def snapshot(params: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     """Copies of the parameters (taken before an optimizer step)."""
@@ -204,7 +98,6 @@ def optimizer_tags(optimizer: torch.optim.Optimizer) -> tuple[list[str], list[st
 
 
 __all__ = [
-    "GradNormBuffer",
     "named_parameters",
     "grad_norms",
     "global_norm",

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -107,13 +107,13 @@ class Watch:
         self.names, self.params = sig.named_parameters(model, optimizer)
         self.lr_tags, self.momentum_tags = sig.optimizer_tags(optimizer)
         self._momentum_key = sig.momentum_key(optimizer)
-        self._grads = sig.GradNormBuffer(self.params, self.flush_every)
 
     def _clear(self) -> None:
         self._steps: list[int] = []
         self._lrs: list[list[float]] = []
         self._moms: list[list[float]] = []
         self._losses: list[torch.Tensor | None] = []
+        self._norms: list[Sequence[torch.Tensor]] = []  # per step: each tensor's grad norm
         self._measured: list[tuple[int, torch.Tensor]] = []  # (row, update ratios)
         self._extra: list[Record] = []
         self._before: list[torch.Tensor] | None = None
@@ -135,7 +135,7 @@ class Watch:
         elif key == "betas":
             self._moms.append([g["betas"][0] for g in groups])
         self._losses.append(loss.detach() if isinstance(loss, torch.Tensor) else _detached(loss))
-        self._grads.record()
+        self._norms.append(sig.grad_norms(self.params))
         if t % self.every == 0:
             self._before = sig.snapshot(self.params)
 
@@ -144,7 +144,6 @@ class Watch:
         the buffer back and hand the records to the sinks."""
         if loss is not None and self._losses:
             self._losses[-1] = _detached(loss)
-        self._grads.check()
         if self._before is not None:
             ratios = sig.update_ratios(self.params, self._before)
             self._measured.append((len(self._steps) - 1, ratios))
@@ -163,7 +162,7 @@ class Watch:
     @property
     def grad_norm(self) -> torch.Tensor | None:
         """The last recorded step's global gradient norm (a 0-d tensor; no host sync)."""
-        return None if self.optimizer is None else self._grads.latest()
+        return sig.global_norm(self._norms[-1]) if self._norms else None
 
     def log(self, tag: str, value: float, step: int | None = None) -> None:
         """Add one record (``val/...``, ``guard/...``); ``step`` defaults to the current one."""
@@ -199,7 +198,7 @@ class Watch:
         if n:
             have_loss = [i for i, x in enumerate(self._losses) if x is not None]
             rows = [i for i, _ in self._measured]
-            norms, lost = self._grads.read()
+            norms = torch.stack([t for row in self._norms for t in row]) if p else torch.zeros(0)
             losses = [self._losses[i] for i in have_loss]
             flat = _to_host(losses, [norms.flatten(), *(r for _, r in self._measured)])
             losses = flat[: len(have_loss)].tolist()
@@ -217,14 +216,9 @@ class Watch:
             smoothed, self._ema = ema_run(losses, self.smooth, self._ema)
             put("train/loss", loss_steps, losses)
             put("train/loss_smooth", loss_steps, smoothed)
-            known = [i for i in range(n) if i not in lost]  # lost: no norm for those steps
-            known_steps = [steps[i] for i in known] if lost else steps
-            totals = [totals[i] for i in known] if lost else totals
-            put("train/grad_norm", known_steps, totals)
+            put("train/grad_norm", steps, totals)
             if self.clip_grad is not None:
-                put("train/grad_clipped", known_steps, [float(x > self.clip_grad) for x in totals])
-            for i in lost:
-                bad[i] = 0
+                put("train/grad_clipped", steps, [float(x > self.clip_grad) for x in totals])
             for i, x in zip(have_loss, losses):
                 bad[i] += not math.isfinite(x)
             put("train/nonfinite", steps, bad)
