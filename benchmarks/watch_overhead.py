@@ -7,7 +7,8 @@ sinks, records kept in memory) in the order A B B A A B B A ..., so slow drifts 
 machine hit both alike. Each arm has its own optimizer over the same model, so both do the same
 arithmetic. We print the median time per step of each arm, the ratio of the medians and the
 median of the per-pair ratios (A and B blocks that ran back to back); ``--sinks`` adds CSV and
-JSONL sinks in a temporary folder to B.
+JSONL sinks in a temporary folder to B, ``--norm-only`` makes B compute the gradient norms and
+nothing else (Watch's floor), ``--null`` makes B a bare loop too (the method's noise floor).
 
     python benchmarks/watch_overhead.py --steps 1 --repeats 3000
 """
@@ -54,12 +55,28 @@ def block(task, model, opt, watch, data, steps: int, start: int) -> float:
     return (clock() - t0) / steps
 
 
-def overhead(steps: int, repeats: int, sinks: bool, null: bool) -> dict[str, float]:
+class NormOnly:
+    """B does nothing but the one fused ``torch._foreach_norm`` of the gradients a step."""
+
+    def __init__(self, model):
+        self.params = list(model.parameters())
+
+    def after_backward(self, loss) -> None:
+        self.norms = torch._foreach_norm([p.grad for p in self.params])
+
+    def after_step(self) -> None: ...
+
+
+def overhead(
+    steps: int, repeats: int, sinks: bool, null: bool, norm_only: bool = False
+) -> dict[str, float]:
     task, model, data = build()
     bare = task.build_optimizer(model, 0.01)
     watched = task.build_optimizer(model, 0.01)
     folder = tempfile.mkdtemp(prefix="watch-overhead-")
     watch = Watch(model, watched, sinks=[CSVSink(folder), JSONLSink(folder)] if sinks else [])
+    if norm_only:  # the floor: what measuring the gradient norms alone costs
+        watch = NormOnly(model)
     if null:  # the noise floor: B is a bare loop too
         watch = None
     for opt, w in ((bare, None), (watched, watch)):  # warm up allocator and caches
@@ -72,7 +89,7 @@ def overhead(steps: int, repeats: int, sinks: bool, null: bool) -> dict[str, flo
                 a_times.append(block(task, model, bare, None, data, steps, r * steps))
             else:
                 b_times.append(block(task, model, watched, watch, data, steps, r * steps))
-    if watch is not None:
+    if isinstance(watch, Watch):
         watch.close()
     pairs = [b / a for a, b in zip(a_times, b_times)]
     q1, _, q3 = statistics.quantiles(pairs, n=4)
@@ -93,6 +110,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3000, help="blocks per arm")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     ap.add_argument("--sinks", action="store_true", help="B also writes CSV and JSONL files")
+    ap.add_argument(
+        "--norm-only", action="store_true",
+        help="B only computes the gradient norms (one _foreach_norm): Watch's floor",
+    )
     ap.add_argument("--null", action="store_true", help="B without the Watch: the noise floor")
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall")
     args = ap.parse_args()
@@ -100,12 +121,13 @@ def main() -> None:
     global CLOCK
     CLOCK = time.perf_counter if args.clock == "wall" else time.process_time
     t0 = time.perf_counter()
-    res = overhead(args.steps, args.repeats, args.sinks, args.null)
+    res = overhead(args.steps, args.repeats, args.sinks, args.null, args.norm_only)
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.clock} clock,"
         f" digits-mlp, {args.repeats} blocks x {args.steps} steps per arm"
     )
     label = "bare again" if args.null else "with Watch" + (" + CSV, JSONL" if args.sinks else "")
+    label = "grad norms only" if args.norm_only and not args.null else label
     print(f"{'bare loop':<26}{res['bare_ms']:.4f} ms/step (median)")
     print(f"{label:<26}{res['watched_ms']:.4f} ms/step (median)")
     print(f"ratio of medians          {res['ratio_of_medians']:.4f}")
