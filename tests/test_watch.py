@@ -265,3 +265,12 @@ def test_gradients_clipped_in_place_after_the_call_keep_their_norm_before_clippi
     assert steps.tolist() == list(range(10))
     np.testing.assert_allclose(norms, expected, rtol=1e-5)
     assert watch.history.get("train/nonfinite")[1].tolist() == [0] * 10
+
+
+def test_inside_fit_with_clip_grad_the_watch_knows_the_threshold():
+    watch = Watch()
+    fit("digits-mlp", epochs=1, callbacks=[watch], progress=False, clip_grad=0.5)
+    s = watch.history
+    norms, clipped = s.get("train/grad_norm")[1], s.get("train/grad_clipped")[1]
+    assert clipped.tolist() == [float(n > 0.5) for n in norms]
+    assert clipped.any()  # digits-mlp's gradients start above 0.5: clipping fired

@@ -89,7 +89,8 @@ class Signals:
 
     @classmethod
     def from_history(cls, history: Any, optimizer: str = "Optimizer", smooth: float = 0.98):
-        """From a :class:`lrkit.train.History`: lrs, the loss (raw and smoothed), validation.
+        """From a :class:`lrkit.train.History`: lrs, the loss (raw and smoothed), validation,
+        and ``guard/skip`` at the updates that were skipped.
 
         A History does not know its optimizer's class, so lr tags are named
         ``lr-{optimizer}``; :meth:`lr` finds them whatever the name.
@@ -103,6 +104,8 @@ class Signals:
         records.extend(zip(steps, ["train/loss"] * len(steps), history.loss))
         smoothed = ema(history.loss, smooth)
         records.extend(zip(steps, ["train/loss_smooth"] * len(steps), smoothed))
+        for row in getattr(history, "skipped", []):  # updates the guard skipped
+            records.append((steps[row], "guard/skip", 1.0))
         per_epoch = history.steps_per_epoch or 1
         for e in history.epochs_log:
             at = min((int(e["epoch"]) + 1) * per_epoch, len(steps))
