@@ -111,7 +111,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     ap.add_argument("--sinks", action="store_true", help="B also writes CSV and JSONL files")
     ap.add_argument(
-        "--norm-only", action="store_true",
+        "--norm-only",
+        action="store_true",
         help="B only computes the gradient norms (one _foreach_norm): Watch's floor",
     )
     ap.add_argument("--null", action="store_true", help="B without the Watch: the noise floor")

@@ -51,9 +51,18 @@ def test_tensorboard_event_files_hold_the_tags_and_values_read_by_tensorboard(wa
     acc = EventAccumulator(str(files[0]), size_guidance={SCALARS: 0})
     acc.Reload()
     tags = acc.Tags()["scalars"]
-    for tag in ("lr-SGD", "lr-SGD-momentum", "train/loss", "train/loss_smooth",
-                "train/grad_norm", "train/nonfinite", "train/update_ratio/0.weight",
-                "train/grad_norm/2.bias", "val/loss", "val/accuracy"):
+    for tag in (
+        "lr-SGD",
+        "lr-SGD-momentum",
+        "train/loss",
+        "train/loss_smooth",
+        "train/grad_norm",
+        "train/nonfinite",
+        "train/update_ratio/0.weight",
+        "train/grad_norm/2.bias",
+        "val/loss",
+        "val/accuracy",
+    ):
         assert tag in tags, tag
     events = acc.Scalars("train/loss")
     assert [e.step for e in events] == history.step
@@ -70,8 +79,9 @@ def test_read_run_reads_every_format_of_the_same_run_alike(watched_run):
     same(read_run(folder), signals)
     from_tb = read_tensorboard(folder)
     assert from_tb.tags() == signals.tags()
-    np.testing.assert_allclose(from_tb.get("train/loss")[1], signals.get("train/loss")[1],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        from_tb.get("train/loss")[1], signals.get("train/loss")[1], rtol=1e-6
+    )
 
 
 @pytest.mark.parametrize("sink, reader", [(CSVSink, read_csv), (JSONLSink, read_jsonl)])
@@ -88,7 +98,9 @@ def test_jsonl_lines_are_strict_json(tmp_path):
     s.write(RECORDS)
     s.close()
     lines = (tmp_path / "log.jsonl").read_text().splitlines()
-    objects = [json.loads(line, parse_constant=lambda c: pytest.fail(f"bare {c}")) for line in lines]
+    objects = [
+        json.loads(line, parse_constant=lambda c: pytest.fail(f"bare {c}")) for line in lines
+    ]
     assert objects[3] == {"step": 1, "tag": "train/loss", "value": "nan"}
 
 
@@ -177,8 +189,10 @@ def test_lightning_logger_sink_logs_one_dict_per_step():
 
     logger = Logger()
     LightningLoggerSink(logger).write(RECORDS[:4])
-    assert logger.calls == [(0, {"lr-SGD": 0.1, "train/loss": 2.5}),
-                            (1, {"lr-SGD": 0.05, "train/loss": logger.calls[1][1]["train/loss"]})]
+    assert logger.calls == [
+        (0, {"lr-SGD": 0.1, "train/loss": 2.5}),
+        (1, {"lr-SGD": 0.05, "train/loss": logger.calls[1][1]["train/loss"]}),
+    ]
     with pytest.raises(TypeError, match="log_metrics"):
         LightningLoggerSink(object())
 
@@ -202,8 +216,9 @@ def test_cli_train_logdir_writes_signals_that_read_run_reads(tmp_path, capsys):
     from lrkit.cli import main
 
     logdir = tmp_path / "logs"
-    status = main(["train", "--epochs", "1", "--out", str(tmp_path / "out"),
-                   "--logdir", str(logdir), "-q"])
+    status = main(
+        ["train", "--epochs", "1", "--out", str(tmp_path / "out"), "--logdir", str(logdir), "-q"]
+    )
     out = capsys.readouterr().out
     assert status == 0 and f"signals written to {logdir}" in out
     assert {p.name for p in logdir.iterdir()} >= {"signals.csv", "signals.jsonl"}
@@ -216,9 +231,21 @@ def test_cli_train_refuses_an_unwritable_logdir_before_training(tmp_path, capsys
 
     blocker = tmp_path / "file"
     blocker.write_text("")
-    status = main(["train", "--epochs", "1", "--out", str(tmp_path / "out"),
-                   "--logdir", str(blocker / "logs")])
+    status = main(
+        [
+            "train",
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path / "out"),
+            "--logdir",
+            str(blocker / "logs"),
+        ]
+    )
     err = capsys.readouterr().err
     assert status == 2
-    assert err.strip() == f"lrkit: error: cannot create --logdir folder '{blocker / 'logs'}': Not a directory"
+    assert (
+        err.strip()
+        == f"lrkit: error: cannot create --logdir folder '{blocker / 'logs'}': Not a directory"
+    )
     assert not (tmp_path / "out").exists()  # nothing trained, nothing written

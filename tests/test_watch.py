@@ -46,8 +46,14 @@ def test_records_one_value_per_step_for_the_per_step_tags():
     watch = Watch(model, opt, flush_every=4)
     run(model, opt, watch, x, y, 10)
     s = watch.history
-    for tag in ("lr-SGD", "lr-SGD-momentum", "train/loss", "train/loss_smooth",
-                "train/grad_norm", "train/nonfinite"):
+    for tag in (
+        "lr-SGD",
+        "lr-SGD-momentum",
+        "train/loss",
+        "train/loss_smooth",
+        "train/grad_norm",
+        "train/nonfinite",
+    ):
         steps, values = s.get(tag)
         assert steps.tolist() == list(range(10)), tag
     assert s.get("lr-SGD")[1].tolist() == [0.1] * 10
@@ -59,7 +65,8 @@ def test_lr_tags_follow_lightning_with_several_groups_and_adam_beta1():
     model, x, y = toy()
     opt = torch.optim.Adam(
         [{"params": model[0].parameters(), "lr": 0.01}, {"params": model[2].parameters()}],
-        lr=0.001, betas=(0.8, 0.99),
+        lr=0.001,
+        betas=(0.8, 0.99),
     )
     watch = Watch(model, opt)
     run(model, opt, watch, x, y, 2)
@@ -126,10 +133,14 @@ def test_nonfinite_counts_the_loss_and_each_gradient_tensor():
     assert math.isfinite(smooth[2]) and smooth[2] == smooth[1]  # NaN does not enter the EMA
 
 
-@pytest.mark.parametrize("make", [
-    lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9),
-    lambda p: torch.optim.Adam(p, lr=0.01),
-], ids=["SGD", "Adam"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9),
+        lambda p: torch.optim.Adam(p, lr=0.01),
+    ],
+    ids=["SGD", "Adam"],
+)
 def test_update_ratio_is_the_parameter_change_over_its_norm(make):
     model, x, y = toy()
     opt = make(model.parameters())
@@ -209,12 +220,15 @@ def test_log_adds_records_at_the_current_step():
     assert watch.history.get("guard/skip")[0].tolist() == [2]
 
 
-@pytest.mark.parametrize("kwargs, words", [
-    ({"every": 0}, "every must be a whole number >= 1, got 0"),
-    ({"smooth": 1.0}, "smooth must be a number in [0, 1), got 1.0"),
-    ({"clip_grad": -1}, "clip_grad must be a number > 0 or None, got -1"),
-    ({"flush_every": 2.5}, "flush_every must be a whole number >= 1, got 2.5"),
-])
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"every": 0}, "every must be a whole number >= 1, got 0"),
+        ({"smooth": 1.0}, "smooth must be a number in [0, 1), got 1.0"),
+        ({"clip_grad": -1}, "clip_grad must be a number > 0 or None, got -1"),
+        ({"flush_every": 2.5}, "flush_every must be a whole number >= 1, got 2.5"),
+    ],
+)
 def test_bad_options_name_the_value(kwargs, words):
     with pytest.raises(ValueError) as err:
         Watch(**kwargs)

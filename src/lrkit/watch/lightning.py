@@ -27,9 +27,7 @@ except ImportError:  # the older package name
     try:
         from pytorch_lightning import Callback
     except ImportError as e:
-        raise ImportError(
-            "LRWatchCallback needs PyTorch Lightning: pip install lightning"
-        ) from e
+        raise ImportError("LRWatchCallback needs PyTorch Lightning: pip install lightning") from e
 
 
 class LRWatchCallback(Callback):

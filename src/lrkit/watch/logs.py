@@ -253,8 +253,7 @@ def _read_file(path: Path) -> Signals:
     if name.endswith(".csv"):
         return read_csv(path)
     raise ValueError(
-        f"cannot read {str(path)!r}: expected a .jsonl, .csv, history.json or"
-        f" {TB_PATTERN} file"
+        f"cannot read {str(path)!r}: expected a .jsonl, .csv, history.json or {TB_PATTERN} file"
     )
 
 
