@@ -4,15 +4,17 @@ snapshot bitwise and lowers the lr, and only spent limits end the run."""
 
 import doctest
 import math
+import sys
 
 import pytest
 import torch
 import user_tasks
 from faults import EPOCHS, ExplodeGradsAt, faulty
 
+from lrkit.cli.app import main
 from lrkit.schedules import Driver, cosine
 from lrkit.train import Callback, History, fit
-from lrkit.watch import Guard, GuardExhausted, Watch
+from lrkit.watch import Guard, GuardExhausted, Watch, read_run
 from lrkit.watch import guard as guard_module
 
 
@@ -298,6 +300,40 @@ def test_a_sink_without_write_is_refused():
 def test_check_needs_a_model_and_optimizer_once():
     with pytest.raises(ValueError, match=r"needs model= and optimizer="):
         Guard().check(1.0)
+
+
+# -- lrkit train --guard -------------------------------------------------------------------------
+@pytest.fixture
+def train(capsys, monkeypatch):
+    """``lrkit train ARGS`` in this process: (exit status, stdout, stderr)."""
+    monkeypatch.setattr(sys, "path", list(sys.path))  # lrkit train may add the current folder
+
+    def run(*args):
+        status = main(["train", *args])
+        return (status, *capsys.readouterr())
+
+    return run
+
+
+def test_train_with_guard_skips_rolls_back_and_says_so(train, tmp_path):
+    status, out, _ = train("--task", "faults:nan_at_batch_30", "--guard", "--out", str(tmp_path))
+    assert status == 0 and History.load(tmp_path).status == "completed"
+    assert "guard: 3 skips, 1 rollback (lr 0.1 -> 0.05)" in out
+
+
+def test_train_with_guard_and_logdir_logs_the_guards_actions(train, tmp_path):
+    args = ["--task", "faults:nan_at_batch_30", "--guard", "-q", "--out", str(tmp_path)]
+    status, _, _ = train(*args, "--logdir", str(tmp_path / "logs"))
+    signals = read_run(tmp_path / "logs")
+    assert status == 0 and signals.get("guard/skip")[0].tolist() == [30, 30, 30]
+    assert signals.get("guard/rollback")[1].tolist() == [0.05]
+
+
+def test_train_with_guard_fails_with_the_guards_message_when_it_gives_up(train, tmp_path):
+    status, _, err = train("--task", "faults:nan_from_batch_30", "--guard", "--out", str(tmp_path))
+    assert status == 1 and err.startswith("lrkit: error: the guard gave up at step 30")
+    assert "lr 0.1 -> 0.05 -> 0.025 -> 0.0125" in err and "internal error" not in err
+    assert History.load(tmp_path).status == "failed"
 
 
 def test_docstring_examples_run():

@@ -79,6 +79,13 @@ def tasks_command() -> None:
     " Example: --logdir runs/demo/logs",
 )
 @click.option(
+    "--guard",
+    is_flag=True,
+    help="Guard the run (lrkit.Guard): skip an update whose loss or gradient norm is not finite"
+    " or spikes, roll back repeated trouble to the last snapshot with half the lr; the run"
+    " fails only when the guard gives up. Its actions go to --logdir too. Example: --guard",
+)
+@click.option(
     "--quiet",
     "-q",
     is_flag=True,
@@ -92,6 +99,7 @@ def train_command(
     seed: int | None,
     out: str | None,
     logdir: str | None,
+    guard: bool,
     quiet: bool,
 ) -> None:
     """Train a task once with a learning rate and schedule, and save its history.
@@ -103,10 +111,12 @@ def train_command(
       lrkit train --task digits-mlp --schedule "warmup(5%) >> cosine(to=0.01)" --out runs/demo
       lrkit train --task mypackage.tasks:my_task --lr 3e-4 --epochs 5
       lrkit train --task digits-mlp --lr 0.05 --logdir runs/logs
+      lrkit train --task digits-mlp --lr 0.5 --guard
     """
     from ..schedules import as_schedule
     from ..tasks import get_task
     from ..train import fit
+    from ..watch import Guard, GuardExhausted
 
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())  # so that --task mymodule:make_task finds ./mymodule.py
@@ -119,22 +129,30 @@ def train_command(
     with user_input(f"--schedule {spec!r} over {epochs * steps_per_epoch} steps"):
         schedule.resolve(epochs * steps_per_epoch, steps_per_epoch)(0)
     callbacks = [] if logdir is None else [watch_into(writable_dir(logdir, "--logdir"))]
+    guarding = Guard(sinks=callbacks[:1]) if guard else None  # actions join the Watch's signals
+    callbacks += [guarding] if guarding else []
     folder = writable_dir(out or default_out(task.name), "--out")
 
     started = time.perf_counter()
-    history = fit(
-        task,
-        lr,
-        schedule,
-        epochs=epochs,
-        seed=seed,
-        progress=False if quiet else None,
-        out=folder,
-        callbacks=callbacks,
-    )
+    try:
+        history = fit(
+            task,
+            lr,
+            schedule,
+            epochs=epochs,
+            seed=seed,
+            progress=False if quiet else None,
+            out=folder,
+            callbacks=callbacks,
+        )
+    except GuardExhausted as e:
+        click.echo(f"lrkit: error: {e}\nhistory written to {folder / 'history.json'}", err=True)
+        click.get_current_context().exit(1)
     elapsed = time.perf_counter() - started
     if not quiet:
         print_summary(history, elapsed)
+        if guarding:
+            click.echo(guard_summary(guarding))
     if history.status != "completed":
         click.echo(f"lrkit: warning: {history.status}: {history.reason}", err=True)
     click.echo(f"history written to {folder / 'history.json'}")
@@ -147,6 +165,17 @@ def watch_into(logdir: Path):
     from ..watch import CSVSink, JSONLSink, TensorBoardSink, Watch
 
     return Watch(sinks=[CSVSink(logdir), JSONLSink(logdir), TensorBoardSink(logdir)])
+
+
+def guard_summary(guard) -> str:
+    """``guard: 2 skips, 1 rollback (lr 0.05 -> 0.025)`` or ``guard: no trouble``."""
+    done = [e for e in guard.events if e["action"] != "snapshot"]
+    if not done:
+        return "guard: no trouble"
+    skips = sum(e["action"] == "skip" for e in done)
+    rollbacks = [e["reason"].rsplit("lr ", 1)[-1] for e in done if e["action"] == "rollback"]
+    text = f"guard: {skips} skip{'s' * (skips != 1)}, {len(rollbacks)} rollback"
+    return text + "s" * (len(rollbacks) != 1) + "".join(f" (lr {r})" for r in rollbacks[-1:])
 
 
 def default_out(task_name: str) -> Path:
