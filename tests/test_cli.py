@@ -127,6 +127,25 @@ def test_train_writes_the_history_and_prints_a_summary(capsys, tmp_path):
     assert "final accuracy" in out and str(tmp_path / "history.json") in out
 
 
+def test_train_ends_with_the_doctors_verdict_and_its_evidence(capsys, tmp_path):
+    status, out, _ = call(
+        capsys,
+        "train",
+        "--task",
+        "wine-mlp",
+        "--lr",
+        "3",
+        "--out",
+        str(tmp_path / "o"),
+        "--logdir",
+        str(tmp_path / "logs"),
+    )
+    assert status == 0
+    verdict = out.split("doctor's verdict: ", 1)[1]
+    assert verdict.split()[0] in ("too_high", "diverged")
+    assert "evidence:" in verdict and "advice:" in verdict
+
+
 def test_train_runs_a_user_task_from_module_function(capsys, tmp_path):
     status, _, _ = call(capsys, "train", "--task", "user_tasks:tiny", "--out", str(tmp_path), "-q")
     assert status == 0 and json.loads((tmp_path / "history.json").read_text())["task"] == "tiny"

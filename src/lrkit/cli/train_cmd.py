@@ -104,7 +104,8 @@ def train_command(
 ) -> None:
     """Train a task once with a learning rate and schedule, and save its history.
 
-    Prints a summary (final and best metric, time) and where history.json was written.
+    Prints a summary (final and best metric, time), the doctor's verdict on the run (see
+    'lrkit doctor') and where history.json was written.
 
     \b
     Examples:
@@ -153,6 +154,7 @@ def train_command(
         print_summary(history, elapsed)
         if guarding:
             click.echo(guard_summary(guarding))
+        click.echo(doctor_summary(callbacks[0] if logdir is not None else history))
     if history.status != "completed":
         click.echo(f"lrkit: warning: {history.status}: {history.reason}", err=True)
     click.echo(f"history written to {folder / 'history.json'}")
@@ -165,6 +167,16 @@ def watch_into(logdir: Path):
     from ..watch import CSVSink, JSONLSink, TensorBoardSink, Watch
 
     return Watch(sinks=[CSVSink(logdir), JSONLSink(logdir), TensorBoardSink(logdir)])
+
+
+def doctor_summary(run) -> str:
+    """The doctor's verdict on the run just trained (a Watch's signals, else the history)."""
+    from ..watch import diagnose
+
+    try:
+        return "doctor's " + diagnose(run).summary()
+    except ValueError as e:  # e.g. a run stopped before its first step
+        return f"doctor: no verdict ({e})"
 
 
 def guard_summary(guard) -> str:
