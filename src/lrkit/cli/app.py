@@ -19,6 +19,7 @@ import click
 
 from .._version import __version__
 from ..errors import UserError
+from ..paths import writable_dir  # noqa: F401  (the commands import it from here)
 
 PROG = "lrkit"
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -89,20 +90,6 @@ def user_input(what: str) -> Iterator[None]:
 def _first_line(error: Exception) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
-
-
-def writable_dir(path: str | Path, option: str) -> Path:
-    """Create ``path`` (with parents) and check it can be written; UserError naming it if not."""
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{option} {str(out)!r} exists and is not a folder; give a folder path")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"cannot create {option} folder {str(out)!r}: {e.strerror or e}") from e
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise UserError(f"cannot write into {option} folder {str(out)!r}: permission denied")
-    return out
 
 
 def writable_file(path: str | Path, option: str) -> Path:

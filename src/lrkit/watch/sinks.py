@@ -19,13 +19,13 @@ ValueError naming the path when it cannot.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from itertools import groupby
 from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..paths import writable_dir
 from .logs import CSV_FILE, JSONL_FILE, Record, jsonl_line
 
 BUFFER_BYTES = 1 << 16  # file sinks write in pieces of about this size
@@ -33,16 +33,7 @@ BUFFER_BYTES = 1 << 16  # file sinks write in pieces of about this size
 
 def writable_logdir(logdir: str | Path) -> Path:
     """Create ``logdir`` (with parents) and check it can be written; UserError if not."""
-    out = Path(logdir)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"logdir {str(out)!r} exists and is not a folder; give a folder path")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"cannot create logdir {str(out)!r}: {e.strerror or e}") from e
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise UserError(f"cannot write into logdir {str(out)!r}: permission denied")
-    return out
+    return writable_dir(logdir, "logdir")
 
 
 def _file_in(path: str | Path, default_name: str) -> Path:
