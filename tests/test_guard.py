@@ -266,6 +266,20 @@ def test_a_watch_as_sink_gets_the_guards_records_among_its_signals():
     assert signals.get("guard/rollback")[1].tolist() == [0.05]
 
 
+def test_a_guard_given_to_a_watch_guards_the_run_and_logs_into_its_signals():
+    watch = Watch(every=5, guard=Guard(every=5, window=20, max_skips=1))
+    history = fit(faulty(nan_at={30, 31}), callbacks=[watch], progress=False)
+    assert history.status == "completed" and math.isfinite(history.loss[-1])
+    assert actions(watch.guard)[0]["step"] == 30
+    assert watch.history.get("guard/rollback")[1].tolist() == [0.05]
+
+
+def test_a_watch_takes_guard_true_and_rejects_anything_else():
+    assert isinstance(Watch(guard=True).guard, Guard) and Watch().guard is None
+    with pytest.raises(TypeError, match="Watch guard must be a Guard, True or None; got str"):
+        Watch(guard="yes")
+
+
 def test_the_guard_starts_afresh_in_every_fit():
     guard = Guard(every=5, window=20)
     fit(faulty(nan_at={30}), callbacks=[guard], progress=False)

@@ -52,6 +52,9 @@ class Watch:
             ``last_step`` (a resumed run goes on counting).
         clip_grad: the gradient-clipping threshold, if any: records ``train/grad_clipped``.
         flush_every: steps between reading the buffer back and writing the sinks; >= 1.
+        guard: a :class:`~lrkit.watch.Guard` (or True for one with its defaults) that checks
+            every batch after the signals are taken, in :func:`~lrkit.train.fit`; its actions
+            join the signals as ``guard/{action}``. In a plain loop call ``guard.check`` yourself.
     """
 
     def __init__(
@@ -65,6 +68,7 @@ class Watch:
         *,
         clip_grad: float | None = None,
         flush_every: int = 64,
+        guard: Any = None,
     ):
         self.every = _positive_int(every, "Watch every")
         self.flush_every = _positive_int(flush_every, "Watch flush_every")
@@ -81,6 +85,9 @@ class Watch:
                     f"a Watch sink needs write(records), flush() and close(); got"
                     f" {type(sink).__name__}"
                 )
+        self.guard = _guard(guard)
+        if self.guard is not None and self not in self.guard.sinks:
+            self.guard.sinks.append(self)  # its actions join these signals as guard/{action}
         self.memory = MemorySink()
         self.driver = driver
         self.global_step = 0
@@ -261,13 +268,19 @@ class Watch:
         if self.clip_grad is None and getattr(state, "clip_grad", None):
             self.clip_grad = float(state.clip_grad)
         self.global_step = state.step
+        if self.guard is not None:
+            self.guard.on_train_start(state)
 
     def on_after_backward(self, state) -> None:
         self.global_step = state.step
         self.after_backward(state.loss)
+        if self.guard is not None:  # after the signals, so a skipped batch is still recorded
+            self.guard.on_after_backward(state)
 
     def on_after_step(self, state) -> None:
         self.after_step()
+        if self.guard is not None:
+            self.guard.on_after_step(state)
 
     def on_validation_end(self, state) -> None:
         if state.val_loss is not None:
@@ -277,11 +290,26 @@ class Watch:
             self.log(f"val/{name}", state.metric, state.step)
 
     def on_train_end(self, state) -> None:
+        if self.guard is not None:
+            self.guard.on_train_end(state)
         self.close()
 
     def __repr__(self) -> str:
         opt = "unbound" if self.optimizer is None else type(self.optimizer).__name__
         return f"Watch({opt}, every={self.every}, sinks={self.sinks!r}, step={self.global_step})"
+
+
+def _guard(guard: Any):
+    """``guard=`` of a Watch: None, True (a default :class:`Guard`) or a Guard."""
+    from .guard import Guard
+
+    if guard is None or guard is False:
+        return None
+    if guard is True:
+        return Guard()
+    if not isinstance(guard, Guard):
+        raise TypeError(f"Watch guard must be a Guard, True or None; got {type(guard).__name__}")
+    return guard
 
 
 def _to_host(scalars: list[torch.Tensor], vectors: list[torch.Tensor]) -> np.ndarray:
