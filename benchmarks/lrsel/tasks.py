@@ -8,7 +8,7 @@ added after pick_lr's constants were chosen: a held-out check.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -111,21 +111,17 @@ class CharTransformer(nn.Module):
 
 
 def pychar_transformer() -> Task:
-    """pychar-gru's data and metric with a small causal transformer trained by AdamW."""
-    from lrkit.tasks.pychar import _data, bits_per_char, lm_step
+    """pychar-gru's data, loss and metric with a small causal transformer trained by AdamW."""
+    from lrkit.tasks import get_task
+    from lrkit.tasks.pychar import _data
     from lrkit.tasks.sklearn_tasks import decay_groups
 
-    return Task(
+    return replace(
+        get_task("pychar-gru"),
         name="pychar-transformer",
         description="character-level causal transformer on Python stdlib source, AdamW",
         make_model=lambda: CharTransformer(len(_data()[0])),
         make_optimizer=lambda params, lr: torch.optim.AdamW(decay_groups(params, 0.01), lr=lr),
-        make_train_loader=lambda: tensor_loader(_data()[1], batch_size=32, shuffle=True),
-        make_val_loader=lambda: tensor_loader(_data()[2], batch_size=128),
-        step_fn=lm_step,
-        metric=Metric("bits_per_char", bits_per_char, higher_is_better=False),
-        epochs=3,
-        threads=1,
         lr=1e-3,
     )
 

@@ -49,7 +49,9 @@ def _curve(lrs, losses) -> tuple[np.ndarray, np.ndarray]:
     lrs = np.asarray(lrs, dtype=float).ravel()
     losses = np.asarray(losses, dtype=float).ravel()
     if lrs.shape != losses.shape:
-        raise ValueError(f"lrs and losses must have the same length, got {lrs.size} and {losses.size}")
+        raise ValueError(
+            f"lrs and losses must have the same length, got {lrs.size} and {losses.size}"
+        )
     bad = ~np.isfinite(losses)
     if bad.any():
         cut = int(np.argmax(bad))
@@ -74,13 +76,10 @@ def steep(lrs, losses) -> float | None:
     wiggle of a diverging curve nor the noisy first points of a bias-corrected average are
     taken for it.
     """
-    x, y = _curve(lrs, losses)
-    if x.size < RULE_MIN_POINTS:
-        return None
-    found = descent(x, y)
+    found = _descent_of(lrs, losses)
     if found is None:
         return None
-    ys, start, bottom = found
+    x, ys, start, bottom = found
     slopes = np.gradient(ys, x)[start : bottom + 1]
     i = int(np.argmin(slopes))
     return float(10 ** x[start + i]) if slopes[i] < 0 else None
@@ -193,6 +192,15 @@ def descent(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, int, int] | None:
     return ys, start, bottom
 
 
+def _descent_of(lrs, losses) -> tuple[np.ndarray, np.ndarray, int, int] | None:
+    """``(log10 lrs, smoothed losses, start, bottom)`` of the curve's descent, or None."""
+    x, y = _curve(lrs, losses)
+    if x.size < RULE_MIN_POINTS:
+        return None
+    found = descent(x, y)
+    return None if found is None else (x, *found)
+
+
 def lrkit(
     lrs, losses, *, fall: float = 0.5, below: tuple[float, float] = (0.5, 2.0)
 ) -> float | None:
@@ -214,13 +222,10 @@ def lrkit(
 
     None when the curve has no descent before its minimum.
     """
-    x, y = _curve(lrs, losses)
-    if x.size < RULE_MIN_POINTS:
-        return None
-    found = descent(x, y)
+    found = _descent_of(lrs, losses)
     if found is None:
         return None
-    ys, start, bottom = found
+    x, ys, start, bottom = found
     target = ys[start] - fall * (ys[start] - ys[bottom])
     i = start + int(np.argmax(ys[start : bottom + 1] <= target))
     if i > start:  # interpolate between the two points around the target level
