@@ -162,6 +162,71 @@ def test_a_fast_fall_that_levels_off_near_zero_is_fine():
     assert "fell from" in d.primary.evidence
 
 
+def test_a_loss_still_falling_clearly_at_a_constant_lr_is_too_low():
+    loss = noisy(2.3 * np.exp(-0.01 * np.arange(300)))  # 95% down, not levelling off
+    d = diagnose(signals(loss))
+    assert d.verdict == "too_low"
+    assert "still falling when the run ended, at a constant lr 0.1" in d.primary.evidence
+    assert "train for more steps" in d.primary.advice
+
+
+def test_a_loss_that_levels_off_at_a_constant_lr_is_not_still_falling():
+    d = diagnose(signals(noisy(converging(300, rate=0.03, floor=0.3))))
+    assert not any("still falling" in f.evidence for f in d.findings)
+
+
+def test_a_validation_loss_that_jumps_a_quarter_is_too_high():
+    loss = noisy(converging(300, floor=0.05))
+    val = list(zip(range(50, 301, 50), [0.8, 1.2, 0.6, 0.5, 0.45, 0.44]))  # +50% at step 100
+    d = diagnose(signals(loss, val=val))
+    assert d.verdict == "too_high"
+    assert "validation loss jumped 50% from 0.8 at step 50 to 1.2 at step 100" in d.primary.evidence
+
+
+# -- advice fits the schedule the run had ----------------------------------------------------
+def warmup_cosine_lr(n=300, peak=0.1, warmup=15):
+    t = np.arange(n)
+    return np.where(t < warmup, peak * t / warmup, cosine_lr(n - warmup, peak)[t - warmup])
+
+
+def test_a_fine_run_at_a_constant_lr_is_advised_a_decay():
+    d = diagnose(signals(noisy(converging())))
+    assert d.verdict == "fine"
+    assert "the lr was constant at 0.1" in d.primary.evidence
+    assert "a decay at the end (`warmup(5%) >> cosine(to=0.01)`)" in d.primary.advice
+
+
+def test_a_fine_run_under_a_warmup_and_cosine_is_not_advised_the_decay_it_had():
+    d = diagnose(signals(noisy(converging()), lr=warmup_cosine_lr()))
+    assert d.verdict == "fine"
+    assert "the lr warmed up to 0.1 by step 15 and decayed to" in d.primary.evidence
+    assert "decay" not in d.primary.advice.replace("and decayed to", "")
+    assert d.primary.advice.startswith("keep the lr and its schedule (the lr warmed up")
+
+
+def test_a_plateau_after_the_lr_was_already_lowered_is_advised_something_else():
+    lr = np.where(np.arange(400) < 100, 0.1, 0.01)  # a step decay, then constant
+    d = diagnose(signals(noisy(converging(400, rate=0.05, floor=0.5), 0.05), lr=lr))
+    assert d.verdict == "plateau"
+    assert "decayed to 0.01 (10% of its peak)" in d.primary.advice
+    assert "higher peak lr" in d.primary.advice and "cosine" not in d.primary.advice
+
+
+def test_overfitting_under_a_decay_is_advised_the_same_schedule_over_fewer_steps():
+    val = [(s, 0.5 + 2e-6 * (s - 80) ** 2) for s in range(30, 301, 30)]
+    d = diagnose(signals(noisy(converging(300, rate=0.02)), lr=warmup_cosine_lr(), val=val))
+    assert d.verdict == "overfitting"
+    assert "the same schedule over fewer steps (the lr warmed up" in d.primary.advice
+
+
+def test_a_divergence_after_a_warmup_is_advised_a_longer_one():
+    loss = list(noisy(converging(100)))
+    loss[60:] = [float("nan")] * 40
+    d = diagnose(signals(loss, lr=warmup_cosine_lr(100, warmup=10)))
+    assert d.verdict == "diverged"
+    assert "a warmup longer than its 10 steps" in d.primary.advice
+
+
 # -- statistics are scale-free -------------------------------------------------------------
 @pytest.mark.parametrize("scale", [1e-3, 1.0, 1e4])
 def test_the_verdict_does_not_depend_on_the_loss_scale(scale):
@@ -260,7 +325,9 @@ def test_a_single_step_is_diagnosed_without_error():
     assert d.verdict in VERDICTS and not math.isnan(d.confidence)
 
 
-@pytest.mark.parametrize("module", ["lrkit.watch.diagnose", "lrkit.watch.diagnosis"])
+@pytest.mark.parametrize(
+    "module", ["lrkit.watch.diagnose", "lrkit.watch.diagnosis", "lrkit.watch.curves"]
+)
 def test_the_module_examples_run(module):
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted > 0 and result.failed == 0

@@ -7,11 +7,16 @@
   too low makes the loss fall slowly and evenly in ``tau``; a good one does most of its drop
   early and then levels off;
 - ``update_ratio`` (when the run logged it) is the median over layers of
-  ``||w_after - w_before|| / ||w_before||``; about 1e-3 is the classic healthy value.
+  ``||w_after - w_before|| / ||w_before||``; about 1e-3 is the classic healthy value;
+- ``shape`` is the schedule read off the logged lr (:class:`LrShape`: constant, warmed up,
+  decayed), so that advice fits the schedule the run had;
+- ``late_fall`` is how fast the log-loss still fell in the last quarter of the run, against its
+  step-to-step noise and the pace of the quarter before.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +54,46 @@ def rolling_median(x: np.ndarray, window: int) -> np.ndarray:
     return np.median(view, axis=1)
 
 
+@dataclass(frozen=True)
+class LrShape:
+    """The shape of a run's lr schedule, read off its logged values.
+
+    ``warmup``: the step where the lr first reached its peak when it started below half of it
+    (else None); ``decayed``: the lr ended at half its peak or lower; ``constant``: it never
+    moved by more than 5%.
+
+    >>> LrShape(peak=0.1, first=0.0, last=0.001, warmup=11).text()
+    'the lr warmed up to 0.1 by step 11 and decayed to 0.001 (1% of its peak) by the end'
+    """
+
+    peak: float
+    first: float
+    last: float
+    warmup: int | None = None
+    constant: bool = False
+
+    @property
+    def decayed(self) -> bool:
+        return self.last <= 0.5 * self.peak
+
+    def text(self) -> str:
+        if self.constant:
+            return f"the lr was constant at {self.peak:.3g}"
+        rise = f"warmed up to {self.peak:.3g} by step {self.warmup}" if self.warmup else ""
+        if self.decayed:
+            fall = f"decayed to {self.last:.2g} ({100 * self.last / self.peak:.2g}% of its peak) by the end"
+            return "the lr " + (f"{rise} and {fall}" if rise else f"{fall} from {self.peak:.3g}")
+        return f"the lr {rise or f'peaked at {self.peak:.3g}'} and ended at {self.last:.3g}"
+
+
+def lr_shape(steps: np.ndarray, lr: np.ndarray) -> LrShape:
+    """The :class:`LrShape` of lrs ``lr`` logged at ``steps``."""
+    peak, first, last = float(np.max(lr)), float(lr[0]), float(lr[-1])
+    at_peak = int(np.argmax(lr >= 0.99 * peak))
+    warmup = int(steps[at_peak]) if first < 0.5 * peak and at_peak > 0 else None
+    return LrShape(peak, first, last, warmup, bool(np.max(lr) <= 1.05 * np.min(lr)))
+
+
 class Curves:
     """The loss, lr, validation and ratios of a run, aligned, with the statistics rules use."""
 
@@ -71,6 +116,7 @@ class Curves:
         self.lr = (
             np.ones(self.n) if lr is None else np.interp(self.steps, lr[0], lr[1]).astype(float)
         )
+        self.shape = None if lr is None or len(lr[1]) == 0 else lr_shape(*lr)
         self.val = s.get("val/loss") if "val/loss" in s else None
         ratios = [s.get(t) for t in s.tags() if t.startswith("train/update_ratio/")]
         moved = np.concatenate([v for _, v in ratios]) if ratios else np.array([])
@@ -100,6 +146,21 @@ class Curves:
     def at_tau(self, q: float) -> float:
         return float(self.smooth[min(len(self.smooth) - 1, np.searchsorted(self.tau, q))])
 
+    def late_fall(self) -> tuple[float, float, float] | None:
+        """``(fall, noise, before)``: how much the log-loss fell over the last quarter of the
+        steps (a straight line's fit), the noise about that line (1.4826 MAD) and the fall over
+        the quarter before, alike; None under 40 steps."""
+        q = len(self.loss) // 4
+        if q < 10:
+            return None
+        log = np.log(np.maximum(self.loss, TINY))
+        x = np.arange(q)
+        slope, icpt = np.polyfit(x, log[-q:], 1)
+        resid = log[-q:] - (slope * x + icpt)
+        noise = 1.4826 * float(np.median(np.abs(resid - np.median(resid))))
+        before = -float(np.polyfit(x, log[-2 * q : -q], 1)[0]) * q
+        return -float(slope) * q, noise, before
+
     def progress_text(self) -> str:
         i = int(np.argmin(self.smooth))
         return (
@@ -112,4 +173,4 @@ class Curves:
         return "" if self.ratio is None else f"; median update/weight ratio {self.ratio:.2g}"
 
 
-__all__ = ["Curves", "as_signals", "rolling_median", "SPIKE_Z", "TINY"]
+__all__ = ["Curves", "LrShape", "as_signals", "lr_shape", "rolling_median", "SPIKE_Z", "TINY"]

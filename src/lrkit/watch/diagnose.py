@@ -14,9 +14,10 @@ Rules, most severe first (the primary verdict is the most severe with confidence
 ``too_high``    non-finite losses the run went on after (a Guard skipped them); any Guard
                 action (``guard/skip``, ``guard/rollback``...); ``S`` rises above
                 ``1.5 * start`` in the first half; a loss above ``3 * start`` there; spikes
-                at 3% of the steps (3 at least); update ratios above 1e-2, a verdict only
-                with loss evidence or a validation loss that went up at a quarter of the
-                validations (alone: a doubt, confidence 0.45)
+                at 3% of the steps (3 at least); a validation loss up 25%+ (and by a tenth
+                of the first one) from one validation to the next; update ratios above
+                1e-2, a verdict only with loss evidence or a validation loss that went up
+                at a quarter of the validations (alone: a doubt, confidence 0.45)
 ``overfitting`` validation loss 5%+ above its best at the end and at 2+ validations after it,
                 while the training loss fell another 30%+ after the best
 ``plateau``     100+ steps; the log-loss medians of the last k tenths (k >= 3): the first
@@ -25,10 +26,18 @@ Rules, most severe first (the primary verdict is the most severe with confidence
                 near 0 (> 1% of ``start``), the validation loss not still falling steadily
 ``too_low``     the loss moved less than 10%; or it still falls evenly in ``tau`` (5%+ of the
                 drop in the last quarter with under half in the first, or 15%+ with under 50%
-                total drop); or the validation loss improved at 80% of 5+ validations with 15%+
-                of its drop in the last quarter; or update ratios below 1e-4
+                total drop); or, at a constant lr in the second half, the log-loss fell over
+                the last quarter by 2x+ its step-to-step noise, at half the pace of the
+                quarter before or more (loss > 1% of ``start``, no overfitting); or the
+                validation loss improved at 80% of 5+ validations with 15%+ of its drop in
+                the last quarter; or update ratios below 1e-4
 ``fine``        none of the above (its confidence is 1 minus the strongest doubt)
 ==============  ===========================================================================
+
+Advice fits the schedule read off the logged lr (:class:`~lrkit.watch.curves.LrShape`): a decay
+is advised only to a run whose lr did not decay already, a warmup only to one without (else a
+longer one); a plateau under an lr already lowered gets a higher peak, more steps or a
+reduce-on-plateau factor instead.
 
 >>> from lrkit.watch.logs import Signals
 >>> steps = list(range(100))
@@ -45,7 +54,7 @@ from typing import Any
 
 import numpy as np
 
-from .curves import SPIKE_Z, TINY, Curves, as_signals
+from .curves import SPIKE_Z, TINY, Curves, LrShape, as_signals
 from .diagnosis import VERDICTS, Diagnosis, Finding
 
 HEALTHY_RATIO = 1e-3
@@ -63,10 +72,13 @@ def diagnose(run: Any) -> Diagnosis:
     confident = [f for f in found if f.confidence >= 0.5]
     if not confident:
         doubt = max((f.confidence for f in found), default=0.0)
+        shape = curves.shape
         fine = Finding(
             "fine",
-            curves.progress_text(),
-            "keep the lr; a decay at the end (`warmup(5%) >> cosine(to=0.01)`) usually helps",
+            curves.progress_text() + (f"; {shape.text()}" if shape else ""),
+            f"keep the lr and its schedule ({shape.text()})"
+            if shape and shape.decayed
+            else f"keep the lr; {_decay_tip(shape)}",
             round(1.0 - doubt, 3),
         )
         return Diagnosis((fine, *found), curves.n)
@@ -92,6 +104,22 @@ def _factor_text(factor: float) -> str:
     )
 
 
+RECIPE = "`warmup(5%) >> cosine(to=0.01)`"
+
+
+def _decay_tip(shape: LrShape | None) -> str:
+    """A decay to add, for a schedule that did not decay (or that the run did not log)."""
+    did = "if it did not decay, " if shape is None else ""
+    return f"{did}a decay at the end ({RECIPE}) usually helps"
+
+
+def _warmup_tip(shape: LrShape | None) -> str:
+    """A warmup to add, or a longer one where the run had one."""
+    if shape is not None and shape.warmup:
+        return f"a warmup longer than its {shape.warmup} steps also tames the start"
+    return f"a warmup ({RECIPE}) also tames the start"
+
+
 def _squash(x: float) -> float:
     """Map a margin >= 0 (how far past its threshold a statistic is) to a confidence 0.5..0.99."""
     return round(min(0.99, 0.5 + 0.5 * (1 - math.exp(-max(x, 0.0)))), 3)
@@ -100,8 +128,8 @@ def _squash(x: float) -> float:
 # -- rules ----------------------------------------------------------------------------------
 def _diverged(c: Curves) -> Finding | None:
     advice = (
-        "divide the lr by about 10 and warm up: `warmup(5%) >> cosine(to=0.01)`;"
-        " or run lrkit find to see where the loss blows up"
+        f"divide the lr by about 10; {_warmup_tip(c.shape)}; or run lrkit find to see where"
+        " the loss blows up"
     )
     if c.first_bad is not None and not c.recovered:
         value = c.raw[np.flatnonzero(c.steps == c.first_bad)[0]]
@@ -165,6 +193,10 @@ def _too_high(c: Curves) -> Finding | None:
             + ", ".join(f"{a} x{len(st)} (from step {st[0]})" for a, st in sorted(acted.items()))
         )
         margins.append(sum(map(len, acted.values())) / 2 - 0.5 + 2 * ("rollback" in acted))
+    jumped = _val_jump(c)
+    if jumped:
+        evidence.append(jumped[0])
+        margins.append(jumped[1])
     backed = bool(evidence)
     if c.ratio is not None and c.ratio > 10 * HEALTHY_RATIO:
         evidence.append(f"median update/weight ratio {c.ratio:.2g} (healthy about 1e-3)")
@@ -181,10 +213,31 @@ def _too_high(c: Curves) -> Finding | None:
     return Finding(
         "too_high",
         "; ".join(evidence),
-        f"{_factor_text(factor)}: the loss is unstable at this lr; a warmup"
-        " (`warmup(5%) >> cosine(to=0.01)`) also tames the start",
+        f"{_factor_text(factor)}: the loss is unstable at this lr; {_warmup_tip(c.shape)}",
         _squash(max(margins)) if backed else 0.45,  # a rule of thumb alone: a doubt, no verdict
         factor,
+    )
+
+
+def _val_jump(c: Curves) -> tuple[str, float] | None:
+    """Validation loss up 25%+ from one validation to the next, by a tenth of the first
+    validation loss or more (not a wobble near 0): a jolt, not the slow turn of overfitting
+    (a few percent a validation)."""
+    if c.val is None:
+        return None
+    steps, vals = c.val
+    keep = np.isfinite(vals) & (vals > 0)
+    steps, vals = steps[keep], vals[keep]
+    if len(vals) < 2:
+        return None
+    up = np.where(np.diff(vals) > 0.1 * vals[0], vals[1:] / vals[:-1], 0.0)
+    i = int(np.argmax(up))
+    if up[i] < 1.25:
+        return None
+    return (
+        f"validation loss jumped {up[i] - 1:.0%} from {vals[i]:.3g} at step {int(steps[i])} to"
+        f" {vals[i + 1]:.3g} at step {int(steps[i + 1])}",
+        math.log(up[i] / 1.25) * 3,
     )
 
 
@@ -224,8 +277,12 @@ def _overfitting(c: Curves) -> Finding | None:
         f" {vals[-1]:.3g} by step {int(vsteps[-1])} ({worse} validations worse), while the"
         f" training loss fell from {train_then:.3g} to {train_now:.3g}",
         f"not the lr's fault: keep the model of step {int(vsteps[best])} (early stopping), add"
-        " data or regularisation, or end the run there with a decay"
-        " (`warmup(5%) >> cosine(to=0.01)` over fewer epochs)",
+        " data or regularisation, or end the run there: "
+        + (
+            f"the same schedule over fewer steps ({c.shape.text()})"
+            if c.shape and c.shape.decayed
+            else f"with a decay ({RECIPE} over fewer epochs)"
+        ),
         _squash(rise / math.log(1.05) - 1 + worse / 4),
         None,
     )
@@ -264,10 +321,23 @@ def _plateau(c: Curves) -> Finding | None:
         f"the loss has stayed near {level:.3g} (within {math.exp(abs(fall)) - 1:.0%}) from step"
         f" {c.step(begin)} to step {c.step(m - 1)} ({k}0% of the run) while the lr stayed at"
         f" {lr[-1]:.3g}; before that it fell from {c.start:.3g}",
-        "lower the lr when the loss stalls: multiply in a reduce-on-plateau factor,"
-        " `plateau(factor=0.5, patience=2)`, or decay it: `warmup(5%) >> cosine(to=0.01)`",
+        _plateau_advice(c.shape),
         _squash((k - 3) / 3 + 0.3),
         0.5,
+    )
+
+
+def _plateau_advice(shape: LrShape | None) -> str:
+    """Lower the lr when it stalls; where the schedule already lowered it, look elsewhere."""
+    if shape is not None and shape.decayed:
+        return (
+            f"{shape.text()}, so lowering it again does little: try a higher peak lr (about 2x)"
+            " with the same decay, more steps before the decay, or a reduce-on-plateau factor"
+            " that lowers it only once the loss stalls, `plateau(factor=0.5, patience=2)`"
+        )
+    return (
+        "lower the lr when the loss stalls: multiply in a reduce-on-plateau factor,"
+        f" `plateau(factor=0.5, patience=2)`, or decay it: {RECIPE}"
     )
 
 
@@ -294,6 +364,10 @@ def _too_low(c: Curves) -> Finding | None:
             )
             margins.append(max(last / 0.05 - 1, (0.5 - first) * 4, 0.3))
             factor = 10.0 if rel < 0.3 else 3.0
+    falling = None if evidence else _still_falling(c)
+    if falling:
+        evidence.append(falling[0])
+        margins.append(falling[1])
     val = _val_still_falling(c)
     if val:
         evidence.append(val[0])
@@ -304,13 +378,40 @@ def _too_low(c: Curves) -> Finding | None:
         factor = max(factor, min(100.0, _nice(HEALTHY_RATIO / c.ratio)))
     if not evidence:
         return None
+    keep = (
+        f" (its peak; keep the schedule: {c.shape.text()})" if c.shape and c.shape.decayed else ""
+    )
     return Finding(
         "too_low",
         "; ".join(evidence),
-        f"{_factor_text(factor)}; or use `one_cycle()` with a peak lr {factor:g}x this one",
+        f"{_factor_text(factor)}{keep}; or use `one_cycle()` with a peak lr {factor:g}x this one"
+        + ("; or train for more steps" if falling else ""),
         _squash(max(margins)),
         factor,
     )
+
+
+def _still_falling(c: Curves) -> tuple[str, float] | None:
+    """At a constant lr, the log-loss still falling at the end: its fall over the last quarter
+    of the steps 2x+ its step-to-step noise and at half the pace of the quarter before or more;
+    not near 0 (> 1% of ``start``), the validation loss not turning up. A good lr has done most
+    of its work by then and the noise hides what is left; a low one is still descending."""
+    late = c.late_fall()
+    m = len(c.loss)
+    lr = c.lr[m // 2 : m]
+    if late is None or lr.max() > 1.05 * lr.min() or c.end < 0.01 * c.start:
+        return None
+    fall, noise, before = late
+    if fall < 2 * noise or fall < 0.5 * before or _overfitting(c) is not None:
+        return None
+    pace = f"at {fall / before:.0%} of the pace of" if before > 0 else "faster than"
+    text = (
+        f"the loss was still falling when the run ended, at a constant lr {lr[-1]:.3g}: down"
+        f" {1 - math.exp(-fall):.0%} over the last quarter (steps {c.step(m - m // 4)} to"
+        f" {c.step(m - 1)}), {fall / max(noise, TINY):.1f}x its step-to-step noise, {pace} the"
+        " quarter before"
+    )
+    return text, fall / (2 * max(noise, TINY)) - 1
 
 
 def _val_still_falling(c: Curves) -> tuple[str, float] | None:
