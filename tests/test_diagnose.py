@@ -255,9 +255,11 @@ def test_real_run_at_a_hundredth_of_the_lr_is_too_low():
     assert diagnose(fit("wine-mlp", lr=1e-4, progress=False)).verdict == "too_low"
 
 
-def test_real_run_at_the_tasks_lr_with_a_cosine_is_fine():
+def test_real_run_at_the_tasks_lr_with_a_cosine_is_fine_and_keeps_its_schedule():
     d = diagnose(fit("wine-mlp", schedule="warmup(5%) >> cosine(to=0.01)", progress=False))
     assert d.verdict == "fine"
+    assert "decayed to 0.0001 (1% of its peak)" in d.primary.evidence
+    assert d.primary.advice.startswith("keep the lr and its schedule")
 
 
 def test_a_watch_and_a_run_folder_are_read_too(tmp_path):
@@ -326,7 +328,8 @@ def test_a_single_step_is_diagnosed_without_error():
 
 
 @pytest.mark.parametrize(
-    "module", ["lrkit.watch.diagnose", "lrkit.watch.diagnosis", "lrkit.watch.curves"]
+    "module",
+    ["lrkit.watch.diagnose", "lrkit.watch.diagnosis", "lrkit.watch.curves", "lrkit.watch.advice"],
 )
 def test_the_module_examples_run(module):
     result = doctest.testmod(importlib.import_module(module))

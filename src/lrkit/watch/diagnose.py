@@ -54,7 +54,8 @@ from typing import Any
 
 import numpy as np
 
-from .curves import SPIKE_Z, TINY, Curves, LrShape, as_signals
+from .advice import RECIPE, decay_tip, factor_text, nice, plateau_advice, warmup_tip
+from .curves import SPIKE_Z, TINY, Curves, as_signals
 from .diagnosis import VERDICTS, Diagnosis, Finding
 
 HEALTHY_RATIO = 1e-3
@@ -78,7 +79,7 @@ def diagnose(run: Any) -> Diagnosis:
             curves.progress_text() + (f"; {shape.text()}" if shape else ""),
             f"keep the lr and its schedule ({shape.text()})"
             if shape and shape.decayed
-            else f"keep the lr; {_decay_tip(shape)}",
+            else f"keep the lr; {decay_tip(shape)}",
             round(1.0 - doubt, 3),
         )
         return Diagnosis((fine, *found), curves.n)
@@ -86,38 +87,6 @@ def diagnose(run: Any) -> Diagnosis:
     confident.sort(key=lambda f: order[f.verdict])
     rest = [f for f in found if f not in confident]
     return Diagnosis((*confident, *rest), curves.n)
-
-
-def _nice(factor: float) -> float:
-    """A round factor: 2, 3, 5, 10, 30, 100... or their inverses."""
-    big = factor if factor >= 1 else 1 / factor
-    steps = [1, 2, 3, 5, 10, 30, 100, 300, 1000]
-    best = min(steps, key=lambda s: abs(math.log(big / s)))
-    return best if factor >= 1 else 1 / best
-
-
-def _factor_text(factor: float) -> str:
-    return (
-        f"multiply the lr by about {factor:g}"
-        if factor >= 1
-        else (f"divide the lr by about {1 / factor:g}")
-    )
-
-
-RECIPE = "`warmup(5%) >> cosine(to=0.01)`"
-
-
-def _decay_tip(shape: LrShape | None) -> str:
-    """A decay to add, for a schedule that did not decay (or that the run did not log)."""
-    did = "if it did not decay, " if shape is None else ""
-    return f"{did}a decay at the end ({RECIPE}) usually helps"
-
-
-def _warmup_tip(shape: LrShape | None) -> str:
-    """A warmup to add, or a longer one where the run had one."""
-    if shape is not None and shape.warmup:
-        return f"a warmup longer than its {shape.warmup} steps also tames the start"
-    return f"a warmup ({RECIPE}) also tames the start"
 
 
 def _squash(x: float) -> float:
@@ -128,7 +97,7 @@ def _squash(x: float) -> float:
 # -- rules ----------------------------------------------------------------------------------
 def _diverged(c: Curves) -> Finding | None:
     advice = (
-        f"divide the lr by about 10; {_warmup_tip(c.shape)}; or run lrkit find to see where"
+        f"divide the lr by about 10; {warmup_tip(c.shape)}; or run lrkit find to see where"
         " the loss blows up"
     )
     if c.first_bad is not None and not c.recovered:
@@ -209,11 +178,11 @@ def _too_high(c: Curves) -> Finding | None:
         return None
     factor = 1 / 3
     if c.ratio is not None and c.ratio > HEALTHY_RATIO:  # towards 1e-3, by 10 at most
-        factor = max(0.1, min(factor, _nice(HEALTHY_RATIO / c.ratio)))
+        factor = max(0.1, min(factor, nice(HEALTHY_RATIO / c.ratio)))
     return Finding(
         "too_high",
         "; ".join(evidence),
-        f"{_factor_text(factor)}: the loss is unstable at this lr; {_warmup_tip(c.shape)}",
+        f"{factor_text(factor)}: the loss is unstable at this lr; {warmup_tip(c.shape)}",
         _squash(max(margins)) if backed else 0.45,  # a rule of thumb alone: a doubt, no verdict
         factor,
     )
@@ -321,23 +290,9 @@ def _plateau(c: Curves) -> Finding | None:
         f"the loss has stayed near {level:.3g} (within {math.exp(abs(fall)) - 1:.0%}) from step"
         f" {c.step(begin)} to step {c.step(m - 1)} ({k}0% of the run) while the lr stayed at"
         f" {lr[-1]:.3g}; before that it fell from {c.start:.3g}",
-        _plateau_advice(c.shape),
+        plateau_advice(c.shape),
         _squash((k - 3) / 3 + 0.3),
         0.5,
-    )
-
-
-def _plateau_advice(shape: LrShape | None) -> str:
-    """Lower the lr when it stalls; where the schedule already lowered it, look elsewhere."""
-    if shape is not None and shape.decayed:
-        return (
-            f"{shape.text()}, so lowering it again does little: try a higher peak lr (about 2x)"
-            " with the same decay, more steps before the decay, or a reduce-on-plateau factor"
-            " that lowers it only once the loss stalls, `plateau(factor=0.5, patience=2)`"
-        )
-    return (
-        "lower the lr when the loss stalls: multiply in a reduce-on-plateau factor,"
-        f" `plateau(factor=0.5, patience=2)`, or decay it: {RECIPE}"
     )
 
 
@@ -375,7 +330,7 @@ def _too_low(c: Curves) -> Finding | None:
     if c.ratio is not None and c.ratio < 0.1 * HEALTHY_RATIO:
         evidence.append(f"median update/weight ratio {c.ratio:.2g} (healthy about 1e-3)")
         margins.append(math.log10(0.1 * HEALTHY_RATIO / c.ratio) * 2)
-        factor = max(factor, min(100.0, _nice(HEALTHY_RATIO / c.ratio)))
+        factor = max(factor, min(100.0, nice(HEALTHY_RATIO / c.ratio)))
     if not evidence:
         return None
     keep = (
@@ -384,7 +339,7 @@ def _too_low(c: Curves) -> Finding | None:
     return Finding(
         "too_low",
         "; ".join(evidence),
-        f"{_factor_text(factor)}{keep}; or use `one_cycle()` with a peak lr {factor:g}x this one"
+        f"{factor_text(factor)}{keep}; or use `one_cycle()` with a peak lr {factor:g}x this one"
         + ("; or train for more steps" if falling else ""),
         _squash(max(margins)),
         factor,
