@@ -1,16 +1,23 @@
 """What does a Watch cost per training step?
 
 The ``digits-mlp`` task's model (64-128-10) and its training batches (64 rows), SGD with
-momentum as the task builds it, one torch thread. Blocks of ``--steps`` steps alternate a bare
-loop (A) and the same loop with ``Watch(model, optimizer)`` at its defaults (B: every=25, no
-sinks, records kept in memory) in the order A B B A A B B A ..., so slow drifts of a noisy
-machine hit both alike. Each arm has its own optimizer over the same model, so both do the same
-arithmetic. We print the median time per step of each arm, the ratio of the medians and the
-median of the per-pair ratios (A and B blocks that ran back to back); ``--sinks`` adds CSV and
-JSONL sinks in a temporary folder to B, ``--norm-only`` makes B compute the gradient norms and
-nothing else (Watch's floor), ``--null`` makes B a bare loop too (the method's noise floor).
+Nesterov momentum as the task builds it, one torch thread. Several arms train the same model,
+each with its own optimizer (so all do the same arithmetic), in blocks of ``--steps`` steps that
+rotate A B C ... then ... C B A, so slow drifts of a noisy machine hit every arm alike:
 
-    python benchmarks/watch_overhead.py --steps 1 --repeats 3000
+- ``bare``: the plain loop (the reference);
+- ``bare again``: the plain loop once more (the method's noise floor);
+- ``grad norms only``: the loop plus one fused ``torch._foreach_norm`` of the gradients read
+  back as numbers: the floor of any per-step gradient norm;
+- ``Watch``: ``Watch(model, optimizer)`` at its defaults (every=25, flush_every=64, records
+  kept in memory), ``after_backward(loss)`` / ``after_step()`` around ``optimizer.step()``;
+- ``Watch + CSV, JSONL`` (``--sinks``): the same, writing both files in a temporary folder.
+
+For each arm: the median time per step, the ratio of its mean step time to the bare arm's (the
+figure: it carries the rarer, costlier steps, the update ratios every 25 and the read-back
+every 64) and the median of the per-block ratios to the bare block beside it.
+
+    python benchmarks/watch_overhead.py --steps 64 --repeats 150
 """
 
 from __future__ import annotations
@@ -25,22 +32,32 @@ import torch
 from lrkit.tasks import get_task
 from lrkit.watch import CSVSink, JSONLSink, Watch
 
-CLOCK = time.perf_counter
-
 
 def build(seed: int = 0):
     task = get_task("digits-mlp")
     model = task.build_model(seed)
     train_loader, _ = task.build_loaders(seed)
-    data = list(train_loader)
-    return task, model, data
+    return task, model, list(train_loader)
+
+
+class NormsOnly:
+    """One fused ``torch._foreach_norm`` of the gradients a step, read back as numbers."""
+
+    def __init__(self, model):
+        self.params = list(model.parameters())
+
+    def after_backward(self, loss) -> None:
+        self.norms = [x.item() for x in torch._foreach_norm([p.grad for p in self.params])]
+
+    def after_step(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 def block(task, model, opt, watch, data, steps: int, start: int) -> float:
     """Seconds per step over ``steps`` training steps."""
     n = len(data)
-    clock = CLOCK
-    t0 = clock()
+    t0 = time.perf_counter()
     for i in range(start, start + steps):
         batch = data[i % n]
         opt.zero_grad(set_to_none=True)
@@ -52,92 +69,72 @@ def block(task, model, opt, watch, data, steps: int, start: int) -> float:
             watch.after_backward(loss)
             opt.step()
             watch.after_step()
-    return (clock() - t0) / steps
+    return (time.perf_counter() - t0) / steps
 
 
-class NormOnly:
-    """B does nothing but the one fused ``torch._foreach_norm`` of the gradients a step."""
-
-    def __init__(self, model):
-        self.params = list(model.parameters())
-
-    def after_backward(self, loss) -> None:
-        self.norms = torch._foreach_norm([p.grad for p in self.params])
-
-    def after_step(self) -> None: ...
-
-
-def overhead(
-    steps: int, repeats: int, sinks: bool, null: bool, norm_only: bool = False
-) -> dict[str, float]:
+def overhead(steps: int, repeats: int, sinks: bool) -> dict[str, dict[str, float]]:
     task, model, data = build()
-    bare = task.build_optimizer(model, 0.01)
-    watched = task.build_optimizer(model, 0.01)
-    folder = tempfile.mkdtemp(prefix="watch-overhead-")
-    watch = Watch(model, watched, sinks=[CSVSink(folder), JSONLSink(folder)] if sinks else [])
-    if norm_only:  # the floor: what measuring the gradient norms alone costs
-        watch = NormOnly(model)
-    if null:  # the noise floor: B is a bare loop too
-        watch = None
-    for opt, w in ((bare, None), (watched, watch)):  # warm up allocator and caches
-        block(task, model, opt, w, data, 50, 0)
-    a_times, b_times = [], []
-    for r in range(repeats):
-        order = ("A", "B") if r % 2 == 0 else ("B", "A")
-        for arm in order:
-            if arm == "A":
-                a_times.append(block(task, model, bare, None, data, steps, r * steps))
-            else:
-                b_times.append(block(task, model, watched, watch, data, steps, r * steps))
-    if isinstance(watch, Watch):
-        watch.close()
-    pairs = [b / a for a, b in zip(a_times, b_times)]
-    q1, _, q3 = statistics.quantiles(pairs, n=4)
-    return {
-        "bare_ms": 1e3 * statistics.median(a_times),
-        "watched_ms": 1e3 * statistics.median(b_times),
-        "ratio_of_medians": statistics.median(b_times) / statistics.median(a_times),
-        "median_pair_ratio": statistics.median(pairs),
-        "mean_ratio": statistics.fmean(b_times) / statistics.fmean(a_times),
-        "pair_q1": q1,
-        "pair_q3": q3,
+    arms = {
+        "bare": None,
+        "bare again": None,
+        "grad norms only": NormsOnly(model),
+        "Watch": "watch",
     }
+    if sinks:
+        arms["Watch + CSV, JSONL"] = "sinks"
+    opts = {name: task.build_optimizer(model, 0.01) for name in arms}
+    for name, kind in arms.items():
+        if kind == "watch":
+            arms[name] = Watch(model, opts[name])
+        elif kind == "sinks":
+            folder = tempfile.mkdtemp(prefix="watch-overhead-")
+            arms[name] = Watch(model, opts[name], sinks=[CSVSink(folder), JSONLSink(folder)])
+    for name, watch in arms.items():  # warm up allocator and caches
+        block(task, model, opts[name], watch, data, 2 * steps, 0)
+    times: dict[str, list[float]] = {name: [] for name in arms}
+    names = list(arms)
+    for r in range(repeats):
+        for name in names if r % 2 == 0 else names[::-1]:
+            times[name].append(block(task, model, opts[name], arms[name], data, steps, r * steps))
+    for watch in arms.values():
+        if watch is not None:
+            watch.close()
+    bare = times["bare"]
+    out = {}
+    for name, ts in times.items():
+        pairs = [b / a for a, b in zip(bare, ts)]
+        q1, _, q3 = statistics.quantiles(pairs, n=4)
+        out[name] = {
+            "median_ms": 1e3 * statistics.median(ts),
+            "mean_ratio": statistics.fmean(ts) / statistics.fmean(bare),
+            "median_pair_ratio": statistics.median(pairs),
+            "pair_q1": q1,
+            "pair_q3": q3,
+        }
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--steps", type=int, default=1, help="training steps per block")
-    ap.add_argument("--repeats", type=int, default=3000, help="blocks per arm")
+    ap.add_argument("--steps", type=int, default=64, help="training steps per block (64)")
+    ap.add_argument("--repeats", type=int, default=150, help="blocks per arm (150)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    ap.add_argument("--sinks", action="store_true", help="B also writes CSV and JSONL files")
-    ap.add_argument(
-        "--norm-only",
-        action="store_true",
-        help="B only computes the gradient norms (one _foreach_norm): Watch's floor",
-    )
-    ap.add_argument("--null", action="store_true", help="B without the Watch: the noise floor")
-    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall")
+    ap.add_argument("--sinks", action="store_true", help="add an arm writing CSV and JSONL files")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    global CLOCK
-    CLOCK = time.perf_counter if args.clock == "wall" else time.process_time
     t0 = time.perf_counter()
-    res = overhead(args.steps, args.repeats, args.sinks, args.null, args.norm_only)
+    res = overhead(args.steps, args.repeats, args.sinks)
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.clock} clock,"
-        f" digits-mlp, {args.repeats} blocks x {args.steps} steps per arm"
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, digits-mlp,"
+        f" {args.repeats} blocks x {args.steps} steps per arm ({time.perf_counter() - t0:.0f} s)"
     )
-    label = "bare again" if args.null else "with Watch" + (" + CSV, JSONL" if args.sinks else "")
-    label = "grad norms only" if args.norm_only and not args.null else label
-    print(f"{'bare loop':<26}{res['bare_ms']:.4f} ms/step (median)")
-    print(f"{label:<26}{res['watched_ms']:.4f} ms/step (median)")
-    print(f"ratio of medians          {res['ratio_of_medians']:.4f}")
-    print(f"ratio of means            {res['mean_ratio']:.4f}")
-    print(
-        f"median of paired ratios   {res['median_pair_ratio']:.4f}"
-        f"  (quartiles {res['pair_q1']:.4f} .. {res['pair_q3']:.4f})"
-    )
-    print(f"({time.perf_counter() - t0:.0f} s)")
+    print("| arm | ms/step (median) | ratio of means | median block ratio (quartiles) |")
+    print("|---|---:|---:|---|")
+    for name, r in res.items():
+        print(
+            f"| {name} | {r['median_ms']:.4f} | {r['mean_ratio']:.4f} |"
+            f" {r['median_pair_ratio']:.4f} ({r['pair_q1']:.4f} .. {r['pair_q3']:.4f}) |"
+        )
 
 
 if __name__ == "__main__":

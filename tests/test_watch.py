@@ -288,3 +288,24 @@ def test_inside_fit_with_clip_grad_the_watch_knows_the_threshold():
     norms, clipped = s.get("train/grad_norm")[1], s.get("train/grad_clipped")[1]
     assert clipped.tolist() == [float(n > 0.5) for n in norms]
     assert clipped.any()  # digits-mlp's gradients start above 0.5: clipping fired
+
+
+def test_the_accelerator_read_back_gives_the_cpu_path_s_records():
+    """Off the CPU the buffer keeps 0-d tensors and reads them back in one transfer; forced
+    onto that path here, it must record what the CPU path (numbers at once) records."""
+    paths = []
+    for on_cpu in (True, False):
+        model, x, y = toy()
+        opt = torch.optim.Adam(model.parameters(), lr=0.05)
+        watch = Watch(model, opt, every=3, flush_every=5)
+        watch._on_cpu = on_cpu
+        run(model, opt, watch, x, y, 12, loss_at=lambda t, v: v * math.nan if t == 7 else v)
+        paths.append(watch.history)
+    cpu, device = paths
+    assert sorted(cpu.tags()) == sorted(device.tags())
+    for tag in cpu.tags():
+        (s1, v1), (s2, v2) = cpu.get(tag), device.get(tag)
+        assert s1.tolist() == s2.tolist(), tag
+        np.testing.assert_allclose(v1, v2, rtol=1e-6, equal_nan=True, err_msg=tag)
+    assert cpu.get("train/nonfinite")[1][7] >= 1
+    assert len(cpu.get("train/update_ratio/0.weight")[0]) == 4

@@ -64,19 +64,34 @@ def global_norm(norms: Sequence[torch.Tensor] | torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def snapshot(params: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """Copies of the parameters (taken before an optimizer step)."""
-    return [p.detach().clone() for p in params]
+def snapshot(
+    params: Sequence[torch.Tensor], into: list[torch.Tensor] | None = None
+) -> list[torch.Tensor]:
+    """Copies of the parameters (taken before an optimizer step); ``into``: earlier copies
+    to overwrite in place (one fused copy, no allocation)."""
+    if into is None:
+        return [p.detach().clone() for p in params]
+    torch._foreach_copy_(into, [p.detach() for p in params])
+    return into
 
 
 @torch.no_grad()
 def update_ratios(params: Sequence[torch.Tensor], before: Sequence[torch.Tensor]) -> torch.Tensor:
     """``||w - w_before|| / ||w_before||`` per parameter tensor; NaN where ``w_before`` is 0."""
-    current = [p.detach() for p in params]
-    deltas = torch._foreach_sub(current, list(before))
-    moved = torch.stack(torch._foreach_norm(deltas)).float()
-    size = torch.stack(torch._foreach_norm(list(before))).float()
+    size, moved = update_norms(params, before)
+    size, moved = torch.stack(size).float(), torch.stack(moved).float()
     return torch.where(size > 0, moved / size, torch.full_like(size, float("nan")))
+
+
+@torch.no_grad()
+def update_norms(
+    params: Sequence[torch.Tensor], before: Sequence[torch.Tensor]
+) -> tuple[Sequence[torch.Tensor], Sequence[torch.Tensor]]:
+    """``(||w_before||, ||w - w_before||)`` per parameter tensor, 0-d tensors of one fused norm."""
+    before = list(before)
+    deltas = torch._foreach_sub([p.detach() for p in params], before)
+    norms = torch._foreach_norm(before + list(deltas))
+    return norms[: len(before)], norms[len(before) :]
 
 
 def momentum_key(optimizer: torch.optim.Optimizer) -> str | None:
@@ -103,6 +118,7 @@ __all__ = [
     "global_norm",
     "snapshot",
     "update_ratios",
+    "update_norms",
     "momentum_key",
     "optimizer_tags",
 ]

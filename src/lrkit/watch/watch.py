@@ -17,10 +17,12 @@ and optimizer are taken from the run), and in Lightning through
 :class:`lrkit.watch.lightning.LRWatchCallback`. Tags and the record format:
 :mod:`lrkit.watch.logs`.
 
-Per step, everything stays a tensor (the loss, the per-tensor gradient norms from one fused
-``_foreach_norm``) in a small buffer that is read back in one go every ``flush_every`` steps;
-then the records go to the sinks in one batch. Every ``every`` steps the parameters are copied
-before the optimizer step to measure the update-to-weight ratios.
+Per step the loss and the per-tensor gradient norms (one fused ``_foreach_norm``) go to a
+small buffer: on an accelerator as 0-d tensors, read back in one transfer every ``flush_every``
+steps (no host sync per step); on a CPU, where reading a tensor costs no sync, as numbers at
+once (cheaper than keeping hundreds of tiny tensors alive). Every ``flush_every`` steps the
+records go to the sinks in one batch. Every ``every`` steps the parameters are copied (into one
+buffer kept for the purpose) before the optimizer step to measure the update-to-weight ratios.
 """
 
 from __future__ import annotations
@@ -114,14 +116,19 @@ class Watch:
         self.names, self.params = sig.named_parameters(model, optimizer)
         self.lr_tags, self.momentum_tags = sig.optimizer_tags(optimizer)
         self._momentum_key = sig.momentum_key(optimizer)
+        # 0-d CPU tensors read back for free, one by one; elsewhere they are stacked first
+        self._on_cpu = all(p.device.type == "cpu" for p in self.params)
+        self._copies: list[torch.Tensor] | None = None  # reused for the update ratios
 
     def _clear(self) -> None:
         self._steps: list[int] = []
         self._lrs: list[list[float]] = []
         self._moms: list[list[float]] = []
-        self._losses: list[torch.Tensor | None] = []
-        self._norms: list[Sequence[torch.Tensor]] = []  # per step: each tensor's grad norm
-        self._measured: list[tuple[int, torch.Tensor]] = []  # (row, update ratios)
+        # on a CPU, numbers (reading a CPU tensor costs no sync, and dropping it at once lets
+        # the allocator reuse its memory); elsewhere 0-d tensors, read back in one transfer
+        self._losses: list[torch.Tensor | float | None] = []
+        self._norms: list[Sequence[torch.Tensor | float]] = []  # per step, each tensor's
+        self._measured: list[tuple[int, Any]] = []  # (row, update ratios: floats or a tensor)
         self._extra: list[Record] = []
         self._before: list[torch.Tensor] | None = None
 
@@ -141,23 +148,36 @@ class Watch:
             self._moms.append([g["momentum"] for g in groups])
         elif key == "betas":
             self._moms.append([g["betas"][0] for g in groups])
-        self._losses.append(loss.detach() if isinstance(loss, torch.Tensor) else _detached(loss))
-        self._norms.append(sig.grad_norms(self.params))
+        norms = sig.grad_norms(self.params)
+        if self._on_cpu:
+            norms = [x.item() for x in norms]
+        self._norms.append(norms)
+        self._losses.append(self._keep(loss))
         if t % self.every == 0:
-            self._before = sig.snapshot(self.params)
+            self._before = self._copies = sig.snapshot(self.params, self._copies)
 
     def after_step(self, loss: torch.Tensor | float | None = None) -> None:
         """Close the step: update ratios on measured steps; every ``flush_every`` steps, read
         the buffer back and hand the records to the sinks."""
         if loss is not None and self._losses:
-            self._losses[-1] = _detached(loss)
+            self._losses[-1] = self._keep(loss)
         if self._before is not None:
-            ratios = sig.update_ratios(self.params, self._before)
+            if self._on_cpu:
+                size, moved = sig.update_norms(self.params, self._before)
+                ratios = [_ratio(m.item(), s.item()) for s, m in zip(size, moved)]
+            else:
+                ratios = sig.update_ratios(self.params, self._before)
             self._measured.append((len(self._steps) - 1, ratios))
             self._before = None
         self.global_step += 1
         if len(self._steps) >= self.flush_every:
             self._drain()
+
+    def _keep(self, loss: Any) -> torch.Tensor | float | None:
+        """The loss as kept until the read-back: a number on a CPU, else a detached tensor."""
+        if isinstance(loss, torch.Tensor):
+            return loss.item() if loss.is_cpu else loss.detach()
+        return None if loss is None else float(loss)
 
     @contextlib.contextmanager
     def step(self, loss: torch.Tensor | float | None = None) -> Iterator[None]:
@@ -169,7 +189,9 @@ class Watch:
     @property
     def grad_norm(self) -> torch.Tensor | None:
         """The last recorded step's global gradient norm (a 0-d tensor; no host sync)."""
-        return sig.global_norm(self._norms[-1]) if self._norms else None
+        if not self._norms:
+            return None
+        return sig.global_norm([torch.as_tensor(x) for x in self._norms[-1]])
 
     def log(self, tag: str, value: float, step: int | None = None) -> None:
         """Add one record (``val/...``, ``guard/...``); ``step`` defaults to the current one."""
@@ -205,16 +227,7 @@ class Watch:
         if n:
             have_loss = [i for i, x in enumerate(self._losses) if x is not None]
             rows = [i for i, _ in self._measured]
-            norms = torch.stack([t for row in self._norms for t in row]) if p else torch.zeros(0)
-            losses = [self._losses[i] for i in have_loss]
-            flat = _to_host(losses, [norms.flatten(), *(r for _, r in self._measured)])
-            losses = flat[: len(have_loss)].tolist()
-            norms = flat[len(have_loss) : len(have_loss) + n * p].reshape(n, p)
-            ratios = flat[len(have_loss) + n * p :].tolist()
-            totals = np.sqrt(np.square(norms).sum(1)).tolist()
-            bad = (~np.isfinite(norms)).sum(1).tolist()
-            layer_norms = norms[rows].ravel().tolist()
-
+            losses, totals, bad, layer_norms, ratios = self._read_back(have_loss, rows)
             for k, tag in enumerate(self.lr_tags):
                 put(tag, steps, [float(lrs[k]) for lrs in self._lrs])
             for k, tag in enumerate(self.momentum_tags):
@@ -239,6 +252,35 @@ class Watch:
         self._clear()
         self._before = before  # a step in progress keeps its copy
         return {tag: column for tag, column in columns.items() if column[0]}
+
+    def _read_back(self, have_loss: list[int], rows: list[int]):
+        """The buffer's numbers: losses, global norms, non-finite counts, and per-layer norms
+        and update ratios of the measured ``rows`` (flat, row by row)."""
+        p, norms = len(self.params), self._norms
+        if self._on_cpu:  # numbers already: plain Python, no array round trip
+            totals = [math.hypot(*row) for row in norms]
+            bad = [
+                0 if math.isfinite(t) else sum(not math.isfinite(x) for x in row)
+                for t, row in zip(totals, norms)
+            ]
+            losses = [float(self._losses[i]) for i in have_loss]  # type: ignore[arg-type]
+            layer_norms = [x for i in rows for x in norms[i]]
+            ratios = [x for _, r in self._measured for x in r]
+            return losses, totals, bad, layer_norms, ratios
+        scalars = [self._losses[i] for i in have_loss]
+        scalars += [t for row in norms for t in row]
+        flat = _to_host(scalars, [r for _, r in self._measured])
+        k, n = len(have_loss), len(norms)
+        table = flat[k : k + n * p].reshape(n, p)
+        totals = np.sqrt(np.square(table).sum(1)).tolist()
+        bad = (~np.isfinite(table)).sum(1).tolist()
+        return (
+            flat[:k].tolist(),
+            totals,
+            bad,
+            table[rows].ravel().tolist(),
+            flat[k + n * p :].tolist(),
+        )
 
     @property
     def history(self) -> Signals:
@@ -312,8 +354,19 @@ def _guard(guard: Any):
     return guard
 
 
-def _to_host(scalars: list[torch.Tensor], vectors: list[torch.Tensor]) -> np.ndarray:
-    """0-d tensors and 1-d tensors, concatenated in that order, as one float64 host array."""
+def _to_host(scalars: list[torch.Tensor | float], vectors: list[torch.Tensor]) -> np.ndarray:
+    """Numbers or 0-d tensors, then 1-d tensors, concatenated in that order, as one float64
+    host array; the tensors come back in one transfer."""
+    where = [i for i, x in enumerate(scalars) if isinstance(x, torch.Tensor)]
+    got = _tensors_to_host([scalars[i] for i in where], vectors)
+    if len(where) == len(scalars):
+        return got
+    head = np.array([math.nan if isinstance(x, torch.Tensor) else x for x in scalars])
+    head[where] = got[: len(where)]
+    return np.concatenate([head, got[len(where) :]])
+
+
+def _tensors_to_host(scalars: list[torch.Tensor], vectors: list[torch.Tensor]) -> np.ndarray:
     parts = []
     if scalars:
         try:
@@ -327,12 +380,8 @@ def _to_host(scalars: list[torch.Tensor], vectors: list[torch.Tensor]) -> np.nda
     return flat.to("cpu", torch.float64).numpy()
 
 
-def _detached(loss: Any) -> torch.Tensor | None:
-    if loss is None:
-        return None
-    if isinstance(loss, torch.Tensor):
-        return loss.detach()
-    return torch.tensor(float(loss))
+def _ratio(moved: float, size: float) -> float:
+    return moved / size if size > 0 else math.nan
 
 
 def _is_number(x: Any) -> bool:
