@@ -353,3 +353,62 @@ def test_train_with_guard_fails_with_the_guards_message_when_it_gives_up(train, 
 def test_docstring_examples_run():
     result = doctest.testmod(guard_module)
     assert result.attempted > 0 and result.failed == 0
+
+
+def plain_loop(watch, model, optimizer, nan_at=(), steps=40, context=False):
+    """A plain loop whose Watch carries a guard; a NaN loss at the batches in ``nan_at``.
+    Returns the losses and the parameters after each batch."""
+    torch.manual_seed(1)
+    xs = torch.randn(steps, 16, 3)
+    ys = xs @ torch.tensor([[1.0], [-2.0], [0.5]]) + 0.1 * torch.randn(steps, 16, 1)
+    losses, params = [], []
+    for i in range(steps):
+        optimizer.zero_grad()
+        loss = (model(xs[i]) - ys[i]).pow(2).mean() * (math.nan if i in nan_at else 1.0)
+        loss.backward()
+        if context:
+            with watch.step(loss) as go:
+                if go:
+                    optimizer.step()
+        elif watch.after_backward(loss) == "ok":
+            optimizer.step()
+            watch.after_step()
+        else:
+            watch.after_step()
+        losses.append(float(loss))
+        params.append([p.detach().clone() for p in model.parameters()])
+    return losses, params
+
+
+@pytest.mark.parametrize("context", [False, True])
+def test_a_watch_s_guard_skips_a_nan_update_in_a_plain_loop(context):
+    model = torch.nn.Linear(3, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    watch = Watch(model, optimizer, guard=Guard(every=5, window=20))
+    losses, params = plain_loop(watch, model, optimizer, nan_at={12}, context=context)
+    assert [(e["action"], e["reason"]) for e in actions(watch.guard)] == [("skip", "loss nan")]
+    assert all(torch.equal(a, b) for a, b in zip(params[11], params[12]))  # no update made
+    assert not all(torch.equal(a, b) for a, b in zip(params[12], params[13]))
+    assert math.isfinite(losses[-1]) and losses[-1] < 0.1 * losses[0]
+    assert watch.guard.step == 39  # 40 batches, one update skipped
+    assert watch.history.get("guard/skip")[0].tolist() == [12]
+
+
+def test_a_watch_s_guard_rolls_back_bitwise_in_a_plain_loop():
+    model = torch.nn.Linear(3, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    watch = Watch(model, optimizer, guard=Guard(every=5, window=20, max_skips=1))
+    seen = {}
+    original = watch.guard._rollback
+
+    def rollback(*args):
+        copies = list(watch.guard.snapshot._copies.values())
+        original(*args)
+        seen["pairs"] = [(live.detach().clone(), saved) for live, saved in copies]
+
+    watch.guard._rollback = rollback
+    losses, _ = plain_loop(watch, model, optimizer, nan_at={20, 21})
+    assert [e["action"] for e in actions(watch.guard)] == ["skip", "rollback"]
+    assert len(seen["pairs"]) == 2 and all(torch.equal(a, b) for a, b in seen["pairs"])
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.025)
+    assert math.isfinite(losses[-1])

@@ -55,8 +55,9 @@ class Watch:
         clip_grad: the gradient-clipping threshold, if any: records ``train/grad_clipped``.
         flush_every: steps between reading the buffer back and writing the sinks; >= 1.
         guard: a :class:`~lrkit.watch.Guard` (or True for one with its defaults) that checks
-            every batch after the signals are taken, in :func:`~lrkit.train.fit`; its actions
-            join the signals as ``guard/{action}``. In a plain loop call ``guard.check`` yourself.
+            every batch after the signals are taken; its actions join the signals as
+            ``guard/{action}``. In :func:`~lrkit.train.fit` it acts by itself; in a plain loop
+            :meth:`after_backward` returns its verdict: step the optimizer only on ``"ok"``.
     """
 
     def __init__(
@@ -96,6 +97,7 @@ class Watch:
         self.model = model
         self.optimizer = None
         self._closed = False
+        self._decision: str | None = None  # the guard's verdict on this batch (plain loops)
         self._ema = (0.0, 0)
         self._clear()
         if optimizer is not None:
@@ -133,10 +135,27 @@ class Watch:
         self._before: list[torch.Tensor] | None = None
 
     # -- a plain loop ---------------------------------------------------------------------
-    def after_backward(self, loss: torch.Tensor | float | None = None) -> None:
+    def after_backward(self, loss: torch.Tensor | float | None = None) -> str:
         """Record this step's loss, lr, momentum and gradient norms (call before the
         optimizer step, after any ``scaler.unscale_``); copies the parameters every
-        ``every`` steps. ``loss`` may be given later to :meth:`after_step` instead."""
+        ``every`` steps. ``loss`` may be given later to :meth:`after_step` instead.
+
+        Returns ``"ok"``; with a ``guard``, its verdict on this batch: ``"ok"`` (step the
+        optimizer), ``"skip"`` or ``"rollback"`` (don't: the guard has acted). Call
+        :meth:`after_step` either way.
+        """
+        self._record(loss)
+        if self.guard is None:
+            return "ok"
+        if loss is None:
+            raise ValueError("Watch(guard=...) needs the loss in after_backward(loss)")
+        decision = self.guard.check(loss, self.model, self.optimizer, driver=self.driver)
+        if decision != "ok":
+            self._before = None  # no update ratio for an update not made
+        self._decision = decision
+        return decision
+
+    def _record(self, loss: torch.Tensor | float | None) -> None:
         if self.optimizer is None:
             raise RuntimeError("Watch has no optimizer: give Watch(model, optimizer) or use fit")
         t = self.global_step
@@ -161,6 +180,9 @@ class Watch:
         the buffer back and hand the records to the sinks."""
         if loss is not None and self._losses:
             self._losses[-1] = self._keep(loss)
+        decision, self._decision = self._decision, None
+        if decision == "ok":  # a plain loop's guard counts the update and keeps its snapshots
+            self.guard.after_step()
         if self._before is not None:
             if self._on_cpu:
                 size, moved = sig.update_norms(self.params, self._before)
@@ -180,10 +202,13 @@ class Watch:
         return None if loss is None else float(loss)
 
     @contextlib.contextmanager
-    def step(self, loss: torch.Tensor | float | None = None) -> Iterator[None]:
-        """``with watch.step(loss): optimizer.step()``: after_backward, the body, after_step."""
-        self.after_backward(loss)
-        yield
+    def step(self, loss: torch.Tensor | float | None = None) -> Iterator[bool]:
+        """``with watch.step(loss): optimizer.step()``: after_backward, the body, after_step.
+
+        With a guard, ``with watch.step(loss) as go: if go: optimizer.step()``: ``go`` is
+        whether the guard lets this update through."""
+        go = self.after_backward(loss) == "ok"
+        yield go
         self.after_step()
 
     @property
@@ -315,7 +340,7 @@ class Watch:
 
     def on_after_backward(self, state) -> None:
         self.global_step = state.step
-        self.after_backward(state.loss)
+        self._record(state.loss)
         if self.guard is not None:  # after the signals, so a skipped batch is still recorded
             self.guard.on_after_backward(state)
 
