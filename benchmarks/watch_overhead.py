@@ -11,7 +11,8 @@ rotate A B C ... then ... C B A, so slow drifts of a noisy machine hit every arm
   back as numbers: the floor of any per-step gradient norm;
 - ``Watch``: ``Watch(model, optimizer)`` at its defaults (every=25, flush_every=64, records
   kept in memory), ``after_backward(loss)`` / ``after_step()`` around ``optimizer.step()``;
-- ``Watch + CSV, JSONL`` (``--sinks``): the same, writing both files in a temporary folder.
+- ``Watch + CSV, JSONL`` and ``Watch + TensorBoard`` (``--sinks``): the same, writing those
+  files in a temporary folder.
 
 For each arm: the median time per step, the ratio of its mean step time to the bare arm's (the
 figure: it carries the rarer, costlier steps, the update ratios every 25 and the read-back
@@ -30,7 +31,7 @@ import time
 import torch
 
 from lrkit.tasks import get_task
-from lrkit.watch import CSVSink, JSONLSink, Watch
+from lrkit.watch import CSVSink, JSONLSink, TensorBoardSink, Watch
 
 
 def build(seed: int = 0):
@@ -81,14 +82,18 @@ def overhead(steps: int, repeats: int, sinks: bool) -> dict[str, dict[str, float
         "Watch": "watch",
     }
     if sinks:
-        arms["Watch + CSV, JSONL"] = "sinks"
+        arms["Watch + CSV, JSONL"] = "files"
+        arms["Watch + TensorBoard"] = "tensorboard"
     opts = {name: task.build_optimizer(model, 0.01) for name in arms}
     for name, kind in arms.items():
         if kind == "watch":
             arms[name] = Watch(model, opts[name])
-        elif kind == "sinks":
+        elif kind in ("files", "tensorboard"):
             folder = tempfile.mkdtemp(prefix="watch-overhead-")
-            arms[name] = Watch(model, opts[name], sinks=[CSVSink(folder), JSONLSink(folder)])
+            files = [CSVSink(folder), JSONLSink(folder)]
+            arms[name] = Watch(
+                model, opts[name], sinks=files if kind == "files" else [TensorBoardSink(folder)]
+            )
     for name, watch in arms.items():  # warm up allocator and caches
         block(task, model, opts[name], watch, data, 2 * steps, 0)
     times: dict[str, list[float]] = {name: [] for name in arms}
@@ -119,7 +124,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=64, help="training steps per block (64)")
     ap.add_argument("--repeats", type=int, default=150, help="blocks per arm (150)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    ap.add_argument("--sinks", action="store_true", help="add an arm writing CSV and JSONL files")
+    ap.add_argument(
+        "--sinks", action="store_true", help="add arms writing CSV + JSONL, and TensorBoard files"
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()

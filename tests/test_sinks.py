@@ -10,12 +10,14 @@ import os
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
 from torch import nn
 
 from lrkit.train import fit
 from lrkit.watch import CSVSink, JSONLSink, Signals, TensorBoardSink, Watch, read_run
-from lrkit.watch.logs import read_csv, read_jsonl, read_tensorboard
+from lrkit.watch.logs import encode_value, jsonl_line, read_csv, read_jsonl, read_tensorboard
 from lrkit.watch.sinks import LightningLoggerSink
 
 RECORDS = [
@@ -102,6 +104,16 @@ def test_jsonl_lines_are_strict_json(tmp_path):
         json.loads(line, parse_constant=lambda c: pytest.fail(f"bare {c}")) for line in lines
     ]
     assert objects[3] == {"step": 1, "tag": "train/loss", "value": "nan"}
+
+
+@given(
+    step=st.integers(0, 10**12),
+    tag=st.text(min_size=1, max_size=30),
+    value=st.floats(allow_nan=True, allow_infinity=True) | st.integers(-(10**6), 10**6),
+)
+def test_a_jsonl_line_is_what_json_dumps_writes(step, tag, value):
+    expected = json.dumps({"step": step, "tag": tag, "value": encode_value(float(value))})
+    assert jsonl_line((step, tag, value)) == expected + "\n"
 
 
 def test_csv_has_the_step_tag_value_columns(tmp_path):

@@ -45,6 +45,7 @@ a ``history.json`` written by ``lrkit train``/``fit(out=...)``, or a Lightning `
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
 from collections.abc import Iterable
@@ -205,8 +206,16 @@ def encode_value(value: float) -> float | str:
 
 
 def jsonl_line(record: Record) -> str:
+    """``{"step": 3, "tag": "train/loss", "value": 0.25}`` and a newline: what ``json.dumps`` of
+    the record (value through :func:`encode_value`) gives, built without it (the tag's JSON
+    text is kept from its first use)."""
     step, tag, value = record
-    return json.dumps({"step": step, "tag": tag, "value": encode_value(value)}) + "\n"
+    value = float(value)
+    number = repr(value) if math.isfinite(value) else f'"{value!r}"'
+    return f'{{"step": {int(step)}, "tag": {_json_text(tag)}, "value": {number}}}\n'
+
+
+_json_text = functools.lru_cache(maxsize=4096)(json.dumps)
 
 
 # -- reading a run folder -----------------------------------------------------------------

@@ -108,7 +108,7 @@ class TensorBoardSink:
     """TensorBoard event files in ``logdir``, through ``torch.utils.tensorboard.SummaryWriter``.
 
     All of a step's records go into one event (one summary with a value per tag), and the
-    writer's own thread does the disk writes (``flush_secs`` apart, and on close).
+    writer's own thread encodes and writes them (``flush_secs`` apart, and on close).
     """
 
     def __init__(self, logdir: str | Path, flush_secs: int = 30):
@@ -117,7 +117,9 @@ class TensorBoardSink:
         from torch.utils.tensorboard import SummaryWriter
 
         self._summary = Summary
-        self.writer = SummaryWriter(str(self.logdir), flush_secs=flush_secs)
+        # a queue long enough for many batches: the writer's thread serialises and checksums
+        # the events (pure Python in TensorBoard), so a short one would make write() wait
+        self.writer = SummaryWriter(str(self.logdir), max_queue=4096, flush_secs=flush_secs)
         self._file_writer = self.writer._get_file_writer()
 
     def write(self, records: Sequence[Record]) -> None:
