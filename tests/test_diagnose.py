@@ -334,3 +334,15 @@ def test_a_single_step_is_diagnosed_without_error():
 def test_the_module_examples_run(module):
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_advice_that_crosses_the_primary_verdict_says_so():
+    from lrkit.watch.diagnosis import Finding, uncrossed
+
+    high = Finding("too_high", "spikes", "divide the lr by about 10", 0.9, 0.1)
+    low = Finding("too_low", "slow", "multiply the lr by about 3", 0.8, 3.0)
+    plateau = Finding("plateau", "flat", "add a decay", 0.7)
+    first, second, third = uncrossed((high, low, plateau))
+    assert first == high and third == plateau
+    assert second.advice.startswith("multiply the lr by about 3 (too_high above points")
+    assert uncrossed((low, plateau)) == (low, plateau)

@@ -56,7 +56,7 @@ import numpy as np
 
 from .advice import RECIPE, decay_tip, factor_text, nice, plateau_advice, warmup_tip
 from .curves import SPIKE_Z, TINY, Curves, as_signals
-from .diagnosis import VERDICTS, Diagnosis, Finding
+from .diagnosis import VERDICTS, Diagnosis, Finding, uncrossed
 
 HEALTHY_RATIO = 1e-3
 
@@ -86,7 +86,7 @@ def diagnose(run: Any) -> Diagnosis:
     order = {v: i for i, v in enumerate(VERDICTS)}
     confident.sort(key=lambda f: order[f.verdict])
     rest = [f for f in found if f not in confident]
-    return Diagnosis((*confident, *rest), curves.n)
+    return Diagnosis(uncrossed((*confident, *rest)), curves.n)
 
 
 def _squash(x: float) -> float:

@@ -9,7 +9,7 @@ verdict: too_low (confidence 0.80, 200 steps)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 VERDICTS = ("diverged", "too_high", "overfitting", "plateau", "too_low", "fine")  # by severity
@@ -79,4 +79,19 @@ class Diagnosis:
         }
 
 
-__all__ = ["Finding", "Diagnosis", "VERDICTS"]
+def uncrossed(findings: tuple[Finding, ...]) -> tuple[Finding, ...]:
+    """A later finding whose lr factor points the other way from the primary's (raise vs
+    lower) says so in its advice: the primary, more severe, is the one to act on first."""
+    lead = findings[0].lr_factor
+    if lead is None or lead == 1:
+        return findings
+    out = [findings[0]]
+    for f in findings[1:]:
+        if f.lr_factor is not None and (f.lr_factor - 1) * (lead - 1) < 0:
+            note = f"{findings[0].verdict} above points the other way: act on it first, then look again"
+            f = replace(f, advice=f"{f.advice} ({note})")
+        out.append(f)
+    return tuple(out)
+
+
+__all__ = ["Finding", "Diagnosis", "VERDICTS", "uncrossed"]
