@@ -3,9 +3,11 @@
 The rule, checked after every backward pass, before the optimizer step:
 
 - a batch is *trouble* when its loss or its global gradient norm is not finite, or is a spike:
-  ``z = (x - mean) / std > z`` over the last ``window`` good values (the loss, and the log of
-  the gradient norm; at least 10 of them; the std is floored at 1% of the mean loss and at
-  0.05 in log norm, so a flat curve with a small bump is not called a spike);
+  ``z = (x - mean) / std > z`` over the last ``window`` good values (of the log of the loss,
+  as spikes are multiplicative and a mini-batch loss is skewed, or of the loss itself when it
+  is not always positive; and of the log of the gradient norm; at least 10 of them; the std is
+  floored at 0.05 in logs, or 1% of the mean loss, so a flat curve with a small bump is not
+  called a spike);
 - trouble skips that update (no optimizer step, no driver advance);
 - more than ``max_skips`` skips within the last ``window`` batches roll back instead: the last
   good snapshot comes back in place (model, optimizer, driver, RNG; see
@@ -57,8 +59,8 @@ from .signals import global_norm, grad_norms
 
 OK, SKIP, ROLLBACK, GAVE_UP = "ok", "skip", "rollback", "gave_up"
 MIN_VALUES = 10  # good values needed before a spike can be called
-LOSS_STD_FLOOR = 0.01  # of |mean loss|
-LOG_NORM_STD_FLOOR = 0.05
+LOSS_STD_FLOOR = 0.01  # of |mean loss|, for losses that are not all positive
+LOG_STD_FLOOR = 0.05  # of the log loss and the log gradient norm
 
 
 class GuardExhausted(RuntimeError):
@@ -200,11 +202,15 @@ class Guard(Callback):
             return f"loss {loss}"
         if not math.isfinite(norm):
             return f"grad norm {norm}"
-        z = _zscore(loss, self._losses, relative_floor=LOSS_STD_FLOOR)
+        if loss > 0 and all(v > 0 for v in self._losses):  # spikes are multiplicative: logs
+            logs = deque(map(math.log, self._losses))
+            z = _zscore(math.log(loss), logs, floor=LOG_STD_FLOOR)
+        else:
+            z = _zscore(loss, self._losses, relative_floor=LOSS_STD_FLOOR)
         if z is not None and z > self.z:
             return f"loss spike (z={z:.1f})"
         if norm > 0:
-            z = _zscore(math.log(norm), self._log_norms, floor=LOG_NORM_STD_FLOOR)
+            z = _zscore(math.log(norm), self._log_norms, floor=LOG_STD_FLOOR)
             if z is not None and z > self.z:
                 return f"grad norm spike (z={z:.1f})"
         return None
