@@ -79,8 +79,8 @@ def test_a_guarded_real_run_names_the_guards_actions():
     watch = Watch(every=5)
     fit("digits-mlp", lr=1.0, epochs=3, callbacks=[watch, Guard(sinks=[watch])], progress=False)
     d = diagnose(watch)
-    assert d.verdict == "too_high"
-    assert "the guard acted: rollback x1" in d.primary.evidence
+    assert d.verdict in ("diverged", "too_high")  # the loss rose 100x before the rollback
+    assert "the guard acted: rollback x1" in d.summary()
 
 
 def test_loss_spikes_are_too_high_with_their_count_and_steps():
@@ -200,8 +200,10 @@ def test_a_fine_run_under_a_warmup_and_cosine_is_not_advised_the_decay_it_had():
     d = diagnose(signals(noisy(converging()), lr=warmup_cosine_lr()))
     assert d.verdict == "fine"
     assert "the lr warmed up to 0.1 by step 15 and decayed to" in d.primary.evidence
-    assert "decay" not in d.primary.advice.replace("and decayed to", "")
-    assert d.primary.advice.startswith("keep the lr and its schedule (the lr warmed up")
+    assert "cosine" not in d.primary.advice and "decay at the end" not in d.primary.advice
+    assert (
+        d.primary.advice == "keep the lr and its schedule (a warmup and a decay, as this run had)"
+    )
 
 
 def test_a_plateau_after_the_lr_was_already_lowered_is_advised_something_else():

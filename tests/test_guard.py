@@ -433,3 +433,30 @@ def test_a_healthy_run_s_skewed_mini_batch_losses_are_not_spikes():
             guard.after_step()
     assert actions(guard) == []
     assert guard.step == 2000 and optimizer.param_groups[0]["lr"] == 1e-2
+
+
+def test_a_slow_climb_with_no_single_spike_is_caught_as_drift():
+    """A loss that climbs 15% a step never jumps far from its trailing window; measured
+    against its level at the last snapshot it is trouble within a few steps."""
+    model = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    guard = Guard(every=20, window=20)
+    gen = torch.Generator().manual_seed(0)
+    noise = (0.3 * torch.randn(200, generator=gen)).exp().tolist()  # a skewed mini-batch loss
+    caught = None
+    for i in range(200):
+        loss = noise[i] * (1.15 ** max(0, i - 45))
+        optimizer.zero_grad()
+        model(torch.ones(1, 2)).sum().backward()
+        action = guard.check(loss, model, optimizer)
+        if action == "ok":
+            optimizer.step()
+            guard.after_step()
+        elif caught is None:
+            caught = (i, loss)
+            break
+    assert caught is not None, "the climb was never caught"
+    step, loss = caught
+    assert 45 < step < 60 and loss < 8
+    reason = actions(guard)[0]["reason"]
+    assert reason.startswith("loss drift (z=") and "above its level at step 40" in reason

@@ -77,7 +77,9 @@ def diagnose(run: Any) -> Diagnosis:
         fine = Finding(
             "fine",
             curves.progress_text() + (f"; {shape.text()}" if shape else ""),
-            f"keep the lr and its schedule ({shape.text()})"
+            "keep the lr and its schedule (a warmup and a decay, as this run had)"
+            if shape and shape.decayed and shape.warmup
+            else "keep the lr and its decay"
             if shape and shape.decayed
             else f"keep the lr; {decay_tip(shape)}",
             round(1.0 - doubt, 3),

@@ -7,7 +7,9 @@ The rule, checked after every backward pass, before the optimizer step:
   as spikes are multiplicative and a mini-batch loss is skewed, or of the loss itself when it
   is not always positive; and of the log of the gradient norm; at least 10 of them; the std is
   floored at 0.05 in logs, or 1% of the mean loss, so a flat curve with a small bump is not
-  called a spike);
+  called a spike); or a *drift*: the same z of the loss against the window's mean and std
+  when the last snapshot was taken (or when the window first filled), which catches a loss
+  that climbs step by step, each step no spike against a window that climbs with it;
 - trouble skips that update (no optimizer step, no driver advance);
 - more than ``max_skips`` skips within the last ``window`` batches roll back instead: the last
   good snapshot comes back in place (model, optimizer, driver, RNG; see
@@ -125,6 +127,8 @@ class Guard(Callback):
         self._good = 0  # good updates since the last snapshot
         self._skips: deque[int] = deque()  # batches skipped within the window
         self._losses: deque[float] = deque(maxlen=self.window)
+        # (in logs?, mean, std, step) of the losses when the last snapshot was taken
+        self._reference: tuple[bool, float, float, int] | None = None
         self._log_norms: deque[float] = deque(maxlen=self.window)
         self._lrs_seen: list[list[float]] = []
         self._model = self._optimizer = self._driver = self._scaler = None
@@ -158,6 +162,8 @@ class Guard(Callback):
         reason = self._trouble(value, norm)
         if reason is None:
             self._losses.append(value)
+            if self._reference is None and len(self._losses) >= MIN_VALUES:
+                self._reference = self._level()
             if norm > 0:
                 self._log_norms.append(math.log(norm))
             return OK
@@ -202,18 +208,39 @@ class Guard(Callback):
             return f"loss {loss}"
         if not math.isfinite(norm):
             return f"grad norm {norm}"
-        if loss > 0 and all(v > 0 for v in self._losses):  # spikes are multiplicative: logs
-            logs = deque(map(math.log, self._losses))
-            z = _zscore(math.log(loss), logs, floor=LOG_STD_FLOOR)
-        else:
-            z = _zscore(loss, self._losses, relative_floor=LOSS_STD_FLOOR)
+        in_logs, x, values = self._scale(loss)
+        z = (
+            _zscore(x, values, floor=LOG_STD_FLOOR)
+            if in_logs
+            else _zscore(x, values, relative_floor=LOSS_STD_FLOOR)
+        )
         if z is not None and z > self.z:
             return f"loss spike (z={z:.1f})"
+        ref = self._reference
+        if ref is not None and ref[0] == in_logs and (x - ref[1]) / ref[2] > self.z:
+            return f"loss drift (z={(x - ref[1]) / ref[2]:.1f} above its level at step {ref[3]})"
         if norm > 0:
             z = _zscore(math.log(norm), self._log_norms, floor=LOG_STD_FLOOR)
             if z is not None and z > self.z:
                 return f"grad norm spike (z={z:.1f})"
         return None
+
+    def _scale(self, loss: float) -> tuple[bool, float, deque[float]]:
+        """``(in_logs, x, values)``: the loss and the window in logs when all are positive
+        (spikes are multiplicative and a mini-batch loss is skewed), else as they are."""
+        if loss > 0 and all(v > 0 for v in self._losses):
+            return True, math.log(loss), deque(map(math.log, self._losses))
+        return False, loss, self._losses
+
+    def _level(self) -> tuple[bool, float, float, int] | None:
+        """The window's mean and (floored) std on the loss's scale, and the step: the level a
+        slow climb is measured against (a spike is judged against the moving window)."""
+        if len(self._losses) < MIN_VALUES:
+            return None
+        in_logs, _, values = self._scale(self._losses[-1])
+        mean = statistics.fmean(values)
+        floor = LOG_STD_FLOOR if in_logs else max(LOSS_STD_FLOOR * abs(mean), 1e-12)
+        return in_logs, mean, max(statistics.pstdev(values, mean), floor), self.step
 
     def _rollback(self, reason: str, loss: float, norm: float) -> None:
         if self.rollbacks >= self.max_rollbacks:
@@ -277,6 +304,7 @@ class Guard(Callback):
             self._model, self._optimizer, scaler=self._scaler, scheduler=self._driver
         )
         self.snapshot_step = self.step
+        self._reference = self._level() or self._reference
         self._good = 0
         self.events.append(self._event("snapshot", "every good update" if self.step else "start"))
 
