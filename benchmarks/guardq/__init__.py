@@ -1,0 +1,2 @@
+"""Helpers of ``benchmarks/guard_quality.py``: fault injectors for ``fit`` runs and the plain-loop
+regression runs."""
