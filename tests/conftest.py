@@ -1,4 +1,4 @@
-"""Shared test set-up: hypothesis profiles.
+"""Shared test set-up: hypothesis profiles, and a fixture for tests of tiny models.
 
 ``default``: 100 examples per property, no deadline (2 shared cores make timings noisy).
 ``ci`` (chosen when ``CI=true``): the same, derandomized, so a CI run is reproducible.
@@ -7,9 +7,21 @@
 
 import os
 
+import pytest
+import torch
 from hypothesis import settings
 
 settings.register_profile("default", max_examples=100, deadline=None)
 settings.register_profile("ci", parent=settings.get_profile("default"), derandomize=True)
 settings.register_profile("thorough", max_examples=2000, deadline=None)
 settings.load_profile("ci" if os.environ.get("CI", "").lower() == "true" else "default")
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models run fastest on one thread, far faster when the 2 cores are shared
+    (``pytestmark = pytest.mark.usefixtures("one_thread")`` in a module)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -15,14 +15,7 @@ from lrkit.schedules import Driver
 from lrkit.tasks import tensor_loader
 from lrkit.train.snapshot import RNGState
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, far faster when the 2 cores are shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 FAST = {"start": 1e-5, "end": 10.0, "steps": 30, "progress": False}

@@ -10,14 +10,7 @@ from torch import nn
 from lrkit.schedules import Driver
 from lrkit.train.snapshot import RNGState, Snapshot
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, far faster when the 2 cores are shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_model() -> nn.Module:
