@@ -221,7 +221,8 @@ def test_the_smoothed_loss_is_a_bias_corrected_moving_average():
     for i, raw in enumerate(result.raw_losses):
         avg = 0.9 * avg + 0.1 * raw
         expected.append(avg / (1 - 0.9 ** (i + 1)))
-    assert np.allclose(result.losses, expected) and result.losses[0] == result.raw_losses[0]
+    assert np.allclose(result.losses, expected)
+    assert math.isclose(result.losses[0], result.raw_losses[0], rel_tol=1e-12)
 
 
 def test_a_loader_of_3_batches_is_cycled_for_100_steps():

@@ -13,7 +13,7 @@ import torch
 from torch.nn import functional as F
 
 from lrkit import Guard, GuardExhausted, get_task
-from lrkit.tasks import seed_everything
+from lrkit.runtime import seed_everything
 from lrkit.tasks.sklearn_tasks import mlp
 
 DATASETS = ("diabetes", "heavy-tail")

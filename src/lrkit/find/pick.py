@@ -34,8 +34,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..runtime import torch_threads
 from ..schedules import Driver, Schedule, as_schedule, stretch
-from ..tasks import Task, get_task, torch_threads
+from ..tasks import Task, get_task
 
 RANGE_TEST_SHARE = 0.12  # of the budget, spent on the range test (at least MIN_SWEEP steps)
 MIN_SWEEP, MAX_SWEEP = 20, 100  # steps of the range test

@@ -30,7 +30,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..tasks import Task, check_lr, get_task, seed_everything, torch_threads
+from ..checks import check_lr
+from ..runtime import seed_everything, torch_threads
+from ..tasks import Task, get_task
 from ..train.callbacks import ProgressBar
 from ..train.snapshot import RNGState, Snapshot
 from .result import Curve, FindResult

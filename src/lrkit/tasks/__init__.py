@@ -7,7 +7,7 @@ Bundled tasks (data shipped inside installed packages, no downloads; each trains
 from . import pychar, sklearn_tasks  # noqa: F401  (registers the bundled tasks)
 from .data import accuracy, r2, rmse, split_indices, tensor_loader
 from .registry import DEFAULT_TASK, TASKS, get_task, list_tasks, register_task
-from .task import Metric, Task, adamw, check_lr, seed_everything, torch_threads
+from .task import Metric, Task, adamw
 
 __all__ = [
     "Task",
@@ -23,7 +23,4 @@ __all__ = [
     "rmse",
     "r2",
     "adamw",
-    "check_lr",
-    "seed_everything",
-    "torch_threads",
 ]

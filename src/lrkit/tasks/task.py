@@ -22,17 +22,17 @@ call the factories reproducibly: the same seed gives the same model and the same
 
 from __future__ import annotations
 
-import contextlib
 import math
-import random
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from ..checks import check_lr, whole
+from ..runtime import seed_everything, torch_threads
 
 Params = Iterable[torch.Tensor] | Iterable[dict[str, Any]]
 StepFn = Callable[[nn.Module, Any], torch.Tensor]
@@ -70,11 +70,6 @@ def adamw(params: Params, lr: float) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=lr)
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python's, NumPy's and torch's global random number generators."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 @dataclass(frozen=True)
@@ -123,19 +118,11 @@ class Task:
             )
         if self.step_fn is not None and not callable(self.step_fn):
             raise TypeError(f"task {self.name!r}: step_fn must be callable, got {self.step_fn!r}")
-        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
-            raise ValueError(
-                f"task {self.name!r}: epochs must be a whole number >= 1, got {self.epochs!r}"
-            )
+        whole(self.epochs, f"task {self.name!r}: epochs", least=1)
         check_lr(self.lr, f"task {self.name!r}: lr")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ValueError(f"task {self.name!r}: seed must be a whole number, got {self.seed!r}")
-        if self.threads is not None and (
-            isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1
-        ):
-            raise ValueError(
-                f"task {self.name!r}: threads must be None or >= 1, got {self.threads!r}"
-            )
+        whole(self.seed, f"task {self.name!r}: seed", least=None)
+        if self.threads is not None:
+            whole(self.threads, f"task {self.name!r}: threads (or None)", least=1)
         if self.metric is None:
             object.__setattr__(self, "metric", Metric("val_loss", None, higher_is_better=False))
         elif not isinstance(self.metric, Metric):
@@ -210,23 +197,8 @@ class Task:
         return metric, val_loss
 
 
-@contextlib.contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """Run the block with torch using ``threads`` CPU threads (None: as it is), then restore."""
-    before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
-def check_lr(lr: Any, what: str = "lr") -> float:
-    """A learning rate: a finite number > 0, as float; ValueError naming it otherwise."""
-    if isinstance(lr, bool) or not isinstance(lr, int | float) or not math.isfinite(lr) or lr <= 0:
-        raise ValueError(f"{what} must be a finite number > 0, got {lr!r}")
-    return float(lr)
 
 
 def _batch_size(batch: Any) -> int:

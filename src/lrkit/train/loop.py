@@ -17,8 +17,10 @@ from typing import Any
 
 import torch
 
+from ..checks import check_lr
+from ..runtime import torch_threads
 from ..schedules import Driver, Schedule, as_schedule
-from ..tasks import Task, check_lr, get_task, torch_threads
+from ..tasks import Task, get_task
 from .callbacks import Events, ProgressBar, State
 from .history import COMPLETED, DIVERGED, FAILED, INTERRUPTED, RUNNING, STOPPED, History
 
