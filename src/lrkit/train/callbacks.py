@@ -18,7 +18,6 @@ no ``optimizer.step()``, no driver advance and no ``on_after_step``; ``state.ste
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..progress import progress, wanted
 from .history import History
 
 EVENTS = (
@@ -99,51 +99,38 @@ class Events:
 
 
 class ProgressBar(Callback):
-    """A rich progress bar over all steps, showing the last loss and the first group's lr."""
+    """A progress bar over all steps, showing the last loss and the first group's lr."""
 
     def __init__(self):
-        self._progress = None
+        self._block = None
+        self._bar = None
 
     @staticmethod
     def wanted(progress: bool | None) -> bool:
         """``progress=None`` means: only when stdout is a terminal."""
-        return sys.stdout.isatty() if progress is None else bool(progress)
+        return wanted(progress)
 
     def on_train_start(self, state: State) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
+        fields = {"loss": "-", "lr": "-", "metric": ""}
+        template = "loss {task.fields[loss]}  lr {task.fields[lr]}  {task.fields[metric]}"
+        self._block = progress(
+            state.history.task, state.total_steps, show=True, fields=fields, template=template
         )
-
-        self._progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}  lr {task.fields[lr]}  {task.fields[metric]}"),
-            TimeRemainingColumn(),
-        )
-        self._bar = self._progress.add_task(
-            state.history.task, total=state.total_steps, loss="-", lr="-", metric=""
-        )
-        self._progress.start()
+        self._bar = self._block.__enter__()
 
     def on_after_step(self, state: State) -> None:
         losses = state.history.loss
-        self._progress.update(
-            self._bar,
-            completed=state.step,
+        self._bar.update(
+            state.step,
             loss=f"{losses[-1]:.4f}" if losses else "-",
             lr=f"{state.optimizer.param_groups[0]['lr']:.3g}",
         )
 
     def on_validation_end(self, state: State) -> None:
         name = state.history.metric_name
-        self._progress.update(self._bar, metric=f"{name} {state.metric:.4g}")
+        self._bar.update(metric=f"{name} {state.metric:.4g}")
 
     def on_train_end(self, state: State) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
+        if self._block is not None:
+            self._block.__exit__(None, None, None)
+            self._block = self._bar = None
