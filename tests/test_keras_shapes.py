@@ -103,7 +103,9 @@ def test_reduce_lr_on_plateau_refuses_what_it_cannot_monitor():
         (dict(factor=1.5), "plateau factor must be >= 0 and < 1, got 1.5"),
         (dict(patience=-1), "patience must be a whole number >= 0, got -1"),
         (dict(mode="up"), "mode must be one of ('auto', 'min', 'max'), got 'up'"),
-        (dict(min_lr=-1), "min_lr must be a number >= 0, got -1"),
+        (dict(min_lr=-1), "min_lr must be a finite number >= 0, got -1"),
+        (dict(min_lr=float("nan")), "min_lr must be a finite number >= 0, got nan"),
+        (dict(patience=True), "patience must be a whole number >= 0, got True"),
     ],
 )
 def test_reduce_lr_on_plateau_refuses_bad_settings(kwargs, message):

@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from ..checks import number, whole
 from ..schedules import Plateau
 from ..train import Callback, State
 from ..train.history import DIVERGED
@@ -86,12 +87,8 @@ class ReduceLROnPlateau(Callback):
             raise ValueError(f"ReduceLROnPlateau monitor must be a metric name, got {monitor!r}")
         if mode not in _MODES:
             raise ValueError(f"ReduceLROnPlateau mode must be one of {_MODES}, got {mode!r}")
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-            raise ValueError(
-                f"ReduceLROnPlateau patience must be a whole number >= 0, got {patience!r}"
-            )
-        if isinstance(min_lr, bool) or not isinstance(min_lr, int | float) or not min_lr >= 0:
-            raise ValueError(f"ReduceLROnPlateau min_lr must be a number >= 0, got {min_lr!r}")
+        whole(patience, "ReduceLROnPlateau patience")
+        min_lr = number(min_lr, "ReduceLROnPlateau min_lr", low=0)
         self.monitor, self.mode, self.min_lr = monitor, mode, float(min_lr)
         self.settings = dict(
             factor=factor,
