@@ -1,0 +1,75 @@
+"""One results protocol (ground floor): plain data, JSON text and JSON files, the same way.
+
+A result class defines ``to_dict()`` (plain lists, numbers and strings) and a ``from_dict(data)``
+classmethod that raises ``ValueError`` on data it cannot read; :class:`Result` adds the rest::
+
+    >>> from dataclasses import dataclass
+    >>> @dataclass
+    ... class Point(Result):
+    ...     x: float
+    ...     def to_dict(self): return {"x": self.x}
+    ...     @classmethod
+    ...     def from_dict(cls, data): return cls(float(data["x"]))
+    >>> Point.from_json(Point(0.5).to_json())
+    Point(x=0.5)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+class Result:
+    """``to_json``/``from_json``/``load`` for a class with ``to_dict``/``from_dict``."""
+
+    def to_dict(self) -> dict[str, Any]:  # pragma: no cover - every result defines its own
+        raise NotImplementedError
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        """The result as JSON text; also written to ``path`` when given (whole, then renamed)."""
+        text = json.dumps(self.to_dict(), indent=1)
+        if path is not None:
+            path = Path(path)
+            partial = path.with_name(path.name + ".partial")
+            partial.write_text(text + "\n", encoding="utf-8")
+            partial.replace(path)
+        return text
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "JSON text") -> Any:
+        """The result that :meth:`to_json` wrote; ValueError naming ``source`` and the line."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(
+                f"{source}: not JSON at line {e.lineno} column {e.colno}: {e.msg}"
+            ) from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{source}: expected a JSON object, got {type(data).__name__}")
+        try:
+            return cls.from_dict(data)
+        except ValueError as e:
+            raise ValueError(f"{source}: {e}") from None
+        except (KeyError, TypeError, AttributeError, IndexError) as e:
+            raise ValueError(f"{source}: not a {cls.__name__}: {type(e).__name__}: {e}") from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> Any:
+        """The result saved by ``to_json(path)``; ValueError naming the file on bad content."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}: not a text file (it is not UTF-8)") from None
+        except OSError as e:
+            raise ValueError(f"cannot read {path}: {e.strerror or e}") from None
+        return cls.from_json(text, source=str(path))
+
+
+__all__ = ["Result"]
