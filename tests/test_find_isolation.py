@@ -104,15 +104,23 @@ def test_a_driver_passed_as_scheduler_is_restored_too():
 # -- a torch scheduler attached, not passed ----------------------------------------------------
 
 
-def torch_scheduler(opt):
-    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=200)
+TORCH_SCHEDULERS = {  # a closed form, a recursive one (it reads the lr now), a lambda
+    "one_cycle": lambda opt: torch.optim.lr_scheduler.OneCycleLR(opt, 3e-3, total_steps=200),
+    "exponential": lambda opt: torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.9),
+    "lambda": lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lambda t: min(1, (t + 1) / 10)),
+}
 
 
+def torch_scheduler(opt, kind="one_cycle"):
+    return TORCH_SCHEDULERS[kind](opt)
+
+
+@pytest.mark.parametrize("kind", TORCH_SCHEDULERS)
 @pytest.mark.parametrize("outcome", OUTCOMES)
-def test_an_attached_torch_scheduler_keeps_its_state_and_its_lrs(outcome):
+def test_an_attached_torch_scheduler_keeps_its_state_and_its_lrs(outcome, kind):
     model, opt, data = regression()
     twin_model, twin_opt, twin_data = regression()
-    scheduler, twin = torch_scheduler(opt), torch_scheduler(twin_opt)
+    scheduler, twin = torch_scheduler(opt, kind), torch_scheduler(twin_opt, kind)
     state = scheduler.state_dict()
     sweep(model, opt, data, outcome)
     assert scheduler.state_dict() == state
