@@ -23,6 +23,7 @@ from .rules import DEFAULT_RULE, get_rule
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
 MODES = ("exp", "linear")
 AUTOCAST = {None: None, "bf16": torch.bfloat16, "fp16": torch.float16}
+MAX_STEPS = 1_000_000  # a range test needs hundreds; its plan is one float64 array
 
 
 @dataclass
@@ -47,7 +48,11 @@ class Settings:
         check_lr(self.start, "start"), check_lr(self.end, "end")
         if self.start >= self.end:
             raise ValueError(f"start must be < end, got start={self.start!r} and end={self.end!r}")
-        whole(self.steps, "steps", least=5)
+        if whole(self.steps, "steps", least=5) > MAX_STEPS:
+            raise ValueError(
+                f"steps must be a whole number in [5, {MAX_STEPS}] (a range test needs"
+                f" hundreds), got {self.steps!r}"
+            )
         if self.mode not in MODES:
             raise ValueError(f"mode must be 'exp' or 'linear', got {self.mode!r}")
         number(self.smooth, "smooth", low=0, high=1, high_open=True)
@@ -170,4 +175,4 @@ def _criterion_loss(criterion: Callable) -> LossFn:
     return loss
 
 
-__all__ = ["Settings", "Parts", "LossFn", "MODES", "AUTOCAST"]
+__all__ = ["Settings", "Parts", "LossFn", "MODES", "AUTOCAST", "MAX_STEPS"]
