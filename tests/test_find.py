@@ -245,6 +245,14 @@ def test_an_empty_loader_raises():
         find_lr(model, opt, [], criterion=F.cross_entropy, **FAST)
 
 
+def test_a_loader_that_is_a_one_shot_iterator_raises_saying_so():
+    model, opt, loader = parts()
+    before = fingerprint(model, opt)
+    with pytest.raises(ValueError, match=r"ran out after 8 batches .* can be read once"):
+        find_lr(model, opt, iter(loader), criterion=F.cross_entropy, **FAST)
+    assert_same(fingerprint(model, opt), before)
+
+
 def test_two_param_groups_keep_their_ratio():
     model, _, loader = parts()
     opt = torch.optim.SGD(

@@ -228,13 +228,20 @@ def _amp(device: torch.device, autocast: str | None) -> contextlib.AbstractConte
 
 
 def _cycle(loader: Iterable, what: str) -> Iterator[Any]:
-    """The loader's batches, starting again at its end; ValueError when it has none."""
+    """The loader's batches, starting again at its end; ValueError when a pass has none."""
+    seen = 0
     while True:
-        empty = True
+        before = seen
         for batch in loader:
-            empty = False
+            seen += 1
             yield batch
-        if empty:
+        if seen == before and seen:
+            raise ValueError(
+                f"the {what} ran out after {seen} batches and yields none when read again (an"
+                " iterator or generator can be read once): give a list or a DataLoader, which"
+                " the sweep cycles"
+            )
+        if not seen:
             raise ValueError(f"the {what} yielded no batches; it needs at least one")
 
 
