@@ -74,7 +74,7 @@ def find_lr(
             style models, several losses); else ``criterion(model(x), y)`` on ``(x, y)``
             batches; with a task, default: the task's loss.
         start, end, steps, mode: the lrs swept, ``"exp"`` or ``"linear"`` spacing, ``steps``
-            updates; a loader shorter than that is cycled.
+            updates (5 to 1,000,000); a loader shorter than that is cycled.
         smooth, stop_factor: the moving average's factor in [0, 1); stop when the smoothed
             loss exceeds ``stop_factor`` (> 1, ``math.inf`` never) times the best.
         accumulate: micro-batches per update (each loss divided by ``accumulate``).
@@ -95,8 +95,9 @@ def find_lr(
 
     Raises ValueError naming the bad value before anything is touched; a loss that is not a
     scalar tensor raises ValueError (after restoring); inside a torch.distributed process
-    group of several processes, :class:`~lrkit.errors.UserError` at once (not supported yet). A curve that cannot be trusted gives a
-    result with ``confidence.ok`` False and ``lr`` None, never a silent number.
+    group of several processes, :class:`~lrkit.errors.UserError` at once (not supported
+    yet). A curve that cannot be trusted gives a result with ``confidence.ok`` False and
+    ``lr`` None, never a silent number.
     """
     refuse_distributed("find_lr")
     cfg = Settings(
