@@ -245,6 +245,14 @@ def test_an_empty_loader_raises():
         find_lr(model, opt, [], criterion=F.cross_entropy, **FAST)
 
 
+def test_a_loader_that_is_a_one_shot_iterator_raises_saying_so():
+    model, opt, loader = parts()
+    before = fingerprint(model, opt)
+    with pytest.raises(ValueError, match=r"ran out after 8 batches .* can be read once"):
+        find_lr(model, opt, iter(loader), criterion=F.cross_entropy, **FAST)
+    assert_same(fingerprint(model, opt), before)
+
+
 def test_two_param_groups_keep_their_ratio():
     model, _, loader = parts()
     opt = torch.optim.SGD(
@@ -450,8 +458,13 @@ def test_progress_true_shows_a_bar_and_false_prints_nothing(capsys):
         ({"start": -1e-3}, r"start must be a finite number > 0, got -0.001"),
         ({"steps": 3}, r"steps must be a whole number >= 5, got 3"),
         ({"mode": "log"}, r"mode must be 'exp' or 'linear', got 'log'"),
-        ({"smooth": 1.0}, r"smooth must lie in \[0, 1\) .*got 1.0"),
-        ({"stop_factor": 1.0}, r"stop_factor must be > 1 .*got 1.0"),
+        ({"smooth": 1.0}, r"smooth must be a number in \[0, 1\), got 1.0"),
+        ({"smooth": math.nan}, r"smooth must be a number in \[0, 1\), got nan"),
+        ({"stop_factor": 1.0}, r"stop_factor must be a number > 1, got 1.0"),
+        ({"steps": True}, r"steps must be a whole number >= 5, got True"),
+        ({"steps": 10**12}, r"steps must be a whole number in \[5, 1000000\] .*got 1000000000000"),
+        ({"stop_factor": math.nan}, r"stop_factor must be a number > 1, got nan"),
+        ({"end": math.inf}, r"end must be a finite number > 0, got inf"),
         ({"accumulate": 0}, r"accumulate must be a whole number >= 1, got 0"),
         ({"autocast": "fp8"}, r"autocast must be None, 'bf16' or 'fp16', got 'fp8'"),
         ({"autocast": "fp16"}, r"autocast='fp16' needs a model on CUDA, got one on 'cpu'"),

@@ -37,6 +37,7 @@ import torch
 from ..runtime import torch_threads
 from ..schedules import Driver, Schedule, as_schedule, stretch
 from ..tasks import Task, get_task
+from .isolation import refuse_distributed
 
 RANGE_TEST_SHARE = 0.12  # of the budget, spent on the range test (at least MIN_SWEEP steps)
 MIN_SWEEP, MAX_SWEEP = 20, 100  # steps of the range test
@@ -115,8 +116,9 @@ def pick_lr(
 
     Raises ValueError for a budget <= 0 or too small for a range test and one round of short
     runs (the message says the minimum), a bad schedule, or bad epochs; UserError for an
-    unknown task.
+    unknown task; UserError at once inside a torch.distributed group of several processes.
     """
+    refuse_distributed("pick_lr")
     task = get_task(task)
     epochs = task.epochs if epochs is None else _check_epochs(epochs)
     seed = task.seed if seed is None else seed
