@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "lrkit"
-GROUND = {"checks", "runtime", "errors", "paths", "dist", "_version"}
+GROUND = {"checks", "runtime", "errors", "paths", "dist", "progress", "results", "_version"}
 # a higher number is a higher layer; find and watch share a level and never import each other
 LEVEL = {"tasks": 1, "schedules": 2, "train": 3, "find": 4, "watch": 4, "cli": 6}
 

@@ -30,9 +30,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..progress import progress
 from ..runtime import seed_everything, torch_threads
 from ..tasks import Task
-from ..train.callbacks import ProgressBar
 from ..train.snapshot import RNGState, Snapshot
 from .inputs import AUTOCAST, LossFn, Parts, Settings
 from .isolation import refuse_distributed, suspended_hooks
@@ -276,19 +276,19 @@ def _val_loss(parts: Parts, cfg: Settings, amp: contextlib.AbstractContextManage
 
 @contextlib.contextmanager
 def _progress(cfg: Settings, name: str) -> Iterator[Callable[..., None]]:
-    """``advance(n, lr=None, loss=None)`` of a rich progress bar over every sweep's steps."""
-    if not ProgressBar.wanted(cfg.progress):
-        yield lambda n, lr=None, loss=None: None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    columns = (TextColumn("[bold]find lr {task.description}"), BarColumn(), MofNCompleteColumn())
-    with Progress(*columns, TextColumn("{task.fields[info]}")) as bar:
-        task = bar.add_task(name, total=cfg.steps * cfg.seeds, info="")
+    """``advance(n, lr=None, loss=None)`` of the progress bar over every sweep's steps."""
+    total = cfg.steps * cfg.seeds
+    with progress(
+        f"find lr {name}",
+        total,
+        show=cfg.progress,
+        fields={"info": ""},
+        template="{task.fields[info]}",
+    ) as bar:
 
         def advance(n: int, lr: float | None = None, loss: float | None = None) -> None:
             fields = {} if lr is None else {"info": f"lr {lr:.3g}  loss {loss:.4g}"}
-            bar.update(task, advance=n, **fields)
+            bar.advance(n, **fields)
 
         yield advance
 
