@@ -222,6 +222,11 @@ class FindResult:
             Path(path).write_text(text + "\n")
         return text
 
+    @classmethod
+    def from_json(cls, text: str) -> FindResult:
+        """The result that :meth:`to_json` wrote (pass the text: ``Path(p).read_text()``)."""
+        return cls.from_dict(json.loads(text))
+
     # -- plotting ------------------------------------------------------------------------------
     def plot(self, path: str | Path | None = None, ax: Any = None) -> Any:
         """Loss against lr (log axis): raw and smoothed, suggestions marked, the seeds' band.
