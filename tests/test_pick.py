@@ -11,7 +11,7 @@ from torch import nn
 from lrkit import UserError
 from lrkit.find import Pick, pick_lr
 from lrkit.find import pick as pick_module
-from lrkit.schedules import REGISTRY, ScheduleSyntaxError, stretch
+from lrkit.schedules import REGISTRY, Driver, ScheduleSyntaxError, stretch
 from lrkit.tasks import Metric, Task, accuracy, tensor_loader
 from lrkit.train import ScheduleFitWarning
 
@@ -288,3 +288,25 @@ def test_a_pick_round_trips_through_strict_json_even_with_a_diverged_trial(picke
 def test_from_dict_names_missing_keys():
     with pytest.raises(ValueError, match=r"not a Pick: keys \['budget'"):
         Pick.from_dict({"lr": 0.1})
+
+
+def test_a_short_run_trains_exactly_as_a_plain_loop_would():
+    """fit with a step budget: the same batches, order, random draws and updates by hand."""
+    task, steps, lr, seed = toy(), 20, 0.05, 3  # 8 batches an epoch: the run crosses two
+    schedule = pick_module.as_schedule("warmup(5%) >> cosine").resolve(total_steps=steps)
+    trial = pick_module._short_run(task, lr, schedule, steps, seed, 0)
+
+    model = task.build_model(seed)
+    optimizer = task.build_optimizer(model, lr)
+    train, val = task.build_loaders(seed)
+    driver = Driver(optimizer, schedule, total_steps=steps)
+    torch.manual_seed(seed)
+    batches = (batch for _ in range(3) for batch in train)
+    for _, batch in zip(range(steps), batches):
+        loss = task.loss(model, batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        driver.step()
+    driver.close()
+    assert (trial.metric, trial.val_loss) == task.validate(model, val)
