@@ -110,3 +110,15 @@ def test_summary_of_a_low_confidence_result_says_why_and_gives_no_lr():
     assert len(lines) == 2
     assert lines[0] == "no lr suggested: low confidence, too noisy (noise 0.5)"
     assert "40 points from 1e-05 to 1" in lines[1]
+
+
+def test_a_find_result_round_trips_through_strict_json_text_with_a_nan():
+    lrs = np.logspace(-4, 0, 6)
+    r = FindResult(lrs=lrs, losses=np.ones(6), raw_losses=np.ones(6), group_lrs=[lrs.tolist()],
+                   suggestions={"lrkit": None}, lr=None, rule="lrkit",
+                   confidence=Confidence(False, "noisy"), stop_reason="done", steps_run=6,
+                   val={"steps": [3], "lrs": [0.01], "losses": [float("nan")]})  # fmt: skip
+    text = r.to_json()
+    json.loads(text, parse_constant=lambda name: pytest.fail(f"not strict JSON: {name}"))
+    again = FindResult.from_json(text)
+    assert np.isnan(again.val["losses"][0]) and again.lrs.tolist() == lrs.tolist()

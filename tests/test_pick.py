@@ -2,6 +2,7 @@
 
 import json
 import math
+import warnings
 
 import pytest
 import torch
@@ -10,8 +11,9 @@ from torch import nn
 from lrkit import UserError
 from lrkit.find import Pick, pick_lr
 from lrkit.find import pick as pick_module
-from lrkit.schedules import ScheduleSyntaxError
+from lrkit.schedules import REGISTRY, Driver, ScheduleSyntaxError, stretch
 from lrkit.tasks import Metric, Task, accuracy, tensor_loader
+from lrkit.train import ScheduleFitWarning
 
 g = torch.Generator().manual_seed(0)
 X = torch.randn(320, 8, generator=g)
@@ -166,8 +168,145 @@ def test_rates_tied_for_the_best_metric_give_their_geometric_centre_diverged_the
         return pick_module.Trial(lr, 10, metric, val_loss, 2)
 
     tied = [trial(1.0, 1.0, 0.0), trial(0.01, 1.0, 0.1), trial(0.1, 0.9, 0.2)]
-    assert pick_module._winner(tied) == pytest.approx(0.1)
+    assert pick_module._winner(tied) == (pytest.approx(0.1), [1.0, 0.01])
     clear = [trial(1.0, 1.0, 0.0), trial(0.01, 0.99, 0.1)]
-    assert pick_module._winner(clear) == 1.0
+    assert pick_module._winner(clear) == (1.0, [1.0])
     diverged = [trial(1.0, math.nan, math.inf), trial(0.01, math.nan, math.inf)]
-    assert pick_module._winner(diverged) == 0.01
+    assert pick_module._winner(diverged) == (0.01, [])
+
+
+# -- every schedule of the catalogue, endless ones included (issue 9, section 4) ---------------
+SPECS = {  # one text form per registered schedule and combinator
+    "constant": "constant",
+    "linear": "linear(to=0.1)",
+    "warmup": "warmup(10%)",
+    "cosine": "cosine",
+    "polynomial": "polynomial(power=2)",
+    "step": "step(100, 0.5)",
+    "multistep": "multistep([10, 30])",
+    "exponential": "exponential(0.99)",
+    "inverse_sqrt": "inverse_sqrt(10)",
+    "wsd": "wsd(decay=20%)",
+    "piecewise_constant": "piecewise_constant([10, 20], [1, 0.1, 0.01])",
+    "piecewise_linear": "piecewise_linear([[0, 0], [10, 1], [50, 0.1]])",
+    "cosine_restarts": "cosine_restarts(10)",
+    "cyclical": "cyclical(10)",
+    "one_cycle": "one_cycle",
+    "cycle_momentum": "cycle_momentum(one_cycle)",
+    "plateau": "cosine * plateau(patience=0)",
+    "seq": "warmup(5%) >> cosine",
+    "product": "cosine * exponential(0.99)",
+    "scale": "0.5 * cosine",
+    "clip": "clip(exponential(1.05), 0, 1)",
+    "min": "min(cosine, exponential(0.98))",
+    "max": "max(cosine, 0.1)",
+    "repeat": "repeat(cosine(10))",
+    "stretch": "stretch(cosine(10))",
+}
+
+
+def test_the_specs_cover_every_registered_schedule():
+    assert sorted(SPECS) == sorted(REGISTRY)
+
+
+@pytest.mark.parametrize("spec", SPECS.values(), ids=list(SPECS))
+def test_pick_works_for_every_schedule_of_the_catalogue(spec):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ScheduleFitWarning)  # multistep([10, 30]) ends early
+        p = pick_lr("wine-mlp", spec, budget=1.0, epochs=6, seed=0, progress=False)  # 54 steps
+    assert math.isfinite(p.lr) and p.lr > 0 and p.cost <= 1.0
+    assert len(p.trials) == 8 and all(t.steps == 4 for t in p.trials)
+
+
+def test_a_short_run_replays_the_full_runs_trajectory_for_an_endless_schedule():
+    full = pick_module.as_schedule("step(20, 0.5)").resolve(total_steps=80)
+    short = pick_module.Compressed(full, 80, 8)
+    assert [short(t) for t in range(8)] == [full(10 * t) for t in range(8)]
+    assert short.length is None
+
+
+def test_a_short_run_of_a_schedule_the_run_cuts_sees_only_what_the_run_sees():
+    full = pick_module.as_schedule("warmup(500) >> cosine(100)").resolve(total_steps=80)
+    short = pick_module.Compressed(full, 80, 8)
+    assert short(7) == full(70) == pytest.approx(0.14)  # still warming up, as the run is
+
+
+def test_a_short_run_of_the_usual_schedule_is_the_stretched_schedule():
+    full = pick_module.as_schedule("warmup(5%) >> cosine").resolve(total_steps=80)
+    stretched = stretch(full, 8)
+    assert [pick_module.Compressed(full, 80, 8)(t) for t in range(8)] == [
+        stretched(t) for t in range(8)
+    ]
+
+
+def test_a_schedule_that_does_not_fit_the_run_is_named_once_before_any_training():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pick_lr(toy(), "warmup(500) >> cosine(100)", budget=0.7, seed=0, progress=False)
+    fits = [w for w in caught if issubclass(w.category, ScheduleFitWarning)]
+    assert len(fits) == 1 and "the run has 80" in str(fits[0].message)
+
+
+# -- pick explains itself (issue 9, section 4) --------------------------------------------------
+def test_the_pick_names_its_candidates_winner_and_correction(picked):
+    first = [t.lr for t in picked.trials if t.round == 0]
+    assert picked.candidates == first and len(first) == pick_module.CANDIDATES
+    assert picked.correction == pick_module.HORIZON_CORRECTION
+    assert picked.lr == pytest.approx(picked.winner * 10**picked.correction)
+    last = [t.lr for t in picked.trials if t.round == 2]
+    assert picked.winner in last or len(picked.tied) > 1
+    assert picked.metric_name == "accuracy" and picked.higher_is_better
+
+
+def test_explain_says_every_round_the_winner_and_the_correction(picked):
+    text = "\n".join(picked.explain())
+    assert "range test:" in text and "candidates: 8 rates 0.375 decades apart" in text
+    assert text.count("round ") == 3 and "winner:" in text
+    assert f"picked {picked.lr:.4g} = {picked.winner:.4g} x 0.562" in text
+
+
+def test_rates_tied_for_the_best_are_named_in_the_explanation():
+    tied = [pick_module.Trial(1.0, 4, 1.0, 0.1, 0), pick_module.Trial(0.01, 4, 1.0, 0.2, 0)]
+    p = Pick(1e-1 * 10**-0.25, "constant", 1.0, 1.0, 80, 80, (0.01, 1.0), trials=tied,
+             candidates=[1.0, 0.01], winner=0.1, tied=[1.0, 0.01], correction=-0.25)  # fmt: skip
+    text = "\n".join(p.explain())
+    assert "geometric centre of the rates tied for the best metric (0.01, 1)" in text
+
+
+# -- the results protocol ------------------------------------------------------------------------
+def test_a_pick_round_trips_through_strict_json_even_with_a_diverged_trial(picked):
+    p = Pick.from_dict(picked.to_dict())
+    p.trials[0] = pick_module.Trial(1e6, 4, math.nan, math.inf, 0)
+    text = p.to_json()
+    json.loads(text, parse_constant=lambda name: pytest.fail(f"not strict JSON: {name}"))
+    again = Pick.from_json(text)
+    assert math.isnan(again.trials[0].metric) and again.trials[0].val_loss == math.inf
+    assert again.trials[1:] == p.trials[1:] and again.window == p.window
+    assert Pick.from_json(picked.to_json()) == picked
+
+
+def test_from_dict_names_missing_keys():
+    with pytest.raises(ValueError, match=r"not a Pick: keys \['budget'"):
+        Pick.from_dict({"lr": 0.1})
+
+
+def test_a_short_run_trains_exactly_as_a_plain_loop_would():
+    """fit with a step budget: the same batches, order, random draws and updates by hand."""
+    task, steps, lr, seed = toy(), 20, 0.05, 3  # 8 batches an epoch: the run crosses two
+    schedule = pick_module.as_schedule("warmup(5%) >> cosine").resolve(total_steps=steps)
+    trial = pick_module._short_run(task, lr, schedule, steps, seed, 0)
+
+    model = task.build_model(seed)
+    optimizer = task.build_optimizer(model, lr)
+    train, val = task.build_loaders(seed)
+    driver = Driver(optimizer, schedule, total_steps=steps)
+    torch.manual_seed(seed)
+    batches = (batch for _ in range(3) for batch in train)
+    for _, batch in zip(range(steps), batches):
+        loss = task.loss(model, batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        driver.step()
+    driver.close()
+    assert (trial.metric, trial.val_loss) == task.validate(model, val)

@@ -4,13 +4,14 @@ import csv
 import doctest
 import json
 import math
+import warnings
 
 import pytest
 import torch
 import user_tasks
 
 from lrkit.schedules import as_schedule
-from lrkit.train import EVENTS, Callback, History, fit, loop
+from lrkit.train import EVENTS, Callback, History, ScheduleFitWarning, fit, loop
 
 SPEC = "warmup(3) >> cosine(to=0.1)"
 
@@ -302,5 +303,173 @@ def test_clip_grad_changes_the_updates():
 
 @pytest.mark.parametrize("bad", [0, -1.0, math.inf, math.nan, "1", True])
 def test_fit_rejects_a_bad_clip_grad(bad):
-    with pytest.raises(ValueError, match=r"clip_grad must be a finite number > 0 \(or None\), got"):
+    with pytest.raises(ValueError, match=r"clip_grad must be a finite number > 0, got"):
         fit(user_tasks.tiny(), clip_grad=bad, progress=False)
+
+
+# -- the step budget, the validation cadence and the report hook (issue 9, section 8) ---------
+class Validations(Callback):
+    """The step of every validation and of every epoch end."""
+
+    def __init__(self):
+        self.validated, self.epoch_ends = [], []
+
+    def on_validation_end(self, state):
+        self.validated.append(state.step)
+
+    def on_epoch_end(self, state):
+        self.epoch_ends.append(state.step)
+
+
+def test_a_step_budget_stops_mid_epoch():
+    history = fit(user_tasks.tiny(), steps=8, progress=False)  # 6 steps an epoch
+    assert (history.status, history.steps, history.total_steps) == ("completed", 8, 8)
+    assert history.epoch == [0] * 6 + [1] * 2 and history.epochs == 2
+
+
+def test_the_schedules_fractions_resolve_against_the_step_budget():
+    history = fit(
+        user_tasks.tiny(), lr=0.2, schedule="warmup(10%) >> cosine", steps=40, progress=False
+    )
+    assert history.resolved_schedule == "warmup(4) >> cosine(36)"
+    expected = as_schedule("warmup(4) >> cosine(36)")
+    assert history.lrs == pytest.approx([0.2 * expected(t) for t in range(40)])
+
+
+def test_a_budget_that_ends_mid_epoch_validates_the_final_weights():
+    seen = Validations()
+    history = fit(user_tasks.tiny(), steps=8, callbacks=[seen], progress=False)
+    assert seen.validated == [6, 8] and seen.epoch_ends == [6]
+    assert [e["step"] for e in history.epochs_log] == [6, 8]
+
+
+def test_val_every_sets_the_validation_cadence_and_the_end_is_validated_too():
+    seen = Validations()
+    history = fit(user_tasks.tiny(), epochs=2, val_every=5, callbacks=[seen], progress=False)
+    assert seen.validated == [5, 10, 12] and seen.epoch_ends == [6, 12]
+    assert [e["epoch"] for e in history.epochs_log] == [0, 1, 1]
+
+
+def test_val_every_that_divides_the_run_validates_the_end_once():
+    seen = Validations()
+    fit(user_tasks.tiny(), epochs=2, val_every=4, callbacks=[seen], progress=False)
+    assert seen.validated == [4, 8, 12]
+
+
+def test_the_report_hook_sees_every_validation():
+    reports = []
+    history = fit(
+        user_tasks.tiny(),
+        steps=10,
+        val_every=3,
+        report=lambda *args: reports.append(args),
+        progress=False,
+    )
+    assert [r[0] for r in reports] == [3, 6, 9, 10]
+    assert [(m, v) for _, m, v in reports] == [
+        (e["metric"], e["val_loss"]) for e in history.epochs_log
+    ]
+    assert history.status == "completed"
+
+
+def test_the_report_hook_can_stop_the_run():
+    history = fit(
+        user_tasks.tiny(), epochs=3, report=lambda step, metric, loss: step >= 12, progress=False
+    )
+    assert (history.status, history.steps) == ("stopped", 12)
+    assert "report hook" in history.reason and len(history.epochs_log) == 2
+
+
+def test_epochs_and_steps_together_are_refused():
+    with pytest.raises(ValueError, match="give epochs or steps, not both"):
+        fit(user_tasks.tiny(), epochs=2, steps=10, progress=False)
+
+
+@pytest.mark.parametrize("name", ["steps", "val_every", "epochs"])
+@pytest.mark.parametrize("bad", [0, -1, 1.5, math.nan, math.inf, True, "10"])
+def test_a_bad_step_count_is_refused_with_its_name(name, bad):
+    with pytest.raises(ValueError, match=rf"{name} must be a whole number >= 1, got"):
+        fit(user_tasks.tiny(), progress=False, **{name: bad})
+
+
+def test_a_report_that_is_not_a_function_is_refused():
+    with pytest.raises(ValueError, match=r"report must be a function report\(step, metric"):
+        fit(user_tasks.tiny(), report=42, progress=False)
+
+
+def test_task_lr_and_schedule_stay_positional_the_rest_is_keyword_only():
+    history = fit(user_tasks.tiny(), 0.2, SPEC, progress=False)
+    assert history.lr == 0.2 and history.schedule == SPEC
+    with pytest.raises(TypeError):
+        fit(user_tasks.tiny(), 0.2, SPEC, 2)
+
+
+def test_a_budget_counts_skipped_batches_so_a_run_that_skips_everything_ends():
+    class SkipAll(Callback):
+        def on_after_backward(self, state):
+            state.skip = True
+
+    history = fit(user_tasks.tiny(), steps=9, callbacks=[SkipAll()], progress=False)
+    assert history.steps == 9 and history.skipped == list(range(9))
+
+
+# -- a schedule that does not fit the run is named before training (issue 9, section 4) -------
+def warned_before_training(task, **kwargs):
+    """fit's ScheduleFitWarnings, and how many had been raised when training started."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        at_start = []
+
+        class Start(Callback):
+            def on_train_start(self, state):
+                at_start.append(len(caught))
+
+        fit(task, callbacks=[Start()], progress=False, **kwargs)
+    fits = [w for w in caught if issubclass(w.category, ScheduleFitWarning)]
+    return fits, at_start[0]
+
+
+def test_a_schedule_longer_than_the_run_is_named_before_training():
+    fits, at_start = warned_before_training(
+        user_tasks.tiny(), schedule="warmup(50) >> cosine(10)"
+    )  # 18 steps
+    assert len(fits) == 1 and at_start == 1
+    text = str(fits[0].message)
+    assert "lasts 60 steps but the run has 18" in text and "34% of the peak" in text
+    assert fits[0].filename == __file__  # it points at the call of fit
+
+
+def test_a_decaying_schedule_shorter_than_the_run_is_named():
+    fits, _ = warned_before_training(user_tasks.tiny(), schedule="cosine(6)")
+    assert len(fits) == 1
+    assert "ends at step 6 of the run's 18" in str(fits[0].message)
+
+
+@pytest.mark.parametrize(
+    "spec", ["warmup(5%) >> cosine", "constant", "step(100, 0.5)", "warmup(6)", "one_cycle"]
+)
+def test_a_schedule_that_fits_the_run_or_is_endless_is_not_named(spec):
+    fits, _ = warned_before_training(user_tasks.tiny(), schedule=spec)
+    assert fits == []
+
+
+def test_misfit_is_also_checked_against_a_step_budget():
+    fits, _ = warned_before_training(user_tasks.tiny(), schedule="cosine(18)", steps=10)
+    assert len(fits) == 1 and "the run has 10" in str(fits[0].message)
+
+
+# -- the results protocol ----------------------------------------------------------------------
+def test_history_round_trips_through_json_text_with_a_nan():
+    history = fit(user_tasks.tiny(), steps=8, progress=False)
+    history.loss[3] = math.nan
+    text = history.to_json()
+    json.loads(text, parse_constant=lambda name: pytest.fail(f"not strict JSON: {name}"))
+    again = History.from_json(text)
+    assert math.isnan(again.loss[3])
+    again.loss[3] = history.loss[3] = 0.0
+    assert again == history
+
+
+def test_to_json_writes_what_save_writes(tmp_path):
+    history = fit(user_tasks.tiny(), steps=8, progress=False, out=tmp_path)
+    assert history.to_json(tmp_path / "copy.json") == (tmp_path / "history.json").read_text()

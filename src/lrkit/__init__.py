@@ -18,7 +18,7 @@ from .errors import UserError
 from .find import Pick, pick_lr
 from .schedules import Driver, Schedule, ScheduleSyntaxError, load_schedule, parse
 from .tasks import Metric, Task, get_task, list_tasks
-from .train import History, fit
+from .train import History, ScheduleFitWarning, fit
 from .watch import Diagnosis, Guard, GuardExhausted, Signals, Watch, diagnose, read_run
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "list_tasks",
     "fit",
     "History",
+    "ScheduleFitWarning",
     "pick_lr",
     "Pick",
     "Watch",

@@ -3,10 +3,10 @@ automatic pick of the peak lr for a schedule within a budget of runs."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
+import warnings
 
 import click
 
@@ -227,18 +227,23 @@ def pick_command(
     """
     from ..find import pick_lr
     from ..schedules import as_schedule
+    from ..train.misfit import ScheduleFitWarning
 
     with user_input(f"--schedule {spec!r}"):
         as_schedule(spec, "schedule")
     task = _task(task_name)
     json_file = None if json_out is None else writable_file(json_out, "--json")
-    with user_input("lrkit pick"):  # e.g. a budget too small for one range test and a round
+    with user_input("lrkit pick"), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ScheduleFitWarning)  # e.g. a budget too small
         pick = pick_lr(
             task, schedule=spec, budget=budget, epochs=epochs, seed=seed,
             progress=False if quiet else None,
         )  # fmt: skip
+    for w in caught:
+        if issubclass(w.category, ScheduleFitWarning):
+            click.echo(f"lrkit: warning: {w.message}", err=True)
     if json_file is not None:
-        json_file.write_text(json.dumps(pick.to_dict(), indent=1) + "\n")
+        pick.to_json(json_file)
     if quiet:
         click.echo(f"{pick.lr:.6g}")
         return
@@ -248,24 +253,27 @@ def pick_command(
 
 
 def print_pick(pick, task_name: str) -> None:
-    """Every short run in a rich table, then the pick and its cost."""
+    """Every short run in a rich table (kept: it went on to the next round), then how the
+    pick was made (the window, the rounds, the winner, the correction) and its cost."""
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"lrkit pick: {task_name}", title_justify="left")
-    for column in ("round", "lr", "steps", "metric", "val loss"):
+    for column in ("round", "lr", "steps", pick.metric_name or "metric", "val loss"):
         table.add_column(column, justify="right")
+    table.add_column("")
+    last = max((t.round for t in pick.trials), default=0)
     for t in pick.trials:
+        kept = any(u.round == t.round + 1 and u.lr == t.lr for u in pick.trials)
+        mark = "kept" if kept else ""
+        if t.round == last and t.lr in pick.tied:
+            mark = "tied best" if len(pick.tied) > 1 else "best"
         table.add_row(str(t.round + 1), f"{t.lr:.3g}", str(t.steps), _number(t.metric),
-                      _number(t.val_loss))  # fmt: skip
+                      _number(t.val_loss), mark)  # fmt: skip
     console = Console(highlight=False)
     console.print(table)
-    find = pick.find or {}
-    if find:
-        chosen = find.get("lr")
-        said = "no lr" if chosen is None else f"lr {chosen:.3g}"
-        conf = "ok" if find.get("confidence") else f"low: {find.get('reason')}"
-        console.print(f"range test: {find.get('steps')} steps, {said}, confidence {conf}")
+    for line in pick.explain():
+        console.print(line)
     console.print(f"tried: {len(pick.trials)} short runs between {pick.window[0]:.3g} and"
                   f" {pick.window[1]:.3g}")  # fmt: skip
     console.print(

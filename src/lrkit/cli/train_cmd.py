@@ -6,6 +6,7 @@ import os
 import re
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import click
@@ -116,7 +117,7 @@ def train_command(
     """
     from ..schedules import as_schedule
     from ..tasks import get_task
-    from ..train import fit
+    from ..train import ScheduleFitWarning, fit, schedule_misfit
     from ..watch import Guard, GuardExhausted
 
     if os.getcwd() not in sys.path and "" not in sys.path:
@@ -128,7 +129,11 @@ def train_command(
     train_loader, _ = task.build_loaders(task.seed if seed is None else seed)
     steps_per_epoch = len(train_loader)
     with user_input(f"--schedule {spec!r} over {epochs * steps_per_epoch} steps"):
-        schedule.resolve(epochs * steps_per_epoch, steps_per_epoch)(0)
+        resolved = schedule.resolve(epochs * steps_per_epoch, steps_per_epoch)
+        resolved(0)
+    misfit = schedule_misfit(resolved, epochs * steps_per_epoch)
+    if misfit is not None:  # named before training; fit's own ScheduleFitWarning is muted
+        click.echo(f"lrkit: warning: {misfit}", err=True)
     callbacks = [] if logdir is None else [watch_into(writable_dir(logdir, "--logdir"))]
     guarding = Guard(sinks=callbacks[:1]) if guard else None  # actions join the Watch's signals
     callbacks += [guarding] if guarding else []
@@ -136,16 +141,18 @@ def train_command(
 
     started = time.perf_counter()
     try:
-        history = fit(
-            task,
-            lr,
-            schedule,
-            epochs=epochs,
-            seed=seed,
-            progress=False if quiet else None,
-            out=folder,
-            callbacks=callbacks,
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ScheduleFitWarning)
+            history = fit(
+                task,
+                lr,
+                schedule,
+                epochs=epochs,
+                seed=seed,
+                progress=False if quiet else None,
+                out=folder,
+                callbacks=callbacks,
+            )
     except GuardExhausted as e:
         click.echo(f"lrkit: error: {e}\nhistory written to {folder / 'history.json'}", err=True)
         click.get_current_context().exit(1)

@@ -11,7 +11,8 @@ rule's suggestion (:mod:`lrkit.find.rules`), the chosen lr and a confidence flag
 :func:`pick_lr` chooses the peak lr for a schedule within a budget of runs (a :class:`Pick`).
 """
 
-from .pick import Pick, Trial, pick_lr
+from .pick import pick_lr
+from .pick_result import Pick, Trial
 from .rangetest import find_lr
 from .result import FindResult
 

@@ -9,13 +9,18 @@ method, in three stages:
    lowest smoothed loss; on a curve the rules do not trust, the edge of divergence, see
    :func:`_top`).
 2. **Successive halving** over ``CANDIDATES`` log-spaced rates ``SPACING`` decades apart, from
-   ``top`` down. Each round trains every survivor from scratch with the *whole schedule compressed*
-   onto a short horizon (the schedule resolved against the full run, then stretched to the
-   short run's steps), scores it on the validation data, keeps the better half (ties broken by
+   ``top`` down. Each round trains every survivor from scratch, with
+   :func:`~lrkit.train.fit` and a step budget, on the *whole run compressed* onto a short
+   horizon (the schedule resolved against the full run, then replayed ``full / horizon`` times
+   faster, see :class:`Compressed`: endless schedules such as ``constant`` or ``step(100, 0.5)``
+   included), scores it on the validation data, keeps the better half (ties broken by
    validation loss) and doubles the horizon for the next round.
 3. **Pick** the best rate of the last round (the geometric centre of the rates tied for best,
    if several are), moved by ``HORIZON_CORRECTION`` decades to undo the measured bias of short
-   runs (see BENCHMARKS.md, "LR selection").
+   runs (see BENCHMARKS.md, "LR selection"). :meth:`Pick.explain` says all this for one pick.
+
+A finite schedule that does not fit the full run is named first, as a
+:class:`~lrkit.train.ScheduleFitWarning`.
 
 >>> from lrkit.find import pick_lr
 >>> p = pick_lr("wine-mlp", "warmup(5%) >> cosine", budget=1.5, seed=0, progress=False)
@@ -26,18 +31,21 @@ method, in three stages:
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
-from dataclasses import asdict, dataclass, field
+import warnings
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 
+from ..checks import number, whole
 from ..runtime import torch_threads
-from ..schedules import Driver, Schedule, as_schedule, stretch
+from ..schedules import Run, Schedule, as_schedule
 from ..tasks import Task, get_task
+from ..train import fit
+from ..train.misfit import ScheduleFitWarning, schedule_misfit
 from .isolation import refuse_distributed
+from .pick_result import Pick, Trial, rank_key
 
 RANGE_TEST_SHARE = 0.12  # of the budget, spent on the range test (at least MIN_SWEEP steps)
 MIN_SWEEP, MAX_SWEEP = 20, 100  # steps of the range test
@@ -48,51 +56,6 @@ ROUNDS = 3  # rounds of successive halving (fewer when the budget is small); eac
 # better half and doubles the horizon: 8 runs of h steps, 4 of 2h, 2 of 4h
 MIN_HORIZON = 4  # steps of the shortest short run
 HORIZON_CORRECTION = -0.25  # decades added to the short runs' winner (they favour high lrs)
-
-
-@dataclass(frozen=True)
-class Trial:
-    """One short run: its peak ``lr``, optimizer ``steps``, validation ``metric`` and loss."""
-
-    lr: float
-    steps: int
-    metric: float
-    val_loss: float
-    round: int
-
-
-@dataclass
-class Pick:
-    """What :func:`pick_lr` chose, what it tried and what it cost.
-
-    ``lr``: the peak lr to use with ``schedule``; ``cost``: the optimizer steps spent, as a
-    multiple of one full run (never more than ``budget``); ``trials``: every short run;
-    ``window``: the ``(low, high)`` rates the short runs covered; ``find``: a summary of the
-    range test (its chosen lr, the curve's minimum, its confidence).
-    """
-
-    lr: float
-    schedule: str
-    budget: float
-    cost: float
-    steps: int
-    full_run_steps: int
-    window: tuple[float, float]
-    trials: list[Trial] = field(default_factory=list)
-    find: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data (numbers, strings, lists), ready for JSON."""
-        data = asdict(self)
-        data["window"] = list(self.window)
-        return data
-
-    def __repr__(self) -> str:
-        return (
-            f"Pick(lr={self.lr:.3g} for {self.schedule!r}; {len(self.trials)} short runs in"
-            f" [{self.window[0]:.3g}, {self.window[1]:.3g}], cost {self.cost:.2f} of budget"
-            f" {self.budget:g} runs)"
-        )
 
 
 def pick_lr(
@@ -120,14 +83,19 @@ def pick_lr(
     """
     refuse_distributed("pick_lr")
     task = get_task(task)
-    epochs = task.epochs if epochs is None else _check_epochs(epochs)
+    epochs = task.epochs if epochs is None else whole(epochs, "epochs", least=1)
     seed = task.seed if seed is None else seed
     spec = as_schedule(schedule, "schedule")
     steps_per_epoch = len(task.build_loaders(seed)[0])
     full = epochs * steps_per_epoch
     full_schedule = spec.resolve(total_steps=full, steps_per_epoch=steps_per_epoch)
-    plan = _plan(_check_budget(budget), full)
+    full_schedule(0)  # a schedule that cannot be evaluated fails here, before any training
+    misfit = schedule_misfit(full_schedule, full)
+    if misfit is not None:
+        warnings.warn(misfit, ScheduleFitWarning, stacklevel=2)
+    plan = _plan(number(budget, "budget", low=0, low_open=True), full)
     say = _printer(progress)
+    rank = rank_key(task.metric.higher_is_better)
 
     with torch_threads(task.threads):
         find = _range_test(task, plan["sweep"], seed)
@@ -138,16 +106,16 @@ def pick_lr(
         trials: list[Trial] = []
         alive = rates
         for r, horizon in enumerate(plan["horizons"]):
-            short = stretch(full_schedule, horizon)
+            short = Compressed(full_schedule, full, horizon)
             scored = [_short_run(task, lr, short, horizon, seed, r) for lr in alive]
             trials += scored
             spent += horizon * len(alive)
-            ranked = sorted(scored, key=_rank_key(task))
+            ranked = sorted(scored, key=rank)
             say(f"round {r + 1}: {len(alive)} runs of {horizon} steps; best {ranked[0].lr:.3g}")
             alive = [t.lr for t in ranked[: max(1, math.ceil(len(alive) / 2))]]
-    lr = _winner(ranked) * 10**HORIZON_CORRECTION
+    winner, tied = _winner(ranked)
     return Pick(
-        lr=float(lr),
+        lr=float(winner * 10**HORIZON_CORRECTION),
         schedule=repr(spec),
         budget=float(budget),
         cost=spent / full,
@@ -156,6 +124,12 @@ def pick_lr(
         window=(float(min(rates)), float(max(rates))),
         trials=trials,
         find=find,
+        candidates=[float(x) for x in rates],
+        winner=float(winner),
+        tied=tied,
+        correction=HORIZON_CORRECTION,
+        metric_name=task.metric.name,
+        higher_is_better=task.metric.higher_is_better,
     )
 
 
@@ -189,20 +163,6 @@ def _survivors(r: int) -> int:
     for _ in range(r):
         n = max(1, math.ceil(n / 2))
     return n
-
-
-def _check_budget(budget: Any) -> float:
-    if isinstance(budget, bool) or not isinstance(budget, int | float) or not budget > 0:
-        raise ValueError(f"budget must be a number of runs > 0, got {budget!r}")
-    if not math.isfinite(budget):
-        raise ValueError(f"budget must be finite, got {budget!r}")
-    return float(budget)
-
-
-def _check_epochs(epochs: Any) -> int:
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be a whole number >= 1, got {epochs!r}")
-    return epochs
 
 
 # -- the stages -----------------------------------------------------------------------------
@@ -248,58 +208,73 @@ def _top(lrs: np.ndarray, losses: np.ndarray, ok: bool) -> float:
     return float(lrs[below[-1]] if len(below) else lrs[int(np.argmin(losses))])
 
 
+@dataclass(frozen=True, repr=False)
+class Compressed(Schedule):
+    """A schedule resolved for a ``run`` of N steps, replayed in ``steps`` instead.
+
+    formula: schedule(t * run / steps)
+
+    Unlike ``stretch``, which rescales a *finite* schedule's own length, this rescales the run:
+    an endless schedule (``constant``, ``step(100, 0.5)``, ``exponential``) is compressed as
+    well as a finite one, and a finite one that the run cuts keeps only the part the run sees.
+    """
+
+    name = "compressed"
+    schedule: Schedule = field(default_factory=lambda: as_schedule(1.0))
+    run: int = 1
+    steps: int = 1
+
+    def _resolve(self, run: Run, rest: int | None) -> Schedule:
+        return self  # resolved already, against the full run
+
+    @property
+    def length(self) -> int | None:
+        inner = self.schedule.length
+        return math.ceil(inner * self.steps / self.run) if type(inner) is int else None
+
+    def __call__(self, t: float) -> float:
+        return self.schedule(t * self.run / self.steps)
+
+    def bounds(self) -> tuple[float, float]:
+        return self.schedule.bounds()
+
+    def __repr__(self) -> str:
+        return f"compressed({self.schedule!r}, {self.run} -> {self.steps} steps)"
+
+
 def _short_run(
     task: Task, lr: float, schedule: Schedule, steps: int, seed: int, round_: int
 ) -> Trial:
-    """Train from scratch for ``steps`` steps at peak ``lr``; score on the validation data.
+    """Train from scratch for ``steps`` steps at peak ``lr`` with :func:`~lrkit.train.fit`;
+    score the final weights on the validation data.
 
-    A run whose loss stops being finite ends there and scores the worst possible metric.
+    A run whose loss stops being finite scores the worst possible metric.
     """
-    model = task.build_model(seed)
-    optimizer = task.build_optimizer(model, lr)
-    train_loader, val_loader = task.build_loaders(seed)
-    driver = Driver(optimizer, schedule, total_steps=steps)
-    torch.manual_seed(seed)
-    model.train()
-    batches = itertools.chain.from_iterable(itertools.repeat(train_loader))
-    finite = True
-    try:
-        for _, batch in zip(range(steps), batches):
-            loss = task.loss(model, batch)
-            if not torch.isfinite(loss):
-                finite = False
-                break
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            driver.step()
-    finally:
-        driver.close()
-    metric, val_loss = task.validate(model, val_loader) if finite else (math.nan, math.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ScheduleFitWarning)  # named once, for the full run
+        history = fit(task, lr, schedule, steps=steps, val_every=steps, seed=seed, progress=False)
+    if history.status != "completed" or not history.epochs_log:
+        metric, val_loss = math.nan, math.inf
+    else:
+        metric, val_loss = history.final_metric, history.epochs_log[-1]["val_loss"]
     if not (math.isfinite(metric) and math.isfinite(val_loss)):
         metric, val_loss = math.nan, math.inf
     return Trial(float(lr), steps, float(metric), float(val_loss), round_)
 
 
-def _winner(ranked: list[Trial]) -> float:
-    """The last round's best lr; when several tie on the best metric (a flat top, as accuracy
-    on a small validation set often has), the geometric centre of the tied rates, the point
-    farthest from both edges of the top. When every run diverged, the lowest rate."""
+def _winner(ranked: list[Trial]) -> tuple[float, list[float]]:
+    """The last round's best lr and the rates tied with it on the best metric.
+
+    When several tie (a flat top, as accuracy on a small validation set often has), the
+    winner is the geometric centre of the tied rates, the point farthest from both edges of
+    the top. When every run diverged, the lowest rate (and no ties)."""
     best = ranked[0].metric
     if not math.isfinite(best):
-        return min(t.lr for t in ranked)
+        return min(t.lr for t in ranked), []
     tied = [t.lr for t in ranked if t.metric == best]
-    return float(np.exp(np.mean(np.log(tied)))) if len(tied) > 1 else ranked[0].lr
-
-
-def _rank_key(task: Task):
-    """Sort key: better metric first (NaN last), then lower validation loss."""
-    sign = -1.0 if task.metric.higher_is_better else 1.0
-
-    def key(t: Trial) -> tuple[float, float]:
-        return (math.inf if math.isnan(t.metric) else sign * t.metric, t.val_loss)
-
-    return key
+    if len(tied) > 1:
+        return float(np.exp(np.mean(np.log(tied)))), [float(x) for x in tied]
+    return ranked[0].lr, [float(ranked[0].lr)]
 
 
 def _printer(progress: bool | None):

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ..train.history import decode_floats, encode_floats
 from .rules import Confidence, assess, suggest_all
 
 
@@ -216,11 +217,16 @@ class FindResult:
         )
 
     def to_json(self, path: str | Path | None = None) -> str:
-        """The result as JSON text; also written to ``path`` when given."""
-        text = json.dumps(self.to_dict(), indent=1)
+        """The result as strict JSON text (NaN as ``"nan"``); also written to ``path``."""
+        text = json.dumps(encode_floats(self.to_dict()), indent=1)
         if path is not None:
             Path(path).write_text(text + "\n")
         return text
+
+    @classmethod
+    def from_json(cls, text: str) -> FindResult:
+        """The result that :meth:`to_json` wrote (pass the text: ``Path(p).read_text()``)."""
+        return cls.from_dict(decode_floats(json.loads(text)))
 
     # -- plotting ------------------------------------------------------------------------------
     def plot(self, path: str | Path | None = None, ax: Any = None) -> Any:

@@ -3,6 +3,18 @@
 from .callbacks import EVENTS, Callback, ProgressBar, State
 from .history import History
 from .loop import fit
+from .misfit import ScheduleFitWarning, schedule_misfit
 from .snapshot import RNGState, Snapshot
 
-__all__ = ["fit", "History", "Callback", "State", "ProgressBar", "EVENTS", "Snapshot", "RNGState"]
+__all__ = [
+    "fit",
+    "History",
+    "ScheduleFitWarning",
+    "schedule_misfit",
+    "Callback",
+    "State",
+    "ProgressBar",
+    "EVENTS",
+    "Snapshot",
+    "RNGState",
+]

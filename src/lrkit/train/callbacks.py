@@ -7,13 +7,18 @@ A callback is any object with some of these methods, each called with the :class
 ``on_after_backward`` every batch, after ``loss.backward()``, before ``optimizer.step()``
 ``on_after_step``    every update applied, after ``optimizer.step()`` and ``driver.step()``
 ``on_epoch_end``     after the last training batch of an epoch, before validation
-``on_validation_end`` after validation: ``state.metric`` and ``state.val_loss`` are set
+``on_validation_end`` after each validation: ``state.metric`` and ``state.val_loss`` are set
 ``on_train_end``     once, when the run ends for any reason (see ``history.status``)
 ==================== ==================================================================
 
 Setting ``state.stop = True`` in any event ends the run after the current step. Setting
 ``state.skip = True`` in ``on_after_backward`` skips this batch's update: no gradient clipping,
 no ``optimizer.step()``, no driver advance and no ``on_after_step``; ``state.step`` stays.
+
+Validation runs after every epoch, or every ``val_every`` steps when :func:`~lrkit.train.fit`
+is given one, and once more at the end of a step budget that ends mid-epoch. After each one,
+``on_validation_end`` fires, then fit's ``report(step, metric, val_loss)`` hook, the one a
+tuner prunes with: a true return value ends the run (status ``"stopped"``).
 """
 
 from __future__ import annotations

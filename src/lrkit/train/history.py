@@ -31,8 +31,9 @@ class History:
     """A run's record. Per step (columns of equal length): ``step``, ``epoch``, ``lr`` (one
     value per param group, as used by that update) and ``loss``; ``skipped`` lists the rows
     (indices into those columns) whose update a callback skipped: such a row's step repeats in
-    the next one. Per epoch: ``epoch``,
-    ``metric``, ``val_loss`` and ``time`` (seconds since the start of training).
+    the next one. Per validation (``epochs_log``: after every epoch, or every ``val_every``
+    steps, and at the end of a step budget): ``epoch``, ``metric``, ``val_loss``, ``time``
+    (seconds since the start of training) and ``step`` (optimizer updates done by then).
 
     ``status`` is ``"completed"``, ``"diverged"`` (a non-finite loss), ``"stopped"`` (by a
     callback) or ``"interrupted"``; ``reason`` says why in words.
@@ -45,8 +46,9 @@ class History:
     schedule: str = ""  # as given, e.g. "warmup(5%) >> cosine"
     resolved_schedule: str = ""  # in whole steps, e.g. "warmup(12) >> cosine(218)"
     seed: int = 0
-    epochs: int = 0
+    epochs: int = 0  # epochs the run spans (the last one may be cut by a step budget)
     steps_per_epoch: int = 0
+    total_steps: int = 0  # the run's planned length in steps (batches)
     step: list[int] = field(default_factory=list)
     epoch: list[int] = field(default_factory=list)
     lr_groups: list[list[float]] = field(default_factory=list)
@@ -66,10 +68,14 @@ class History:
         self.lr_groups.extend(lrs)
         self.loss.extend(losses)
 
-    def add_epoch(self, epoch: int, metric: float, val_loss: float, time: float) -> None:
-        self.epochs_log.append(
-            {"epoch": epoch, "metric": metric, "val_loss": val_loss, "time": time}
-        )
+    def add_epoch(
+        self, epoch: int, metric: float, val_loss: float, time: float, step: int | None = None
+    ) -> None:
+        """Record one validation (``step``: the optimizer updates done when it ran)."""
+        entry = {"epoch": epoch, "metric": metric, "val_loss": val_loss, "time": time}
+        if step is not None:
+            entry["step"] = step
+        self.epochs_log.append(entry)
 
     # -- reading ----------------------------------------------------------------------
     @property
@@ -117,23 +123,39 @@ class History:
     # -- plain data -------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready data, with ``final_metric`` and ``best_metric`` added for readers."""
-        data = _encode(asdict(self))
-        data["final_metric"] = _encode(self.final_metric)
-        data["best_metric"] = _encode(self.best_metric)
+        data = encode_floats(asdict(self))
+        data["final_metric"] = encode_floats(self.final_metric)
+        data["best_metric"] = encode_floats(self.best_metric)
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> History:
+        """The history :meth:`to_dict` described (``final_metric``, ``best_metric`` and unknown
+        keys are ignored; missing ones take their defaults)."""
         known = {f.name for f in fields(cls)}
         numeric = ("lr", "loss", "lr_groups", "epochs_log", "time")
-        return cls(**{k: _decode(v) if k in numeric else v for k, v in data.items() if k in known})
+        return cls(
+            **{k: decode_floats(v) if k in numeric else v for k, v in data.items() if k in known}
+        )
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        """The history as strict JSON text, a key a line; also written to ``path`` when given."""
+        lines = [f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in self.to_dict().items()]
+        text = "{\n" + ",\n".join(lines) + "\n}\n"
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    @classmethod
+    def from_json(cls, text: str) -> History:
+        """The history that :meth:`to_json` wrote (pass the text; :meth:`load` reads a file)."""
+        return cls.from_dict(json.loads(text))
 
     def save(self, directory: str | Path) -> Path:
         """Write ``history.json`` and ``steps.csv`` into ``directory`` (created); return it."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
-        lines = [f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in self.to_dict().items()]
-        (out / HISTORY_FILE).write_text("{\n" + ",\n".join(lines) + "\n}\n")  # a key a line
+        self.to_json(out / HISTORY_FILE)
         groups = len(self.lr_groups[0]) if self.lr_groups else 1
         lr_names = ["lr"] if groups == 1 else [f"lr_{i}" for i in range(groups)]
         with open(out / STEPS_FILE, "w", newline="") as f:
@@ -152,21 +174,24 @@ class History:
         return cls.from_dict(json.loads(path.read_text()))
 
 
-def _encode(value: Any) -> Any:
+def encode_floats(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by ``"nan"``, ``"inf"`` or ``"-inf"``
+    (in lists and dicts too), so that ``json.dumps`` writes strict JSON."""
     if isinstance(value, float) and not math.isfinite(value):
         return repr(value)  # 'nan', 'inf', '-inf'
     if isinstance(value, list):
-        return [_encode(v) for v in value]
+        return [encode_floats(v) for v in value]
     if isinstance(value, dict):
-        return {k: _encode(v) for k, v in value.items()}
+        return {k: encode_floats(v) for k, v in value.items()}
     return value
 
 
-def _decode(value: Any) -> Any:
+def decode_floats(value: Any) -> Any:
+    """The inverse of :func:`encode_floats`: ``"nan"``, ``"inf"``, ``"-inf"`` back to floats."""
     if isinstance(value, str) and value in ("nan", "inf", "-inf"):
         return float(value)
     if isinstance(value, list):
-        return [_decode(v) for v in value]
+        return [decode_floats(v) for v in value]
     if isinstance(value, dict):
-        return {k: _decode(v) for k, v in value.items()}
+        return {k: decode_floats(v) for k, v in value.items()}
     return value

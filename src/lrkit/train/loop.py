@@ -5,26 +5,39 @@
 ...               progress=False)
 >>> history.status, history.steps
 ('completed', 23)
+
+A step budget, a validation cadence and a report hook (what a tuner prunes with):
+
+>>> seen = []
+>>> history = fit("digits-mlp", lr=0.05, steps=30, val_every=10, progress=False,
+...               report=lambda step, metric, val_loss: seen.append(step) or step >= 20)
+>>> seen, history.status, history.steps
+([10, 20], 'stopped', 20)
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..checks import check_lr
+from ..checks import check_lr, number, whole
 from ..runtime import torch_threads
 from ..schedules import Driver, Schedule, as_schedule
 from ..tasks import Task, get_task
 from .callbacks import Events, ProgressBar, State
 from .history import COMPLETED, DIVERGED, FAILED, INTERRUPTED, RUNNING, STOPPED, History
+from .misfit import ScheduleFitWarning, schedule_misfit
 
 SYNC_EVERY = 16  # steps between reading the losses back (one device sync per window)
+
+Report = Callable[[int, float, float], Any]  # report(step, metric, val_loss) -> stop?
 
 
 def fit(
@@ -33,6 +46,9 @@ def fit(
     schedule: Schedule | str | float | None = None,
     *,
     epochs: int | None = None,
+    steps: int | None = None,
+    val_every: int | None = None,
+    report: Report | None = None,
     callbacks: Iterable[Any] = (),
     seed: int | None = None,
     progress: bool | None = None,
@@ -46,8 +62,19 @@ def fit(
         task: a :class:`~lrkit.tasks.Task`, a built-in name or ``"package.module:function"``.
         lr: the peak (base) lr; the schedule's values multiply it. Default: the task's lr.
         schedule: a Schedule, a text spec (``"warmup(5%) >> cosine(to=0.01)"``) or a number;
-            default: constant. Fractions resolve against ``epochs * len(train_loader)`` steps.
-        epochs, seed: default to the task's.
+            default: constant. Fractions resolve against the run's length in steps.
+        epochs: passes over the training data (default: the task's); the run is
+            ``epochs * len(train_loader)`` steps.
+        steps: a step budget instead of epochs: the run is ``steps`` batches long, as many
+            epochs as that takes, ending mid-epoch where the budget does. Give ``epochs`` or
+            ``steps``, not both.
+        val_every: validate every ``val_every`` steps (batches) instead of after every epoch.
+            Either way the run's final weights are validated too, when the last step is not
+            a validation point already (a budget that ends mid-epoch).
+        report: ``report(step, metric, val_loss)``, called after every validation (after the
+            ``on_validation_end`` event); a true return value ends the run there, with status
+            ``"stopped"`` (this is how a tuner prunes a trial).
+        seed: defaults to the task's.
         callbacks: objects with any of the events in :mod:`lrkit.train.callbacks`.
         progress: a rich progress bar; ``None`` shows it only when stdout is a terminal.
         out: a folder to save the history into (``history.json``, ``steps.csv``).
@@ -55,107 +82,183 @@ def fit(
         clip_grad: clip the global gradient norm to this value before each update (after
             ``on_after_backward``, so callbacks see the norm before clipping); None: no clipping.
 
-    Validation runs after every epoch; its loss is reported to the driver when the schedule
-    has a plateau factor. A non-finite loss ends the run with ``status == "diverged"``.
+    Each validation's loss is reported to the driver when the schedule has a plateau factor.
+    A finite schedule that ends before the run or is cut by it is named, before training
+    starts, by a :class:`~lrkit.train.misfit.ScheduleFitWarning`.
+    A non-finite loss ends the run with ``status == "diverged"``.
     A callback that sets ``state.skip`` in ``on_after_backward`` skips that update: no
     optimizer step, no driver advance, no ``on_after_step``; the loss is still recorded (its
-    row listed in ``history.skipped``) and, if not finite, does not end the run.
+    row listed in ``history.skipped``) and, if not finite, does not end the run. A skipped
+    update's batch still counts towards ``steps`` and ``val_every`` (they count batches).
     While it runs, torch uses ``task.threads`` CPU threads when the task sets them.
     """
     task = get_task(task)
     lr = task.lr if lr is None else check_lr(lr)
-    epochs = task.epochs if epochs is None else _check_epochs(epochs)
-    seed = task.seed if seed is None else seed
+    if epochs is not None and steps is not None:
+        raise ValueError(f"give epochs or steps, not both (got epochs={epochs!r}, steps={steps!r})")
+    clip = None if clip_grad is None else number(clip_grad, "clip_grad", low=0, low_open=True)
+    plan = _Plan(
+        epochs=task.epochs if epochs is None else whole(epochs, "epochs", least=1),
+        steps=None if steps is None else whole(steps, "steps", least=1),
+        val_every=None if val_every is None else whole(val_every, "val_every", least=1),
+        report=_check_report(report),
+        seed=task.seed if seed is None else seed,
+        clip_grad=clip,
+    )
     schedule = as_schedule(1.0 if schedule is None else schedule, "schedule")
-    clip_grad = None if clip_grad is None else _check_clip_grad(clip_grad)
     with torch_threads(task.threads):
-        return _run(
-            task, lr, schedule, epochs, seed, list(callbacks), progress, out, momentum, clip_grad
+        return _Run(task, lr, schedule, plan, list(callbacks), progress, momentum).go(out)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The checked settings of one run."""
+
+    epochs: int
+    steps: int | None
+    val_every: int | None
+    report: Report | None
+    seed: int
+    clip_grad: float | None
+
+
+def _check_report(report: Any) -> Report | None:
+    if report is not None and not callable(report):
+        raise ValueError(
+            f"report must be a function report(step, metric, val_loss) or None, got {report!r}"
         )
+    return report
 
 
-def _run(task, lr, schedule, epochs, seed, callbacks, progress, out, momentum, clip_grad):
-    """The loop itself: build, then train, validate and record epoch by epoch."""
-    model = task.build_model(seed)
-    optimizer = task.build_optimizer(model, lr)
-    train_loader, val_loader = task.build_loaders(seed)
-    steps_per_epoch = len(train_loader)
-    total_steps = epochs * steps_per_epoch
-    driver = Driver(
-        optimizer,
-        schedule,
-        momentum=momentum,
-        total_steps=total_steps,
-        steps_per_epoch=steps_per_epoch,
-    )
-    history = History(
-        task=task.name,
-        metric_name=task.metric.name,
-        higher_is_better=task.metric.higher_is_better,
-        lr=lr,
-        schedule=repr(schedule),
-        resolved_schedule=repr(driver.schedule),
-        seed=seed,
-        epochs=epochs,
-        steps_per_epoch=steps_per_epoch,
-    )
-    state = State(task, model, optimizer, driver, history, train_loader, val_loader, total_steps)
-    state.clip_grad = clip_grad
-    if ProgressBar.wanted(progress):
-        callbacks.append(ProgressBar())
-    events = Events(callbacks)
-    window = _Window(history)
+class _Run:
+    """The loop itself: build, then train, validating at the plan's cadence, and record."""
 
-    events("on_train_start", state)
-    torch.manual_seed(seed)  # the data order and dropout depend on the seed only
-    start = time.perf_counter()
-    try:
-        for epoch in range(epochs):
+    def __init__(self, task, lr, schedule, plan, callbacks, progress, momentum):
+        self.task, self.plan = task, plan
+        self.model = task.build_model(plan.seed)
+        self.optimizer = task.build_optimizer(self.model, lr)
+        self.train_loader, self.val_loader = task.build_loaders(plan.seed)
+        spe = len(self.train_loader)
+        if spe < 1:
+            raise ValueError(f"the training data of task {task.name!r} has no batches")
+        self.total = plan.epochs * spe if plan.steps is None else plan.steps
+        self.driver = Driver(
+            self.optimizer, schedule, momentum=momentum, total_steps=self.total, steps_per_epoch=spe
+        )
+        misfit = schedule_misfit(self.driver.schedule, self.total)
+        if misfit is not None:
+            warnings.warn(misfit, ScheduleFitWarning, stacklevel=3)
+        self.history = History(
+            task=task.name,
+            metric_name=task.metric.name,
+            higher_is_better=task.metric.higher_is_better,
+            lr=lr,
+            schedule=repr(schedule),
+            resolved_schedule=repr(self.driver.schedule),
+            seed=plan.seed,
+            epochs=math.ceil(self.total / spe),
+            steps_per_epoch=spe,
+            total_steps=self.total,
+        )
+        self.state = State(
+            task, self.model, self.optimizer, self.driver, self.history,
+            self.train_loader, self.val_loader, self.total,
+        )  # fmt: skip
+        self.state.clip_grad = plan.clip_grad
+        if ProgressBar.wanted(progress):
+            callbacks.append(ProgressBar())
+        self.events = Events(callbacks)
+        self.window = _Window(self.history)
+        self.reported_stop = False
+        self.start = 0.0
+
+    def go(self, out: str | Path | None) -> History:
+        state, history = self.state, self.history
+        self.events("on_train_start", state)
+        torch.manual_seed(self.plan.seed)  # the data order and dropout depend on the seed only
+        self.start = time.perf_counter()
+        try:
+            self._train()
+            self.window.flush(state.epoch)
+        except KeyboardInterrupt:
+            self.window.flush(state.epoch)
+            history.status, history.reason = INTERRUPTED, f"interrupted at step {state.step}"
+            raise
+        except Exception as e:
+            history.status = FAILED
+            history.reason = f"{type(e).__name__} at step {state.step}: {e}"
+            raise
+        finally:
+            self.driver.close()
+            history.time = time.perf_counter() - self.start
+            if history.status == RUNNING:
+                _finish(history, state, self.window, self.reported_stop)
+            self.events("on_train_end", state)
+            if out is not None:
+                history.save(out)
+        return history
+
+    def _train(self) -> None:
+        """Epoch after epoch until the plan's steps are done or the run must end."""
+        state, task, model, optimizer = self.state, self.task, self.model, self.optimizer
+        spe, every, done = len(self.train_loader), self.plan.val_every, 0
+        for epoch in range(self.history.epochs):
             state.epoch = epoch
             model.train()
-            for batch in train_loader:
+            n = 0  # batches of this epoch
+            for batch in self.train_loader:
                 loss = task.loss(model, batch)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 state.batch, state.loss, state.skip = batch, loss.detach(), False
-                events("on_after_backward", state)
+                self.events("on_after_backward", state)
                 lrs = [g["lr"] for g in optimizer.param_groups]
-                window.add(state.step, lrs, state.loss, skipped=state.skip)
+                self.window.add(state.step, lrs, state.loss, skipped=state.skip)
                 if not state.skip:
-                    if clip_grad is not None:
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+                    if self.plan.clip_grad is not None:
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), self.plan.clip_grad)
                     optimizer.step()
-                    driver.step()
+                    self.driver.step()
                     state.step += 1
-                    events("on_after_step", state)
-                if state.stop or (state.step % SYNC_EVERY == 0 and not window.flush(epoch)):
-                    break
-            if not window.flush(epoch) or state.stop:
-                break
-            events("on_epoch_end", state)
-            state.metric, state.val_loss = task.validate(model, val_loader)
-            if driver.plateaus and math.isfinite(state.val_loss):
-                driver.report(state.val_loss)
-            history.add_epoch(epoch, state.metric, state.val_loss, time.perf_counter() - start)
-            events("on_validation_end", state)
-            if state.stop:
-                break
-    except KeyboardInterrupt:
-        window.flush(state.epoch)
-        history.status, history.reason = INTERRUPTED, f"interrupted at step {state.step}"
-        raise
-    except Exception as e:
-        history.status, history.reason = FAILED, f"{type(e).__name__} at step {state.step}: {e}"
-        raise
-    finally:
-        driver.close()
-        history.time = time.perf_counter() - start
-        if history.status == RUNNING:
-            _finish(history, state, window)
-        events("on_train_end", state)
-        if out is not None:
-            history.save(out)
-    return history
+                    self.events("on_after_step", state)
+                done, n = done + 1, n + 1
+                if state.stop or (state.step % SYNC_EVERY == 0 and not self.window.flush(epoch)):
+                    return
+                if n == spe or done == self.total:
+                    break  # the epoch's (or the run's) end, below
+                if every is not None and done % every == 0:
+                    if not self._validate():
+                        return
+                    model.train()
+            else:
+                n = spe  # a loader shorter than its len(): its epoch has ended all the same
+            if not self.window.flush(epoch):
+                return
+            if n == spe:
+                self.events("on_epoch_end", state)
+            due = n == spe if every is None else done % every == 0
+            if (due or done == self.total) and not self._validate():
+                return
+            if done == self.total:
+                return
+
+    def _validate(self) -> bool:
+        """Validate, record, fire ``on_validation_end`` and the report; False: the run ends."""
+        state = self.state
+        if not self.window.flush(state.epoch):
+            return False
+        state.metric, state.val_loss = self.task.validate(self.model, self.val_loader)
+        if self.driver.plateaus and math.isfinite(state.val_loss):
+            self.driver.report(state.val_loss)
+        self.history.add_epoch(
+            state.epoch, state.metric, state.val_loss, time.perf_counter() - self.start,
+            step=state.step,
+        )  # fmt: skip
+        self.events("on_validation_end", state)
+        if self.plan.report is not None and not state.stop:
+            if self.plan.report(state.step, state.metric, state.val_loss):
+                state.stop = self.reported_stop = True
+        return not state.stop
 
 
 class _Window:
@@ -191,7 +294,7 @@ class _Window:
         return self.bad is None
 
 
-def _finish(history: History, state: State, window: _Window) -> None:
+def _finish(history: History, state: State, window: _Window, reported: bool) -> None:
     if window.bad is not None:
         step, value = window.bad
         history.status = DIVERGED
@@ -199,19 +302,10 @@ def _finish(history: History, state: State, window: _Window) -> None:
             f"the loss was {value} at step {step} (epoch {state.epoch});"
             " training stopped: try a lower lr or a warmup"
         )
+    elif reported:
+        history.status = STOPPED
+        history.reason = f"the report hook asked to stop at step {state.step}"
     elif state.stop:
         history.status, history.reason = STOPPED, f"stopped by a callback at step {state.step}"
     else:
         history.status = COMPLETED
-
-
-def _check_epochs(epochs: Any) -> int:
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be a whole number >= 1, got {epochs!r}")
-    return epochs
-
-
-def _check_clip_grad(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
-        raise ValueError(f"clip_grad must be a finite number > 0 (or None), got {value!r}")
-    return float(value)
