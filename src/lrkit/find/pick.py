@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from ..checks import number, whole
+from ..progress import progress as progress_bar
 from ..runtime import torch_threads
 from ..schedules import Run, Schedule, as_schedule
 from ..tasks import Task, get_task
@@ -94,24 +95,33 @@ def pick_lr(
     if misfit is not None:
         warnings.warn(misfit, ScheduleFitWarning, stacklevel=2)
     plan = _plan(number(budget, "budget", low=0, low_open=True), full)
-    say = _printer(progress)
     rank = rank_key(task.metric.higher_is_better)
+    total = plan["sweep"] + sum(h * _alive(r) for r, h in enumerate(plan["horizons"]))
+    reporter = progress_bar(f"pick lr {task.name}", total, show=progress)
 
-    with torch_threads(task.threads):
+    with torch_threads(task.threads), reporter as bar:
         find = _range_test(task, plan["sweep"], seed)
         spent = find["steps"]
         top = find["top"]
         rates = [top * 10 ** (-SPACING * i) for i in range(CANDIDATES)]
-        say(f"range test: {spent} steps, top {top:.3g}; candidates {rates[-1]:.3g}..{top:.3g}")
+        bar.advance(plan["sweep"])  # a sweep that stopped early has still had its turn
+        bar.note(
+            f"pick: range test: {spent} steps, top {top:.3g}; candidates {rates[-1]:.3g}..{top:.3g}"
+        )
         trials: list[Trial] = []
         alive = rates
         for r, horizon in enumerate(plan["horizons"]):
             short = Compressed(full_schedule, full, horizon)
-            scored = [_short_run(task, lr, short, horizon, seed, r) for lr in alive]
+            scored = []
+            for lr in alive:
+                scored.append(_short_run(task, lr, short, horizon, seed, r))
+                bar.advance(horizon)
             trials += scored
             spent += horizon * len(alive)
             ranked = sorted(scored, key=rank)
-            say(f"round {r + 1}: {len(alive)} runs of {horizon} steps; best {ranked[0].lr:.3g}")
+            bar.note(
+                f"pick: round {r + 1}: {len(alive)} runs of {horizon} steps; best {ranked[0].lr:.3g}"
+            )
             alive = [t.lr for t in ranked[: max(1, math.ceil(len(alive) / 2))]]
     winner, tied = _winner(ranked)
     return Pick(
@@ -277,8 +287,9 @@ def _winner(ranked: list[Trial]) -> tuple[float, list[float]]:
     return ranked[0].lr, [float(ranked[0].lr)]
 
 
-def _printer(progress: bool | None):
-    import sys
-
-    show = sys.stdout.isatty() if progress is None else progress
-    return (lambda text: print(f"pick: {text}", flush=True)) if show else (lambda text: None)
+def _alive(round_index: int) -> int:
+    """How many candidates run in a round of successive halving (the better half go on)."""
+    alive = CANDIDATES
+    for _ in range(round_index):
+        alive = max(1, math.ceil(alive / 2))
+    return alive
