@@ -86,11 +86,13 @@ def test_every_numeric_command_has_a_base():
     assert {path for path, _ in _numeric_options()} <= set(BASE)
 
 
-def test_every_numeric_option_is_bounded_and_finite():
+def test_every_numeric_parameter_is_bounded_and_finite():
     from lrkit.cli.options import FiniteFloat, WholeNumber
 
-    for path, param in _numeric_options():
-        where = f"{' '.join(path)} {_long(param)}"
+    numeric = [(p, q) for p, c in _commands(cli) for q in c.params if _numeric(q)]
+    assert len(numeric) >= len(_numeric_options()) > 0
+    for path, param in numeric:  # arguments too: a numeric argument must be bounded as well
+        where = f"{' '.join(path)} {param.human_readable_name}"
         assert isinstance(param.type, FiniteFloat | WholeNumber), where
         assert param.type.min is not None and param.type.max is not None, where
 
