@@ -202,7 +202,10 @@ def test_train_lr_from_reads_a_pick_json(capsys, tmp_path):
     [
         ("not json", "is not valid JSON: Expecting value: line 1 column 1"),
         ("[1, 2]", 'holds no "lr"'),
-        ('{"lr": -1}', 'its "lr" must be a finite number > 0, got -1'),
+        ('{"lr": -1}', 'its "lr" must be a number in (0, 1000000], got -1'),
+        ('{"lr": 1e300}', 'its "lr" must be a number in (0, 1000000], got 1e+300'),
+        ('{"lr": NaN}', "got nan"),
+        ('{"lr": true}', "got True"),
         ('{"lr": "fast"}', "got 'fast'"),
     ],
 )

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import click
 
-from ..checks import check_lr
+from ..checks import number
 from ..errors import UserError
 from .app import cli, read_schedule, reading, user_input, writable_dir
-from .options import epochs_type, lr_type, seed_type
+from .options import LR_MAX, epochs_type, lr_type, seed_type
 
 TASK_HELP = (
     "A built-in task (see 'lrkit tasks') or your own 'package.module:function' returning an"
@@ -251,7 +251,7 @@ def print_summary(history, elapsed: float) -> None:
 def lr_from_file(path: str, lr: float | None, task, quiet: bool = False) -> float | None:
     """The lr that ``--lr-from path`` names: the ``"lr"`` of a find or pick JSON file.
 
-    Rule: a number there is checked like ``--lr`` and used (one line says so unless quiet);
+    Rule: a number there is checked like ``--lr`` (in (0, LR_MAX]) and used (one line says so unless quiet);
     ``null`` (the range test trusted no lr) prints its reason on stderr and gives None, the
     task's default lr. Giving ``--lr`` as well, a file that cannot be read, is not JSON or
     holds no ``"lr"`` is a UserError naming the file.
@@ -266,7 +266,7 @@ def lr_from_file(path: str, lr: float | None, task, quiet: bool = False) -> floa
         if not isinstance(data, dict) or "lr" not in data:
             raise ValueError("holds no \"lr\"; expected what 'lrkit find --json' writes")
         if data["lr"] is not None:
-            found = check_lr(data["lr"], 'its "lr"')
+            found = number(data["lr"], 'its "lr"', low=0, high=LR_MAX, low_open=True)
             if not quiet:
                 click.echo(f"lr {found:.4g} from {path}")
             return found
