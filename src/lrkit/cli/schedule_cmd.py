@@ -114,17 +114,23 @@ def schedule_show(
         console.print(f"plot written to {png}")
 
 
-def lr_values(schedule, steps: list[int], lr: float) -> list[float]:
-    """``lr * schedule(t)`` at each step; a UserError naming the step where it is not finite."""
+def lr_values(schedule, steps: list[int], lr: float, high: float | None = None) -> list[float]:
+    """``lr * schedule(t)`` at each step; a UserError naming the first step where it is not
+    finite (or above ``high``)."""
     values = []
     for t in steps:
         try:
             value = lr * schedule(t)
         except OverflowError as e:  # until every schedule refuses such values when built
-            raise UserError(f"{schedule!r} overflows at step {t}: {e}") from e
+            raise UserError(f"{schedule!r} overflows at step {t}: its value is too large") from e
         if not math.isfinite(value):
             raise UserError(
                 f"lr {lr:g} times {schedule!r} at step {t} is {value}, not a finite number"
+            )
+        if high is not None and value > high:
+            raise UserError(
+                f"lr {lr:g} times {schedule!r} at step {t} is {value:.4g}, above {high:g},"
+                " the largest lr accepted"
             )
         values.append(value)
     return values

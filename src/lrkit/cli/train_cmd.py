@@ -15,6 +15,7 @@ from ..checks import number
 from ..errors import UserError
 from .app import cli, read_schedule, reading, user_input, writable_dir
 from .options import LR_MAX, epochs_type, lr_type, seed_type
+from .schedule_cmd import lr_values, sample_steps
 
 TASK_HELP = (
     "A built-in task (see 'lrkit tasks') or your own 'package.module:function' returning an"
@@ -143,7 +144,8 @@ def train_command(
     train_loader, _ = task.build_loaders(task.seed if seed is None else seed)
     steps_per_epoch = len(train_loader)
     with user_input(f"--schedule {spec!r} over {epochs * steps_per_epoch} steps"):
-        schedule.resolve(epochs * steps_per_epoch, steps_per_epoch)(0)
+        resolved = schedule.resolve(epochs * steps_per_epoch, steps_per_epoch)
+        lr_values(resolved, sample_steps(epochs * steps_per_epoch - 1), lr or task.lr, LR_MAX)
     callbacks = [] if logdir is None else [watch_into(writable_dir(logdir, "--logdir"))]
     guarding = Guard(sinks=callbacks[:1]) if guard else None  # actions join the Watch's signals
     callbacks += [guarding] if guarding else []
