@@ -69,6 +69,9 @@ class FiniteFloat(click.FloatRange):
         """What is accepted, in words: ``a number in (0, 1000000]``."""
         return checks.describe(self.min, self.max, self.min_open, self.max_open, finite=True)
 
+    def _describe_range(self) -> str:  # the range shown in --help: 0<x<=1000000, not 1000000.0
+        return _range(self)
+
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None):
         name = _option_name(param)
         try:
@@ -89,7 +92,7 @@ _WHOLE = re.compile(r"[+-]?\d{1,60}")
 class WholeNumber(click.IntRange):
     """A whole number within ``[low, high]``; text that is not an integer is refused."""
 
-    name = "whole number"
+    name = "integer"
 
     def __init__(self, low: int | None = None, high: int | None = None) -> None:
         super().__init__(min=low, max=high)
@@ -120,6 +123,15 @@ class WholeNumber(click.IntRange):
         raise OptionError(
             f"{name} must be {self.accepted()}, got {_shown(value)}", ctx=ctx, param=param
         )
+
+
+def _range(kind: click.types._NumberRangeBase) -> str:
+    def shown(x: float) -> str:
+        return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
+
+    low = "" if kind.min is None else f"{shown(kind.min)}{'<' if kind.min_open else '<='}"
+    high = "" if kind.max is None else f"{'<' if kind.max_open else '<='}{shown(kind.max)}"
+    return f"{low}x{high}"
 
 
 def lr_type() -> FiniteFloat:
