@@ -13,7 +13,7 @@ import pytest
 from lrkit.cli import cli, main
 
 TESTS = Path(__file__).parent
-HOSTILE = ("nan", "inf", "-1", "0", "1e400", str(10**30))
+HOSTILE = ("nan", "inf", "-inf", "-1", "0", "1e400", "1e-400", "", str(10**30))
 
 # What each command needs besides the option under test, chosen to run in about a second.
 # A command with a numeric option that is missing here fails test_every_numeric_command_has_a_base.
