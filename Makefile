@@ -14,12 +14,13 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --no-build-isolation -c constraints.txt -e ".[test]"
 	touch $(STAMP)
 
-# The main job on the default task: a range test (plot and JSON), one training run with a
-# warmup-cosine schedule and its signals logged, then the doctor's verdict on those signals.
+# The main job on the default task: a range test (plot and JSON), one training run at the lr the
+# range test suggested (--lr-from its JSON; the task's default lr, with the reason, when it
+# trusted none) with a warmup-cosine schedule and its signals logged, then the doctor's verdict.
 demo: $(STAMP)
 	mkdir -p runs/demo
 	$(BIN)/lrkit find --task digits-mlp --png runs/demo/find.png --json runs/demo/find.json
-	$(BIN)/lrkit train --task digits-mlp --schedule "warmup(5%) >> cosine(to=0.01)" --out runs/demo --logdir runs/demo/signals
+	$(BIN)/lrkit train --task digits-mlp --lr-from runs/demo/find.json --schedule "warmup(5%) >> cosine(to=0.01)" --out runs/demo --logdir runs/demo/signals
 	$(BIN)/lrkit doctor runs/demo/signals
 
 test: $(STAMP)

@@ -185,9 +185,15 @@ USER_ERRORS = {
     ),
     "task attribute missing": (["train", "--task", "user_tasks:nope"], "has no attribute 'nope'"),
     "task not a Task": (["train", "--task", "user_tasks:returns_none"], "returned NoneType"),
-    "zero epochs": (["train", "--epochs", "0"], "'--epochs': 0 is not in the range x>=1"),
-    "negative lr": (["train", "--lr", "-1"], "'--lr': -1.0 is not in the range x>0"),
-    "lr not a number": (["train", "--lr", "fast"], "'fast' is not a valid float"),
+    "zero epochs": (
+        ["train", "--epochs", "0"],
+        "--epochs must be a whole number in [1, 1000000], got 0",
+    ),
+    "negative lr": (["train", "--lr", "-1"], "--lr must be a number in (0, 1000000], got -1"),
+    "lr not a number": (
+        ["train", "--lr", "fast"],
+        "--lr must be a number in (0, 1000000], got 'fast'",
+    ),
     "unknown option": (["train", "--bogus"], "No such option '--bogus'"),
     "unknown command": (["trian"], "No such command 'trian'"),
     "unwritable out": (["train", "--out", "{a_file}/runs"], "cannot create --out folder"),

@@ -1,4 +1,6 @@
-"""lrkit: a learning-rate toolkit for PyTorch — find, schedule, tune and watch the learning rate.
+"""lrkit: a learning-rate toolkit for PyTorch — find, schedule and watch the learning rate.
+
+A fourth pillar, tune (a measured search over rates and schedules), is planned, not yet here.
 
 The public API:
 

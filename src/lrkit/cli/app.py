@@ -4,12 +4,18 @@ Error policy: a mistake in what the user asked for (a bad option value, an unkno
 schedule spec that does not parse, an --out that cannot be written) prints one line,
 ``lrkit: error: ...``, to stderr and exits with status 2. Anything else is a bug in lrkit:
 the traceback and ``lrkit: internal error: ...`` go to stderr, status 1. Ctrl-C exits 130.
+What goes wrong while *reading a file the user named* (a schedule file, a run folder, a find
+JSON) is the user's to fix as well: :func:`reading` turns the ``ValueError`` (``UserError``,
+``UnicodeDecodeError`` and JSON errors included) or ``OSError`` raised there into one line that
+names the file, and the line when the message gives one. It wraps the reading only, so an
+exception of any other type, or one raised later, is still reported as the bug it is.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import traceback
 from collections.abc import Iterator
@@ -38,7 +44,7 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 )
 @click.pass_context
 def cli(ctx: click.Context) -> None:
-    """lrkit: find, schedule, tune and watch the learning rate of a PyTorch model.
+    """lrkit: find, schedule and watch the learning rate of a PyTorch model (tune is coming).
 
     Every command has its own --help, e.g. 'lrkit train --help'.
     """
@@ -84,12 +90,73 @@ def user_input(what: str) -> Iterator[None]:
     try:
         yield
     except ValueError as e:  # UserError included
-        raise UserError(f"{what}: {_first_line(e)}") from e
+        raise UserError(f"{what}: {one_line(e)}") from e
 
 
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+@contextlib.contextmanager
+def reading(path: str | Path, what: str = "file") -> Iterator[None]:
+    """Turn a ValueError or OSError raised while reading the user's ``path`` into a UserError.
+
+    The message is one line that names the file: the error's own message when it already does
+    (``schedule file 'a.yaml' is not valid YAML: ...``), else ``<what> '<path>': <message>``;
+    an OSError says ``cannot read '<file>': <reason>``. Other exceptions pass through.
+    """
+    try:
+        yield
+    except OSError as e:
+        name = e.filename if e.filename is not None else path
+        raise UserError(f"cannot read {what} '{name}': {e.strerror or e}") from e
+    except ValueError as e:  # UserError, UnicodeDecodeError, json.JSONDecodeError included
+        message = one_line(e)
+        if str(path) not in message:
+            message = f"{what} '{path}': {message}"
+        raise UserError(message) from e
+
+
+_MARK = re.compile(r"line (\d+), column (\d+)")
+
+
+def one_line(error: Exception) -> str:
+    """The error's message on one line: its first line, plus where when only later lines say.
+
+    A spec's caret lines are dropped (its first line already names the column); a YAML error,
+    whose first line says "while scanning ..." and whose later lines hold the problem and its
+    ``line N, column M``, keeps the last problem and its place:
+    ``... while scanning a quoted scalar: found unexpected end of stream (line 2, column 1)``.
+    """
+    lines = [line.strip() for line in str(error).strip().splitlines()]
+    if not lines:
+        return type(error).__name__
+    first = lines[0]
+    if _MARK.search(first):
+        return first
+    for i in range(len(lines) - 1, 0, -1):
+        mark = _MARK.search(lines[i])
+        if mark:
+            before = lines[i - 1] if i >= 2 else ""
+            problem = "" if not before.strip("^ ") or _MARK.search(before) else f": {before}"
+            return f"{first}{problem} (line {mark[1]}, column {mark[2]})"
+    return first
+
+
+SCHEDULE_FILES = (".json", ".yaml", ".yml")
+
+
+def read_schedule(value: str | float, option: str = "--schedule"):
+    """The schedule an option names: a text spec, or a file when ``value`` ends in .json/.yaml/.yml.
+
+    A file is read by :func:`lrkit.schedules.load_schedule` (``to_dict()`` data or
+    ``{"schedule": "<text spec>"}``); any error names the file (and the line when the reader
+    says it). A number is a constant; a text spec's error names the option and the spec.
+    """
+    from ..schedules import as_schedule, load_schedule
+
+    if isinstance(value, str) and value.strip().lower().endswith(SCHEDULE_FILES):
+        path = Path(value.strip())
+        with reading(path, "schedule file"):
+            return load_schedule(path)
+    with user_input(f"{option} {value!r}"):
+        return as_schedule(value, "schedule")
 
 
 def writable_file(path: str | Path, option: str) -> Path:

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import UserError
-from .app import cli
+from .app import cli, reading
 
 
 @cli.command(name="doctor")
@@ -29,12 +28,9 @@ def doctor_command(run_dir: Path, as_json: bool) -> None:
     from ..watch.diagnose import diagnose
     from ..watch.logs import read_run
 
-    try:
+    with reading(run_dir, "run"):  # a ValueError or OSError: one line naming the file
         signals = read_run(run_dir)
         diagnosis = diagnose(signals)
-    except ValueError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(first) from e
     if as_json:
         click.echo(json.dumps({"run": str(run_dir), **diagnosis.to_dict()}, indent=2))
         return

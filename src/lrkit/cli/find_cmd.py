@@ -11,10 +11,12 @@ import warnings
 import click
 
 from ..errors import UserError
-from .app import cli, user_input, writable_file
+from .app import cli, read_schedule, user_input, writable_file
+from .options import FiniteFloat, WholeNumber, epochs_type, lr_type, seed_type
 from .train_cmd import TASK_HELP
 
 RULE_NAMES = ("steep", "valley", "minimum", "slide", "lrkit")  # lrkit.find.rules.RULES
+NO_LR = 3  # exit status of 'lrkit find --quiet' when no lr can be trusted
 
 
 def _task(name: str):
@@ -34,28 +36,28 @@ def _number(x: float | None) -> str:
 @click.option("--task", "task_name", default="digits-mlp", show_default=True, help=TASK_HELP)
 @click.option(
     "--start",
-    type=click.FloatRange(min=0, min_open=True),
+    type=lr_type(),
     default=1e-7,
     show_default=True,
     help="The first lr of the sweep. Example: --start 1e-6",
 )
 @click.option(
     "--end",
-    type=click.FloatRange(min=0, min_open=True),
+    type=lr_type(),
     default=10.0,
     show_default=True,
     help="The last lr of the sweep (it stops earlier when the loss diverges). Example: --end 1",
 )
 @click.option(
     "--steps",
-    type=click.IntRange(min=5),
+    type=WholeNumber(5, 10**6),
     default=100,
     show_default=True,
     help="Optimizer updates in the sweep, lrs spaced evenly in log. Example: --steps 200",
 )
 @click.option(
     "--seeds",
-    type=click.IntRange(min=1),
+    type=WholeNumber(1, 1000),
     default=1,
     show_default=True,
     help="Sweeps with different seeds; the median curve is used. Example: --seeds 3",
@@ -87,7 +89,8 @@ def _number(x: float | None) -> str:
     "--quiet",
     "-q",
     is_flag=True,
-    help="No progress bar and no table; print only the chosen lr. Example: --quiet",
+    help="No progress bar and no table; print only the chosen lr, or nothing and exit with"
+    f" status {NO_LR} when no lr can be trusted (the reason goes to stderr). Example: --quiet",
 )
 def find_command(
     task_name: str,
@@ -105,6 +108,9 @@ def find_command(
     Sweeps the lr from --start to --end over --steps updates, restores the model afterwards,
     and prints the chosen lr with its confidence and every rule's suggestion. A curve that
     cannot be trusted (no descent, too noisy, diverged at once) gives no lr and says why.
+
+    Exit status: 0 done (also when no lr can be trusted, except with --quiet); 2 a bad option;
+    3 with --quiet when no lr can be trusted, so that LR=$(lrkit find -q) never runs on empty.
 
     \b
     Examples:
@@ -141,6 +147,8 @@ def find_command(
     for what, path in (("JSON", json_file), ("plot", png_file)):
         if path is not None and not quiet and not to_stdout:
             click.echo(f"{what} written to {path}")
+    if result.lr is None and quiet:
+        click.get_current_context().exit(NO_LR)
 
 
 def print_find(result, task_name: str) -> None:
@@ -171,25 +179,25 @@ def print_find(result, task_name: str) -> None:
     "spec",
     default="warmup(5%) >> cosine",
     show_default=True,
-    help="The schedule the lr will be used with, in the text form."
-    " Example: --schedule 'warmup(5%) >> cosine(to=0.01)'",
+    help="The schedule the lr will be used with, in the text form or a .json/.yaml file"
+    " holding one. Example: --schedule 'warmup(5%) >> cosine(to=0.01)'",
 )
 @click.option(
     "--budget",
-    type=click.FloatRange(min=0, min_open=True),
+    type=FiniteFloat(0, 1000, low_open=True),
     default=1.5,
     show_default=True,
     help="Optimizer steps to spend, as a multiple of one full training run. Example: --budget 2",
 )
 @click.option(
     "--epochs",
-    type=click.IntRange(min=1),
+    type=epochs_type(),
     default=None,
     help="The run length the lr is for; default: the task's. Example: --epochs 5",
 )
 @click.option(
     "--seed",
-    type=int,
+    type=seed_type(),
     default=None,
     help="Seed of the range test and the short runs; default: the task's. Example: --seed 1",
 )
@@ -226,17 +234,15 @@ def pick_command(
       lrkit pick --task wine-mlp --budget 2 --json pick.json
     """
     from ..find import pick_lr
-    from ..schedules import as_schedule
     from ..train.misfit import ScheduleFitWarning
 
-    with user_input(f"--schedule {spec!r}"):
-        as_schedule(spec, "schedule")
+    schedule = read_schedule(spec)
     task = _task(task_name)
     json_file = None if json_out is None else writable_file(json_out, "--json")
     with user_input("lrkit pick"), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ScheduleFitWarning)  # e.g. a budget too small
         pick = pick_lr(
-            task, schedule=spec, budget=budget, epochs=epochs, seed=seed,
+            task, schedule=schedule, budget=budget, epochs=epochs, seed=seed,
             progress=False if quiet else None,
         )  # fmt: skip
     for w in caught:

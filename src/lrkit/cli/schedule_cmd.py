@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import math
+
 import click
 
 from ..errors import UserError
-from .app import cli, user_input, writable_file
+from .app import cli, read_schedule, user_input, writable_file
+from .options import WholeNumber, lr_type
 
 SPARKS = "▁▂▃▄▅▆▇█"
+STEPS_MAX = 10**12  # a preview samples at most 2000 steps, so any real run length is cheap
 
 
 @cli.group(name="schedule")
@@ -47,20 +51,20 @@ def summary(cls: type) -> str:
 @click.argument("spec")
 @click.option(
     "--steps",
-    type=click.IntRange(min=1),
+    type=WholeNumber(1, STEPS_MAX),
     default=None,
     help="Length of the run in steps, which '5%' and open-ended parts resolve against;"
     " default: the schedule's own length. Example: --steps 1000",
 )
 @click.option(
     "--steps-per-epoch",
-    type=click.IntRange(min=1),
+    type=WholeNumber(1, STEPS_MAX),
     default=None,
     help="Steps in one epoch, for lengths written in epochs like '2ep'. Example: --steps-per-epoch 50",
 )
 @click.option(
     "--lr",
-    type=click.FloatRange(min=0, min_open=True),
+    type=lr_type(),
     default=1.0,
     show_default=True,
     help="Base lr the values multiply (1 shows the multipliers). Example: --lr 3e-4",
@@ -76,7 +80,8 @@ def schedule_show(
 ) -> None:
     """Preview SPEC: a table of values at a few steps and a sparkline of the whole run.
 
-    SPEC is a schedule in the text form, quoted for the shell.
+    SPEC is a schedule in the text form, quoted for the shell, or a .json/.yaml/.yml file
+    holding one (what lrkit.schedules.dump_schedule writes).
 
     \b
     Example:
@@ -85,14 +90,12 @@ def schedule_show(
     from rich.console import Console
     from rich.table import Table
 
-    from ..schedules import as_schedule
-
+    schedule = read_schedule(spec, "schedule")
     with user_input(f"schedule {spec!r}"):
-        schedule = as_schedule(spec, "schedule")
         resolved = schedule.resolve(steps, steps_per_epoch)
         steps = steps or _own_length(resolved)
         xs = sample_steps(steps)
-        values = [lr * resolved(t) for t in xs]
+        values = lr_values(resolved, xs, lr)
     if png is not None:
         writable_file(png, "--png")
 
@@ -102,13 +105,35 @@ def schedule_show(
     table.add_column("step", justify="right")
     table.add_column("of run", justify="right")
     table.add_column("lr" if lr != 1.0 else "value", justify="right")
-    for t in preview_steps(steps):
-        table.add_row(str(t), f"{100 * t / steps:.0f}%", f"{lr * resolved(t):.6g}")
+    for t, value in zip(preview_steps(steps), lr_values(resolved, preview_steps(steps), lr)):
+        table.add_row(str(t), f"{100 * t / steps:.0f}%", f"{value:.6g}")
     console.print(table)
     console.print(f"{sparkline(values)}  min {min(values):.4g}  max {max(values):.4g}")
     if png is not None:
         plot(xs, values, repr(resolved), png, ylabel="lr" if lr != 1.0 else "lr multiplier")
         console.print(f"plot written to {png}")
+
+
+def lr_values(schedule, steps: list[int], lr: float, high: float | None = None) -> list[float]:
+    """``lr * schedule(t)`` at each step; a UserError naming the first step where it is not
+    finite (or above ``high``)."""
+    values = []
+    for t in steps:
+        try:
+            value = lr * schedule(t)
+        except OverflowError as e:  # until every schedule refuses such values when built
+            raise UserError(f"{schedule!r} overflows at step {t}: its value is too large") from e
+        if not math.isfinite(value):
+            raise UserError(
+                f"lr {lr:g} times {schedule!r} at step {t} is {value}, not a finite number"
+            )
+        if high is not None and value > high:
+            raise UserError(
+                f"lr {lr:g} times {schedule!r} at step {t} is {value:.4g}, above {high:g},"
+                " the largest lr accepted"
+            )
+        values.append(value)
+    return values
 
 
 def _own_length(schedule) -> int:

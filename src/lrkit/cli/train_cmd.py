@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -11,7 +12,11 @@ from pathlib import Path
 
 import click
 
-from .app import cli, user_input, writable_dir
+from ..checks import number
+from ..errors import UserError
+from .app import cli, read_schedule, reading, user_input, writable_dir
+from .options import LR_MAX, epochs_type, lr_type, seed_type
+from .schedule_cmd import lr_values, sample_steps
 
 TASK_HELP = (
     "A built-in task (see 'lrkit tasks') or your own 'package.module:function' returning an"
@@ -39,27 +44,36 @@ def tasks_command() -> None:
 @click.option("--task", "task_name", default="digits-mlp", show_default=True, help=TASK_HELP)
 @click.option(
     "--lr",
-    type=click.FloatRange(min=0, min_open=True),
+    type=lr_type(),
     default=None,
     help="Peak learning rate (the schedule's values multiply it); default: the task's."
     " Example: --lr 0.05",
 )
 @click.option(
+    "--lr-from",
+    "lr_from",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Take the peak lr from the JSON that 'lrkit find --json' or 'lrkit pick --json' wrote"
+    ' (its "lr"); when it holds none (no lr could be trusted), say why and use the task\'s.'
+    " Example: --lr-from runs/demo/find.json",
+)
+@click.option(
     "--schedule",
     "spec",
     default=None,
-    help="Schedule in the text form; '5%' is a fraction of the run; default: constant."
-    " Example: --schedule 'warmup(5%) >> cosine(to=0.01)'",
+    help="Schedule in the text form, or a .json/.yaml file holding one; '5%' is a fraction of"
+    " the run; default: constant. Example: --schedule 'warmup(5%) >> cosine(to=0.01)'",
 )
 @click.option(
     "--epochs",
-    type=click.IntRange(min=1),
+    type=epochs_type(),
     default=None,
     help="Passes over the training data; default: the task's. Example: --epochs 5",
 )
 @click.option(
     "--seed",
-    type=int,
+    type=seed_type(),
     default=None,
     help="Seed for the model's initial weights and the data order; default: the task's."
     " Example: --seed 1",
@@ -95,6 +109,7 @@ def tasks_command() -> None:
 def train_command(
     task_name: str,
     lr: float | None,
+    lr_from: str | None,
     spec: str | None,
     epochs: int | None,
     seed: int | None,
@@ -114,8 +129,8 @@ def train_command(
       lrkit train --task mypackage.tasks:my_task --lr 3e-4 --epochs 5
       lrkit train --task digits-mlp --lr 0.05 --logdir runs/logs
       lrkit train --task digits-mlp --lr 0.5 --guard
+      lrkit train --task digits-mlp --lr-from runs/demo/find.json
     """
-    from ..schedules import as_schedule
     from ..tasks import get_task
     from ..train import ScheduleFitWarning, fit, schedule_misfit
     from ..watch import Guard, GuardExhausted
@@ -123,14 +138,15 @@ def train_command(
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())  # so that --task mymodule:make_task finds ./mymodule.py
     task = get_task(task_name)
+    if lr_from is not None:
+        lr = lr_from_file(lr_from, lr, task, quiet)
     epochs = epochs or task.epochs
-    with user_input(f"--schedule {spec!r}"):
-        schedule = as_schedule(1.0 if spec is None else spec, "schedule")
+    schedule = read_schedule(1.0 if spec is None else spec)
     train_loader, _ = task.build_loaders(task.seed if seed is None else seed)
     steps_per_epoch = len(train_loader)
     with user_input(f"--schedule {spec!r} over {epochs * steps_per_epoch} steps"):
         resolved = schedule.resolve(epochs * steps_per_epoch, steps_per_epoch)
-        resolved(0)
+        lr_values(resolved, sample_steps(epochs * steps_per_epoch - 1), lr or task.lr, LR_MAX)
     misfit = schedule_misfit(resolved, epochs * steps_per_epoch)
     if misfit is not None:  # named before training; fit's own ScheduleFitWarning is muted
         click.echo(f"lrkit: warning: {misfit}", err=True)
@@ -238,3 +254,36 @@ def print_summary(history, elapsed: float) -> None:
     table.add_row("status", history.status)
     table.add_row("time", f"{elapsed:.1f} s")
     Console(highlight=False).print(table)
+
+
+def lr_from_file(path: str, lr: float | None, task, quiet: bool = False) -> float | None:
+    """The lr that ``--lr-from path`` names: the ``"lr"`` of a find or pick JSON file.
+
+    Rule: a number there is checked like ``--lr`` (in (0, LR_MAX]) and used (one line says so unless quiet);
+    ``null`` (the range test trusted no lr) prints its reason on stderr and gives None, the
+    task's default lr. Giving ``--lr`` as well, a file that cannot be read, is not JSON or
+    holds no ``"lr"`` is a UserError naming the file.
+    """
+    if lr is not None:
+        raise UserError("give either --lr or --lr-from, not both")
+    with reading(path, "--lr-from file"):
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"is not valid JSON: {e}") from e
+        if not isinstance(data, dict) or "lr" not in data:
+            raise ValueError("holds no \"lr\"; expected what 'lrkit find --json' writes")
+        if data["lr"] is not None:
+            found = number(data["lr"], 'its "lr"', low=0, high=LR_MAX, low_open=True)
+            if not quiet:
+                click.echo(f"lr {found:.4g} from {path}")
+            return found
+    confidence = data.get("confidence")
+    reason = confidence.get("reason") if isinstance(confidence, dict) else None
+    click.echo(
+        f"lrkit: warning: {path} holds no lr (the range test trusted none"
+        f"{': ' + str(reason) if reason else ''}); training at {task.name}'s default lr"
+        f" {task.lr:g}",
+        err=True,
+    )
+    return None

@@ -1,0 +1,63 @@
+"""What the command line promises a script and a new user: find --quiet's exit status, and no
+pillar announced before it exists."""
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+import lrkit
+from lrkit.cli import main
+
+TESTS = Path(__file__).parent
+ROOT = TESTS.parent
+
+
+@pytest.fixture(autouse=True)
+def _user_tasks_importable(monkeypatch):
+    monkeypatch.setattr(sys, "path", [str(TESTS), *sys.path])
+
+
+def call(capsys, *args):
+    status = main(list(args))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_quiet_find_without_a_trustworthy_lr_exits_3_with_the_reason(capsys):
+    status, out, err = call(capsys, "find", "--task", "user_tasks:tiny", "--steps", "10", "-q")
+    assert (status, out) == (3, "")
+    assert err.startswith("lrkit: warning: no lr suggested: low confidence, no descent")
+
+
+def test_quiet_find_with_a_trustworthy_lr_exits_0_and_prints_it(capsys):
+    status, out, _ = call(capsys, "find", "--steps", "30", "--start", "1e-5", "-q")
+    assert status == 0 and float(out) > 0
+
+
+def test_find_without_quiet_still_exits_0_when_no_lr_can_be_trusted(capsys):
+    status, out, err = call(capsys, "find", "--task", "user_tasks:tiny", "--steps", "10")
+    assert status == 0 and "no lr suggested" in out + err
+
+
+def test_find_help_documents_the_exit_status_3(capsys):
+    _, out, _ = call(capsys, "find", "--help")
+    assert "3 with --quiet when no lr can be trusted" in " ".join(out.split())
+
+
+def test_help_does_not_announce_tune_as_available(capsys):
+    _, out, _ = call(capsys, "--help")
+    assert "find, schedule and watch" in out
+    assert "tune and watch" not in out
+
+
+def test_the_package_docstring_says_tune_is_not_here_yet():
+    first = lrkit.__doc__.splitlines()[0]
+    assert "tune" not in first and "find, schedule and watch" in first
+    assert "tune" in lrkit.__doc__ and "planned" in lrkit.__doc__
+
+
+def test_the_package_description_does_not_promise_tune():
+    description = re.search(r'^description = "(.*)"$', (ROOT / "pyproject.toml").read_text(), re.M)
+    assert description and "tune" not in description[1]
