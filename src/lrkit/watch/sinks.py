@@ -172,9 +172,11 @@ class TensorBoardSink:
     """TensorBoard event files in ``logdir``, through ``torch.utils.tensorboard.SummaryWriter``.
 
     All of a step's records go into one event (one summary with a value per tag), and the
-    writer's own thread encodes and writes them. Every ``flush_steps`` steps or ``flush_secs``
-    seconds (see :class:`Cadence`) ``write`` waits until that thread has written everything
-    handed to it so far, so a killed run loses at most that window here too.
+    writer's own thread encodes and writes them to the file as they come. At most
+    ``flush_steps`` events (steps) wait for it, in its queue and in its hands: when it falls
+    that far behind, ``write`` waits, so a killed run loses at most ``flush_steps`` steps here too, and the
+    training loop waits only when the thread cannot keep up. The writer flushes its file
+    every ``flush_secs`` seconds (which matters on remote file systems).
     """
 
     def __init__(
@@ -186,10 +188,12 @@ class TensorBoardSink:
         from torch.utils.tensorboard import SummaryWriter
 
         self._summary = Summary
-        # a queue long enough for many batches: the writer's thread serialises and checksums
-        # the events (pure Python in TensorBoard), so a short one would make write() wait
+        # the writer's thread serialises and checksums the events (pure Python in TensorBoard)
+        # while training goes on; its queue, one event a step, bounds what a kill loses
         self.writer = SummaryWriter(
-            str(self.logdir), max_queue=4096, flush_secs=max(self.cadence.secs, 0.1)
+            str(self.logdir),
+            max_queue=max(1, self.cadence.steps - 1),
+            flush_secs=max(self.cadence.secs, 0.1),
         )
         self._file_writer = self.writer._get_file_writer()
         self._closed = False
@@ -199,8 +203,6 @@ class TensorBoardSink:
         for step, group in groupby(records, key=lambda r: r[0]):
             values = [Summary.Value(tag=tag, simple_value=value) for _, tag, value in group]
             add(Summary(value=values), step)
-        if self.cadence.due(records):
-            self.writer.flush()
 
     def flush(self) -> None:
         if not self._closed:
