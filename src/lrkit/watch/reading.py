@@ -39,31 +39,40 @@ def where(path: str | Path, line: int | None = None) -> str:
     return repr(str(path)) + ("" if line is None else f" line {line}")
 
 
-def read_bytes(path: str | Path) -> bytes:
-    """The file's bytes; ValueError naming it when it is missing, a folder or unreadable."""
+def readable(path: str | Path) -> None:
+    """ValueError naming ``path`` when it is missing, a folder or cannot be opened."""
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        open(path, "rb").close()
     except OSError as e:
         raise ValueError(f"cannot read {where(path)}: {e.strerror or e}") from None
 
 
-def text_lines(path: str | Path) -> tuple[list[str], bool]:
-    """The file's lines as text (line ends removed) and whether the last one ended with a
-    newline; ValueError naming the file and line for bytes that are not UTF-8."""
-    data = read_bytes(path)
+def text_lines(path: str | Path) -> Iterator[tuple[int, str, bool]]:
+    """``(line number, text, ended)`` of each line, read as UTF-8 one line at a time (line
+    end removed; ``ended`` is False only for a last line without one); ValueError naming the
+    file and the line when it cannot be read or is not UTF-8."""
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        raise ValueError(
-            f"{where(path, line)} is not UTF-8 text (byte {e.start}: {e.reason})"
-        ) from None
-    lines = text.split("\n")
-    ended = lines[-1] == ""
-    if ended:
-        lines.pop()
-    return [line.removesuffix("\r") for line in lines], ended
+        f = open(path, "rb")
+    except OSError as e:
+        raise ValueError(f"cannot read {where(path)}: {e.strerror or e}") from None
+    with f:
+        n = 0
+        while True:
+            try:
+                raw = f.readline()
+            except OSError as e:
+                raise ValueError(f"cannot read {where(path)}: {e.strerror or e}") from None
+            if not raw:
+                return
+            n += 1
+            ended = raw.endswith(b"\n")
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(
+                    f"{where(path, n)} is not UTF-8 text (byte {e.start} of the line: {e.reason})"
+                ) from None
+            yield n, text.rstrip("\r\n") if ended else text, ended
 
 
 def cut_line(path: str | Path, line: int) -> None:
@@ -116,11 +125,15 @@ def read_csv(path: str | Path) -> Signals:
     becomes ``train/loss``, ``lr`` or ``lr_0, lr_1...`` the lr tags), or a wide one with a
     ``step`` column and one column per tag (Lightning's ``metrics.csv``; ``epoch`` is left
     out)."""
-    lines, ended = text_lines(path)
-    if lines and not ended:
-        cut_line(path, len(lines))
-        lines.pop()
-    rows = csv.reader(lines)
+
+    def whole_lines() -> Iterator[str]:
+        for n, text, ended in text_lines(path):
+            if not ended:  # only a last line lacks its end: cut by a crash
+                cut_line(path, n)
+                return
+            yield text
+
+    rows = csv.reader(whole_lines())
     try:
         header = next(rows, None)
         if header is None or "step" not in header:
@@ -170,15 +183,14 @@ def _wide_tags(header: list[str]) -> list[str | None]:
 # -- JSON lines -------------------------------------------------------------------------------
 def read_jsonl(path: str | Path) -> Signals:
     """lrkit's JSON lines: one ``{"step", "tag", "value"}`` object a line."""
-    lines, ended = text_lines(path)
     records: list[Record] = []
-    for n, line in enumerate(lines, 1):
+    for n, line, ended in text_lines(path):
         if not line.strip():
             continue
         try:
             records.append(_jsonl_record(line, where(path, n)))
         except ValueError:
-            if n == len(lines) and not ended:
+            if not ended:  # the last line, cut by a crash
                 cut_line(path, n)
                 break
             raise
@@ -191,9 +203,7 @@ def _jsonl_record(line: str, at: str) -> Record:
     except (ValueError, RecursionError) as e:
         raise ValueError(f"{at} is not a {{'step', 'tag', 'value'}} record: {e}") from None
     if not isinstance(obj, dict) or not {"step", "tag", "value"} <= obj.keys():
-        raise ValueError(
-            f"{at} is not a {{'step', 'tag', 'value'}} record: got {line[:80]!r}"
-        )
+        raise ValueError(f"{at} is not a {{'step', 'tag', 'value'}} record: got {line[:80]!r}")
     if not isinstance(obj["tag"], str):
         raise ValueError(f"{at}: a tag must be a string, got {obj['tag']!r}")
     return parse_step(obj["step"], at), obj["tag"], parse_value(obj["value"], at)
@@ -211,7 +221,7 @@ def read_events(path: str | Path) -> list[Record]:
     from tensorboard.compat.tensorflow_stub import errors
     from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import PyRecordReader_New
 
-    read_bytes(path)  # a missing file, a folder, no permission: the documented error
+    readable(path)  # a missing file, a folder, no permission: the documented error
     reader = PyRecordReader_New(str(path))
     records: list[Record] = []
     count, offset = 0, 0
