@@ -76,7 +76,7 @@ def _diagnose(run):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         signals, file = _user_errors(run.read)
-        diagnosis = _user_errors(lambda: diagnose(signals), where=f"{file}: ")
+        diagnosis = _user_errors(lambda: diagnose(signals), where=f"{str(file)!r}: ")
     for w in caught:
         click.echo(f"lrkit: warning: {w.message}", err=True)
     return run, file, diagnosis

@@ -216,13 +216,21 @@ def read_events(path: str | Path) -> list[Record]:
     ValueError when the file is not an event file (its first record is bad); a cut or corrupt
     record later on ends the reading there, with a :class:`LogWarning` naming the byte.
     """
-    from google.protobuf.message import DecodeError
-    from tensorboard.compat.proto import event_pb2
-    from tensorboard.compat.tensorflow_stub import errors
     from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import PyRecordReader_New
 
     readable(path)  # a missing file, a folder, no permission: the documented error
     reader = PyRecordReader_New(str(path))
+    try:
+        return _records(reader, path)
+    finally:
+        reader.file_handle.close()
+
+
+def _records(reader, path) -> list[Record]:
+    from google.protobuf.message import DecodeError
+    from tensorboard.compat.proto import event_pb2
+    from tensorboard.compat.tensorflow_stub import errors
+
     records: list[Record] = []
     count, offset = 0, 0
     while True:
@@ -241,14 +249,13 @@ def read_events(path: str | Path) -> list[Record]:
                 f"{where(path)}: record {count + 1} at byte {offset} {problem}: read the"
                 f" {count} records before it",
                 LogWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
             break
         count += 1
         offset += 16 + len(reader.record())
         if event.HasField("summary"):
             records.extend(_scalars(event, path))
-    reader.file_handle.close()
     return records
 
 

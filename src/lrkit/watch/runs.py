@@ -103,7 +103,8 @@ def sources_in(folder: Path, names: list[str]) -> tuple[tuple[Path, ...], ...]:
 
 
 def find_runs(path: str | Path) -> list[Run]:
-    """The runs in ``path`` (itself one, or folders of runs below it), sorted by folder.
+    """The runs in ``path`` (itself one, or folders of runs below it), in the order of a walk
+    of the tree (top down, folders sorted by name).
 
     ValueError when ``path`` does not exist or the search passes ``MAX_FOLDERS`` folders.
     """
@@ -131,12 +132,18 @@ def find_runs(path: str | Path) -> list[Run]:
 
 
 def _merge_out_folders(runs: list[Run]) -> list[Run]:
-    """A history-only run with exactly one run below it is that run."""
+    """A history-only run with exactly one run below it is that run (``runs`` in the walk's
+    order, so the runs below a folder come right after it)."""
     out = []
-    for run in runs:
-        below = [r for r in runs if r is not run and run.folder in r.folder.parents]
-        if run.history_only and len(below) == 1:
-            continue
+    for i, run in enumerate(runs):
+        if run.history_only:
+            below = 0
+            for other in runs[i + 1 :]:
+                if run.folder not in other.folder.parents:
+                    break
+                below += 1
+            if below == 1:
+                continue
         out.append(run)
     return out
 
@@ -183,15 +190,10 @@ def read_run(run_dir: str | Path) -> Signals:
     if len(runs) > 1:
         names = ", ".join(repr(str(r.folder)) for r in runs[:10])
         more = f" and {len(runs) - 10} more" if len(runs) > 10 else ""
-        raise ValueError(
-            f"{str(path)!r} holds {len(runs)} runs: {names}{more}; name one of them"
-        )
+        raise ValueError(f"{str(path)!r} holds {len(runs)} runs: {names}{more}; name one of them")
     if path.is_file():
         return read_file(path)
     return runs[0].read()[0]
-
-
-
 
 
 def read_tensorboard(path: str | Path) -> Signals:
@@ -210,5 +212,6 @@ def read_tensorboard(path: str | Path) -> Signals:
         found = "no" if not runs else f"{len(runs)} folders of"
         raise ValueError(f"{str(p)!r} holds {found} TensorBoard event files ({TB_PATTERN})")
     return merge_event_files(list(runs[0]))
+
 
 __all__ = ["Run", "find_runs", "read_run", "read_file", "read_tensorboard", "MAX_DEPTH"]
