@@ -134,3 +134,12 @@ def test_a_run_that_cannot_be_read_is_an_error_line_the_others_are_diagnosed(
     assert f"run: {tmp_path / 'good'}" in out and "verdict: " in out
     assert err.count("\n") == 1 and err.startswith("lrkit: error: ")
     assert f"'{tmp_path / 'slow' / 'signals.jsonl'}' line 1" in err
+
+
+@pytest.mark.parametrize("module", ["lrkit.watch.sinks", "lrkit.watch.logs", "lrkit.watch.runs"])
+def test_the_module_examples_run(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0 and result.failed == 0

@@ -1,4 +1,5 @@
-"""The signals' format, in memory and on disk, and :func:`read_run` that reads a run back.
+"""The signals' format, in memory and on disk (read back by :mod:`lrkit.watch.reading`, and
+:func:`~lrkit.watch.runs.read_run` for a run folder; both are named here too).
 
 **Long format.** A run's signals are records ``(step, tag, value)``: ``step`` an int, ``tag`` a
 string, ``value`` a float (NaN and infinities allowed). ``step`` is the 0-based index of the
@@ -34,8 +35,9 @@ the number of updates done when validation ran (Lightning's ``global_step``).
 (one ``{"step": 3, "tag": "train/loss", "value": 0.25}`` object a line; non-finite values as the
 strings ``"nan"``, ``"inf"``, ``"-inf"`` so each line is strict JSON), and TensorBoard event
 files (``events.out.tfevents.*``, one scalar per record). :func:`read_run` reads any of these,
-a ``history.json`` written by ``lrkit train``/``fit(out=...)``, or a Lightning ``CSVLogger``'s
-``metrics.csv`` (wide: a ``step`` column and one column per tag).
+a ``history.json`` or ``steps.csv`` written by ``lrkit train``/``fit(out=...)``, or a
+Lightning ``CSVLogger``'s ``metrics.csv`` (wide: a ``step`` column and one column per tag); a
+folder of several runs is listed by :func:`~lrkit.watch.runs.find_runs`.
 
 >>> s = Signals.from_records([(0, "train/loss", 2.0), (1, "train/loss", 1.5)])
 >>> s.tags(), s.get("train/loss")[1].tolist()
