@@ -153,3 +153,22 @@ def test_cadence_counts_distinct_steps_not_records():
 def test_a_bad_flush_cadence_is_refused_naming_it(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
         CSVSink(tmp_path, **kwargs)
+
+
+def test_a_lightning_logger_is_saved_on_the_sinks_cadence():
+    from lrkit.watch import LightningLoggerSink
+
+    class Logger:
+        saves, logged = 0, 0
+
+        def log_metrics(self, metrics, step):
+            self.logged += 1
+
+        def save(self):
+            self.saves += 1
+
+    logger = Logger()
+    sink = LightningLoggerSink(logger, flush_steps=10, flush_secs=3600)
+    for step in range(35):
+        sink.write([(step, "train/loss", 1.0)])
+    assert logger.logged == 35 and logger.saves == 3  # after steps 9, 19 and 29
