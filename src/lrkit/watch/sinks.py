@@ -103,7 +103,11 @@ class _FileSink:
     default_name = ""
 
     def __init__(
-        self, path: str | Path, flush_steps: int = FLUSH_STEPS, flush_secs: float = FLUSH_SECS
+        self,
+        path: str | Path,
+        *,
+        flush_steps: int = FLUSH_STEPS,
+        flush_secs: float = FLUSH_SECS,
     ):
         self.cadence = Cadence(flush_steps, flush_secs)
         self.path = _file_in(path, self.default_name)
@@ -180,7 +184,11 @@ class TensorBoardSink:
     """
 
     def __init__(
-        self, logdir: str | Path, flush_steps: int = FLUSH_STEPS, flush_secs: float = FLUSH_SECS
+        self,
+        logdir: str | Path,
+        *,
+        flush_steps: int = FLUSH_STEPS,
+        flush_secs: float = FLUSH_SECS,
     ):
         self.cadence = Cadence(flush_steps, flush_secs)
         self.logdir = writable_logdir(logdir)
@@ -223,7 +231,13 @@ class LightningLoggerSink:
     ``logger.log_metrics({tag: value, ...}, step)`` call per step, and ``logger.save()`` every
     ``flush_steps`` steps or ``flush_secs`` seconds (see :class:`Cadence`) and on flush."""
 
-    def __init__(self, logger: Any, flush_steps: int = FLUSH_STEPS, flush_secs: float = FLUSH_SECS):
+    def __init__(
+        self,
+        logger: Any,
+        *,
+        flush_steps: int = FLUSH_STEPS,
+        flush_secs: float = FLUSH_SECS,
+    ):
         self.cadence = Cadence(flush_steps, flush_secs)
         if not callable(getattr(logger, "log_metrics", None)):
             raise TypeError(
