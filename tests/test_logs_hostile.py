@@ -91,6 +91,12 @@ CASES = {
         '{"step": true, "tag": "train/loss", "value": 1}\n',
         "line 1: a step must be a whole number",
     ),
+    "a deeply nested JSON line": ("signals.jsonl", "[" * 100_000 + "\n", "line 1 is not a"),
+    "a CSV field past csv's limit": (
+        "signals.csv",
+        "step,tag,value\n0," + "x" * 200_000 + ",1\n",
+        "line 2: field larger than field limit",
+    ),
     "random bytes as an event file": (
         "events.out.tfevents.1.host",
         os.urandom(5000),
