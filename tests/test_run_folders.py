@@ -30,6 +30,14 @@ def two_runs(tmp_path_factory):
     return root
 
 
+def doctor_text(folder) -> str:
+    from click.testing import CliRunner
+
+    from lrkit.cli import cli
+
+    return CliRunner().invoke(cli, ["doctor", str(folder)]).output
+
+
 def steps_in(out: str) -> list[int]:
     return [int(n) for n in re.findall(r"confidence [\d.]+, (\d+) steps", out)]
 
@@ -56,7 +64,7 @@ def test_doctor_json_on_a_folder_of_runs_gives_one_diagnosis_per_run(capsys, two
     assert [r["run"] for r in data["runs"]] == [
         str(two_runs / n) for n in ("good", "good-out", "slow", "slow-out")
     ]
-    assert data["runs"][2]["file"] == str(two_runs / "slow" / "signals.jsonl")
+    assert data["runs"][2]["files"] == [str(two_runs / "slow" / "signals.jsonl")]
 
 
 def test_read_run_of_a_folder_of_runs_asks_to_name_one(two_runs):
@@ -110,6 +118,7 @@ def test_two_runs_into_one_tensorboard_folder_read_as_tensorboard_shows_the_late
     for lr in (5.0, 1e-6):  # the second run's event file replaces the first one's steps
         fit("wine-mlp", lr=lr, callbacks=[Watch(sinks=[TensorBoardSink(tmp_path)])], progress=False)
     assert len(list(tmp_path.glob("events.out.tfevents.*"))) == 2
+    assert f"(read 2 event files in {tmp_path})" in doctor_text(tmp_path)
     steps, losses = read_run(tmp_path).get("train/loss")
     assert steps.tolist() == list(range(135))  # one run, not 270 records
     assert losses.max() < 2  # the lr=5 run blew up; this is the second one

@@ -52,16 +52,17 @@ def doctor_command(run_dir: Path, as_json: bool) -> int:
             click.echo(f"lrkit: error: {e}", err=True)
     if as_json:
         data = [
-            {"run": str(run.folder), "file": str(file), **d.to_dict()} for run, file, d in results
+            {"run": str(run.folder), "files": [str(f) for f in run.files], **d.to_dict()}
+            for run, _, d in results
         ]
         click.echo(json.dumps(data[0] if len(runs) == 1 else {"runs": data}, indent=2))
     else:
         if len(runs) > 1:
             click.echo(f"{run_dir} holds {len(runs)} runs; each is diagnosed on its own")
-        for i, (run, file, diagnosis) in enumerate(results):
+        for i, (run, _, diagnosis) in enumerate(results):
             if i or len(runs) > 1:
                 click.echo("")
-            click.echo(f"run: {run.folder} (read {file})")
+            click.echo(f"run: {run.folder} (read {run.describe()})")
             if run.older:
                 older = ", ".join(p.name for p in run.older)
                 click.echo(f"  the newest version; older versions not read: {older}")

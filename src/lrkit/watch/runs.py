@@ -52,9 +52,20 @@ class Run:
     sources: tuple[tuple[Path, ...], ...]
     older: tuple[Path, ...] = field(default=())
 
+    @property
+    def files(self) -> tuple[Path, ...]:
+        """The file(s) :meth:`read` reads: the most preferred source."""
+        return self.sources[0]
+
     def read(self) -> tuple[Signals, Path]:
-        """The signals of the most preferred source, and the file they were read from."""
-        return read_source(self.sources[0]), self.sources[0][0]
+        """The signals of the most preferred source, and its (first) file."""
+        return read_source(self.files), self.files[0]
+
+    def describe(self) -> str:
+        """What :meth:`read` reads, in words: the file, or ``N event files in FOLDER``."""
+        if len(self.files) == 1:
+            return str(self.files[0])
+        return f"{len(self.files)} event files in {self.folder}"
 
     @property
     def history_only(self) -> bool:
