@@ -3,6 +3,12 @@
 ``save(dir)`` writes ``history.json`` (everything) and ``steps.csv`` (one row per step);
 ``History.load(dir)`` reads the JSON back. Non-finite numbers (a NaN loss) are written as the
 strings ``"nan"``, ``"inf"``, ``"-inf"`` so the file stays strict JSON.
+
+Reading checks what it reads: :meth:`History.from_dict` and :meth:`History.load` raise
+``ValueError`` and nothing else for data that is not a history (a list, a missing epoch key,
+a skipped row past the last step, columns of unequal length, a step past ``MAX_STEP``), and
+``load`` names the file and the line (``'runs/x/history.json' line 2: not JSON: Expecting
+value (column 1)``; ``'runs/x/history.json' line 12 ("loss"): loss[3] must be a number...``).
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from ..checks import is_number, whole
+
 HISTORY_FILE = "history.json"
 STEPS_FILE = "steps.csv"
 
@@ -24,6 +32,8 @@ DIVERGED = "diverged"  # a non-finite loss; the run stopped
 STOPPED = "stopped"  # a callback set state.stop
 INTERRUPTED = "interrupted"  # KeyboardInterrupt
 FAILED = "failed"  # an exception ended the run
+
+MAX_STEP = 10**15  # no run takes more optimizer steps: a larger one is a corrupt file
 
 
 @dataclass
@@ -130,13 +140,23 @@ class History:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> History:
-        """The history :meth:`to_dict` described (``final_metric``, ``best_metric`` and unknown
-        keys are ignored; missing ones take their defaults)."""
+        """A History from :meth:`to_dict`'s data (unknown keys are left out); ValueError
+        naming the key when the data is not a history."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a history is a JSON object, got {type(data).__name__}")
         known = {f.name for f in fields(cls)}
         numeric = ("lr", "loss", "lr_groups", "epochs_log", "time")
-        return cls(
-            **{k: decode_floats(v) if k in numeric else v for k, v in data.items() if k in known}
-        )
+        values = {k: decode_floats(v) if k in numeric else v for k, v in data.items() if k in known}
+        for key, value in values.items():
+            try:
+                _CHECKS[key](value, key)
+            except KeyError as e:  # an epochs_log entry without a key it needs
+                raise ValueError(f"{key}: {e.args[0]}") from None
+            except (TypeError, ValueError, OverflowError) as e:
+                raise ValueError(f"{key}: {e}") from None
+        history = cls(**values)
+        _check_lengths(history)
+        return history
 
     def to_json(self, path: str | Path | None = None) -> str:
         """The history as strict JSON text, a key a line; also written to ``path`` when given."""
@@ -167,11 +187,144 @@ class History:
 
     @classmethod
     def load(cls, directory: str | Path) -> History:
-        """Read the ``history.json`` that :meth:`save` wrote into ``directory``."""
+        """Read the ``history.json`` that :meth:`save` wrote into ``directory`` (or that
+        file); ValueError naming the file and the line when it cannot be read."""
         path = Path(directory)
         if path.is_dir():
             path = path / HISTORY_FILE
-        return cls.from_dict(json.loads(path.read_text()))
+        try:
+            raw = path.read_bytes()
+        except OSError as e:
+            raise ValueError(f"cannot read {str(path)!r}: {e.strerror or e}") from None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            line = raw.count(b"\n", 0, e.start) + 1
+            raise ValueError(f"{str(path)!r} line {line} is not UTF-8 text: {e.reason}") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(
+                f"{str(path)!r} line {e.lineno}: not JSON: {e.msg} (column {e.colno})"
+            ) from None
+        except RecursionError:
+            raise ValueError(f"{str(path)!r}: not a history: nested too deeply") from None
+        try:
+            return cls.from_dict(data)
+        except ValueError as e:
+            key = str(e).split(":", 1)[0].split("[", 1)[0]
+            line = _line_of_key(text, key)
+            at = f" line {line} ({json.dumps(key)})" if line else ""
+            raise ValueError(f"{str(path)!r}{at}: {e}") from None
+
+
+# -- checks of data read back ------------------------------------------------------------------
+def _string(value: Any, what: str) -> None:
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be a string, got {_short(value)}")
+
+
+def _flag(value: Any, what: str) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"{what} must be true or false, got {_short(value)}")
+
+
+def _num(value: Any, what: str) -> None:
+    if not is_number(value):
+        raise ValueError(f"{what} must be a number, got {_short(value)}")
+
+
+def _count(value: Any, what: str) -> None:
+    whole(value, what, least=0)
+    if value > MAX_STEP:
+        raise ValueError(f"{what} must be a whole number in [0, {MAX_STEP}], got {value!r}")
+
+
+def _seed(value: Any, what: str) -> None:
+    whole(value, what, least=None)
+
+
+def _list_of(check):
+    def run(value: Any, what: str) -> None:
+        if not isinstance(value, list):
+            raise ValueError(f"{what} must be a list, got {_short(value)}")
+        for i, item in enumerate(value):
+            check(item, f"{what}[{i}]")
+
+    return run
+
+
+def _lrs(value: Any, what: str) -> None:
+    _list_of(_num)(value, what)
+    if not value:
+        raise ValueError(f"{what} must hold one lr per param group, got []")
+
+
+def _epoch_entry(value: Any, what: str) -> None:
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} must be an object, got {_short(value)}")
+    for key in ("epoch", "metric", "val_loss"):
+        if key not in value:
+            raise ValueError(f"{what} has no {key!r}")
+    _count(value["epoch"], f"{what}['epoch']")
+    if "step" in value:
+        _count(value["step"], f"{what}['step']")
+    for key in ("metric", "val_loss", "time"):
+        if key in value:
+            _num(value[key], f"{what}[{key!r}]")
+
+
+_CHECKS = {
+    "task": _string,
+    "metric_name": _string,
+    "higher_is_better": _flag,
+    "lr": _num,
+    "schedule": _string,
+    "resolved_schedule": _string,
+    "seed": _seed,
+    "epochs": _count,
+    "steps_per_epoch": _count,
+    "total_steps": _count,
+    "step": _list_of(_count),
+    "epoch": _list_of(_count),
+    "lr_groups": _list_of(_lrs),
+    "loss": _list_of(_num),
+    "skipped": _list_of(_count),
+    "epochs_log": _list_of(_epoch_entry),
+    "status": _string,
+    "reason": _string,
+    "time": _num,
+}
+
+
+def _check_lengths(h: History) -> None:
+    """The step columns have one entry per row; skipped rows are rows; one lr per group."""
+    n = len(h.step)
+    for name in ("epoch", "lr_groups", "loss"):
+        if len(getattr(h, name)) != n:
+            raise ValueError(
+                f"{name}: {name} has {len(getattr(h, name))} entries, step has {n}: each"
+                " needs one per step"
+            )
+    if h.lr_groups and len({len(g) for g in h.lr_groups}) > 1:
+        raise ValueError("lr_groups: every step must have the same number of param groups")
+    for i, row in enumerate(h.skipped):
+        if row >= n:
+            raise ValueError(f"skipped: skipped[{i}] is row {row}, but there are {n} rows")
+
+
+def _line_of_key(text: str, key: str) -> int | None:
+    """The line of ``"key":`` in a history.json (save writes one key a line)."""
+    marker = json.dumps(key) + ":"
+    for n, line in enumerate(text.splitlines(), 1):
+        if line.lstrip().startswith(marker):
+            return n
+    return None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def encode_floats(value: Any) -> Any:

@@ -11,13 +11,15 @@
 - :func:`diagnose`: verdicts on the lr (diverged, too high, too low, plateau, overfitting,
   fine) with evidence and advice, as a :class:`Diagnosis`;
 - :class:`Signals` and :func:`read_run`: the long ``(step, tag, value)`` format, read back from
-  a run folder (see :mod:`lrkit.watch.logs`).
+  a run folder (see :mod:`lrkit.watch.logs`); :func:`find_runs` lists the runs a folder holds
+  (see :mod:`lrkit.watch.runs`).
 """
 
 from .diagnose import Diagnosis, Finding, diagnose
 from .guard import Guard, GuardExhausted
 from .keras import ReduceLROnPlateau, StopOnNaN
-from .logs import Signals, read_run
+from .logs import Signals
+from .runs import Run, find_runs, read_run
 from .sinks import CSVSink, JSONLSink, LightningLoggerSink, TensorBoardSink
 from .watch import Watch
 
@@ -34,6 +36,8 @@ __all__ = [
     "Watch",
     "Signals",
     "read_run",
+    "find_runs",
+    "Run",
     "CSVSink",
     "JSONLSink",
     "TensorBoardSink",

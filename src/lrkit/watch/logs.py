@@ -1,4 +1,5 @@
-"""The signals' format, in memory and on disk, and :func:`read_run` that reads a run back.
+"""The signals' format, in memory and on disk (read back by :mod:`lrkit.watch.reading`, and
+:func:`~lrkit.watch.runs.read_run` for a run folder; both are named here too).
 
 **Long format.** A run's signals are records ``(step, tag, value)``: ``step`` an int, ``tag`` a
 string, ``value`` a float (NaN and infinities allowed). ``step`` is the 0-based index of the
@@ -34,8 +35,9 @@ the number of updates done when validation ran (Lightning's ``global_step``).
 (one ``{"step": 3, "tag": "train/loss", "value": 0.25}`` object a line; non-finite values as the
 strings ``"nan"``, ``"inf"``, ``"-inf"`` so each line is strict JSON), and TensorBoard event
 files (``events.out.tfevents.*``, one scalar per record). :func:`read_run` reads any of these,
-a ``history.json`` written by ``lrkit train``/``fit(out=...)``, or a Lightning ``CSVLogger``'s
-``metrics.csv`` (wide: a ``step`` column and one column per tag).
+a ``history.json`` or ``steps.csv`` written by ``lrkit train``/``fit(out=...)``, or a
+Lightning ``CSVLogger``'s ``metrics.csv`` (wide: a ``step`` column and one column per tag); a
+folder of several runs is listed by :func:`~lrkit.watch.runs.find_runs`.
 
 >>> s = Signals.from_records([(0, "train/loss", 2.0), (1, "train/loss", 1.5)])
 >>> s.tags(), s.get("train/loss")[1].tolist()
@@ -44,12 +46,10 @@ a ``history.json`` written by ``lrkit train``/``fit(out=...)``, or a Lightning `
 
 from __future__ import annotations
 
-import csv
 import functools
 import json
 import math
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -218,111 +218,22 @@ def jsonl_line(record: Record) -> str:
 _json_text = functools.lru_cache(maxsize=4096)(json.dumps)
 
 
-# -- reading a run folder -----------------------------------------------------------------
-def read_run(run_dir: str | Path) -> Signals:
-    """Read the signals a run left in ``run_dir`` (or in one file of it).
-
-    Looks, in this order, for ``signals.jsonl``, ``signals.csv``, TensorBoard event files
-    (also in subfolders), ``history.json`` and a Lightning ``metrics.csv``; reads the first
-    kind found. ValueError when the folder holds none of them.
-    """
-    path = Path(run_dir)
-    if not path.exists():
-        raise ValueError(f"run directory {str(path)!r} does not exist")
-    if path.is_file():
-        return _read_file(path)
-    for name in (JSONL_FILE, CSV_FILE):
-        if (path / name).is_file():
-            return _read_file(path / name)
-    events = sorted(path.rglob(TB_PATTERN))
-    if events:
-        return read_tensorboard(path)
-    if (path / "history.json").is_file():
-        return _read_file(path / "history.json")
-    for csv_path in sorted(path.rglob("*.csv")):
-        if _csv_header(csv_path) and "step" in _csv_header(csv_path):
-            return _read_file(csv_path)
-    raise ValueError(
-        f"no logs in run directory {str(path)!r}: expected {JSONL_FILE} or {CSV_FILE} (lrkit's"
-        f" Watch), TensorBoard event files ({TB_PATTERN}), history.json (lrkit train --out) or"
-        " a Lightning metrics.csv"
-    )
+# -- reading (in lrkit.watch.reading and lrkit.watch.runs; named here too) ------------------
+_READERS = {
+    "read_run": "runs",
+    "find_runs": "runs",
+    "read_csv": "reading",
+    "read_jsonl": "reading",
+    "read_tensorboard": "runs",
+}
 
 
-def _read_file(path: Path) -> Signals:
-    name = path.name
-    if name.endswith(".jsonl"):
-        return read_jsonl(path)
-    if name.startswith("events.out.tfevents"):
-        return read_tensorboard(path)
-    if name.endswith(".json"):
-        from ..train import History
+def __getattr__(name: str):
+    if name in _READERS:
+        import importlib
 
-        return Signals.from_history(History.load(path))
-    if name.endswith(".csv"):
-        return read_csv(path)
-    raise ValueError(
-        f"cannot read {str(path)!r}: expected a .jsonl, .csv, history.json or {TB_PATTERN} file"
-    )
+        return getattr(importlib.import_module(f".{_READERS[name]}", __package__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _csv_header(path: Path) -> list[str]:
-    with open(path, newline="") as f:
-        return next(csv.reader(f), [])
-
-
-def read_csv(path: str | Path) -> Signals:
-    """lrkit's long CSV (``step,tag,value``) or a wide one with a ``step`` column (Lightning)."""
-    with open(path, newline="") as f:
-        rows = csv.reader(f)
-        header = next(rows, None)
-        if header is None or "step" not in header:
-            raise ValueError(f"{str(path)!r} is not a signals CSV: expected a 'step' column")
-        if tuple(header) == CSV_HEADER:
-            return Signals.from_records((int(s), t, float(v)) for s, t, v in rows)
-        at = header.index("step")
-        records = []
-        for row in rows:
-            for i, cell in enumerate(row):
-                if i != at and cell != "" and header[i] not in ("epoch",):
-                    records.append((int(float(row[at])), header[i], float(cell)))
-        return Signals.from_records(records)
-
-
-def read_jsonl(path: str | Path) -> Signals:
-    """lrkit's JSON lines: one ``{"step", "tag", "value"}`` object a line."""
-    records = []
-    with open(path) as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-                records.append((int(obj["step"]), str(obj["tag"]), float(obj["value"])))
-            except (ValueError, KeyError, TypeError) as e:
-                raise ValueError(
-                    f"{str(path)!r} line {n} is not a {{'step', 'tag', 'value'}} record: {e}"
-                ) from None
-    return Signals.from_records(records)
-
-
-def read_tensorboard(path: str | Path) -> Signals:
-    """Scalars of TensorBoard event files (one file, or every one under a folder), read with
-    TensorBoard's own ``EventAccumulator``."""
-    from tensorboard.backend.event_processing.event_accumulator import (
-        SCALARS,
-        EventAccumulator,
-    )
-
-    path = Path(path)
-    files = [path] if path.is_file() else sorted(path.rglob(TB_PATTERN))
-    records: list[Record] = []
-    for file in files:
-        acc = EventAccumulator(str(file), size_guidance={SCALARS: 0})
-        acc.Reload()
-        for tag in acc.Tags()["scalars"]:
-            records.extend((e.step, tag, e.value) for e in acc.Scalars(tag))
-    return Signals.from_records(records)
-
-
-__all__ = ["Signals", "Record", "read_run", "read_csv", "read_jsonl", "read_tensorboard", "ema"]
+__all__ = ["Signals", "Record", "ema", "lr_tags", "jsonl_line", "encode_value"]
