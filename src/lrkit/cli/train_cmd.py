@@ -117,7 +117,7 @@ def train_command(
     from ..schedules import as_schedule
     from ..tasks import get_task
     from ..train import fit
-    from ..watch import Guard, GuardExhausted
+    from ..watch import Guard, GuardExhausted, Watch
 
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())  # so that --task mymodule:make_task finds ./mymodule.py
@@ -129,9 +129,12 @@ def train_command(
     steps_per_epoch = len(train_loader)
     with user_input(f"--schedule {spec!r} over {epochs * steps_per_epoch} steps"):
         schedule.resolve(epochs * steps_per_epoch, steps_per_epoch)(0)
-    callbacks = [] if logdir is None else [watch_into(writable_dir(logdir, "--logdir"))]
-    guarding = Guard(sinks=callbacks[:1]) if guard else None  # actions join the Watch's signals
-    callbacks += [guarding] if guarding else []
+    guarding = Guard() if guard else None
+    # the guard goes through the Watch (its actions join the signals the doctor reads); with
+    # a guard and no --logdir, a Watch kept in memory, so the doctor sees what the guard did
+    watching = logdir is not None or guarding is not None
+    sinks = [] if logdir is None else watch_sinks(writable_dir(logdir, "--logdir"))
+    callbacks = [Watch(sinks=sinks, guard=guarding)] if watching else []
     folder = writable_dir(out or default_out(task.name), "--out")
 
     started = time.perf_counter()
@@ -154,7 +157,7 @@ def train_command(
         print_summary(history, elapsed)
         if guarding:
             click.echo(guard_summary(guarding))
-        click.echo(doctor_summary(callbacks[0] if logdir is not None else history))
+        click.echo(doctor_summary(callbacks[0] if watching else history))
     if history.status != "completed":
         click.echo(f"lrkit: warning: {history.status}: {history.reason}", err=True)
     click.echo(f"history written to {folder / 'history.json'}")
@@ -162,11 +165,11 @@ def train_command(
         click.echo(f"signals written to {logdir}")
 
 
-def watch_into(logdir: Path):
-    """A Watch writing CSV, JSON lines and TensorBoard event files into ``logdir``."""
-    from ..watch import CSVSink, JSONLSink, TensorBoardSink, Watch
+def watch_sinks(logdir: Path) -> list:
+    """Sinks writing CSV, JSON lines and TensorBoard event files into ``logdir``."""
+    from ..watch import CSVSink, JSONLSink, TensorBoardSink
 
-    return Watch(sinks=[CSVSink(logdir), JSONLSink(logdir), TensorBoardSink(logdir)])
+    return [CSVSink(logdir), JSONLSink(logdir), TensorBoardSink(logdir)]
 
 
 def doctor_summary(run) -> str:
@@ -180,10 +183,10 @@ def doctor_summary(run) -> str:
 
 
 def guard_summary(guard) -> str:
-    """``guard: 2 skips, 1 rollback (lr 0.05 -> 0.025)`` or ``guard: no trouble``."""
+    """``guard: 2 skips, 1 rollback (lr 0.05 -> 0.025)`` or ``guard: no action (...)``."""
     done = [e for e in guard.events if e["action"] != "snapshot"]
     if not done:
-        return "guard: no trouble"
+        return "guard: no action (no batch was non-finite, a spike or a climb)"
     skips = sum(e["action"] == "skip" for e in done)
     rollbacks = [e["reason"].rsplit("lr ", 1)[-1] for e in done if e["action"] == "rollback"]
     text = f"guard: {skips} skip{'s' * (skips != 1)}, {len(rollbacks)} rollback"
