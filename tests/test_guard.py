@@ -309,9 +309,7 @@ def test_bad_settings_are_refused_naming_the_value(kwargs, message):
 
 
 def test_a_sink_without_write_is_refused():
-    with pytest.raises(
-        TypeError, match=r"Guard sinks need a write\(records\) method; 42 has none"
-    ):
+    with pytest.raises(TypeError, match=r"Guard sinks need a write\(records\) method; 42 has none"):
         Guard(sinks=[42])
 
 
