@@ -81,9 +81,10 @@ def tasks_command() -> None:
 @click.option(
     "--guard",
     is_flag=True,
-    help="Guard the run (lrkit.Guard): skip an update whose loss or gradient norm is not finite"
-    " or spikes, roll back repeated trouble to the last snapshot with half the lr; the run"
-    " fails only when the guard gives up. Its actions go to --logdir too. Example: --guard",
+    help="Guard the run (lrkit.Guard): skip an update whose loss or gradient norm is not finite,"
+    " spikes or climbs far above the start, roll back repeated trouble to the last snapshot with"
+    " a lower lr; the run fails (exit 1) when the guard gives up. Its actions go to --logdir too."
+    " Example: --guard",
 )
 @click.option(
     "--quiet",
