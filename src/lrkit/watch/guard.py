@@ -29,8 +29,9 @@ Every action (``snapshot``, ``skip``, ``rollback``, ``gave_up``) is a dict in
 :attr:`Guard.events` (``step``, ``batch``, ``action``, ``reason``,
 ``loss``, ``grad_norm``, ``lrs``) and, given ``sinks`` (lrkit.watch's sinks: ``write(records)``),
 a record ``guard/{action}`` whose value is the loss (``skip``, ``gave_up``) or the first group's
-new lr (``rollback``). To have the actions among a :class:`~lrkit.watch.Watch`'s signals, give
-the guard to the watch: ``Watch(guard=Guard())`` (the watch then runs the guard too). ``step`` counts
+new lr (``rollback``); the same records are kept in :attr:`Guard.records`. To have the actions
+among a :class:`~lrkit.watch.Watch`'s signals, give the guard to the watch:
+``Watch(guard=Guard())`` (the watch then runs the guard, and takes its records in). ``step`` counts
 updates applied (``state.step`` in ``fit``); after a rollback the driver's step (the schedule's
 position) is the snapshot's, while ``step`` goes on counting.
 
