@@ -6,13 +6,14 @@ import math
 import re
 import sys
 
+import numpy as np
 import pytest
 import torch
 
 from lrkit.cli.app import main
 from lrkit.tasks import get_task
 from lrkit.train import Callback, History, fit
-from lrkit.watch import Guard, GuardExhausted, Watch, diagnose
+from lrkit.watch import Guard, GuardExhausted, Signals, Watch, diagnose
 
 
 def actions(guard):
@@ -46,7 +47,10 @@ def plain_guard(losses, guard):
     for loss in losses:
         optimizer.zero_grad()
         model(torch.ones(1, 2)).sum().backward()
-        said.append(guard.check(loss, model, optimizer))
+        try:
+            said.append(guard.check(loss, model, optimizer))
+        except GuardExhausted:
+            return [*said, "gave_up"]
         if said[-1] == "ok":
             optimizer.step()
             guard.after_step()
@@ -184,3 +188,28 @@ def test_train_with_guard_never_says_no_trouble_next_to_a_diverged_doctor(train,
 def test_train_with_guard_and_no_action_says_no_action(train, tmp_path):
     status, out, _ = train("--task", "wine-mlp", "--epochs", "2", "--guard", "--out", str(tmp_path))
     assert status == 0 and "guard: no action" in out
+
+
+def climbing_curves(n=60):
+    """Noisy runs that fall, then climb at a random step and pace (or not at all)."""
+    rng = np.random.default_rng(7)
+    for _ in range(n):
+        steps = int(rng.integers(40, 400))
+        start, floor = float(rng.uniform(0.5, 5)), float(rng.uniform(0.01, 0.5))
+        t = np.arange(steps)
+        loss = floor + (start - floor) * np.exp(-t * rng.uniform(0.01, 0.2))
+        turn, pace = int(rng.integers(0, steps)), float(rng.choice([0.0, 0.01, 0.05, 0.3]))
+        loss = loss * np.exp(pace * np.maximum(0, t - turn))
+        yield loss * np.exp(float(rng.uniform(0.01, 0.5)) * rng.standard_normal(steps))
+
+
+@pytest.mark.parametrize("k", range(60))
+def test_a_loss_the_doctor_calls_diverged_is_one_the_guard_acted_on(k):
+    """The guard's start rules are the doctor's diverged thresholds: never 'no action' from
+    the guard and 'diverged' from the doctor about the same losses."""
+    loss = list(climbing_curves())[k]
+    guard = Guard()
+    plain_guard([float(x) for x in loss], guard)
+    steps = list(range(len(loss)))
+    verdict = diagnose(Signals({"train/loss": (steps, loss)})).verdict
+    assert verdict != "diverged" or actions(guard)
