@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from faults import faulty
 
 from lrkit.cli.app import main
 from lrkit.tasks import get_task
@@ -213,3 +214,14 @@ def test_a_loss_the_doctor_calls_diverged_is_one_the_guard_acted_on(k):
     steps = list(range(len(loss)))
     verdict = diagnose(Signals({"train/loss": (steps, loss)})).verdict
     assert verdict != "diverged" or actions(guard)
+
+
+def test_fit_rolls_back_a_run_whose_last_batches_climb_before_its_last_validation():
+    """60 steps; the loss 100x at the last two batches (after the window filled): skipped, then
+    rolled back at the end of the last epoch, so the model validated is the snapshot's."""
+    guard = Guard(every=5, window=20)
+    history = fit(faulty(spike_at={58, 59}), callbacks=[guard], progress=False)
+    assert history.status == "completed"
+    done = [(e["action"], e["batch"]) for e in actions(guard)]
+    assert done == [("skip", 58), ("skip", 59), ("rollback", 59)]
+    assert "at the run's last batch" in actions(guard)[-1]["reason"]
