@@ -81,7 +81,7 @@ class GuardExhausted(RuntimeError):
 
 
 class Guard(Callback):
-    """Skip non-finite or spiking updates, roll back repeated trouble; see the module doc.
+    """Skip non-finite, spiking or climbing updates, roll back repeated trouble; see the module doc.
 
     Args:
         every: good updates between snapshots (>= 1).
