@@ -20,10 +20,10 @@ The rule, checked after every backward pass, before the optimizer step (in full:
 - a rollback beyond ``max_rollbacks`` raises :class:`GuardExhausted` instead, naming the steps,
   reasons and lrs: in :func:`~lrkit.train.fit` the run ends with status ``"failed"``;
 - in :func:`~lrkit.train.fit`, a run whose last batch was lasting trouble (a climb, or two
-  troubled batches in a row, not one spike) is rolled back at the end of
-  its last epoch (before the validation), so a guarded run that ``completed`` ends on a good
-  snapshot, never in the middle of a climb; with no rollback left it ends with
-  :class:`GuardExhausted`.
+  troubled batches in a row, not one spike) is rolled back at the end of its last epoch
+  (before the validation; :meth:`Guard.finish` in a plain loop), so a guarded run that
+  ``completed`` ends on a good snapshot, never in the middle of a climb; with no rollback left
+  it ends with :class:`GuardExhausted`.
 
 Every action (``snapshot``, ``skip``, ``rollback``, ``gave_up``) is a dict in
 :attr:`Guard.events` (``step``, ``batch``, ``action``, ``reason``,
@@ -31,8 +31,8 @@ Every action (``snapshot``, ``skip``, ``rollback``, ``gave_up``) is a dict in
 a record ``guard/{action}`` whose value is the loss (``skip``, ``gave_up``) or the first group's
 new lr (``rollback``); the same records are kept in :attr:`Guard.records`. To have the actions
 among a :class:`~lrkit.watch.Watch`'s signals, give the guard to the watch:
-``Watch(guard=Guard())`` (the watch then runs the guard, and takes its records in). ``step`` counts
-updates applied (``state.step`` in ``fit``); after a rollback the driver's step (the schedule's
+``Watch(guard=Guard())`` (the watch then runs the guard, and takes its records in). ``step``
+counts updates applied (``state.step`` in ``fit``); after a rollback the driver's step (the schedule's
 position) is the snapshot's, while ``step`` goes on counting.
 
 In ``fit``, pass it as a callback: ``fit(task, callbacks=[Guard()])``, or through a watch:
