@@ -24,9 +24,9 @@ max_rollbacks=3, factor=0.5) and has an unguarded twin from the same seed.
    the batches, over 10x the run's start (the median of its first 3 training losses); a guarded
    run must never end so.
 
-Nothing is cached; about 4 minutes with ``--jobs 2`` on 2 cores.
+Nothing is cached; 282 runs, about 8 minutes with ``--jobs 1`` on a shared 2-core machine.
 
-    .venv/bin/python benchmarks/guard_quality.py --jobs 2 [--markdown] [--verbose]
+    .venv/bin/python benchmarks/guard_quality.py --jobs 1 [--markdown] [--verbose]
     .venv/bin/python benchmarks/guard_quality.py --tasks digits-mlp --seeds 1   # a quick look
 """
 
