@@ -16,6 +16,10 @@ Labelling rule (decided before looking at the doctor's output, never per run):
 - x1/10 and x1/100: ``too_low``;
 - the overfit runs: ``overfitting``; the plateau runs: ``plateau``.
 
+An ``uncertain`` verdict (the doctor says the evidence does not settle it) is neither right nor
+wrong: accuracy is over the decided runs, and the uncertain ones are counted apart (more than
+15% of the runs uncertain would be a failure of its own).
+
 A rate run whose final validation loss is within 10% of the x1 run's (same task and schedule)
 or better trained as well as the known-good rate: its label is *disputed* (reported, and
 accuracy is given with and without them; the label itself is never changed).
@@ -57,7 +61,8 @@ NEW_TASKS = ("breast-cancer-sgd", "pychar-transformer")  # held out until the ru
 SETS = ("dev", "held-out", "new-tasks", "new-seed")
 MULTIPLIERS = (0.01, 0.1, 1.0, 10.0, 100.0)
 SCHEDULES = ("constant", "warmup(5%) >> cosine(to=0.01)")
-VERDICTS = ("diverged", "too_high", "too_low", "plateau", "overfitting", "fine")
+VERDICTS = ("diverged", "too_high", "too_low", "plateau", "overfitting", "fine")  # labels
+COLUMNS = (*VERDICTS, "uncertain")  # verdicts: "uncertain" is neither right nor wrong
 SEED = 0
 
 # overfit: train examples kept, epochs; plateau: epochs (x task default)
@@ -270,17 +275,23 @@ def disputed(case: Case, histories: dict) -> bool:
 
 
 def confusion(rows: list[dict]) -> list[list[int]]:
-    index = {v: i for i, v in enumerate(VERDICTS)}
-    m = [[0] * len(VERDICTS) for _ in VERDICTS]
+    index = {v: i for i, v in enumerate(COLUMNS)}
+    m = [[0] * len(COLUMNS) for _ in VERDICTS]
     for r in rows:
         m[index[r["label"]]][index[r["verdict"]]] += 1
     return m
 
 
 def accuracy(rows: list[dict]) -> str:
+    """``right/decided = %`` (an ``uncertain`` verdict is neither right nor wrong), then the
+    number of uncertain verdicts and their share of all runs."""
     n = len(rows)
-    k = sum(r["correct"] for r in rows)
-    return f"{k}/{n} = {k / n:.1%}" if n else "-"
+    unsure = sum(r["verdict"] == "uncertain" for r in rows)
+    decided, k = n - unsure, sum(r["correct"] for r in rows)
+    if not n:
+        return "-"
+    right = f"{k}/{decided} = {k / decided:.1%}" if decided else "-"
+    return f"{right}, uncertain {unsure}/{n} = {unsure / n:.1%}"
 
 
 def report(rows: list[dict], markdown: bool) -> str:
@@ -305,21 +316,24 @@ def report(rows: list[dict], markdown: bool) -> str:
     if markdown:
         lines += [
             "",
-            "| label \\ verdict | " + " | ".join(VERDICTS) + " |",
-            "| --- |" + " ---: |" * len(VERDICTS),
+            "| label \\ verdict | " + " | ".join(COLUMNS) + " |",
+            "| --- |" + " ---: |" * len(COLUMNS),
         ]
         lines += [f"| {v} | " + " | ".join(map(str, m[i])) + " |" for i, v in enumerate(VERDICTS)]
     else:
-        lines += ["", f"{'label / verdict':<16}" + "".join(f"{v:>12}" for v in VERDICTS)]
+        lines += ["", f"{'label / verdict':<16}" + "".join(f"{v:>12}" for v in COLUMNS)]
         lines += [f"{v:<16}" + "".join(f"{x:>12}" for x in m[i]) for i, v in enumerate(VERDICTS)]
-    wrong = [r for r in rows if not r["correct"]]
-    if wrong:
-        lines += ["", "wrong:"]
-        lines += [
-            f"  {r['run']}: label {r['label']}, said {r['verdict']}"
-            f" ({r['confidence']}): {r['evidence']}"
-            for r in wrong
-        ]
+    for title, picked in (
+        ("wrong", [r for r in rows if not r["correct"] and r["verdict"] != "uncertain"]),
+        ("uncertain", [r for r in rows if r["verdict"] == "uncertain"]),
+    ):
+        if picked:
+            lines += ["", f"{title}:"]
+            lines += [
+                f"  {r['run']}: label {r['label']}, said {r['verdict']}"
+                f" ({r['confidence']}): {r['evidence']}"
+                for r in picked
+            ]
     return "\n".join(lines)
 
 
@@ -345,7 +359,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = evaluate(list(zip(todo, folders)))
     if args.verbose:
         for r in rows:
-            mark = ("ok " if r["correct"] else "BAD") + ("?" if r["disputed"] else " ")
+            unsure = r["verdict"] == "uncertain"
+            mark = ("ok " if r["correct"] else "-- " if unsure else "BAD") + (
+                "?" if r["disputed"] else " "
+            )
             print(f"{mark} {r['run']:<44} {r['label']:<12} {r['verdict']:<12} {r['evidence']}")
         print()
     print(

@@ -225,7 +225,7 @@ def test_log_adds_records_at_the_current_step():
     [
         ({"every": 0}, "every must be a whole number >= 1, got 0"),
         ({"smooth": 1.0}, "smooth must be a number in [0, 1), got 1.0"),
-        ({"clip_grad": -1}, "clip_grad must be a number > 0 or None, got -1"),
+        ({"clip_grad": -1}, "clip_grad must be a finite number > 0, got -1"),
         ({"flush_every": 2.5}, "flush_every must be a whole number >= 1, got 2.5"),
     ],
 )

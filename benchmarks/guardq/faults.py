@@ -64,6 +64,8 @@ def lr_jump(schedule, at: int, factor: float = 100.0):
     >>> lr_jump("constant", 5)(4), lr_jump("constant", 5)(5)
     (1.0, 100.0)
     """
+    if at == 0:  # from the first step
+        return as_schedule(schedule, "schedule") * factor
     return as_schedule(schedule, "schedule") * piecewise_constant([at], [1.0, factor])
 
 

@@ -28,7 +28,7 @@ def doctor_command(run_dir: Path, as_json: bool) -> int:
     steps.csv of 'lrkit train --out', or a Lightning metrics.csv. A folder of
     several runs has each one diagnosed in turn (of Lightning's version_N
     folders, the newest). Verdicts: diverged, too_high, too_low, plateau,
-    overfitting, fine.
+    overfitting, fine, uncertain (the evidence does not settle it; it says what would).
 
     \b
     Examples:

@@ -96,9 +96,10 @@ def tasks_command() -> None:
 @click.option(
     "--guard",
     is_flag=True,
-    help="Guard the run (lrkit.Guard): skip an update whose loss or gradient norm is not finite"
-    " or spikes, roll back repeated trouble to the last snapshot with half the lr; the run"
-    " fails only when the guard gives up. Its actions go to --logdir too. Example: --guard",
+    help="Guard the run (lrkit.Guard): skip an update whose loss or gradient norm is not finite,"
+    " spikes or climbs far above the start, roll back repeated trouble to the last snapshot with"
+    " a lower lr; the run fails (exit 1) when the guard gives up. Its actions go to --logdir too."
+    " Example: --guard",
 )
 @click.option(
     "--quiet",
@@ -133,7 +134,7 @@ def train_command(
     """
     from ..tasks import get_task
     from ..train import ScheduleFitWarning, fit, schedule_misfit
-    from ..watch import Guard, GuardExhausted
+    from ..watch import Guard, GuardExhausted, Watch
 
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())  # so that --task mymodule:make_task finds ./mymodule.py
@@ -150,9 +151,12 @@ def train_command(
     misfit = schedule_misfit(resolved, epochs * steps_per_epoch)
     if misfit is not None:  # named before training; fit's own ScheduleFitWarning is muted
         click.echo(f"lrkit: warning: {misfit}", err=True)
-    callbacks = [] if logdir is None else [watch_into(writable_dir(logdir, "--logdir"))]
-    guarding = Guard(sinks=callbacks[:1]) if guard else None  # actions join the Watch's signals
-    callbacks += [guarding] if guarding else []
+    guarding = Guard() if guard else None
+    # the guard goes through the Watch (its actions join the signals the doctor reads); with
+    # a guard and no --logdir, a Watch kept in memory, so the doctor sees what the guard did
+    watching = logdir is not None or guarding is not None
+    sinks = [] if logdir is None else watch_sinks(writable_dir(logdir, "--logdir"))
+    callbacks = [Watch(sinks=sinks, guard=guarding)] if watching else []
     folder = writable_dir(out or default_out(task.name), "--out")
 
     started = time.perf_counter()
@@ -177,7 +181,7 @@ def train_command(
         print_summary(history, elapsed)
         if guarding:
             click.echo(guard_summary(guarding))
-        click.echo(doctor_summary(callbacks[0] if logdir is not None else history))
+        click.echo(doctor_summary(callbacks[0] if watching else history))
     if history.status != "completed":
         click.echo(f"lrkit: warning: {history.status}: {history.reason}", err=True)
     click.echo(f"history written to {folder / 'history.json'}")
@@ -185,11 +189,11 @@ def train_command(
         click.echo(f"signals written to {logdir}")
 
 
-def watch_into(logdir: Path):
-    """A Watch writing CSV, JSON lines and TensorBoard event files into ``logdir``."""
-    from ..watch import CSVSink, JSONLSink, TensorBoardSink, Watch
+def watch_sinks(logdir: Path) -> list:
+    """Sinks writing CSV, JSON lines and TensorBoard event files into ``logdir``."""
+    from ..watch import CSVSink, JSONLSink, TensorBoardSink
 
-    return Watch(sinks=[CSVSink(logdir), JSONLSink(logdir), TensorBoardSink(logdir)])
+    return [CSVSink(logdir), JSONLSink(logdir), TensorBoardSink(logdir)]
 
 
 def doctor_summary(run) -> str:
@@ -203,10 +207,10 @@ def doctor_summary(run) -> str:
 
 
 def guard_summary(guard) -> str:
-    """``guard: 2 skips, 1 rollback (lr 0.05 -> 0.025)`` or ``guard: no trouble``."""
+    """``guard: 2 skips, 1 rollback (lr 0.05 -> 0.025)`` or ``guard: no action (...)``."""
     done = [e for e in guard.events if e["action"] != "snapshot"]
     if not done:
-        return "guard: no trouble"
+        return "guard: no action (no batch was non-finite, a spike or a climb)"
     skips = sum(e["action"] == "skip" for e in done)
     rollbacks = [e["reason"].rsplit("lr ", 1)[-1] for e in done if e["action"] == "rollback"]
     text = f"guard: {skips} skip{'s' * (skips != 1)}, {len(rollbacks)} rollback"

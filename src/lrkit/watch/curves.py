@@ -1,6 +1,11 @@
 """The statistics the doctor (:func:`lrkit.watch.diagnose`) reads off a run's signals.
 
-- ``start`` is the loss at the first steps, ``end`` the median of the last tenth; a rolling
+- ``start`` is the loss at the start: the median over the first steps (the first 2%, 3 at
+  least), or over the first 3 when that is lower (a loss that climbs within the first 2% must
+  not raise its own start); evidence names the steps and quotes the first one. ``base``, what a
+  blow-up is measured against, is the median of the first 3, the guard's start
+  (:class:`~lrkit.watch.Guard`), so that the doctor calls ``diverged`` only where the guard
+  would have acted; ``end`` is the median of the last tenth; a rolling
   median ``S`` smooths the loss; ``spikes`` are steps whose loss sits more than 4 robust
   standard deviations (1.4826 MAD of ``loss - S``) *and* a quarter of ``start`` above ``S``;
 - progress is measured against *lr-time* ``tau`` (the cumulated lr, 0 to 1 over the run): an lr
@@ -130,7 +135,9 @@ class Curves:
         self.loss = good
         m = len(good)
         self.head = max(3, m // 50)  # the first steps, whose median is the start
-        self.start = float(np.median(good[: self.head]))
+        self.base = float(np.median(good[:3]))
+        self.start = min(float(np.median(good[: self.head])), self.base)
+        self._start_k = 3 if self.start == self.base else self.head  # the steps it is of
         self.end = float(np.median(good[-max(3, m // 10) :]))
         self.smooth = rolling_median(good, max(5, m // 20))
         tau = np.cumsum(self.lr[:m])
@@ -139,6 +146,23 @@ class Curves:
         sigma = 1.4826 * float(np.median(np.abs(resid - np.median(resid)))) + 1e-12
         late = np.arange(m) >= m // 10
         self.spikes = np.flatnonzero(late & (resid > SPIKE_Z * sigma) & (resid > 0.25 * self.start))
+
+    def start_text(self, value: float | None = None) -> str:
+        """``2.31 at step 0``, or ``29 (the median of steps 0-3; 2.305 at step 0)``: where
+        ``value`` (``start`` by default) comes from, exactly."""
+        value = self.start if value is None else value
+        k = self._start_k if value == self.start else 3
+        if k <= 1 or len(self.loss) <= 1:
+            return f"{value:.3g} at step {self.step(0)}"
+        span = f"the median of steps {self.step(0)}-{self.step(min(k, len(self.loss)) - 1)}"
+        if not np.isfinite(self.raw[0]):
+            return f"{value:.3g} ({span} with a finite loss)"
+        return f"{value:.3g} ({span}; {self.raw[0]:.4g} at step {self.step(0)})"
+
+    def times(self, value: float, of: float | None = None) -> str:
+        """``value / of`` as ``12.9x`` (``of`` = ``base``); no division by a zero loss."""
+        of = self.base if of is None else of
+        return f"{value / of:.3g}x" if of > 0 else "up from 0"
 
     def step(self, i: int) -> int:
         return int(self.steps[min(i, len(self.steps) - 1)])
@@ -164,7 +188,7 @@ class Curves:
     def progress_text(self) -> str:
         i = int(np.argmin(self.smooth))
         return (
-            f"loss fell from {self.start:.3g} at step {self.step(0)} to {self.end:.3g} at the end"
+            f"loss fell from {self.start_text()} to {self.end:.3g} at the end"
             f" (step {self.step(self.n - 1)}; lowest {self.smooth[i]:.3g} at step {self.step(i)})"
             + self._ratio_text()
         )

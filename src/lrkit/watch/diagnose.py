@@ -31,7 +31,10 @@ Rules, most severe first (the primary verdict is the most severe with confidence
                 quarter before or more (loss > 1% of ``start``, no overfitting); or the
                 validation loss improved at 80% of 5+ validations with 15%+ of its drop in
                 the last quarter; or update ratios below 1e-4
-``fine``        none of the above (its confidence is 1 minus the strongest doubt)
+``uncertain``   nothing confident, and something in doubt: under 20 steps, a loss of 0
+                from the start, or a rule of thumb with no loss evidence behind it (update
+                ratios above 1e-2 alone); says what it saw and what would settle it
+``fine``        none of the above, nothing in doubt
 ==============  ===========================================================================
 
 Advice fits the schedule read off the logged lr (:class:`~lrkit.watch.curves.LrShape`): a decay
@@ -54,9 +57,10 @@ from typing import Any
 
 import numpy as np
 
-from .advice import RECIPE, decay_tip, factor_text, nice, plateau_advice, warmup_tip
+from .advice import decay_tip, factor_text, nice, plateau_advice, warmup_tip
 from .curves import SPIKE_Z, TINY, Curves, as_signals
-from .diagnosis import VERDICTS, Diagnosis, Finding, uncrossed
+from .diagnosis import VERDICTS, Diagnosis, Finding, squash, uncrossed
+from .validation import overfitting, val_jump, val_still_falling, val_unsteady
 
 HEALTHY_RATIO = 1e-3
 
@@ -69,10 +73,13 @@ def diagnose(run: Any) -> Diagnosis:
     ValueError when it holds no training loss.
     """
     curves = Curves(as_signals(run))
-    found = [f for rule in _RULES if (f := rule(curves)) is not None]
+    unreadable = curves.n < MIN_STEPS or curves.base <= 0  # only a divergence is a fact there
+    found = [f for rule in (_RULES[:1] if unreadable else _RULES) if (f := rule(curves))]
     confident = [f for f in found if f.confidence >= 0.5]
     if not confident:
-        doubt = max((f.confidence for f in found), default=0.0)
+        unsure = _uncertain(curves, found)
+        if unsure is not None:
+            return Diagnosis((unsure, *found), curves.n)
         shape = curves.shape
         fine = Finding(
             "fine",
@@ -82,21 +89,45 @@ def diagnose(run: Any) -> Diagnosis:
             else "keep the lr and its decay"
             if shape and shape.decayed
             else f"keep the lr; {decay_tip(shape)}",
-            round(1.0 - doubt, 3),
+            1.0,
         )
-        return Diagnosis((fine, *found), curves.n)
+        return Diagnosis((fine,), curves.n)
     order = {v: i for i, v in enumerate(VERDICTS)}
     confident.sort(key=lambda f: order[f.verdict])
     rest = [f for f in found if f not in confident]
     return Diagnosis(uncrossed((*confident, *rest)), curves.n)
 
 
-def _squash(x: float) -> float:
-    """Map a margin >= 0 (how far past its threshold a statistic is) to a confidence 0.5..0.99."""
-    return round(min(0.99, 0.5 + 0.5 * (1 - math.exp(-max(x, 0.0)))), 3)
+MIN_STEPS = 20  # fewer logged steps are too few to read a curve from
 
 
-# -- rules ----------------------------------------------------------------------------------
+def _uncertain(c: Curves, doubts: list[Finding]) -> Finding | None:
+    """``uncertain`` instead of a guess: a run too short to read, a loss of 0 from the start,
+    or a doubt (a rule of thumb with no loss evidence behind it) and nothing confident. Says
+    what it saw and what would settle it; None when nothing is in doubt (the run is fine)."""
+    saw = c.progress_text()
+    if c.n < MIN_STEPS:
+        why = f"only {c.n} steps logged: too few to tell a rate from noise"
+        settle = f"log at least {MIN_STEPS} steps (the whole run, or a longer part of it)"
+    elif c.base <= 0:
+        why = "the loss was 0 from the first steps: there is no fall to read"
+        settle = "diagnose a loss that can still fall (a training loss, not a solved one)"
+    elif doubts:
+        doubt = max(doubts, key=lambda f: f.confidence)
+        why = f"a sign of {doubt.verdict}, not enough alone: {doubt.evidence}"
+        settle = _SETTLE.get(doubt.verdict, "a longer run, or a validation loss logged")
+    else:
+        return None
+    return Finding("uncertain", f"{saw}; {why}", f"to settle it: {settle}", 0.5, None)
+
+
+_SETTLE = {
+    "too_high": "log a validation loss every epoch (if it goes up at a quarter of the"
+    " validations or more, the lr is too high), or train once at 1/3 of this lr and compare"
+    " (if that run does as well or better, lower the lr)",
+}
+
+
 def _diverged(c: Curves) -> Finding | None:
     advice = (
         f"divide the lr by about 10; {warmup_tip(c.shape)}; or run lrkit find to see where"
@@ -106,21 +137,26 @@ def _diverged(c: Curves) -> Finding | None:
         value = c.raw[np.flatnonzero(c.steps == c.first_bad)[0]]
         return Finding(
             "diverged",
-            f"the loss was {value} at step {c.first_bad} (it was {c.start:.3g} at step"
-            f" {c.step(0)}, lowest {c.loss.min():.3g})",
+            f"the loss was {value} at step {c.first_bad} (it was {c.start_text()}, lowest"
+            f" {c.loss.min():.3g})",
             advice,
             0.99,
             0.1,
         )
+    if c.base <= 0:  # a loss of 0 at the start: no "times its start"
+        return None
     peak = int(np.argmax(c.smooth))
-    if c.end > 3 * c.start or c.smooth[peak] > 10 * c.start:
-        worst = max(c.end, float(c.smooth[peak])) / c.start
+    top = float(c.smooth[peak])
+    # a blow-up the run came back from (or that the guard rolled back) is too_high, not this
+    came_back = c.end <= c.base or bool(c.guard.get("rollback"))
+    if c.end > 3 * c.base or (top > 10 * c.base and not came_back):
+        worst = max(c.end, top) / c.base
         return Finding(
             "diverged",
-            f"the loss blew up from {c.start:.3g} at step {c.step(0)} to {c.smooth[peak]:.3g}"
-            f" at step {c.step(peak)} and ended at {c.end:.3g} ({worst:.3g}x its start)",
+            f"the loss blew up from {c.start_text(c.base)} to {top:.3g} at step {c.step(peak)}"
+            f" and ended at {c.end:.3g} ({c.times(c.end)} its start)",
             advice,
-            _squash(math.log(worst / 3)),
+            squash(math.log(worst / 3)),
             0.1,
         )
     return None
@@ -130,19 +166,24 @@ def _too_high(c: Curves) -> Finding | None:
     evidence, margins = [], []
     early = c.smooth[: max(c.head + 1, len(c.loss) // 2)]
     peak = c.head + int(np.argmax(early[c.head :])) if len(early) > c.head else 0
-    if early[peak] > 1.5 * c.start:
+    if c.start > 0 and early[peak] > 1.5 * c.start:
         evidence.append(
-            f"the loss rose from {c.start:.3g} at step {c.step(0)} to {early[peak]:.3g} at step"
-            f" {c.step(peak)}"
+            f"the loss rose from {c.start_text()} to {early[peak]:.3g} at step {c.step(peak)}"
         )
         margins.append(math.log(early[peak] / (1.5 * c.start)) * 3)
     jump = int(np.argmax(c.loss[: max(1, c.n // 2)]))
-    if c.loss[jump] > 3 * c.start and not evidence:
+    if c.start > 0 and c.loss[jump] > 3 * c.start and not evidence:
         evidence.append(
-            f"the loss jumped from {c.start:.3g} at step {c.step(0)} to {c.loss[jump]:.3g} at"
-            f" step {c.step(jump)}"
+            f"the loss jumped from {c.start_text()} to {c.loss[jump]:.3g} at step {c.step(jump)}"
         )
         margins.append(math.log(c.loss[jump] / (3 * c.start)))
+    top = int(np.argmax(c.smooth))
+    if c.base > 0 and c.smooth[top] > 10 * c.base and not evidence:  # and came back
+        evidence.append(
+            f"the loss blew up from {c.start_text(c.base)} to {c.smooth[top]:.3g} at step"
+            f" {c.step(top)} and came back to {c.end:.3g} by the end"
+        )
+        margins.append(math.log(c.smooth[top] / (10 * c.base)) + 1)
     if len(c.spikes) >= max(3, 0.03 * c.n):
         first, last = c.step(int(c.spikes[0])), c.step(int(c.spikes[-1]))
         top = float(np.max(c.loss[c.spikes]))
@@ -164,7 +205,7 @@ def _too_high(c: Curves) -> Finding | None:
             + ", ".join(f"{a} x{len(st)} (from step {st[0]})" for a, st in sorted(acted.items()))
         )
         margins.append(sum(map(len, acted.values())) / 2 - 0.5 + 2 * ("rollback" in acted))
-    jumped = _val_jump(c)
+    jumped = val_jump(c)
     if jumped:
         evidence.append(jumped[0])
         margins.append(jumped[1])
@@ -172,7 +213,7 @@ def _too_high(c: Curves) -> Finding | None:
     if c.ratio is not None and c.ratio > 10 * HEALTHY_RATIO:
         evidence.append(f"median update/weight ratio {c.ratio:.2g} (healthy about 1e-3)")
         margins.append(math.log10(c.ratio / (10 * HEALTHY_RATIO)) * 2)
-        unsteady = _val_unsteady(c) if _overfitting(c) is None else None  # not explained by it
+        unsteady = val_unsteady(c) if overfitting(c) is None else None  # not explained by it
         if unsteady:
             evidence.append(unsteady)
             backed = True
@@ -185,77 +226,8 @@ def _too_high(c: Curves) -> Finding | None:
         "too_high",
         "; ".join(evidence),
         f"{factor_text(factor)}: the loss is unstable at this lr; {warmup_tip(c.shape)}",
-        _squash(max(margins)) if backed else 0.45,  # a rule of thumb alone: a doubt, no verdict
+        squash(max(margins)) if backed else 0.45,  # a rule of thumb alone: a doubt, no verdict
         factor,
-    )
-
-
-def _val_jump(c: Curves) -> tuple[str, float] | None:
-    """Validation loss up 25%+ from one validation to the next, by a tenth of the first
-    validation loss or more (not a wobble near 0): a jolt, not the slow turn of overfitting
-    (a few percent a validation)."""
-    if c.val is None:
-        return None
-    steps, vals = c.val
-    keep = np.isfinite(vals) & (vals > 0)
-    steps, vals = steps[keep], vals[keep]
-    if len(vals) < 2:
-        return None
-    up = np.where(np.diff(vals) > 0.1 * vals[0], vals[1:] / vals[:-1], 0.0)
-    i = int(np.argmax(up))
-    if up[i] < 1.25:
-        return None
-    return (
-        f"validation loss jumped {up[i] - 1:.0%} from {vals[i]:.3g} at step {int(steps[i])} to"
-        f" {vals[i + 1]:.3g} at step {int(steps[i + 1])}",
-        math.log(up[i] / 1.25) * 3,
-    )
-
-
-def _val_unsteady(c: Curves) -> str | None:
-    """Validation loss worse than the one before at 2+ validations and a quarter of them."""
-    if c.val is None or len(c.val[1]) < 3:
-        return None
-    steps, vals = c.val
-    worse = np.flatnonzero(np.diff(vals) > 0) + 1
-    if len(worse) < max(2, 0.25 * (len(vals) - 1)):
-        return None
-    where = ", ".join(str(int(steps[i])) for i in worse[:5]) + (", ..." if len(worse) > 5 else "")
-    return f"validation loss went up at {len(worse)} of {len(vals) - 1} validations (steps {where})"
-
-
-def _overfitting(c: Curves) -> Finding | None:
-    if c.val is None:
-        return None
-    vsteps, vals = c.val
-    keep = np.isfinite(vals)
-    vsteps, vals = vsteps[keep], vals[keep]
-    if len(vals) < 4:
-        return None
-    best = int(np.argmin(vals))
-    after = vals[best + 1 :]
-    if len(after) < 2 or vals.min() <= 0:
-        return None
-    rise = math.log(vals[-1] / vals[best])
-    worse = int(np.sum(after > vals[best] * 1.05))
-    at = min(int(np.searchsorted(c.steps, vsteps[best])), len(c.smooth) - 1)
-    train_then, train_now = float(c.smooth[at]), float(c.smooth[-1])
-    if rise < math.log(1.05) or worse < 2 or train_now > 0.7 * train_then:
-        return None
-    return Finding(
-        "overfitting",
-        f"validation loss was lowest at {vals[best]:.3g} (step {int(vsteps[best])}) and rose to"
-        f" {vals[-1]:.3g} by step {int(vsteps[-1])} ({worse} validations worse), while the"
-        f" training loss fell from {train_then:.3g} to {train_now:.3g}",
-        f"not the lr's fault: keep the model of step {int(vsteps[best])} (early stopping), add"
-        " data or regularisation, or end the run there: "
-        + (
-            f"the same schedule over fewer steps ({c.shape.text()})"
-            if c.shape and c.shape.decayed
-            else f"with a decay ({RECIPE} over fewer epochs)"
-        ),
-        _squash(rise / math.log(1.05) - 1 + worse / 4),
-        None,
     )
 
 
@@ -281,7 +253,7 @@ def _plateau(c: Curves) -> Finding | None:
             break
     else:
         return None
-    if _val_still_falling(c):  # the training loss stalls, but validation still improves
+    if val_still_falling(c):  # the training loss stalls, but validation still improves
         return None
     if math.exp(med[-1]) < 0.01 * c.start:  # settled near zero: converged, not stalled
         return None
@@ -291,9 +263,9 @@ def _plateau(c: Curves) -> Finding | None:
         "plateau",
         f"the loss has stayed near {level:.3g} (within {math.exp(abs(fall)) - 1:.0%}) from step"
         f" {c.step(begin)} to step {c.step(m - 1)} ({k}0% of the run) while the lr stayed at"
-        f" {lr[-1]:.3g}; before that it fell from {c.start:.3g}",
+        f" {lr[-1]:.3g}; before that it fell from {c.start_text()}",
         plateau_advice(c.shape),
-        _squash((k - 3) / 3 + 0.3),
+        squash((k - 3) / 3 + 0.3),
         0.5,
     )
 
@@ -302,9 +274,9 @@ def _too_low(c: Curves) -> Finding | None:
     drop = c.start - c.end
     rel = drop / c.start if c.start > 0 else 0.0
     evidence, margins, factor = [], [], 3.0
-    if abs(rel) < 0.1:
+    if abs(rel) < 0.1 and c.start > 0:
         evidence.append(
-            f"the loss barely moved: {c.start:.3g} at step {c.step(0)}, {c.end:.3g} at the end"
+            f"the loss barely moved: {c.start_text()}, {c.end:.3g} at the end"
             f" (step {c.step(c.n - 1)}), {-rel:+.0%}"
         )
         margins.append((0.1 - abs(rel)) * 20)
@@ -315,7 +287,7 @@ def _too_low(c: Curves) -> Finding | None:
         if (last > 0.05 and first < 0.5) or (last > 0.15 and rel < 0.5):
             i75 = min(c.n - 1, int(np.searchsorted(c.tau, 0.75)))
             evidence.append(
-                f"loss still falling evenly: from {c.start:.3g} at step {c.step(0)} to"
+                f"loss still falling evenly: from {c.start_text()} to"
                 f" {c.end:.3g} at the end ({rel:.0%} drop), {last:.0%} of it after step"
                 f" {c.step(i75)}, only {max(first, 0):.0%} in the first quarter of lr-time"
             )
@@ -325,7 +297,7 @@ def _too_low(c: Curves) -> Finding | None:
     if falling:
         evidence.append(falling[0])
         margins.append(falling[1])
-    val = _val_still_falling(c)
+    val = val_still_falling(c)
     if val:
         evidence.append(val[0])
         margins.append(val[1])
@@ -343,7 +315,7 @@ def _too_low(c: Curves) -> Finding | None:
         "; ".join(evidence),
         f"{factor_text(factor)}{keep}; or use `one_cycle()` with a peak lr {factor:g}x this one"
         + ("; or train for more steps" if falling else ""),
-        _squash(max(margins)),
+        squash(max(margins)),
         factor,
     )
 
@@ -359,7 +331,7 @@ def _still_falling(c: Curves) -> tuple[str, float] | None:
     if late is None or lr.max() > 1.05 * lr.min() or c.end < 0.01 * c.start:
         return None
     fall, noise, before = late
-    if fall < 2 * noise or fall < 0.5 * before or _overfitting(c) is not None:
+    if fall < 2 * noise or fall < 0.5 * before or overfitting(c) is not None:
         return None
     pace = f"at {fall / before:.0%} of the pace of" if before > 0 else "faster than"
     text = (
@@ -371,27 +343,6 @@ def _still_falling(c: Curves) -> tuple[str, float] | None:
     return text, fall / (2 * max(noise, TINY)) - 1
 
 
-def _val_still_falling(c: Curves) -> tuple[str, float] | None:
-    """Validation loss improving at nearly every validation, a sixth of its drop in the last
-    quarter of them (5+ validations)."""
-    if c.val is None:
-        return None
-    steps, vals = c.val
-    if len(vals) < 5 or not np.isfinite(vals).all():
-        return None
-    better = float(np.mean(np.diff(vals) < 0))
-    drop = vals[0] - vals[-1]
-    q = len(vals) - 1 - max(1, round((len(vals) - 1) / 4))  # the last quarter of the intervals
-    last = (vals[q] - vals[-1]) / drop if drop > 0 else 0.0
-    if better < 0.8 or last < 0.15:
-        return None
-    text = (
-        f"validation loss improved at {better:.0%} of validations, {vals[q]:.3g} at step"
-        f" {int(steps[q])} to {vals[-1]:.3g} at step {int(steps[-1])} ({last:.0%} of its drop)"
-    )
-    return text, (last - 0.15) * 10
-
-
-_RULES = (_diverged, _too_high, _overfitting, _plateau, _too_low)
+_RULES = (_diverged, _too_high, overfitting, _plateau, _too_low)
 
 __all__ = ["diagnose", "Diagnosis", "Finding", "VERDICTS"]

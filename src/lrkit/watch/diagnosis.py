@@ -9,10 +9,12 @@ verdict: too_low (confidence 0.80, 200 steps)
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Any
 
-VERDICTS = ("diverged", "too_high", "overfitting", "plateau", "too_low", "fine")  # by severity
+# by severity; ``uncertain``: the evidence does not settle a verdict (what would, is in its advice)
+VERDICTS = ("diverged", "too_high", "overfitting", "plateau", "too_low", "fine", "uncertain")
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,8 @@ class Finding:
 
 @dataclass(frozen=True)
 class Diagnosis:
-    """Every finding, the primary (most severe confident one) first; ``fine`` when none."""
+    """Every finding, the primary (most severe confident one) first; ``fine`` when none and
+    nothing is in doubt, ``uncertain`` when the evidence does not settle it."""
 
     findings: tuple[Finding, ...]
     steps: int
@@ -79,6 +82,14 @@ class Diagnosis:
         }
 
 
+def squash(x: float) -> float:
+    """Map a margin >= 0 (how far past its threshold a statistic is) to a confidence 0.5..0.99."""
+    return round(min(0.99, 0.5 + 0.5 * (1 - math.exp(-max(x, 0.0)))), 3)
+
+
+# -- rules ----------------------------------------------------------------------------------
+
+
 def uncrossed(findings: tuple[Finding, ...]) -> tuple[Finding, ...]:
     """A later finding whose lr factor points the other way from the primary's (raise vs
     lower) says so in its advice: the primary, more severe, is the one to act on first."""
@@ -94,4 +105,4 @@ def uncrossed(findings: tuple[Finding, ...]) -> tuple[Finding, ...]:
     return tuple(out)
 
 
-__all__ = ["Finding", "Diagnosis", "VERDICTS", "uncrossed"]
+__all__ = ["Finding", "Diagnosis", "VERDICTS", "squash", "uncrossed"]

@@ -1,33 +1,42 @@
 """Guard: skip a bad update, roll back repeated trouble with a lower lr, and go on.
 
-The rule, checked after every backward pass, before the optimizer step:
+The rule, checked after every backward pass, before the optimizer step (in full:
+:mod:`lrkit.watch.trouble`):
 
-- a batch is *trouble* when its loss or its global gradient norm is not finite, or is a spike:
-  ``z = (x - mean) / std > z`` over the last ``window`` good values (of the log of the loss,
-  as spikes are multiplicative and a mini-batch loss is skewed, or of the loss itself when it
-  is not always positive; and of the log of the gradient norm; at least 10 of them; the std is
-  floored at 0.05 in logs, or 1% of the mean loss, so a flat curve with a small bump is not
-  called a spike); or a *drift*: the same z of the loss against the window's mean and std
-  when the last snapshot was taken (or when the window first filled), which catches a loss
-  that climbs step by step, each step no spike against a window that climbs with it;
+- a batch is *trouble* when its loss or its global gradient norm is not finite; when its loss
+  is far above the run's start (100x for the batch, or 3x for the median of the last 5 batches:
+  the doctor's threshold for ``diverged``, so the guard acts before a climb gets far); when it
+  is a spike (a z-score above ``z`` over the last ``window`` good values, of the log loss and
+  of the log gradient norm); or a drift (the same z against the level of the last snapshot);
 - trouble skips that update (no optimizer step, no driver advance);
 - more than ``max_skips`` skips within the last ``window`` batches roll back instead: the last
   good snapshot comes back in place (model, optimizer, driver, RNG; see
   :class:`~lrkit.train.Snapshot`), and the lr becomes ``factor`` times what it was just before
   (through the driver's base lrs, so the schedule keeps its shape; through the param groups
-  when there is no driver);
+  when there is no driver); a rollback for a *climb* (a loss far above its start or drifting
+  up: the lr itself is too high, and each cut that did not stop it was too small) lowers it
+  by ``factor ** k`` at the k-th such rollback (0.5, 0.25, 0.125: 1/64 within three);
 - a snapshot is kept every ``every`` good updates (the first one at the first check);
 - a rollback beyond ``max_rollbacks`` raises :class:`GuardExhausted` instead, naming the steps,
-  reasons and lrs: in :func:`~lrkit.train.fit` the run ends with status ``"failed"``.
+  reasons and lrs: in :func:`~lrkit.train.fit` the run ends with status ``"failed"``;
+- in :func:`~lrkit.train.fit`, a run whose last batch was lasting trouble (a climb, or two
+  troubled batches in a row, not one spike) is rolled back at the end of its last epoch
+  (before the validation; :meth:`Guard.finish` in a plain loop), so a guarded run that
+  ``completed`` ends on a good snapshot, never in the middle of a climb; with no rollback left
+  it ends with :class:`GuardExhausted`.
 
 Every action (``snapshot``, ``skip``, ``rollback``, ``gave_up``) is a dict in
 :attr:`Guard.events` (``step``, ``batch``, ``action``, ``reason``,
-``loss``, ``grad_norm``, ``lrs``) and, given ``sinks``, a record ``guard/{action}`` whose value
-is the loss (``skip``, ``gave_up``) or the first group's new lr (``rollback``). ``step`` counts
-updates applied (``state.step`` in ``fit``); after a rollback the driver's step (the schedule's
+``loss``, ``grad_norm``, ``lrs``) and, given ``sinks`` (lrkit.watch's sinks: ``write(records)``),
+a record ``guard/{action}`` whose value is the loss (``skip``, ``gave_up``) or the first group's
+new lr (``rollback``); the same records are kept in :attr:`Guard.records`. To have the actions
+among a :class:`~lrkit.watch.Watch`'s signals, give the guard to the watch:
+``Watch(guard=Guard())`` (the watch then runs the guard, and takes its records in). ``step``
+counts updates applied (``state.step`` in ``fit``); after a rollback the driver's step (the schedule's
 position) is the snapshot's, while ``step`` goes on counting.
 
-In ``fit``, pass it as a callback: ``fit(task, callbacks=[Guard()])``. In a plain loop:
+In ``fit``, pass it as a callback: ``fit(task, callbacks=[Guard()])``, or through a watch:
+``fit(task, callbacks=[Watch(guard=Guard())])``. In a plain loop:
 
 >>> import torch
 >>> model = torch.nn.Linear(2, 1)
@@ -50,19 +59,17 @@ In ``fit``, pass it as a callback: ``fit(task, callbacks=[Guard()])``. In a plai
 from __future__ import annotations
 
 import math
-import statistics
 from collections import deque
 from typing import Any
 
 import torch
 
+from ..checks import number, whole
 from ..train import Callback, Snapshot, State
 from .signals import global_norm, grad_norms
+from .trouble import Trouble
 
 OK, SKIP, ROLLBACK, GAVE_UP = "ok", "skip", "rollback", "gave_up"
-MIN_VALUES = 10  # good values needed before a spike can be called
-LOSS_STD_FLOOR = 0.01  # of |mean loss|, for losses that are not all positive
-LOG_STD_FLOOR = 0.05  # of the log loss and the log gradient norm
 
 
 class GuardExhausted(RuntimeError):
@@ -74,7 +81,7 @@ class GuardExhausted(RuntimeError):
 
 
 class Guard(Callback):
-    """Skip non-finite or spiking updates, roll back repeated trouble; see the module doc.
+    """Skip non-finite, spiking or climbing updates, roll back repeated trouble; see the module doc.
 
     Args:
         every: good updates between snapshots (>= 1).
@@ -83,9 +90,9 @@ class Guard(Callback):
         max_skips: skips allowed within ``window`` batches before a rollback (>= 0).
         max_rollbacks: rollbacks allowed before :class:`GuardExhausted` (>= 0).
         factor: the lr is multiplied by this at every rollback (0 < factor <= 1).
-        sinks: lrkit.watch's sinks (``write([(step, tag, value)])``) or a
-            :class:`~lrkit.watch.Watch` (``log(tag, value, step)``: the records join its
-            signals); the guard writes to them and leaves closing them to their owner.
+        sinks: lrkit.watch's sinks (``write([(step, tag, value)])``); the guard writes to
+            them and leaves closing them to their owner. For a Watch, use
+            ``Watch(guard=...)`` instead.
     """
 
     def __init__(
@@ -98,27 +105,26 @@ class Guard(Callback):
         factor: float = 0.5,
         sinks: list[Any] | None = None,
     ):
-        self.every = _whole(every, "every", 1)
-        self.window = _whole(window, "window", 2)
-        self.max_skips = _whole(max_skips, "max_skips", 0)
-        self.max_rollbacks = _whole(max_rollbacks, "max_rollbacks", 0)
-        if isinstance(z, bool) or not isinstance(z, int | float) or not 0 < z < math.inf:
-            raise ValueError(f"Guard z must be a finite number > 0, got {z!r}")
-        if isinstance(factor, bool) or not isinstance(factor, int | float) or not 0 < factor <= 1:
-            raise ValueError(f"Guard factor must be a number with 0 < factor <= 1, got {factor!r}")
-        self.z, self.factor = float(z), float(factor)
+        self.every = whole(every, "Guard every", least=1)
+        self.window = whole(window, "Guard window", least=2)
+        self.max_skips = whole(max_skips, "Guard max_skips", least=0)
+        self.max_rollbacks = whole(max_rollbacks, "Guard max_rollbacks", least=0)
+        self.z = number(z, "Guard z", low=0, low_open=True)
+        self.factor = number(factor, "Guard factor", low=0, high=1, low_open=True)
         self.sinks = list(sinks or [])
         for sink in self.sinks:
-            if not any(callable(getattr(sink, name, None)) for name in ("write", "log")):
+            if not callable(getattr(sink, "write", None)):
+                hint = " (give the guard to it: Watch(guard=...))" if _is_watch(sink) else ""
                 raise TypeError(
-                    f"Guard sinks need a write(records) or log(tag, value, step) method; {sink!r}"
-                    " has neither (use a Watch, or lrkit.watch's CSVSink, JSONLSink, ...)"
+                    f"Guard sinks need a write(records) method; {sink!r} has none{hint}"
+                    " (lrkit.watch's CSVSink, JSONLSink, TensorBoardSink, MemorySink have one)"
                 )
         self.reset()
 
     def reset(self) -> None:
         """Forget everything: counters, statistics, snapshot, events, attached objects."""
         self.events: list[dict[str, Any]] = []
+        self.records: list[tuple[int, str, float]] = []  # (step, guard/{action}, value)
         self.step = 0  # updates applied
         self.batch = 0  # batches checked
         self.rollbacks = 0
@@ -126,10 +132,11 @@ class Guard(Callback):
         self.snapshot_step: int | None = None
         self._good = 0  # good updates since the last snapshot
         self._skips: deque[int] = deque()  # batches skipped within the window
-        self._losses: deque[float] = deque(maxlen=self.window)
-        # (in logs?, mean, std, step) of the losses when the last snapshot was taken
-        self._reference: tuple[bool, float, float, int] | None = None
-        self._log_norms: deque[float] = deque(maxlen=self.window)
+        self._rule = Trouble(self.z, self.window)
+        self._last: tuple | None = None  # (reason, loss, norm, climb) of lasting trouble
+        self._troubled = False  # whether the last batch was trouble
+        self._climbing = False  # whether the last trouble was a climb (the lr too high)
+        self._climbs = 0  # rollbacks for a climb so far
         self._lrs_seen: list[list[float]] = []
         self._model = self._optimizer = self._driver = self._scaler = None
         self._params: list[torch.Tensor] = []
@@ -159,13 +166,15 @@ class Guard(Callback):
         loss = torch.as_tensor(loss).detach().float().reshape(())
         norm = global_norm(grad_norms(self._params)) if self._params else torch.zeros(())
         value, norm = torch.stack([loss, norm.to(loss.device)]).tolist()  # one device sync
-        reason = self._trouble(value, norm)
+        reason = self._rule.judge(value, norm)
+        self._climbing = self._rule.lasting
+        lasting = self._climbing or self._troubled  # a climb, or two in a row
+        self._last = (
+            None if reason is None or not lasting else (reason, value, norm, self._climbing)
+        )
+        self._troubled = reason is not None
         if reason is None:
-            self._losses.append(value)
-            if self._reference is None and len(self._losses) >= MIN_VALUES:
-                self._reference = self._level()
-            if norm > 0:
-                self._log_norms.append(math.log(norm))
+            self._rule.good(value, norm, self.step)
             return OK
         while self._skips and self._skips[0] <= self.batch - self.window:
             self._skips.popleft()
@@ -196,67 +205,44 @@ class Guard(Callback):
     def on_after_step(self, state: State) -> None:
         self.after_step()
 
+    def on_epoch_end(self, state: State) -> None:
+        if state.epoch == state.history.epochs - 1:
+            self.finish()
+
+    def finish(self) -> None:
+        """End a run on a good snapshot: when the last batch was trouble that says the
+        model itself is bad (a loss far above its start or drifting up, or the last two
+        batches trouble), roll back (raises :class:`GuardExhausted` when no rollback is
+        left). ``fit`` calls it before the last validation; call it after a plain loop's
+        last step."""
+        if self._last is not None:
+            reason, loss, norm, self._climbing = self._last
+            self._rollback(reason, loss, norm, why="at the run's last batch")
+
     def on_train_end(self, state: State) -> None:
         for sink in self.sinks:
-            if callable(getattr(sink, "write", None)) and callable(getattr(sink, "flush", None)):
+            if callable(getattr(sink, "flush", None)):
                 sink.flush()
 
-    # -- the rule -------------------------------------------------------------------------------
-    def _trouble(self, loss: float, norm: float) -> str | None:
-        """Why this batch is trouble (e.g. ``"loss nan"``, ``"grad norm spike (z=9.3)"``)."""
-        if not math.isfinite(loss):
-            return f"loss {loss}"
-        if not math.isfinite(norm):
-            return f"grad norm {norm}"
-        in_logs, x, values = self._scale(loss)
-        z = (
-            _zscore(x, values, floor=LOG_STD_FLOOR)
-            if in_logs
-            else _zscore(x, values, relative_floor=LOSS_STD_FLOOR)
-        )
-        if z is not None and z > self.z:
-            return f"loss spike (z={z:.1f})"
-        ref = self._reference
-        if ref is not None and ref[0] == in_logs and (x - ref[1]) / ref[2] > self.z:
-            return f"loss drift (z={(x - ref[1]) / ref[2]:.1f} above its level at step {ref[3]})"
-        if norm > 0:
-            z = _zscore(math.log(norm), self._log_norms, floor=LOG_STD_FLOOR)
-            if z is not None and z > self.z:
-                return f"grad norm spike (z={z:.1f})"
-        return None
-
-    def _scale(self, loss: float) -> tuple[bool, float, deque[float]]:
-        """``(in_logs, x, values)``: the loss and the window in logs when all are positive
-        (spikes are multiplicative and a mini-batch loss is skewed), else as they are."""
-        if loss > 0 and all(v > 0 for v in self._losses):
-            return True, math.log(loss), deque(map(math.log, self._losses))
-        return False, loss, self._losses
-
-    def _level(self) -> tuple[bool, float, float, int] | None:
-        """The window's mean and (floored) std on the loss's scale, and the step: the level a
-        slow climb is measured against (a spike is judged against the moving window)."""
-        if len(self._losses) < MIN_VALUES:
-            return None
-        in_logs, _, values = self._scale(self._losses[-1])
-        mean = statistics.fmean(values)
-        floor = LOG_STD_FLOOR if in_logs else max(LOSS_STD_FLOOR * abs(mean), 1e-12)
-        return in_logs, mean, max(statistics.pstdev(values, mean), floor), self.step
-
-    def _rollback(self, reason: str, loss: float, norm: float) -> None:
+    def _rollback(self, reason: str, loss: float, norm: float, why: str = "") -> None:
         if self.rollbacks >= self.max_rollbacks:
             self._log(GAVE_UP, reason, loss, norm)
             raise GuardExhausted(self._exhausted_message(), self.events)
         before = self._lrs()
         self._lrs_seen.append(before)
         self.snapshot.restore()
-        self._set_lrs([lr * self.factor for lr in before])
+        self._climbs += self._climbing  # the k-th rollback for a climb cuts by factor**k
+        self._set_lrs([lr * self.factor ** max(1, self._climbs * self._climbing) for lr in before])
         self.rollbacks += 1
+        self._rule.rolled_back()
+        self._last, self._troubled = None, False
         self._skips.clear()
         self._good = 0
         lrs = self._lrs()
         self._log(
             ROLLBACK,
-            f"{reason}; {self.max_skips + 1} skips within {self.window} batches: back to step"
+            f"{reason}; {why or f'{self.max_skips + 1} skips within {self.window} batches'}:"
+            f" back to step"
             f" {self.snapshot_step}, lr {_fmt(before)} -> {_fmt(lrs)}",
             loss,
             norm,
@@ -304,7 +290,7 @@ class Guard(Callback):
             self._model, self._optimizer, scaler=self._scaler, scheduler=self._driver
         )
         self.snapshot_step = self.step
-        self._reference = self._level() or self._reference
+        self._rule.reference = self._rule.level(self.step) or self._rule.reference
         self._good = 0
         self.events.append(self._event("snapshot", "every good update" if self.step else "start"))
 
@@ -342,12 +328,10 @@ class Guard(Callback):
 
     def _log(self, action: str, reason: str, loss: float, norm: float, sink_value=None) -> None:
         self.events.append(self._event(action, reason, loss, norm))
-        value = loss if sink_value is None else sink_value
+        record = (self.step, f"guard/{action}", loss if sink_value is None else sink_value)
+        self.records.append(record)
         for sink in self.sinks:
-            if callable(getattr(sink, "write", None)):
-                sink.write([(self.step, f"guard/{action}", value)])
-            else:
-                sink.log(f"guard/{action}", value, self.step)
+            sink.write([record])
 
     def __repr__(self) -> str:
         return (
@@ -355,18 +339,6 @@ class Guard(Callback):
             f" max_skips={self.max_skips}, max_rollbacks={self.max_rollbacks},"
             f" factor={self.factor:g})"
         )
-
-
-def _zscore(
-    x: float, values: deque[float], floor: float = 0.0, relative_floor: float = 0.0
-) -> float | None:
-    """How many standard deviations ``x`` lies above the mean of ``values``; the std is at
-    least ``floor`` and ``relative_floor * |mean|``. None with fewer than MIN_VALUES values."""
-    if len(values) < MIN_VALUES:
-        return None
-    mean = statistics.fmean(values)
-    std = max(statistics.pstdev(values, mean), floor, relative_floor * abs(mean), 1e-12)
-    return (x - mean) / std
 
 
 def _describe_run(run: list[dict[str, Any]]) -> str:
@@ -387,10 +359,8 @@ def _fmt(lrs: list[float]) -> str:
     return ", ".join(f"{lr:.4g}" for lr in lrs) if len(lrs) != 1 else f"{lrs[0]:.4g}"
 
 
-def _whole(value: Any, what: str, least: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise ValueError(f"Guard {what} must be a whole number >= {least}, got {value!r}")
-    return value
+def _is_watch(sink: Any) -> bool:
+    return callable(getattr(sink, "log", None)) and hasattr(sink, "guard")
 
 
 __all__ = ["Guard", "GuardExhausted"]

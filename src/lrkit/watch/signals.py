@@ -6,7 +6,9 @@ ratio of a parameter tensor is measured from its actual change over one update,
 ``||w_after - w_before|| / ||w_before||``, so it holds for any optimizer (Adam's update is not
 ``lr * grad``).
 
->>> import torch
+>>> import numpy as np
+import numpy as np
+import torch
 >>> w = torch.nn.Parameter(torch.tensor([3.0, 4.0]))
 >>> w.grad = torch.tensor([0.0, 2.0])
 >>> float(global_norm(grad_norms([w])))
@@ -20,8 +22,10 @@ ratio of a parameter tensor is measured from its actual change over one update,
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -112,6 +116,38 @@ def optimizer_tags(optimizer: torch.optim.Optimizer) -> tuple[list[str], list[st
     return lrs, moms
 
 
+def to_host(scalars: list[torch.Tensor | float], vectors: list[torch.Tensor]) -> np.ndarray:
+    """Numbers or 0-d tensors, then 1-d tensors, concatenated in that order, as one float64
+    host array; the tensors come back in one transfer."""
+    where = [i for i, x in enumerate(scalars) if isinstance(x, torch.Tensor)]
+    got = tensors_to_host([scalars[i] for i in where], vectors)
+    if len(where) == len(scalars):
+        return got
+    head = np.array([math.nan if isinstance(x, torch.Tensor) else x for x in scalars])
+    head[where] = got[: len(where)]
+    return np.concatenate([head, got[len(where) :]])
+
+
+def tensors_to_host(scalars: list[torch.Tensor], vectors: list[torch.Tensor]) -> np.ndarray:
+    """0-d tensors, then 1-d tensors, as one float64 host array (one transfer)."""
+    parts = []
+    if scalars:
+        try:
+            parts.append(torch.stack(scalars).float())
+        except RuntimeError:  # mixed dtypes or devices
+            parts.append(torch.stack([x.float().cpu() for x in scalars]))
+    parts += [v.float().to(parts[0].device if parts else v.device) for v in vectors]
+    if not parts:
+        return np.zeros(0)
+    flat = torch.cat(parts) if len(parts) > 1 else parts[0]
+    return flat.to("cpu", torch.float64).numpy()
+
+
+def ratio(moved: float, size: float) -> float:
+    """``moved / size``, NaN for a tensor of size 0 (no ratio to speak of)."""
+    return moved / size if size > 0 else math.nan
+
+
 __all__ = [
     "named_parameters",
     "grad_norms",
@@ -121,4 +157,6 @@ __all__ = [
     "update_norms",
     "momentum_key",
     "optimizer_tags",
+    "to_host",
+    "ratio",
 ]

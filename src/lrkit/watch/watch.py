@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..checks import number, whole
 from . import signals as sig
 from .logs import Record, Signals, ema_run
 from .sinks import MemorySink
@@ -73,14 +74,14 @@ class Watch:
         flush_every: int = 64,
         guard: Any = None,
     ):
-        self.every = _positive_int(every, "Watch every")
-        self.flush_every = _positive_int(flush_every, "Watch flush_every")
-        if isinstance(smooth, bool) or not isinstance(smooth, int | float) or not 0 <= smooth < 1:
-            raise ValueError(f"Watch smooth must be a number in [0, 1), got {smooth!r}")
-        if clip_grad is not None and not (_is_number(clip_grad) and clip_grad > 0):
-            raise ValueError(f"Watch clip_grad must be a number > 0 or None, got {clip_grad!r}")
-        self.smooth = float(smooth)
-        self.clip_grad = None if clip_grad is None else float(clip_grad)
+        self.every = whole(every, "Watch every", least=1)
+        self.flush_every = whole(flush_every, "Watch flush_every", least=1)
+        self.smooth = number(smooth, "Watch smooth", low=0, high=1, high_open=True)
+        self.clip_grad = (
+            None
+            if clip_grad is None
+            else number(clip_grad, "Watch clip_grad", low=0, low_open=True)
+        )
         self.sinks = list(sinks)
         for sink in self.sinks:
             if not callable(getattr(sink, "write", None)):
@@ -88,9 +89,8 @@ class Watch:
                     f"a Watch sink needs write(records), flush() and close(); got"
                     f" {type(sink).__name__}"
                 )
-        self.guard = _guard(guard)
-        if self.guard is not None and self not in self.guard.sinks:
-            self.guard.sinks.append(self)  # its actions join these signals as guard/{action}
+        self.guard = _guard(guard)  # its actions join these signals as guard/{action}
+        self._guard_seen = 0  # the guard's records already taken in
         self.memory = MemorySink()
         self.driver = driver
         self.global_step = 0
@@ -186,7 +186,7 @@ class Watch:
         if self._before is not None:
             if self._on_cpu:
                 size, moved = sig.update_norms(self.params, self._before)
-                ratios = [_ratio(m.item(), s.item()) for s, m in zip(size, moved)]
+                ratios = [sig.ratio(m.item(), s.item()) for s, m in zip(size, moved)]
             else:
                 ratios = sig.update_ratios(self.params, self._before)
             self._measured.append((len(self._steps) - 1, ratios))
@@ -271,6 +271,9 @@ class Watch:
             for j, name in enumerate(self.names):
                 put(f"train/grad_norm/{name}", at, layer_norms[j::p])
                 put(f"train/update_ratio/{name}", at, ratios[j::p])
+        if self.guard is not None:  # the guard's actions since the last read-back
+            self._extra += self.guard.records[self._guard_seen :]
+            self._guard_seen = len(self.guard.records)
         for t, tag, value in self._extra:
             put(tag, [t], [value])
         before = self._before
@@ -294,7 +297,7 @@ class Watch:
             return losses, totals, bad, layer_norms, ratios
         scalars = [self._losses[i] for i in have_loss]
         scalars += [t for row in norms for t in row]
-        flat = _to_host(scalars, [r for _, r in self._measured])
+        flat = sig.to_host(scalars, [r for _, r in self._measured])
         k, n = len(have_loss), len(norms)
         table = flat[k : k + n * p].reshape(n, p)
         totals = np.sqrt(np.square(table).sum(1)).tolist()
@@ -337,6 +340,7 @@ class Watch:
         self.global_step = state.step
         if self.guard is not None:
             self.guard.on_train_start(state)
+            self._guard_seen = 0
 
     def on_after_backward(self, state) -> None:
         self.global_step = state.step
@@ -348,6 +352,10 @@ class Watch:
         self.after_step()
         if self.guard is not None:
             self.guard.on_after_step(state)
+
+    def on_epoch_end(self, state) -> None:
+        if self.guard is not None:
+            self.guard.on_epoch_end(state)
 
     def on_validation_end(self, state) -> None:
         if state.val_loss is not None:
@@ -370,53 +378,11 @@ def _guard(guard: Any):
     """``guard=`` of a Watch: None, True (a default :class:`Guard`) or a Guard."""
     from .guard import Guard
 
-    if guard is None or guard is False:
-        return None
     if guard is True:
         return Guard()
-    if not isinstance(guard, Guard):
+    if guard is not None and guard is not False and not isinstance(guard, Guard):
         raise TypeError(f"Watch guard must be a Guard, True or None; got {type(guard).__name__}")
-    return guard
-
-
-def _to_host(scalars: list[torch.Tensor | float], vectors: list[torch.Tensor]) -> np.ndarray:
-    """Numbers or 0-d tensors, then 1-d tensors, concatenated in that order, as one float64
-    host array; the tensors come back in one transfer."""
-    where = [i for i, x in enumerate(scalars) if isinstance(x, torch.Tensor)]
-    got = _tensors_to_host([scalars[i] for i in where], vectors)
-    if len(where) == len(scalars):
-        return got
-    head = np.array([math.nan if isinstance(x, torch.Tensor) else x for x in scalars])
-    head[where] = got[: len(where)]
-    return np.concatenate([head, got[len(where) :]])
-
-
-def _tensors_to_host(scalars: list[torch.Tensor], vectors: list[torch.Tensor]) -> np.ndarray:
-    parts = []
-    if scalars:
-        try:
-            parts.append(torch.stack(scalars).float())
-        except RuntimeError:  # mixed dtypes or devices
-            parts.append(torch.stack([x.float().cpu() for x in scalars]))
-    parts += [v.float().to(parts[0].device if parts else v.device) for v in vectors]
-    if not parts:
-        return np.zeros(0)
-    flat = torch.cat(parts) if len(parts) > 1 else parts[0]
-    return flat.to("cpu", torch.float64).numpy()
-
-
-def _ratio(moved: float, size: float) -> float:
-    return moved / size if size > 0 else math.nan
-
-
-def _is_number(x: Any) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def _positive_int(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{what} must be a whole number >= 1, got {value!r}")
-    return value
+    return guard or None
 
 
 __all__ = ["Watch"]
