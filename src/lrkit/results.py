@@ -17,6 +17,7 @@ classmethod that raises ``ValueError`` on data it cannot read; :class:`Result` a
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,9 @@ class Result:
         raise NotImplementedError
 
     def to_json(self, path: str | Path | None = None) -> str:
-        """The result as JSON text; also written to ``path`` when given (whole, then renamed)."""
-        text = json.dumps(self.to_dict(), indent=1)
+        """The result as strict JSON text (a non-finite number as ``"nan"``, ``"inf"``,
+        ``"-inf"``); also written to ``path`` when given (whole, then renamed)."""
+        text = json.dumps(encode_floats(self.to_dict()), indent=1, allow_nan=False)
         if path is not None:
             path = Path(path)
             partial = path.with_name(path.name + ".partial")
@@ -72,4 +74,27 @@ class Result:
         return cls.from_json(text, source=str(path))
 
 
-__all__ = ["Result"]
+def encode_floats(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by ``"nan"``, ``"inf"`` or ``"-inf"``
+    (in lists and dicts too), so that ``json.dumps`` writes strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)  # 'nan', 'inf', '-inf'
+    if isinstance(value, list | tuple):
+        return [encode_floats(v) for v in value]
+    if isinstance(value, dict):
+        return {k: encode_floats(v) for k, v in value.items()}
+    return value
+
+
+def decode_floats(value: Any) -> Any:
+    """The inverse of :func:`encode_floats`: ``"nan"``, ``"inf"``, ``"-inf"`` back to floats."""
+    if isinstance(value, str) and value in ("nan", "inf", "-inf"):
+        return float(value)
+    if isinstance(value, list):
+        return [decode_floats(v) for v in value]
+    if isinstance(value, dict):
+        return {k: decode_floats(v) for k, v in value.items()}
+    return value
+
+
+__all__ = ["Result", "encode_floats", "decode_floats"]

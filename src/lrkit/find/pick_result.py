@@ -7,13 +7,11 @@ Plain data both ways, like every lrkit result: ``to_dict``/``from_dict``, ``to_j
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
-from ..train.history import decode_floats, encode_floats
+from ..results import Result, decode_floats, encode_floats
 
 
 @dataclass(frozen=True)
@@ -28,7 +26,7 @@ class Trial:
 
 
 @dataclass
-class Pick:
+class Pick(Result):
     """What :func:`~lrkit.find.pick_lr` chose, what it tried, why, and what it cost.
 
     ``lr``: the peak lr to use with ``schedule``; ``cost``: the optimizer steps spent, as a
@@ -116,18 +114,6 @@ class Pick:
         data["window"] = tuple(data["window"])
         data["trials"] = [Trial(**t) for t in data.get("trials", [])]
         return cls(**data)
-
-    def to_json(self, path: str | Path | None = None) -> str:
-        """The pick as JSON text; also written to ``path`` when given."""
-        text = json.dumps(self.to_dict(), indent=1)
-        if path is not None:
-            Path(path).write_text(text + "\n")
-        return text
-
-    @classmethod
-    def from_json(cls, text: str) -> Pick:
-        """The pick that :meth:`to_json` wrote (pass the text: ``Path(p).read_text()``)."""
-        return cls.from_dict(json.loads(text))
 
     def __repr__(self) -> str:
         return (

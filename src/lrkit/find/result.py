@@ -16,7 +16,6 @@ True
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..train.history import decode_floats, encode_floats
+from ..results import Result, decode_floats
 from .rules import Confidence, assess, suggest_all
 
 
@@ -50,7 +49,7 @@ class Curve:
 
 
 @dataclass
-class FindResult:
+class FindResult(Result):
     """What :func:`~lrkit.find.find_lr` measured and suggests.
 
     - ``lrs``, ``losses`` (smoothed), ``raw_losses``: the curve, cut before its first
@@ -203,8 +202,8 @@ class FindResult:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FindResult:
-        """The result :meth:`to_dict` described."""
-        data = dict(data)
+        """The result :meth:`to_dict` described (``"nan"``/``"inf"`` strings read as floats)."""
+        data = decode_floats(dict(data))
         missing = {"lrs", "losses", "raw_losses", "lr", "rule", "confidence"} - set(data)
         if missing:
             raise ValueError(f"not a FindResult: keys {sorted(missing)} are missing")
@@ -215,18 +214,6 @@ class FindResult:
             band=None if band is None else (band[0], band[1]),
             **{k: v for k, v in data.items() if k in cls.__dataclass_fields__},
         )
-
-    def to_json(self, path: str | Path | None = None) -> str:
-        """The result as strict JSON text (NaN as ``"nan"``); also written to ``path``."""
-        text = json.dumps(encode_floats(self.to_dict()), indent=1)
-        if path is not None:
-            Path(path).write_text(text + "\n")
-        return text
-
-    @classmethod
-    def from_json(cls, text: str) -> FindResult:
-        """The result that :meth:`to_json` wrote (pass the text: ``Path(p).read_text()``)."""
-        return cls.from_dict(decode_floats(json.loads(text)))
 
     # -- plotting ------------------------------------------------------------------------------
     def plot(self, path: str | Path | None = None, ax: Any = None) -> Any:

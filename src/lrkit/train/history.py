@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..checks import is_number, whole
+from ..results import decode_floats, encode_floats
 
 HISTORY_FILE = "history.json"
 STEPS_FILE = "steps.csv"
@@ -325,26 +326,3 @@ def _line_of_key(text: str, key: str) -> int | None:
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
-
-
-def encode_floats(value: Any) -> Any:
-    """``value`` with every non-finite float replaced by ``"nan"``, ``"inf"`` or ``"-inf"``
-    (in lists and dicts too), so that ``json.dumps`` writes strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return repr(value)  # 'nan', 'inf', '-inf'
-    if isinstance(value, list):
-        return [encode_floats(v) for v in value]
-    if isinstance(value, dict):
-        return {k: encode_floats(v) for k, v in value.items()}
-    return value
-
-
-def decode_floats(value: Any) -> Any:
-    """The inverse of :func:`encode_floats`: ``"nan"``, ``"inf"``, ``"-inf"`` back to floats."""
-    if isinstance(value, str) and value in ("nan", "inf", "-inf"):
-        return float(value)
-    if isinstance(value, list):
-        return [decode_floats(v) for v in value]
-    if isinstance(value, dict):
-        return {k: decode_floats(v) for k, v in value.items()}
-    return value
