@@ -45,9 +45,9 @@ EXAMPLES = {
         polynomial(100, power=2.0, to=0.05),
         polynomial(80, power=0.5, start=0.5),
     ],
-    "step": [step(30), step(7, gamma=0.5)],
+    "step": [step(30), step(7, gamma=0.5), step(10, gamma=2, steps=95)],
     "multistep": [multistep([10, 50, 60]), multistep([5], gamma=0.3)],
-    "exponential": [exponential(0.99), exponential(1.01)],
+    "exponential": [exponential(0.99), exponential(1.01, steps=500), exponential(0.9, steps=20)],
     "inverse_sqrt": [inverse_sqrt(100), inverse_sqrt(1)],
     "wsd": [
         wsd(100, decay=20),
@@ -207,9 +207,34 @@ def test_multistep_milestones_as_fractions_resolve_against_the_run():
     assert multistep(["30%", "80%"]).resolve(total_steps=1000) == multistep([300, 800])
 
 
-def test_exponential_with_gamma_above_one_grows():
-    assert exponential(1.1)(10) == pytest.approx(1.1**10)
-    assert exponential(1.1).bounds() == (1.0, math.inf)
+def test_exponential_with_gamma_above_one_grows_until_its_steps_then_holds():
+    s = exponential(1.1, steps=50)
+    assert s(10) == pytest.approx(1.1**10)
+    assert s(50) == s(10**9) == pytest.approx(1.1**50)
+    assert s.bounds() == (1.0, pytest.approx(1.1**50)) and s.length == 50
+
+
+@pytest.mark.parametrize(
+    "build, step_named",
+    [
+        (lambda: exponential(2), "at step 40"),
+        (lambda: exponential(2, steps=2000), "at step 40"),
+        (lambda: step(1, 2), "at step 40"),
+        (lambda: step(10, gamma=2, steps=10**6), "at step 400"),
+        (lambda: step("1ep", gamma=2), "after 40 factors of gamma"),
+    ],
+)
+def test_growth_without_an_end_in_range_is_refused_naming_the_step(build, step_named):
+    # fails on 21f979a: exponential(2)(1024) and step(1, 2)(10**6) raised OverflowError
+    with pytest.raises(ValueError, match=f"grows past 1e\\+12 {step_named}.*needs steps=N"):
+        build()
+
+
+def test_growth_with_steps_in_a_fraction_is_checked_once_resolved():
+    s = exponential(2, steps="50%")
+    assert s.resolve(total_steps=60)(10**6) == 2.0**30
+    with pytest.raises(ValueError, match="at step 40"):
+        s.resolve(total_steps=1000)
 
 
 def test_polynomial_power_one_is_the_straight_line():

@@ -56,7 +56,12 @@ def test_schedule_key_may_hold_to_dict_data():
 
 
 def test_schedule_key_beside_other_keys_is_an_error():
-    with pytest.raises(ValueError, match="either 'schedule'.*got also 'type'"):
+    with pytest.raises(ValueError, match="either 'schedule'.*got also 'steps'"):
+        load_schedule({"schedule": SPEC, "steps": 10})
+
+
+def test_type_beside_schedule_is_to_dict_data_whose_field_is_named_schedule():
+    with pytest.raises(ValueError, match="cosine has no argument 'schedule'"):
         load_schedule({"schedule": SPEC, "type": "cosine"})
 
 
@@ -187,7 +192,7 @@ def test_bad_spec_in_a_file_names_the_file_and_the_column(tmp_path):
     with pytest.raises(ValueError) as info:
         load_schedule(path)
     message = str(info.value)
-    assert message.startswith(f"schedule file '{path}': unknown argument 'too' for cosine")
+    assert message.startswith(f"schedule file '{path}', line 1: unknown argument 'too' for cosine")
     assert "at column 22" in message
 
 

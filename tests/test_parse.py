@@ -264,7 +264,7 @@ ERRORS = {
     ),
     "rejected part of a varargs schedule points at that part": (
         "min(cosine(10), -0.5)",
-        "invalid argument to min at column 17: constant value must be >= 0, got -0.5",
+        "invalid argument to min at column 17: min parts must be >= 0, got -0.5",
     ),
     "positional argument after keyword": (
         "cosine(to=0.1, 100)",
@@ -399,6 +399,7 @@ leaves = st.one_of(
 def _trees(children):
     """Trees built both by the operators and straight from the classes (unflattened)."""
     two = st.tuples(children, children)
+    ending = children.filter(lambda s: s.ends())  # repeat and stretch need a schedule that ends
     some = st.lists(children, min_size=1, max_size=3).map(tuple)
     return st.one_of(
         two.map(lambda ab: ab[0] >> ab[1]),
@@ -410,8 +411,8 @@ def _trees(children):
         st.builds(Product, some),
         st.builds(Minimum, some),
         st.builds(clip, children, lo=st.floats(0, 1), hi=st.floats(1, 10)),
-        st.builds(repeat, children, st.none() | st.integers(1, 5)),
-        st.builds(stretch, children, st.none() | lengths),
+        st.builds(repeat, ending, st.none() | st.integers(1, 5)),
+        st.builds(stretch, ending, st.none() | lengths),
     )
 
 

@@ -5,7 +5,8 @@ Conventions shared by every entry (see base.py):
 - ``steps`` is the schedule's length; ``None`` (where allowed) means "the rest of the run";
 - ``start`` is the first value and ``to`` the final one; past its length a schedule holds
   its last value; schedules without a length (``step``, ``exponential``...) never stop;
-- ``gamma`` is a factor applied once per step or per milestone;
+- ``gamma`` is a factor applied once per step or per milestone; a ``gamma > 1`` grows, so
+  ``step`` and ``exponential`` then need ``steps`` (where the growth stops) to stay in range;
 - each docstring has a line ``formula: <python expression>`` in ``t`` and the fields,
   possibly followed by ``where:`` lines that define its helper names; a test evaluates it.
 
@@ -21,14 +22,18 @@ from bisect import bisect_right
 from dataclasses import MISSING, dataclass
 from typing import Any
 
+from ..checks import number
 from .base import (
+    MAX_VALUE,
     Length,
     Schedule,
     check_length,
     check_positive,
     length_field,
     lengths_field,
+    power,
     register,
+    short,
 )
 
 
@@ -52,16 +57,40 @@ def _number(s: Schedule, *names: str, zero: bool = True) -> None:
 def _gamma(s: Schedule, name: str = "gamma", *, at_most_one: bool = False) -> None:
     """A factor per step or milestone: > 0, and <= 1 where growth makes no sense."""
     value = getattr(s, name)
-    ok = (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and 0 < value < math.inf
-        and (value <= 1 or not at_most_one)
-    )
-    if not ok:
+    try:
+        value = number(value, name, low=0, low_open=True, high=1 if at_most_one else MAX_VALUE)
+    except (ValueError, OverflowError):  # OverflowError: an int too large for a float
         accepted = "0 < x <= 1" if at_most_one else "a finite number > 0"
-        raise ValueError(f"{s.name} {name} must be {accepted}, got {value!r}")
-    _set(s, name, float(value))
+        raise ValueError(f"{s.name} {name} must be {accepted}, got {short(value)}") from None
+    _set(s, name, value)
+
+
+def _growth(s: Schedule, per: Length) -> None:
+    """A ``gamma > 1`` grows without end: refuse it unless ``steps`` stops it in range.
+
+    ``per``: steps per factor of gamma (``every`` for step, 1 for exponential). The message
+    names the first step whose value would pass MAX_VALUE. Lengths like '5%' are checked once
+    resolved (the resolved copy is built again).
+    """
+    if s.gamma <= 1:
+        return
+    first = math.floor(math.log(MAX_VALUE) / math.log(s.gamma)) + 1  # factors to pass it
+    known = type(per) is int
+    if s.steps is None or (known and type(s.steps) is int and s.steps // per >= first):
+        at = f" at step {first * per:,}" if known else f" after {first:,} factors of gamma"
+        below = f", with N below {first * per:,}" if known else ""
+        raise ValueError(
+            f"{short(s)} grows past {MAX_VALUE:g}{at} (and past float range later): a gamma"
+            f" above 1 needs steps=N, the step where it stops growing and holds its value{below};"
+            " or give a gamma <= 1"
+        )
+
+
+def _grown(gamma: float, factors: Length, steps: Length | None) -> tuple[float, float]:
+    """Bounds of ``gamma ** k`` for k up to ``factors`` (unbounded until lengths resolve)."""
+    if steps is None or type(factors) is not int:
+        return _growth_bounds(gamma)
+    return _between(1.0, power(gamma, factors))
 
 
 def _increasing(s: Schedule, name: str, values: tuple[Length, ...]) -> None:
@@ -116,6 +145,10 @@ class Constant(Schedule):
 
     def __call__(self, t: float) -> float:
         return self.value
+
+    @property
+    def static(self) -> bool:
+        return True
 
     def bounds(self):
         return (self.value, self.value)
@@ -233,9 +266,11 @@ class Polynomial(Schedule):
 @register("step")
 @dataclass(frozen=True, repr=False)
 class Step(Schedule):
-    """Multiply by ``gamma`` every ``every`` steps, forever (torch's StepLR).
+    """Multiply by ``gamma`` every ``every`` steps, forever or until ``steps`` (torch's StepLR).
 
-    formula: gamma ** floor(t / every)
+    formula: gamma ** floor(min(t, steps if steps is not None else t) / every)
+
+    A ``gamma > 1`` grows and needs ``steps``: ``step(10, gamma=2, steps=100)``.
 
     >>> [step(30, gamma=0.5)(t) for t in (0, 29, 30, 60)]
     [1.0, 1.0, 0.5, 0.25]
@@ -243,18 +278,24 @@ class Step(Schedule):
 
     every: Length = length_field(MISSING)
     gamma: float = 0.1
+    steps: Length | None = length_field()
 
     def __post_init__(self):
         _length(self, "every", required=True)
         _gamma(self)
+        _length(self, "steps")
+        _growth(self, self.every)
 
     _positional = _leading("every")
 
     def __call__(self, t: float) -> float:
+        if self.steps is not None:
+            t = min(t, self.needs(self.steps))
         return self.gamma ** math.floor(t / self.needs(self.every, "every"))
 
     def bounds(self):
-        return _growth_bounds(self.gamma)
+        ok = type(self.every) is int and type(self.steps) is int
+        return _grown(self.gamma, self.steps // self.every if ok else "?", self.steps)
 
 
 @register("multistep")
@@ -286,33 +327,40 @@ class MultiStep(Schedule):
         return self.milestones[-1]
 
     def bounds(self):
-        last = self.gamma ** len(self.milestones)
+        last = power(self.gamma, len(self.milestones))
         return (min(1.0, last), max(1.0, last))
 
 
 @register("exponential")
 @dataclass(frozen=True, repr=False)
 class Exponential(Schedule):
-    """Multiply by ``gamma`` every step, forever (torch's ExponentialLR); gamma > 1 grows.
+    """Multiply by ``gamma`` every step, forever or until ``steps`` (torch's ExponentialLR).
 
-    formula: gamma ** t
+    formula: gamma ** min(t, steps if steps is not None else t)
+
+    A ``gamma > 1`` grows and needs ``steps``: ``exponential(1.01, steps=500)``.
 
     >>> exponential(0.5)(3)
     0.125
     """
 
     gamma: float = 0.99
+    steps: Length | None = length_field()
 
     def __post_init__(self):
         _gamma(self)
+        _length(self, "steps")
+        _growth(self, 1)
 
     _positional = _leading("gamma")
 
     def __call__(self, t: float) -> float:
+        if self.steps is not None:
+            t = min(t, self.needs(self.steps))
         return self.gamma**t
 
     def bounds(self):
-        return _growth_bounds(self.gamma)
+        return _grown(self.gamma, self.steps, self.steps)
 
 
 @register("inverse_sqrt")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import MISSING, dataclass, field
 
-from .base import Length, Schedule, check_choice, length_field, register
+from .base import Length, Schedule, check_choice, check_whole, length_field, register
 from .catalogue import _between, _gamma, _leading, _length, _number, _set
 
 _COOLDOWNS = ("linear", "cosine", "1-sqrt")
@@ -100,12 +100,7 @@ class CosineRestarts(Schedule):
 
     def __post_init__(self):
         _length(self, "period", required=True)
-        mult = self.mult
-        if isinstance(mult, float) and mult.is_integer():
-            mult = int(mult)
-        if isinstance(mult, bool) or not isinstance(mult, int) or mult < 1:
-            raise ValueError(f"{self.name} mult must be a whole number >= 1, got {self.mult!r}")
-        _set(self, "mult", mult)
+        _set(self, "mult", check_whole(self.mult, f"{self.name} mult", least=1))
         _gamma(self, "decay", at_most_one=True)
         _number(self, "to")
 

@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import weakref
 from typing import Any
 
 import torch
-from torch.optim.lr_scheduler import LRScheduler
+from torch.optim.lr_scheduler import ChainedScheduler, LRScheduler, SequentialLR
 
-from .base import Schedule, check_choice
-from .combinators import as_schedule
+from ..checks import is_finite_number, is_number, whole
+from .base import Schedule, check_choice, huge, short
+from .config import as_schedule
 from .plateau import Plateau
 
 _AFTER_END = ("hold", "error")
@@ -59,6 +61,11 @@ class Driver(LRScheduler):
     schedule with plateaus can use ``"interval": "epoch", "reduce_on_plateau": True,
     "monitor": "val_loss"`` and Lightning calls ``driver.step(val_loss)`` once an epoch.
     Hugging Face's Trainer takes ``optimizers=(optimizer, driver)``.
+
+    A Driver is a whole schedule: it refuses to run inside torch's ``SequentialLR`` or
+    ``ChainedScheduler`` (ValueError), which would fight it over the lr; compose the parts with
+    ``>>`` and ``*`` instead. torch's ``last_epoch=`` is accepted only as ``-1`` (a fresh
+    start): to resume, build the Driver as before and call :meth:`load_state_dict`.
     """
 
     def __init__(
@@ -73,9 +80,17 @@ class Driver(LRScheduler):
         base_lr: float | list[float] | None = None,
         after_end: str = "hold",
         count: str = "applied",
+        last_epoch: int = -1,
     ) -> None:
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"Driver needs a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        if last_epoch != -1 or not is_number(last_epoch):
+            raise ValueError(
+                f"Driver does not resume from last_epoch={last_epoch!r} (torch's way, which cannot"
+                " restore plateau states): build the Driver as before, then call"
+                " driver.load_state_dict(state) with the driver.state_dict() you saved; it"
+                " restores the step, the plateaus and the lrs"
+            )
         self.optimizer = optimizer
         self.after_end = check_choice(after_end, "Driver after_end", _AFTER_END)
         self.count = check_choice(count, "Driver count", _COUNT)
@@ -194,6 +209,8 @@ class Driver(LRScheduler):
         plain ``step()`` does nothing; ``step(metric)`` works like
         ``ReduceLROnPlateau.step(metric)`` (what Lightning calls with a monitored metric).
         """
+        if sys._getframe(1).f_code in _WRAPPERS:
+            self._refuse_wrapper("ChainedScheduler")
         self._step_count += 1
         if self.count == "calls":
             self._advance()
@@ -233,8 +250,19 @@ class Driver(LRScheduler):
 
     @last_epoch.setter
     def last_epoch(self, value: int) -> None:
-        self._step = int(value)
+        if value < 0:  # SequentialLR undoes its schedulers' first step: last_epoch -= 1
+            self._write(min(self._step, self.end))  # put back the lr it reset
+            self._refuse_wrapper("SequentialLR")
+        self._step = whole(value, "Driver last_epoch")
         self._write(min(self._step, self.end))
+
+    def _refuse_wrapper(self, wrapper: str) -> None:
+        raise ValueError(
+            f"a Driver cannot run inside torch's {wrapper}: the Driver writes the whole lr at"
+            " every update, so the two would overwrite each other. Compose the schedules in one"
+            " Driver instead: Driver(opt, constant(0.1, 20) >> exponential(0.9)) for"
+            " SequentialLR, Driver(opt, warmup(100) * exponential(0.99)) for ChainedScheduler"
+        )
 
     def set_base_lrs(self, base_lrs: float | list[float]) -> None:
         """Replace the base lrs (one number, or one per group) and rewrite the groups now.
@@ -328,12 +356,18 @@ def _resolved(spec: Any, what: str, total: int | None, per_epoch: int | None) ->
     return schedule
 
 
+_WRAPPERS = {ChainedScheduler.step.__code__, SequentialLR.step.__code__}
+
+
 def _steps_or_none(value: Any, what: str) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{what} must be a whole number of steps >= 1 (or None), got {value!r}")
-    return value
+    try:
+        return whole(value, what, least=1)
+    except ValueError:
+        raise ValueError(
+            f"{what} must be a whole number of steps >= 1 (or None), got {value!r}"
+        ) from None
 
 
 def _float(value: Any) -> float:
@@ -343,7 +377,7 @@ def _float(value: Any) -> float:
 def _base_lrs(base_lr: Any, groups: list[dict[str, Any]]) -> list[float]:
     if base_lr is None:  # torch's convention: "initial_lr" when a scheduler already set it
         return [_float(g.get("initial_lr", g["lr"])) for g in groups]
-    if isinstance(base_lr, int | float) and not isinstance(base_lr, bool):
+    if is_number(base_lr):
         values = [base_lr] * len(groups)
     elif isinstance(base_lr, list | tuple) and len(base_lr) == len(groups):
         values = list(base_lr)
@@ -353,8 +387,8 @@ def _base_lrs(base_lr: Any, groups: list[dict[str, Any]]) -> list[float]:
             f" param group); got {base_lr!r}"
         )
     for v in values:
-        if isinstance(v, bool) or not isinstance(v, int | float) or not v >= 0 or v == math.inf:
-            raise ValueError(f"Driver base_lr values must be finite numbers >= 0, got {v!r}")
+        if huge(v) or not is_finite_number(v) or v < 0:
+            raise ValueError(f"Driver base_lr values must be finite numbers >= 0, got {short(v)}")
     return [float(v) for v in values]
 
 
