@@ -465,3 +465,36 @@ def test_numbers_are_stored_as_floats_so_equal_schedules_print_alike():
         linear(10, start=1, to=0) == linear(10) and repr(linear(10, start=1, to=0)) == "linear(10)"
     )
     assert type(step(10, gamma=1).gamma) is float
+
+
+# -- values stay in range: refused when built, never an arithmetic error when called ---------
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (lambda: cyclical(1e308), r"cyclical up must be at most 1,000,000,000,000 steps"),
+        (lambda: cosine(1, 1e308), r"cosine to must be at most 1e\+12, got 1e\+308"),
+        (lambda: cosine_restarts(1, to=1e308), r"cosine_restarts to must be at most 1e\+12"),
+        (lambda: constant(10**400), r"constant value must be a finite number, got 1000"),
+        (lambda: linear(10**400), r"linear steps must be at most 1,000,000,000,000 steps"),
+        (lambda: one_cycle(100, div=1e-300), r"one_cycle\(100, div=1e-300\) can reach 1e\+300"),
+        (lambda: multistep([1, 2], gamma=1e10), r"can reach 1e\+20, outside the values"),
+    ],
+)
+def test_values_that_would_leave_float_range_are_refused_when_built(build, message):
+    # fails on 21f979a: cyclical(1e308)(0) ZeroDivisionError, cosine(1, 1e308)(0) -inf,
+    # cosine_restarts(1, to=1e308) * 0 nan, constant(10**400) OverflowError
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
+def test_a_length_in_epochs_past_the_longest_is_refused_when_resolved():
+    with pytest.raises(ValueError, match="more than the most a length may be"):
+        cosine("100000000000ep").resolve(steps_per_epoch=1000)
+
+
+@pytest.mark.parametrize("kind", sorted(EXAMPLES))
+def test_values_are_finite_far_past_any_run(kind):
+    for s in EXAMPLES[kind]:
+        for t in (10**6, 10**9, 10**12, 10**15, 2**53, 1e18):
+            v = s(t)
+            assert math.isfinite(v) and v >= 0, f"{s!r} at step {t}: {v}"

@@ -33,9 +33,10 @@ from .base import ALIASES, REGISTRY, Schedule, short
 from .combinators import bare, part, product, sequence
 from .tokens import WORDS, ScheduleSyntaxError, Token, describe, tokenize
 
-__all__ = ["ScheduleSyntaxError", "parse", "MAX_NESTING"]
+__all__ = ["ScheduleSyntaxError", "parse", "MAX_NESTING", "MAX_SPEC_CHARS"]
 
 MAX_NESTING = 32  # brackets open at once; deeper specs are refused (and Python's stack is safe)
+MAX_SPEC_CHARS = 250_000  # a spec longer than this is refused before it is read
 
 
 # -- parser ---------------------------------------------------------------------------------
@@ -351,6 +352,13 @@ def parse(text: str) -> Schedule:
     """
     if not isinstance(text, str):
         raise TypeError(f"parse() takes the text form of a schedule, got {type(text).__name__}")
+    if len(text) > MAX_SPEC_CHARS:
+        raise ScheduleSyntaxError(
+            f"the spec is {len(text):,} characters long; a schedule spec may be at most"
+            f" {MAX_SPEC_CHARS:,}",
+            text,
+            MAX_SPEC_CHARS + 1,
+        )
     try:
         return _Parser(text).spec_()
     except RecursionError:  # only on a stack already deep when parse() was called

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import reprlib
 from decimal import Decimal
 from typing import Any
 
@@ -26,9 +27,19 @@ _EPOCHS = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*ep(?:och|ochs)?\s*$")
 _INTEGER = re.compile(r"^\s*\d+\s*$")
 
 
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 80
+_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = 6
+_SHORT.maxlevel = 3
+
+
 def short(value: Any, most: int = 80) -> str:
-    """``repr(value)``, cut in the middle to at most ``most`` characters (for messages)."""
-    text = value if isinstance(value, str) and value.startswith("<") else repr(value)
+    """``repr(value)`` kept to about ``most`` characters (for messages about huge values).
+
+    Containers and strings are cut without building their whole repr; a schedule's repr is
+    cut in the middle.
+    """
+    text = _SHORT.repr(value) if isinstance(value, str | dict | list | tuple) else repr(value)
     if len(text) <= most:
         return text
     half = (most - 5) // 2
@@ -86,6 +97,8 @@ def check_length(value: Any, what: str, *, zero: bool = False) -> Length:
     )
     if not is_number(value) and not isinstance(value, str):
         raise ValueError(f"{what} must be {accepted}; got {short(value)}")
+    if isinstance(value, float) and value > MAX_STEPS:
+        raise ValueError(f"{what} must be at most {MAX_STEPS:,} steps, got {value!r}")
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, int):
