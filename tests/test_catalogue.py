@@ -498,3 +498,22 @@ def test_values_are_finite_far_past_any_run(kind):
         for t in (10**6, 10**9, 10**12, 10**15, 2**53, 1e18):
             v = s(t)
             assert math.isfinite(v) and v >= 0, f"{s!r} at step {t}: {v}"
+
+
+@pytest.mark.parametrize(
+    "spec", ["exponential(2)", "step(1, 2)", "cyclical(1e308)", "cosine(1, 1e308)"]
+)
+def test_schedule_show_refuses_an_out_of_range_schedule_in_one_line(capsys, spec):
+    # fails on 21f979a: `lrkit schedule show "exponential(2)" --steps 2000` ended in a traceback
+    from lrkit.cli import main
+
+    status = main(["schedule", "show", spec, "--steps", "2000"])
+    out, err = capsys.readouterr()
+    assert status == 2 and err.startswith("lrkit: error: schedule") and "Traceback" not in err
+
+
+def test_schedule_show_of_a_growth_with_steps_holds_past_them(capsys):
+    from lrkit.cli import main
+
+    assert main(["schedule", "show", "exponential(2, steps=30)", "--steps", "2000"]) == 0
+    assert "max 1.074e+09" in capsys.readouterr().out.replace("\n", "")
