@@ -263,8 +263,8 @@ def test_no_module_of_the_schedules_imports_one_above_it():
     import lrkit.schedules as package
 
     order = [
-        "units", "base", "catalogue", "cyclic", "piecewise", "plateau", "combinators",
-        "shaping", "tokens", "parse", "config", "driver", "__init__",
+        "units", "base", "fields", "catalogue", "cyclic", "piecewise", "plateau", "combinators",
+        "shaping", "tokens", "parse", "config", "groups", "driver", "__init__",
     ]  # fmt: skip
     folder = Path(package.__file__).parent
     assert sorted(p.stem for p in folder.glob("*.py")) == sorted(order)
@@ -274,7 +274,16 @@ def test_no_module_of_the_schedules_imports_one_above_it():
             if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
                 used = node.module.split(".")[0]
                 assert order.index(used) < order.index(name), f"{name} imports {used}"
-    algebra = ("base", "catalogue", "cyclic", "piecewise", "plateau", "combinators", "shaping")
+    algebra = (
+        "base",
+        "fields",
+        "catalogue",
+        "cyclic",
+        "piecewise",
+        "plateau",
+        "combinators",
+        "shaping",
+    )
     for name in algebra:
         text = (folder / f"{name}.py").read_text()
         assert "parse" not in {

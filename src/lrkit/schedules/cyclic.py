@@ -13,7 +13,7 @@ import math
 from dataclasses import MISSING, dataclass, field
 
 from .base import Length, Schedule, check_choice, check_whole, length_field, register
-from .catalogue import _between, _gamma, _leading, _length, _number, _set
+from .fields import _between, _gamma, _leading, _length, _number, _set
 
 _COOLDOWNS = ("linear", "cosine", "1-sqrt")
 

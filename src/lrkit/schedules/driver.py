@@ -24,9 +24,10 @@ from typing import Any
 import torch
 from torch.optim.lr_scheduler import ChainedScheduler, LRScheduler, SequentialLR
 
-from ..checks import is_finite_number, is_number, whole
-from .base import Schedule, check_choice, huge, short
+from ..checks import is_number, whole
+from .base import Schedule, check_choice
 from .config import as_schedule
+from .groups import as_float, check_base_lrs, momentum_key, steps_or_none
 from .plateau import Plateau
 
 _AFTER_END = ("hold", "error")
@@ -94,17 +95,17 @@ class Driver(LRScheduler):
         self.optimizer = optimizer
         self.after_end = check_choice(after_end, "Driver after_end", _AFTER_END)
         self.count = check_choice(count, "Driver count", _COUNT)
-        self.total_steps = _steps_or_none(total_steps, "Driver total_steps")
-        self.steps_per_epoch = _steps_or_none(steps_per_epoch, "Driver steps_per_epoch")
+        self.total_steps = steps_or_none(total_steps, "Driver total_steps")
+        self.steps_per_epoch = steps_or_none(steps_per_epoch, "Driver steps_per_epoch")
         groups = optimizer.param_groups
         self.schedule = _resolved(schedule, "schedule", total_steps, steps_per_epoch)
         self.momentum = _resolved(momentum, "momentum", total_steps, steps_per_epoch)
         self.weight_decay = _resolved(weight_decay, "weight_decay", total_steps, steps_per_epoch)
 
-        self.base_lrs = _base_lrs(base_lr, groups)
+        self.base_lrs = check_base_lrs(base_lr, groups)
         self._momentum_key = None
         if self.momentum is not None:
-            self._momentum_key = _momentum_key(groups)
+            self._momentum_key = momentum_key(groups)
             length = self.momentum.length
             for t in (0, length) if type(length) is int else (0,):
                 m = self.momentum(t)
@@ -123,9 +124,9 @@ class Driver(LRScheduler):
 
         # all checked: from here on the optimizer is written to
         for group in groups:
-            group.setdefault("initial_lr", _float(group["lr"]))
+            group.setdefault("initial_lr", as_float(group["lr"]))
             if self.weight_decay is not None:
-                group.setdefault("initial_weight_decay", _float(group["weight_decay"]))
+                group.setdefault("initial_weight_decay", as_float(group["weight_decay"]))
 
         length = self.schedule.length
         self.end = length if type(length) is int else math.inf  # the lr schedule's last step
@@ -270,7 +271,7 @@ class Driver(LRScheduler):
         The schedule keeps its shape and position: ``lr = new_base_lr * schedule(step)``. The
         watch pillar's guard and ``ReduceLROnPlateau`` lower the lr this way.
         """
-        self.base_lrs = _base_lrs(base_lrs, self.optimizer.param_groups)
+        self.base_lrs = check_base_lrs(base_lrs, self.optimizer.param_groups)
         self._write(min(self._step, self.end))
 
     def close(self) -> None:
@@ -357,51 +358,6 @@ def _resolved(spec: Any, what: str, total: int | None, per_epoch: int | None) ->
 
 
 _WRAPPERS = {ChainedScheduler.step.__code__, SequentialLR.step.__code__}
-
-
-def _steps_or_none(value: Any, what: str) -> int | None:
-    if value is None:
-        return None
-    try:
-        return whole(value, what, least=1)
-    except ValueError:
-        raise ValueError(
-            f"{what} must be a whole number of steps >= 1 (or None), got {value!r}"
-        ) from None
-
-
-def _float(value: Any) -> float:
-    return float(value.item()) if isinstance(value, torch.Tensor) else float(value)
-
-
-def _base_lrs(base_lr: Any, groups: list[dict[str, Any]]) -> list[float]:
-    if base_lr is None:  # torch's convention: "initial_lr" when a scheduler already set it
-        return [_float(g.get("initial_lr", g["lr"])) for g in groups]
-    if is_number(base_lr):
-        values = [base_lr] * len(groups)
-    elif isinstance(base_lr, list | tuple) and len(base_lr) == len(groups):
-        values = list(base_lr)
-    else:
-        raise ValueError(
-            f"Driver base_lr must be None, a number or a list of {len(groups)} numbers (one per"
-            f" param group); got {base_lr!r}"
-        )
-    for v in values:
-        if huge(v) or not is_finite_number(v) or v < 0:
-            raise ValueError(f"Driver base_lr values must be finite numbers >= 0, got {short(v)}")
-    return [float(v) for v in values]
-
-
-def _momentum_key(groups: list[dict[str, Any]]) -> str:
-    keys = ["betas" if "betas" in g else "momentum" if "momentum" in g else None for g in groups]
-    if None in keys or len(set(keys)) != 1:
-        bad = keys.index(None) if None in keys else 0
-        raise ValueError(
-            "a momentum schedule needs an optimizer with 'momentum' (SGD, RMSprop) or 'betas'"
-            f" (Adam, AdamW, ...) in every param group; group {bad} has keys"
-            f" {sorted(groups[bad])}"
-        )
-    return keys[0]
 
 
 def _describe(data: Any) -> str:
