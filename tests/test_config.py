@@ -308,3 +308,15 @@ def test_a_huge_name_in_data_gives_a_short_message_quickly():
             load_schedule(data)
         assert len(str(info.value).splitlines()[0]) < 500
     assert time.perf_counter() - begin < 5
+
+
+def test_shared_lists_in_data_are_counted_at_every_use_and_refused_past_the_limit():
+    import time
+
+    nested: list = [1] * 9
+    for _ in range(8):  # nine levels of nine references to one list: 9**9 values if expanded
+        nested = [nested] * 9
+    begin = time.perf_counter()
+    with pytest.raises(ValueError, match="more than 100,000 values and parts is not accepted"):
+        load_schedule({"type": "piecewise_constant", "boundaries": nested, "values": [1, 2]})
+    assert time.perf_counter() - begin < 5

@@ -335,24 +335,25 @@ def from_dict(data: dict[str, Any]) -> Schedule:
         return data
     if not isinstance(data, dict) or "type" not in data:
         raise ValueError(f"a schedule must be a mapping with a 'type' key, got {short(data)}")
-    return _from_dict(data, 0)
+    return _from_dict(data, 0, [0])
 
 
 MAX_DEPTH = 64  # schedules nested deeper than this are refused (text, data and files alike)
+MAX_ITEMS = 100_000  # values and parts in one schedule's data; more is refused, not expanded
 
 ALIASES = {"minimum": "min", "maximum": "max"}  # the Python names, accepted in text and data
 
 
-def _from_dict(data: dict[Any, Any], depth: int) -> Schedule:
+def _from_dict(data: dict[Any, Any], depth: int, seen: list[int]) -> Schedule:
     try:
-        return _build(data, depth)
+        return _build(data, depth, seen)
     except ValueError as e:  # note the innermost mapping at fault (config files name its line)
         if not hasattr(e, "schedule_data"):
             e.schedule_data = data  # type: ignore[attr-defined]
         raise
 
 
-def _build(data: dict[Any, Any], depth: int) -> Schedule:
+def _build(data: dict[Any, Any], depth: int, seen: list[int]) -> Schedule:
     if depth > MAX_DEPTH:
         raise ValueError(f"a schedule nested more than {MAX_DEPTH} levels deep is not accepted")
     name = data["type"]
@@ -374,7 +375,7 @@ def _build(data: dict[Any, Any], depth: int) -> Schedule:
     missing = [f.name for f in fields if _required(f) and f.name not in data]
     if missing:
         raise ValueError(f"{cls.name} needs {', '.join(missing)}; it takes: {', '.join(known)}")
-    kwargs = {k: _from_plain(v, depth + 1) for k, v in data.items() if k != "type"}
+    kwargs = {k: _from_plain(v, depth + 1, seen) for k, v in data.items() if k != "type"}
     try:
         return cls(**kwargs)
     except TypeError as e:  # a value of the wrong kind deep in a constructor
@@ -385,11 +386,16 @@ def _required(f: dataclasses.Field) -> bool:
     return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
 
 
-def _from_plain(value: Any, depth: int) -> Any:
+def _from_plain(value: Any, depth: int, seen: list[int]) -> Any:
+    """One value of ``to_dict()`` data; ``seen[0]`` counts the items read so far (the same
+    list met through many references, as YAML aliases make, counts every time)."""
     if depth > MAX_DEPTH:
         raise ValueError(f"a schedule nested more than {MAX_DEPTH} levels deep is not accepted")
+    seen[0] += 1
+    if seen[0] > MAX_ITEMS:
+        raise ValueError(f"a schedule of more than {MAX_ITEMS:,} values and parts is not accepted")
     if isinstance(value, dict) and "type" in value:
-        return _from_dict(value, depth)
+        return _from_dict(value, depth, seen)
     if isinstance(value, list | tuple):
-        return tuple(_from_plain(v, depth + 1) for v in value)
+        return tuple(_from_plain(v, depth + 1, seen) for v in value)
     return value
