@@ -31,6 +31,9 @@ from typing import Any, ClassVar
 from .units import (  # noqa: F401  (re-exported: the catalogue builds on these)
     _EPOCHS,
     _PERCENT,
+    ALIASES,
+    MAX_DEPTH,
+    MAX_ITEMS,
     MAX_STEPS,
     MAX_VALUE,
     Length,
@@ -43,6 +46,7 @@ from .units import (  # noqa: F401  (re-exported: the catalogue builds on these)
     length_field,
     lengths_field,
     power,
+    required,
     short,
 )
 
@@ -51,14 +55,15 @@ REGISTRY: dict[str, type[Schedule]] = {}
 
 def _relative(s: Schedule) -> bool:
     """Whether any length in the tree is still relative to the run ('5%', '2ep')."""
-    for node in s.walk():
-        for f in dataclasses.fields(node):  # type: ignore[arg-type]
-            value = getattr(node, f.name)
-            if f.metadata.get("kind") == "length" and isinstance(value, str):
-                return True
-            if f.metadata.get("kind") == "lengths" and any(isinstance(v, str) for v in value):
-                return True
-    return False
+    return any(
+        isinstance(v, str)
+        for node in s.walk()
+        for f in dataclasses.fields(node)  # type: ignore[arg-type]
+        if f.metadata.get("kind") in ("length", "lengths")
+        for v in (
+            getattr(node, f.name) if f.metadata["kind"] == "lengths" else (getattr(node, f.name),)
+        )
+    )
 
 
 def register(name: str):
@@ -338,12 +343,6 @@ def from_dict(data: dict[str, Any]) -> Schedule:
     return _from_dict(data, 0, [0])
 
 
-MAX_DEPTH = 64  # schedules nested deeper than this are refused (text, data and files alike)
-MAX_ITEMS = 100_000  # values and parts in one schedule's data; more is refused, not expanded
-
-ALIASES = {"minimum": "min", "maximum": "max"}  # the Python names, accepted in text and data
-
-
 def _from_dict(data: dict[Any, Any], depth: int, seen: list[int]) -> Schedule:
     try:
         return _build(data, depth, seen)
@@ -372,7 +371,7 @@ def _build(data: dict[Any, Any], depth: int, seen: list[int]) -> Schedule:
         raise ValueError(
             f"{cls.name} has no argument {short(unknown[0])}; it takes: {', '.join(sorted(known))}"
         )
-    missing = [f.name for f in fields if _required(f) and f.name not in data]
+    missing = [f.name for f in fields if required(f) and f.name not in data]
     if missing:
         raise ValueError(f"{cls.name} needs {', '.join(missing)}; it takes: {', '.join(known)}")
     kwargs = {k: _from_plain(v, depth + 1, seen) for k, v in data.items() if k != "type"}
@@ -380,10 +379,6 @@ def _build(data: dict[Any, Any], depth: int, seen: list[int]) -> Schedule:
         return cls(**kwargs)
     except TypeError as e:  # a value of the wrong kind deep in a constructor
         raise ValueError(f"{cls.name}: {e}") from None
-
-
-def _required(f: dataclasses.Field) -> bool:
-    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
 
 
 def _from_plain(value: Any, depth: int, seen: list[int]) -> Any:

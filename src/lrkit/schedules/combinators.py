@@ -30,6 +30,7 @@ from .base import (
     define_operators,
     lengths_field,
     register,
+    required,
     short,
 )
 from .catalogue import Constant
@@ -56,11 +57,7 @@ def part(value: Any, what: str = "part") -> Schedule:
 
 def bare(cls: type[Schedule]) -> Schedule:
     """``cls`` with its defaults; a ValueError naming what it needs when it has none."""
-    missing = [
-        f.name
-        for f in dataclasses.fields(cls)  # type: ignore[arg-type]
-        if f.init and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    ]
+    missing = [f.name for f in dataclasses.fields(cls) if f.init and required(f)]  # type: ignore[arg-type]
     if missing:
         args = ", ".join(f"{name}=..." for name in missing)
         raise ValueError(f"{cls.name} needs {', '.join(missing)}: write {cls.name}({args})")

@@ -29,7 +29,7 @@ import re
 from typing import Any, NamedTuple
 
 from ..checks import is_number
-from .base import ALIASES, REGISTRY, Schedule, short
+from .base import ALIASES, REGISTRY, Schedule, required, short
 from .combinators import bare, part, product, sequence
 from .tokens import WORDS, ScheduleSyntaxError, Token, describe, tokenize
 
@@ -289,7 +289,7 @@ class _Parser:
             if a.key in bound:
                 raise self.fail(a.key_col, f"argument {a.key!r} of {cls.name} given twice")
             bound[a.key] = a
-        missing = [n for n, f in fields.items() if _required(f) and n not in bound]
+        missing = [n for n, f in fields.items() if required(f) and n not in bound]
         if missing:
             args_ = ", ".join(f"{n}=..." for n in missing)
             raise self.fail(
@@ -326,10 +326,6 @@ class _Parser:
 def _mentions(message: str, text: str) -> bool:
     """Whether ``text`` stands in ``message`` as a whole word or number."""
     return re.search(rf"(?<![\w.-]){re.escape(text)}(?![\w]|\.\d)", message) is not None
-
-
-def _required(f: dataclasses.Field) -> bool:
-    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
 
 
 def _close(name: str, names) -> str | None:

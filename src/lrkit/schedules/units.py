@@ -19,6 +19,9 @@ from ..checks import is_number, whole
 
 Length = int | str  # whole steps, "5%" of the run, or "2ep" epochs
 
+MAX_DEPTH = 64  # schedules nested deeper than this are refused (text, data and files alike)
+MAX_ITEMS = 100_000  # values and parts in one schedule's data; more is refused, not expanded
+ALIASES = {"minimum": "min", "maximum": "max"}  # the Python names, accepted in text and data
 MAX_VALUE = 1e12  # the largest value any schedule may take (a multiplier or an absolute lr)
 MAX_STEPS = 10**12  # the longest length, in steps (far past any run, far inside float range)
 
@@ -189,3 +192,8 @@ class Run:
                 f" epoch, more than the most a length may be ({MAX_STEPS:,} steps)"
             )
         return steps
+
+
+def required(f: dataclasses.Field) -> bool:
+    """Whether a dataclass field has no default (a schedule cannot be built without it)."""
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
