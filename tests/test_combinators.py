@@ -289,3 +289,15 @@ def test_no_module_of_the_schedules_imports_one_above_it():
         assert "parse" not in {
             n.module for n in ast.walk(ast.parse(text)) if isinstance(n, ast.ImportFrom)
         }
+
+
+@pytest.mark.parametrize("build", [repeat, stretch], ids=["repeat", "stretch"])
+def test_an_unresolved_repeat_or_stretch_says_to_resolve_it_in_plain_words(build):
+    # on 21f979a: "... has no length (its schedule needs steps): give it length (its schedule
+    # needs steps)=N ..."
+    with pytest.raises(
+        ValueError,
+        match=r"cannot be evaluated yet: the length of its schedule is"
+        r" the rest of the run; call resolve\(total_steps=",
+    ):
+        build(cosine())(3)

@@ -237,7 +237,7 @@ def test_a_mutated_text_parses_to_a_sound_schedule_or_gives_a_syntax_error(text)
         assert time.perf_counter() - begin < 2.0
         return
     assert time.perf_counter() - begin < 2.0
-    assert parse(repr(s)) == s
+    assert parse(repr(s)) == s and from_dict(json.loads(json.dumps(s.to_dict()))) == s
     try:
         r = resolve(s)
     except ValueError:
@@ -303,12 +303,17 @@ def _hashable(x) -> bool:
 @settings(max_examples=150, deadline=None)
 @given(mutated_data())
 def test_mutated_config_data_loads_to_a_sound_schedule_or_gives_a_value_error(data):
+    import time
+
     from lrkit.schedules import load_schedule
 
+    begin = time.perf_counter()
     try:
         s = load_schedule(data)
     except ValueError:
+        assert time.perf_counter() - begin < 2.0
         return
+    assert time.perf_counter() - begin < 2.0
     try:
         r = resolve(s)
     except ValueError:

@@ -154,7 +154,7 @@ class Repeat(Schedule):
         return Repeat(self.schedule._resolve(run, inner_rest), self.times)
 
     def __call__(self, t: float) -> float:
-        n = self.needs(self.schedule.length, "length (its schedule needs steps)")
+        n = _inner_length(self)
         if self.times is not None and t >= self.times * n:
             return self.schedule(n)
         return self.schedule(t % n)
@@ -196,11 +196,23 @@ class Stretch(Schedule):
         return Stretch(self.schedule._resolve(run, None), steps)
 
     def __call__(self, t: float) -> float:
-        n = self.needs(self.schedule.length, "length (its schedule needs steps)")
+        n = _inner_length(self)
         return self.schedule(t * n / self.needs(self.steps))
 
     def bounds(self):
         return self.schedule.bounds()
+
+
+def _inner_length(s: Repeat | Stretch) -> int:
+    """The length of the schedule inside a repeat or stretch, once it is in whole steps."""
+    n = s.schedule.length
+    if type(n) is not int:
+        raise ValueError(
+            f"{short(s)} cannot be evaluated yet: the length of its schedule is"
+            f" {'the rest of the run' if n is None else repr(n)}; call"
+            " resolve(total_steps=..., steps_per_epoch=...) first (the driver does this)"
+        )
+    return n
 
 
 def _ending(value: Any, what: str) -> Schedule:
