@@ -185,7 +185,9 @@ def test_empty_file_is_an_error_saying_what_it_should_hold(tmp_path):
 def test_unknown_type_in_a_file_names_the_file(tmp_path):
     path = tmp_path / "lr.json"
     path.write_text(json.dumps({"type": "cosin", "steps": 10}))
-    with pytest.raises(ValueError, match=r"schedule file '.*lr.json': unknown schedule 'cosin'"):
+    with pytest.raises(
+        ValueError, match=r"schedule file '.*lr.json', line 1: unknown schedule 'cosin'"
+    ):
         load_schedule(path)
 
 
@@ -248,8 +250,8 @@ BAD_FILES = {
     ),
     "a required argument left out in JSON": (
         "lr.json",
-        '{"type": "multistep"}',
-        "': multistep needs milestones; it takes: milestones, gamma",
+        '{"type": "seq", "parts": [\n  {"type": "cosine", "steps": 10},\n  {"type": "multistep"}]}',
+        "', line 3: multistep needs milestones; it takes: milestones, gamma",
     ),
     "a text spec on its line": (
         "lr.yaml",
@@ -269,7 +271,7 @@ BAD_FILES = {
     "nesting too deep for a schedule": (
         "lr.json",
         '{"type": "clip", "schedule": ' * 100 + '{"type": "cosine"}' + "}" * 100,
-        "': a schedule nested more than 64 levels deep is not accepted",
+        "', line 1: a schedule nested more than 64 levels deep is not accepted",
     ),
     "nesting too deep for the reader": (
         "lr.json",

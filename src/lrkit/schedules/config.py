@@ -102,9 +102,9 @@ def _load_file(path: Path) -> Schedule:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"schedule file '{path}' cannot be read: {e}") from None
-    lines: dict[int, int] = {}  # id of a mapping -> its line (YAML only)
+    lines: dict[int, int] = {}  # id of a mapping -> its line
     try:
-        data = json.loads(text) if suffix == ".json" else _read_yaml(text, lines)
+        data = _read_json(text, lines) if suffix == ".json" else _read_yaml(text, lines)
     except json.JSONDecodeError as e:
         raise UserError(f"schedule file '{path}' is not valid JSON: {e}") from None
     except RecursionError:
@@ -125,6 +125,25 @@ def _load_file(path: Path) -> Schedule:
         line = lines.get(id(getattr(e, "schedule_data", data)))
         where = f", line {line}" if line else ""
         raise UserError(f"schedule file '{path}'{where}: {e}{hint}") from None
+
+
+def _read_json(text: str, lines: dict[int, int]) -> Any:
+    """``json.loads``, noting each object's line (1-based) in ``lines``."""
+    import bisect
+    import json.scanner
+
+    breaks = [i for i, c in enumerate(text) if c == "\n"]
+    decoder = json.JSONDecoder()
+    parse_object = decoder.parse_object
+
+    def noting(s_and_end, *args):
+        obj, end = parse_object(s_and_end, *args)
+        lines[id(obj)] = bisect.bisect_left(breaks, s_and_end[1]) + 1
+        return obj, end
+
+    decoder.parse_object = noting
+    decoder.scan_once = json.scanner.py_make_scanner(decoder)
+    return decoder.decode(text)
 
 
 def _read_yaml(text: str, lines: dict[int, int]) -> Any:
