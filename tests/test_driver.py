@@ -461,3 +461,11 @@ def test_a_negative_last_epoch_is_refused():
 def test_base_lr_too_large_for_a_float_is_refused():
     with pytest.raises(ValueError, match="base_lr values must be finite numbers >= 0"):
         Driver(sgd(), cosine(100), base_lr=10**400)
+
+
+def test_a_base_lr_whose_product_with_the_schedule_overflows_is_refused():
+    with pytest.raises(ValueError, match=r"a base lr of 1e\+300 times the schedule's largest"):
+        Driver(sgd(), constant(1e10), base_lr=1e300)
+    driver = Driver(sgd(), constant(2.0))
+    with pytest.raises(ValueError, match="not a finite lr"):
+        driver.set_base_lrs(1e308)

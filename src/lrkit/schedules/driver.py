@@ -102,7 +102,7 @@ class Driver(LRScheduler):
         self.momentum = _resolved(momentum, "momentum", total_steps, steps_per_epoch)
         self.weight_decay = _resolved(weight_decay, "weight_decay", total_steps, steps_per_epoch)
 
-        self.base_lrs = check_base_lrs(base_lr, groups)
+        self.base_lrs = check_base_lrs(base_lr, groups, self.schedule)
         self._momentum_key = None
         if self.momentum is not None:
             self._momentum_key = momentum_key(groups)
@@ -271,7 +271,7 @@ class Driver(LRScheduler):
         The schedule keeps its shape and position: ``lr = new_base_lr * schedule(step)``. The
         watch pillar's guard and ``ReduceLROnPlateau`` lower the lr this way.
         """
-        self.base_lrs = check_base_lrs(base_lrs, self.optimizer.param_groups)
+        self.base_lrs = check_base_lrs(base_lrs, self.optimizer.param_groups, self.schedule)
         self._write(min(self._step, self.end))
 
     def close(self) -> None:
