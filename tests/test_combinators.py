@@ -301,3 +301,10 @@ def test_an_unresolved_repeat_or_stretch_says_to_resolve_it_in_plain_words(build
         r" the rest of the run; call resolve\(total_steps=",
     ):
         build(cosine())(3)
+
+
+def test_a_momentum_cycle_that_takes_the_rest_of_the_run_can_be_repeated():
+    from lrkit.schedules import one_cycle
+
+    s = repeat(one_cycle().momentum(), 2).resolve(total_steps=100)
+    assert s.length == 100 and s(0) == s(50) == 0.95

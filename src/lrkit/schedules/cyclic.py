@@ -339,6 +339,9 @@ class CycleMomentum(Schedule):
     def length(self):
         return self.schedule.length
 
+    def ends(self) -> bool:
+        return self.schedule.ends()
+
     def bounds(self):
         return (self.low, self.high)
 
