@@ -16,6 +16,7 @@ not count. ``count="calls"`` counts ``driver.step()`` calls instead, like torch'
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import sys
 import weakref
@@ -357,7 +358,8 @@ def _resolved(spec: Any, what: str, total: int | None, per_epoch: int | None) ->
     return schedule
 
 
-_WRAPPERS = {ChainedScheduler.step.__code__, SequentialLR.step.__code__}
+# the code of torch's wrappers' step(), to tell from the caller's frame that one calls us
+_WRAPPERS = {inspect.unwrap(w.step).__code__ for w in (ChainedScheduler, SequentialLR)}
 
 
 def _describe(data: Any) -> str:
