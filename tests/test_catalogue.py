@@ -45,9 +45,9 @@ EXAMPLES = {
         polynomial(100, power=2.0, to=0.05),
         polynomial(80, power=0.5, start=0.5),
     ],
-    "step": [step(30), step(7, gamma=0.5)],
+    "step": [step(30), step(7, gamma=0.5), step(10, gamma=2, steps=95)],
     "multistep": [multistep([10, 50, 60]), multistep([5], gamma=0.3)],
-    "exponential": [exponential(0.99), exponential(1.01)],
+    "exponential": [exponential(0.99), exponential(1.01, steps=500), exponential(0.9, steps=20)],
     "inverse_sqrt": [inverse_sqrt(100), inverse_sqrt(1)],
     "wsd": [
         wsd(100, decay=20),
@@ -207,9 +207,34 @@ def test_multistep_milestones_as_fractions_resolve_against_the_run():
     assert multistep(["30%", "80%"]).resolve(total_steps=1000) == multistep([300, 800])
 
 
-def test_exponential_with_gamma_above_one_grows():
-    assert exponential(1.1)(10) == pytest.approx(1.1**10)
-    assert exponential(1.1).bounds() == (1.0, math.inf)
+def test_exponential_with_gamma_above_one_grows_until_its_steps_then_holds():
+    s = exponential(1.1, steps=50)
+    assert s(10) == pytest.approx(1.1**10)
+    assert s(50) == s(10**9) == pytest.approx(1.1**50)
+    assert s.bounds() == (1.0, pytest.approx(1.1**50)) and s.length == 50
+
+
+@pytest.mark.parametrize(
+    "build, step_named",
+    [
+        (lambda: exponential(2), "at step 40"),
+        (lambda: exponential(2, steps=2000), "at step 40"),
+        (lambda: step(1, 2), "at step 40"),
+        (lambda: step(10, gamma=2, steps=10**6), "at step 400"),
+        (lambda: step("1ep", gamma=2), "after 40 factors of gamma"),
+    ],
+)
+def test_growth_without_an_end_in_range_is_refused_naming_the_step(build, step_named):
+    # fails on 21f979a: exponential(2)(1024) and step(1, 2)(10**6) raised OverflowError
+    with pytest.raises(ValueError, match=f"grows past 1e\\+12 {step_named}.*needs steps=N"):
+        build()
+
+
+def test_growth_with_steps_in_a_fraction_is_checked_once_resolved():
+    s = exponential(2, steps="50%")
+    assert s.resolve(total_steps=60)(10**6) == 2.0**30
+    with pytest.raises(ValueError, match="at step 40"):
+        s.resolve(total_steps=1000)
 
 
 def test_polynomial_power_one_is_the_straight_line():
@@ -440,3 +465,55 @@ def test_numbers_are_stored_as_floats_so_equal_schedules_print_alike():
         linear(10, start=1, to=0) == linear(10) and repr(linear(10, start=1, to=0)) == "linear(10)"
     )
     assert type(step(10, gamma=1).gamma) is float
+
+
+# -- values stay in range: refused when built, never an arithmetic error when called ---------
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (lambda: cyclical(1e308), r"cyclical up must be at most 1,000,000,000,000 steps"),
+        (lambda: cosine(1, 1e308), r"cosine to must be at most 1e\+12, got 1e\+308"),
+        (lambda: cosine_restarts(1, to=1e308), r"cosine_restarts to must be at most 1e\+12"),
+        (lambda: constant(10**400), r"constant value must be a finite number, got 1000"),
+        (lambda: linear(10**400), r"linear steps must be at most 1,000,000,000,000 steps"),
+        (lambda: one_cycle(100, div=1e-300), r"one_cycle\(100, div=1e-300\) can reach 1e\+300"),
+        (lambda: multistep([1, 2], gamma=1e10), r"can reach 1e\+20, outside the values"),
+    ],
+)
+def test_values_that_would_leave_float_range_are_refused_when_built(build, message):
+    # fails on 21f979a: cyclical(1e308)(0) ZeroDivisionError, cosine(1, 1e308)(0) -inf,
+    # cosine_restarts(1, to=1e308) * 0 nan, constant(10**400) OverflowError
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
+def test_a_length_in_epochs_past_the_longest_is_refused_when_resolved():
+    with pytest.raises(ValueError, match="more than the most a length may be"):
+        cosine("100000000000ep").resolve(steps_per_epoch=1000)
+
+
+@pytest.mark.parametrize("kind", sorted(EXAMPLES))
+def test_values_are_finite_far_past_any_run(kind):
+    for s in EXAMPLES[kind]:
+        for t in (10**6, 10**9, 10**12, 10**15, 2**53, 1e18):
+            v = s(t)
+            assert math.isfinite(v) and v >= 0, f"{s!r} at step {t}: {v}"
+
+
+@pytest.mark.parametrize(
+    "spec", ["exponential(2)", "step(1, 2)", "cyclical(1e308)", "cosine(1, 1e308)"]
+)
+def test_schedule_show_refuses_an_out_of_range_schedule_in_one_line(capsys, spec):
+    # fails on 21f979a: `lrkit schedule show "exponential(2)" --steps 2000` ended in a traceback
+    from lrkit.cli import main
+
+    status = main(["schedule", "show", spec, "--steps", "2000"])
+    out, err = capsys.readouterr()
+    assert status == 2 and err.startswith("lrkit: error: schedule") and "Traceback" not in err
+
+
+def test_schedule_show_of_a_growth_with_steps_holds_past_them(capsys):
+    from lrkit.cli import main
+
+    assert main(["schedule", "show", "exponential(2, steps=30)", "--steps", "2000"]) == 0
+    assert "max 1.074e+09" in capsys.readouterr().out.replace("\n", "")

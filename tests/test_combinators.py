@@ -5,18 +5,25 @@ import math
 import pytest
 
 from lrkit.schedules import (
+    Maximum,
+    Minimum,
     Product,
     Scale,
     Sequence,
+    as_schedule,
     clip,
     constant,
     cosine,
+    exponential,
     from_dict,
+    inverse_sqrt,
     linear,
     maximum,
     minimum,
+    plateau,
     repeat,
     seq,
+    step,
     stretch,
     warmup,
 )
@@ -131,7 +138,9 @@ def test_number_times_schedule_is_a_scale():
 def test_product_binds_tighter_than_sequence_in_repr():
     s = (warmup(10) >> cosine(10)) * constant(0.5)
     assert repr(s) == "(warmup(10) >> cosine(10)) * constant(0.5)"
-    assert repr(warmup(10) >> cosine(10) * constant(0.5)) == "warmup(10) >> cosine(10) * constant(0.5)"
+    assert (
+        repr(warmup(10) >> cosine(10) * constant(0.5)) == "warmup(10) >> cosine(10) * constant(0.5)"
+    )
 
 
 def test_clip_min_max():
@@ -191,3 +200,111 @@ def test_sequence_is_hashable_and_equal_by_value():
     b = warmup(10) >> cosine(10)
     assert a == b and hash(a) == hash(b) and isinstance(a, Sequence)
     assert math.isclose(a(15), b(15))
+
+
+# -- a finite part holds its last value, so beside an endless one the whole is endless ---------
+@pytest.mark.parametrize("combine", [Product, Minimum, Maximum], ids=["product", "min", "max"])
+def test_a_finite_and_an_endless_schedule_side_by_side_are_endless(combine):
+    # fails on 21f979a: the length was the finite part's, 4, and the driver froze there
+    s = combine((linear(4, start=0.4, to=0.9), exponential(0.9)))
+    assert s.length is None and not s.ends()
+
+
+def test_past_the_finite_part_the_product_follows_the_endless_one():
+    s = linear(4, start=0.4, to=0.9) * exponential(0.9)
+    assert s(6) == pytest.approx(0.9 * 0.9**6) and s(60) == pytest.approx(0.9 * 0.9**60)
+
+
+@pytest.mark.parametrize(
+    "static", [constant(0.5), plateau(patience=2)], ids=["constant", "plateau"]
+)
+def test_a_static_part_leaves_the_length_of_the_finite_part(static):
+    s = cosine(100) * static
+    assert s.length == 100
+    assert (s >> constant(0.1))(150) == 0.1  # so it can still lead a sequence
+
+
+def test_a_part_that_takes_the_rest_gets_its_length_beside_a_static_part():
+    assert (cosine() * plateau()).resolve(total_steps=80).length == 80
+
+
+@pytest.mark.parametrize("build", [repeat, stretch], ids=["repeat", "stretch"])
+@pytest.mark.parametrize(
+    "endless", [constant(0.5), exponential(0.9), inverse_sqrt(10), cosine(10) * exponential(0.9)]
+)
+def test_repeat_and_stretch_refuse_a_schedule_that_never_ends(build, endless):
+    # fails on 21f979a: built, then failed only when called
+    with pytest.raises(ValueError, match=f"{build.__name__} needs a schedule that ends"):
+        build(endless)
+
+
+def test_repeat_and_stretch_take_a_schedule_that_will_end_once_resolved():
+    assert repeat(cosine(), 2).resolve(total_steps=100).length == 100
+    assert stretch(cosine()).resolve(total_steps=100).length == 100
+
+
+def test_the_algebra_takes_schedules_and_numbers_not_text():
+    with pytest.raises(ValueError, match="got the text 'cosine'.*as_schedule"):
+        warmup(10) >> "cosine"
+    assert warmup(10) >> as_schedule("cosine") == warmup(10) >> cosine()
+
+
+def test_a_schedule_class_without_defaults_names_what_it_needs():
+    # fails on 21f979a: TypeError: Step.__init__() missing 1 required positional argument
+    with pytest.raises(ValueError, match=r"step needs every: write step\(every=...\)"):
+        seq(warmup(10), step)
+
+
+def test_no_module_of_the_schedules_imports_one_above_it():
+    """Imports point one way: units < base < catalogue... < algebra < text < config < driver."""
+    import ast
+    from pathlib import Path
+
+    import lrkit.schedules as package
+
+    order = [
+        "units", "base", "fields", "catalogue", "cyclic", "piecewise", "plateau", "combinators",
+        "shaping", "tokens", "parse", "config", "groups", "driver", "__init__",
+    ]  # fmt: skip
+    folder = Path(package.__file__).parent
+    assert sorted(p.stem for p in folder.glob("*.py")) == sorted(order)
+    for name in order:
+        tree = ast.parse((folder / f"{name}.py").read_text())
+        for node in ast.walk(tree):  # function-level imports count too
+            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
+                used = node.module.split(".")[0]
+                assert order.index(used) < order.index(name), f"{name} imports {used}"
+    algebra = (
+        "base",
+        "fields",
+        "catalogue",
+        "cyclic",
+        "piecewise",
+        "plateau",
+        "combinators",
+        "shaping",
+    )
+    for name in algebra:
+        text = (folder / f"{name}.py").read_text()
+        assert "parse" not in {
+            n.module for n in ast.walk(ast.parse(text)) if isinstance(n, ast.ImportFrom)
+        }
+
+
+@pytest.mark.parametrize("build", [repeat, stretch], ids=["repeat", "stretch"])
+def test_an_unresolved_repeat_or_stretch_says_to_resolve_it_in_plain_words(build):
+    # on 21f979a: "... has no length (its schedule needs steps): give it length (its schedule
+    # needs steps)=N ..."
+    with pytest.raises(
+        ValueError,
+        match=r"cannot be evaluated yet: the length of its schedule is"
+        r" the rest of the run; call resolve\(total_steps=",
+    ):
+        build(cosine())(3)
+
+
+def test_a_momentum_cycle_that_takes_the_rest_of_the_run_can_be_repeated():
+    from lrkit.schedules import one_cycle
+
+    s = repeat(one_cycle().momentum(), 2).resolve(total_steps=100)
+    assert s.length == 100 and s(0) == s(50) == 0.95

@@ -9,10 +9,13 @@ import yaml
 from lrkit.errors import UserError
 from lrkit.schedules import (
     ScheduleSyntaxError,
+    clip,
     constant,
     cosine,
     dump_schedule,
     load_schedule,
+    repeat,
+    stretch,
     warmup,
 )
 
@@ -56,7 +59,12 @@ def test_schedule_key_may_hold_to_dict_data():
 
 
 def test_schedule_key_beside_other_keys_is_an_error():
-    with pytest.raises(ValueError, match="either 'schedule'.*got also 'type'"):
+    with pytest.raises(ValueError, match="either 'schedule'.*got also 'steps'"):
+        load_schedule({"schedule": SPEC, "steps": 10})
+
+
+def test_type_beside_schedule_is_to_dict_data_whose_field_is_named_schedule():
+    with pytest.raises(ValueError, match="cosine has no argument 'schedule'"):
         load_schedule({"schedule": SPEC, "type": "cosine"})
 
 
@@ -177,7 +185,9 @@ def test_empty_file_is_an_error_saying_what_it_should_hold(tmp_path):
 def test_unknown_type_in_a_file_names_the_file(tmp_path):
     path = tmp_path / "lr.json"
     path.write_text(json.dumps({"type": "cosin", "steps": 10}))
-    with pytest.raises(ValueError, match=r"schedule file '.*lr.json': unknown schedule 'cosin'"):
+    with pytest.raises(
+        ValueError, match=r"schedule file '.*lr.json', line 1: unknown schedule 'cosin'"
+    ):
         load_schedule(path)
 
 
@@ -187,7 +197,7 @@ def test_bad_spec_in_a_file_names_the_file_and_the_column(tmp_path):
     with pytest.raises(ValueError) as info:
         load_schedule(path)
     message = str(info.value)
-    assert message.startswith(f"schedule file '{path}': unknown argument 'too' for cosine")
+    assert message.startswith(f"schedule file '{path}', line 1: unknown argument 'too' for cosine")
     assert "at column 22" in message
 
 
@@ -196,3 +206,119 @@ def test_unreadable_bytes_are_a_clear_error(tmp_path):
     path.write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(ValueError, match="lr.json' cannot be read"):
         load_schedule(Path(path))
+
+
+# -- dump and load agree, and hostile files get a clear error naming the file and line --------
+@pytest.mark.parametrize("suffix", [".json", ".yaml"])
+@pytest.mark.parametrize(
+    "schedule",
+    [clip(cosine(10), lo=0.1), repeat(cosine(10), 3), stretch(warmup(10) >> cosine(90), 1000)],
+    ids=["clip", "repeat", "stretch"],
+)
+def test_dump_then_load_gives_the_schedule_whose_field_is_named_schedule(
+    tmp_path, suffix, schedule
+):
+    # fails on 21f979a: the field 'schedule' was read as the text-form key and refused
+    path = dump_schedule(schedule, tmp_path / f"s{suffix}")
+    assert load_schedule(path) == schedule
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+BAD_FILES = {
+    # fails on 21f979a: TypeError: unhashable type: 'dict'
+    "a type that is a mapping": (
+        "lr.yaml",
+        "type: {}\n",
+        "', line 1: a schedule's 'type' must be a name such as 'cosine', got {}",
+    ),
+    # fails on 21f979a: TypeError: '<' not supported between 'int' and 'str'
+    "keys that are numbers": (
+        "lr.yaml",
+        "type: cosine\n1: 2\n3: 4\n",
+        "', line 1: cosine arguments are named by text, got the key 1",
+    ),
+    # fails on 21f979a: TypeError: MultiStep.__init__() missing 1 required positional argument
+    "a required argument left out": (
+        "lr.yaml",
+        "type: seq\nparts:\n  - type: cosine\n    steps: 10\n  - type: multistep\n",
+        "', line 5: multistep needs milestones; it takes: milestones, gamma",
+    ),
+    "a required argument left out in JSON": (
+        "lr.json",
+        '{"type": "seq", "parts": [\n  {"type": "cosine", "steps": 10},\n  {"type": "multistep"}]}',
+        "', line 3: multistep needs milestones; it takes: milestones, gamma",
+    ),
+    "a text spec on its line": (
+        "lr.yaml",
+        "# lr\n\nschedule: warmup(5%) >> cosin\n",
+        "', line 3: unknown schedule 'cosin' at column 15 (did you mean 'cosine'?)",
+    ),
+    # fails on 21f979a: memory grew by about 1 GB (9 levels of 9 aliases)
+    "an alias bomb": (
+        "lr.yaml",
+        "a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1]\n"
+        + "".join(
+            f"{x}: &{x} [{', '.join(['*' + p] * 9)}]\n" for p, x in zip("abcdefgh", "bcdefghi")
+        )
+        + "type: piecewise_constant\nboundaries: *i\n",
+        "' is not valid YAML: aliases (*name) are not accepted in a schedule file",
+    ),
+    "nesting too deep for a schedule": (
+        "lr.json",
+        '{"type": "clip", "schedule": ' * 100 + '{"type": "cosine"}' + "}" * 100,
+        "', line 1: a schedule nested more than 64 levels deep is not accepted",
+    ),
+    "nesting too deep for the reader": (
+        "lr.json",
+        "[" * 100_000 + "]" * 100_000,
+        "' is nested too deeply to be a schedule",
+    ),
+    "a text spec with a number too large": (
+        "lr.yaml",
+        "schedule: constant(" + "9" * 400 + ")\n",
+        "', line 1: number at column 10 is too large (400 characters)",
+    ),
+}
+
+
+@pytest.mark.parametrize("name, text, message", BAD_FILES.values(), ids=BAD_FILES.keys())
+def test_a_bad_file_is_a_user_error_naming_the_file_and_line(tmp_path, name, text, message):
+    path = write(tmp_path, name, text)
+    with pytest.raises(UserError) as info:
+        load_schedule(path)
+    assert str(info.value).splitlines()[0].startswith(f"schedule file '{path}{message}")
+
+
+def test_a_file_larger_than_the_limit_is_refused_before_it_is_read(tmp_path):
+    # fails on 21f979a: a 50 MB string was read, then spent its memory in the did-you-mean search
+    path = write(tmp_path, "lr.yaml", "schedule: " + "x" * 2_000_000 + "\n")
+    with pytest.raises(UserError, match=r"is 2,000,011 bytes; a schedule file may hold at most"):
+        load_schedule(path)
+
+
+def test_a_huge_name_in_data_gives_a_short_message_quickly():
+    import time
+
+    begin = time.perf_counter()
+    for data in ({"type": "x" * 5_000_000}, {"schedule": "x" * 200_000}):
+        with pytest.raises(ValueError) as info:
+            load_schedule(data)
+        assert len(str(info.value).splitlines()[0]) < 500
+    assert time.perf_counter() - begin < 5
+
+
+def test_shared_lists_in_data_are_counted_at_every_use_and_refused_past_the_limit():
+    import time
+
+    nested: list = [1] * 9
+    for _ in range(8):  # nine levels of nine references to one list: 9**9 values if expanded
+        nested = [nested] * 9
+    begin = time.perf_counter()
+    with pytest.raises(ValueError, match="more than 100,000 values and parts is not accepted"):
+        load_schedule({"type": "piecewise_constant", "boundaries": nested, "values": [1, 2]})
+    assert time.perf_counter() - begin < 5

@@ -9,7 +9,17 @@ import pytest
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
-from lrkit.schedules import Driver, Plateau, constant, cosine, linear, plateau, sequence, warmup
+from lrkit.schedules import (
+    Driver,
+    Plateau,
+    constant,
+    cosine,
+    exponential,
+    linear,
+    plateau,
+    sequence,
+    warmup,
+)
 
 
 def params(n: int = 2) -> list[torch.nn.Parameter]:
@@ -17,7 +27,9 @@ def params(n: int = 2) -> list[torch.nn.Parameter]:
 
 
 def sgd(lrs=(0.1, 0.01), **kw) -> torch.optim.SGD:
-    return torch.optim.SGD([{"params": [p], "lr": lr} for p, lr in zip(params(len(lrs)), lrs)], **kw)
+    return torch.optim.SGD(
+        [{"params": [p], "lr": lr} for p, lr in zip(params(len(lrs)), lrs)], **kw
+    )
 
 
 def lrs_of(opt) -> list[float]:
@@ -79,10 +91,15 @@ def test_momentum_is_absolute_and_goes_to_momentum_or_beta1():
 
 def test_weight_decay_multiplies_each_groups_initial_decay():
     p1, p2 = params()
-    opt = torch.optim.SGD([{"params": [p1], "weight_decay": 0.1}, {"params": [p2]}], lr=0.1, weight_decay=0.02)
+    opt = torch.optim.SGD(
+        [{"params": [p1], "weight_decay": 0.1}, {"params": [p2]}], lr=0.1, weight_decay=0.02
+    )
     driver = Driver(opt, 1.0, weight_decay=linear(4, start=1.0, to=0.5))
     run(opt, driver, 4)
-    assert [g["weight_decay"] for g in opt.param_groups] == [pytest.approx(0.05), pytest.approx(0.01)]
+    assert [g["weight_decay"] for g in opt.param_groups] == [
+        pytest.approx(0.05),
+        pytest.approx(0.01),
+    ]
     assert [g["initial_weight_decay"] for g in opt.param_groups] == [0.1, 0.02]
 
 
@@ -134,7 +151,7 @@ def test_holds_the_last_value_past_the_end_by_default():
     opt = sgd((0.1,))
     driver = Driver(opt, cosine(5, to=0.1))
     seen = run(opt, driver, 9)
-    assert [a for a, in seen[5:]] == [pytest.approx(0.01)] * 4
+    assert [a for (a,) in seen[5:]] == [pytest.approx(0.01)] * 4
     assert driver.last_step == 9
 
 
@@ -186,7 +203,10 @@ def test_lengths_in_epochs_and_fractions_are_resolved_once():
         (dict(base_lr=[0.1]), "base_lr must be None, a number or a list of 2 numbers"),
         (dict(base_lr=-1.0), "base_lr values must be finite numbers >= 0, got -1.0"),
         (dict(total_steps=0), "total_steps must be a whole number of steps >= 1 (or None), got 0"),
-        (dict(total_steps="5%"), "total_steps must be a whole number of steps >= 1 (or None), got '5%'"),
+        (
+            dict(total_steps="5%"),
+            "total_steps must be a whole number of steps >= 1 (or None), got '5%'",
+        ),
         (dict(steps_per_epoch=2.5), "steps_per_epoch must be a whole number of steps >= 1"),
     ],
 )
@@ -299,7 +319,9 @@ def test_state_dict_is_plain_data_and_restores_everything():
     while stack:
         item = stack.pop()
         assert isinstance(item, plain)
-        stack.extend(item.values() if isinstance(item, dict) else item if isinstance(item, list) else [])
+        stack.extend(
+            item.values() if isinstance(item, dict) else item if isinstance(item, list) else []
+        )
 
     fresh = sgd((0.1,))
     other = Driver(fresh, spec)
@@ -373,3 +395,77 @@ def test_set_base_lrs_rejects_a_wrong_number_of_groups():
     driver = Driver(sgd((0.1, 0.01)), cosine(10))
     with pytest.raises(ValueError, match=r"a list of 2 numbers .* got \[0.1\]"):
         driver.set_base_lrs([0.1])
+
+
+# -- finite times endless, torch's wrappers, torch's last_epoch -------------------------------
+@pytest.mark.parametrize("count", ["calls", "applied"])
+def test_a_finite_times_an_endless_schedule_keeps_changing_past_the_finite_part(count):
+    # fails on 21f979a: the driver held the lr from step 4 on (0.0295 at step 6)
+    opt = torch.optim.SGD(params(1), lr=0.05)
+    driver = Driver(opt, linear(4, start=0.4, to=0.9) * exponential(0.9), count=count)
+    seen = run(opt, driver, 8)
+    assert seen[6][0] == pytest.approx(0.05 * 0.9 * 0.9**6)  # 0.0239
+    assert seen[7][0] < seen[6][0]
+
+
+@pytest.mark.parametrize("count", ["applied", "calls"])
+@pytest.mark.parametrize("first", [True, False], ids=["driver first", "driver second"])
+def test_inside_torchs_sequential_lr_the_driver_refuses_and_keeps_its_lr(count, first):
+    # fails on 21f979a: a wrong first value, then the driver overwrote the lr past the milestone
+    opt = torch.optim.SGD(params(1), lr=0.1)
+    driver = Driver(opt, warmup(5) >> constant(1.0), count=count, base_lr=0.1)
+    other = torch.optim.lr_scheduler.ExponentialLR(opt, 0.9)
+    driver.last_epoch = 0  # ExponentialLR's construction wrote the lr; start clean
+    with pytest.raises(ValueError, match="cannot run inside torch's SequentialLR.*>>"):
+        torch.optim.lr_scheduler.SequentialLR(
+            opt, [driver, other] if first else [other, driver], milestones=[5]
+        )
+    assert lrs_of(opt) == [0.0] and driver.last_step == 0
+
+
+@pytest.mark.parametrize("count", ["applied", "calls"])
+@pytest.mark.parametrize("first", [True, False], ids=["driver first", "driver second"])
+def test_inside_torchs_chained_scheduler_the_driver_refuses_at_the_first_step(count, first):
+    opt = torch.optim.SGD(params(1), lr=0.1)
+    driver = Driver(opt, warmup(5), count=count)
+    other = torch.optim.lr_scheduler.ExponentialLR(opt, 0.9)
+    chained = torch.optim.lr_scheduler.ChainedScheduler(
+        [driver, other] if first else [other, driver], optimizer=opt
+    )
+    opt.step()
+    with pytest.raises(ValueError, match="cannot run inside torch's ChainedScheduler.*\\*"):
+        chained.step()
+
+
+def test_a_plain_loop_calling_step_is_not_mistaken_for_a_wrapper():
+    opt = torch.optim.SGD(params(1), lr=0.1)
+    driver = Driver(opt, warmup(5), count="calls")
+    for _ in range(3):
+        driver.step()
+    assert driver.last_step == 3
+
+
+def test_torchs_last_epoch_argument_is_refused_with_how_to_resume():
+    opt = sgd()
+    with pytest.raises(ValueError, match=r"last_epoch=9 .*load_state_dict\(state\)"):
+        Driver(opt, cosine(100), last_epoch=9)
+    assert Driver(opt, cosine(100), last_epoch=-1).last_step == 0  # torch's default: fresh
+
+
+def test_a_negative_last_epoch_is_refused():
+    driver = Driver(sgd(), cosine(100))
+    with pytest.raises(ValueError):
+        driver.last_epoch = -3
+
+
+def test_base_lr_too_large_for_a_float_is_refused():
+    with pytest.raises(ValueError, match="base_lr values must be finite numbers >= 0"):
+        Driver(sgd(), cosine(100), base_lr=10**400)
+
+
+def test_a_base_lr_whose_product_with_the_schedule_overflows_is_refused():
+    with pytest.raises(ValueError, match=r"a base lr of 1e\+300 times the schedule's largest"):
+        Driver(sgd(), constant(1e10), base_lr=1e300)
+    driver = Driver(sgd(), constant(2.0))
+    with pytest.raises(ValueError, match="not a finite lr"):
+        driver.set_base_lrs(1e308)

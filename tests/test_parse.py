@@ -264,7 +264,7 @@ ERRORS = {
     ),
     "rejected part of a varargs schedule points at that part": (
         "min(cosine(10), -0.5)",
-        "invalid argument to min at column 17: constant value must be >= 0, got -0.5",
+        "invalid argument to min at column 17: min parts must be >= 0, got -0.5",
     ),
     "positional argument after keyword": (
         "cosine(to=0.1, 100)",
@@ -287,6 +287,48 @@ ERRORS = {
     "value keyword where a schedule is needed": (
         "true >> cosine",
         "unexpected name 'true' at column 1; expected a schedule, a number or '('",
+    ),
+    # fails on 21f979a: TypeError: Step.__init__() missing 1 required positional argument
+    "a bare name missing its required argument": (
+        "seq(step)",
+        "invalid step at column 5: step needs every: write step(every=...)",
+    ),
+    "a bare name in max missing its required argument": (  # fails on 21f979a: TypeError
+        "max(inverse_sqrt)",
+        "invalid inverse_sqrt at column 5: inverse_sqrt needs timescale: write"
+        " inverse_sqrt(timescale=...)",
+    ),
+    "a call missing its required argument": (  # fails on 21f979a: TypeError
+        "warmup(10) >> multistep(gamma=0.5)",
+        "multistep needs milestones at column 15: write multistep(milestones=...)",
+    ),
+    "a bare repeat has nothing that ends to repeat": (  # fails on 21f979a: parsed, then failed
+        "repeat",
+        "invalid repeat at column 1: repeat needs a schedule that ends (has a length), got"
+        " constant, which never does; e.g. repeat(cosine(100), 3)",
+    ),
+    "a number too large for a float": (  # fails on 21f979a: OverflowError
+        "constant(" + "1" * 310 + ")",
+        "number at column 10 is too large (310 characters); numbers must fit a float (below"
+        " 1.8e308)",
+    ),
+    "parentheses nested too deep": (  # fails on 21f979a: RecursionError
+        "(" * 200 + "cosine" + ")" * 200,
+        "brackets nested more than 32 deep at column 33; write the schedule with fewer levels",
+    ),
+    "clip nested too deep": (  # fails on 21f979a: RecursionError
+        "clip(" * 150 + "cosine" + ")" * 150,
+        "brackets nested more than 32 deep at column 165; write the schedule with fewer levels",
+    ),
+    "a quoted spec nested too deep counts the brackets around it": (
+        "clip(" * 32 + "'clip(clip(cosine))'" + ")" * 32,
+        "brackets nested more than 32 deep at column 10; write the schedule with fewer levels",
+    ),
+    "a growth without end names the step": (
+        "warmup(10) >> exponential(2)",
+        "invalid exponential at column 15: exponential(2.0) grows past 1e+12 at step 40 (and"
+        " past float range later): a gamma above 1 needs steps=N, the step where it stops"
+        " growing and holds its value, with N below 40; or give a gamma <= 1",
     ),
 }
 
@@ -399,6 +441,7 @@ leaves = st.one_of(
 def _trees(children):
     """Trees built both by the operators and straight from the classes (unflattened)."""
     two = st.tuples(children, children)
+    ending = children.filter(lambda s: s.ends())  # repeat and stretch need a schedule that ends
     some = st.lists(children, min_size=1, max_size=3).map(tuple)
     return st.one_of(
         two.map(lambda ab: ab[0] >> ab[1]),
@@ -410,8 +453,8 @@ def _trees(children):
         st.builds(Product, some),
         st.builds(Minimum, some),
         st.builds(clip, children, lo=st.floats(0, 1), hi=st.floats(1, 10)),
-        st.builds(repeat, children, st.none() | st.integers(1, 5)),
-        st.builds(stretch, children, st.none() | lengths),
+        st.builds(repeat, ending, st.none() | st.integers(1, 5)),
+        st.builds(stretch, ending, st.none() | lengths),
     )
 
 
@@ -430,4 +473,79 @@ def test_text_form_round_trips_every_catalogue_kind(s):
 
 @given(schedules(resolved=False))
 def test_text_form_round_trips_fractions_epochs_and_rest_of_run(s):
+    assert parse(repr(s)) == s
+
+
+# -- hostile text: a clear error in bounded time ---------------------------------------------
+def test_minimum_and_maximum_are_read_as_min_and_max():
+    assert parse("minimum(cosine(10), 0.5)") == parse("min(cosine(10), 0.5)")
+    assert parse("maximum(cosine(10), linear(5))") == parse("max(cosine(10), linear(5))")
+    assert parse("clip(minimum(cosine(10)))") == clip(parse("min(cosine(10))"))
+
+
+def test_a_long_chain_is_built_once_so_parsing_is_linear_in_its_length(monkeypatch):
+    # fails on 21f979a: 5,000 chained >> took seconds: each >> rebuilt the whole sequence
+    import time
+
+    built = []
+    init = Sequence.__post_init__
+    monkeypatch.setattr(Sequence, "__post_init__", lambda s: (built.append(1), init(s)))
+    begin = time.perf_counter()
+    s = parse(" >> ".join(["cosine(1)"] * 5000))
+    assert len(s.parts) == 5000 and len(built) == 1
+    assert time.perf_counter() - begin < 10  # about 0.3 s here; quadratic was far more
+
+
+def test_a_long_product_builds_once():
+    s = parse(" * ".join(["cosine(1)"] * 3000))
+    assert isinstance(s, Product) and len(s.parts) == 3000
+
+
+def test_a_spec_longer_than_the_limit_is_refused_before_it_is_read():
+    from lrkit.schedules.parse import MAX_SPEC_CHARS
+
+    e = syntax_error("cosine >> " * (MAX_SPEC_CHARS // 10 + 1))
+    assert str(e).startswith("the spec is 250,010 characters long; a schedule spec may be")
+    assert len(str(e)) < 400
+
+
+def test_an_error_in_a_long_spec_shows_the_part_around_the_column():
+    spec = "cosine(1) >> " * 100 + "cosin(1)" + " >> cosine(1)" * 100
+    e = syntax_error(spec)
+    shown, caret = str(e).splitlines()[1:]
+    assert len(shown) < 120 and shown[caret.index("^") :].startswith("cosin(1)")
+
+
+def test_an_absurdly_long_name_is_not_fuzzy_matched_and_is_cut_in_the_message():
+    import time
+
+    begin = time.perf_counter()
+    e = syntax_error("x" * 200_000)
+    assert time.perf_counter() - begin < 1.0
+    assert len(str(e).splitlines()[0]) < 400 and "..." in str(e)
+
+
+@pytest.mark.parametrize(
+    "s",
+    [parse("scale(warmup * cosine)"), parse("scale(1.0 * warmup * cosine, 0.5)")],
+    ids=["scale 1.0 of a product", "scale of a scaled product"],
+)
+def test_scale_of_a_product_round_trips(s):
+    # fails on 21f979a: repr '1.0 * warmup * cosine' parsed to a product without the scale
+    assert parse(repr(s)) == s
+
+
+@pytest.mark.parametrize(
+    "length", ["1000000ep", "0.00001%", "12345678.5ep", "1e-5%"], ids=lambda x: x
+)
+def test_lengths_are_written_without_exponents(length):
+    # fails on 21f979a: repr of inverse_sqrt(1000000ep) was 1e+06ep, which does not parse
+    from lrkit.schedules import inverse_sqrt
+
+    if length == "1e-5%":  # an exponent is not read as a length
+        with pytest.raises(ValueError, match="fraction of the run like '5%'"):
+            inverse_sqrt(length)
+        return
+    s = inverse_sqrt(length)
+    assert "e" not in repr(s).replace("inverse_sqrt", "").replace("ep", "")
     assert parse(repr(s)) == s

@@ -28,7 +28,9 @@ def noisy_metric(n: int, seed: int, mode: str) -> list[float]:
     return out if mode == "min" else [1.0 - v for v in out]
 
 
-def torch_plateau(lr: float, **kw) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.ReduceLROnPlateau]:
+def torch_plateau(
+    lr: float, **kw
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.ReduceLROnPlateau]:
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
     return opt, torch.optim.lr_scheduler.ReduceLROnPlateau(opt, **kw)
 
@@ -77,7 +79,9 @@ def test_scale_equals_torch_lr_report_for_report(case, seed):
         )
     ),
     metrics=st.lists(
-        st.floats(-10, 10, allow_nan=False) | st.sampled_from([0.0, 1.0, -1.0]), min_size=1, max_size=60
+        st.floats(-10, 10, allow_nan=False) | st.sampled_from([0.0, 1.0, -1.0]),
+        min_size=1,
+        max_size=60,
     ),
 )
 def test_any_settings_and_metrics_follow_torch(config, metrics):
@@ -231,6 +235,20 @@ def test_bad_settings_name_the_value(kw, message):
 def test_text_form_round_trips_through_the_parser():
     from lrkit.schedules import parse
 
-    s = warmup(100) >> cosine * plateau(patience=2, mode="max", threshold_mode="abs", min_scale=0.01)
+    s = warmup(100) >> cosine * plateau(
+        patience=2, mode="max", threshold_mode="abs", min_scale=0.01
+    )
     assert parse(repr(s)) == s
     assert isinstance(parse("cosine * plateau(factor=0.5)").parts[1], Plateau)
+
+
+def test_eps_is_in_units_of_the_base_lr_where_torchs_is_an_absolute_lr():
+    # a deliberate difference, documented in the README next to ReduceLROnPlateau
+    base = 1e-7
+    opt, ref = torch_plateau(base, patience=0, factor=0.5, eps=1e-8)
+    p = Plateau(patience=0, factor=0.5, eps=1e-8)
+    for metric in [1.0] + [2.0] * 6:
+        p.report(metric)
+        ref.step(metric)
+    assert opt.param_groups[0]["lr"] == pytest.approx(base / 8)  # torch stops: a change < eps
+    assert base * p.scale == pytest.approx(base / 64)  # ours: 1e-8 of the base lr is far smaller

@@ -27,6 +27,7 @@ Deliberate differences, each pinned by a test below:
 from __future__ import annotations
 
 import functools
+import math
 import warnings
 
 import pytest
@@ -259,3 +260,34 @@ def test_each_param_group_gets_its_own_base_lr_times_the_same_multiplier():
         assert lrs == pytest.approx([0.1 * schedule(t), 0.003 * schedule(t)], rel=CLOSED, abs=0)
         opt.step()
         scheduler.step()
+
+
+def test_a_growing_exponential_holds_at_its_steps_where_torchs_grows_until_it_overflows():
+    lrs, _ = torch_run(lambda o: sched.ExponentialLR(o, gamma=2.0), steps=1100)
+    assert lrs[1099] == math.inf  # torch: the lr overflows after about 1,024 steps
+    schedule = exponential(2.0, steps=30)
+    assert [BASE * schedule(t) for t in range(31)] == pytest.approx(lrs[:31], rel=RECURSIVE)
+    assert schedule(1099) == schedule(30) == 2.0**30  # ours: holds from its steps on
+    with pytest.raises(ValueError, match="grows past 1e\\+12 at step 40"):
+        exponential(2.0)  # without steps: refused when built
+
+
+def test_linear_may_start_at_zero_where_torchs_start_factor_must_be_above_zero():
+    p = torch.nn.Parameter(torch.zeros(1))
+    with pytest.raises(ValueError, match="greater than 0"):
+        sched.LinearLR(torch.optim.SGD([p], lr=BASE), start_factor=0.0)
+    assert linear(10, start=0.0, to=1.0)(5) == 0.5
+
+
+def test_cyclical_leaves_momentum_alone_unless_asked_where_torchs_cycles_it_by_default():
+    from lrkit.schedules import Driver
+
+    _, momenta = torch_run(
+        lambda o: sched.CyclicLR(o, 0.01, 0.1, step_size_up=10), 11, momentum=0.9
+    )
+    assert momenta[10] == pytest.approx(0.8)  # torch: cycle_momentum=True by default
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=BASE, momentum=0.9)
+    driver = Driver(opt, cyclical(10, low=0.1), count="calls")
+    for _ in range(10):
+        driver.step()
+    assert opt.param_groups[0]["momentum"] == 0.9

@@ -1,6 +1,16 @@
 """Schedules: pure closed-form functions of the step, their algebra, text form and driver."""
 
-from .base import REGISTRY, Length, Run, Schedule, check_length, from_dict, register
+from .base import (
+    MAX_STEPS,
+    MAX_VALUE,
+    REGISTRY,
+    Length,
+    Run,
+    Schedule,
+    check_length,
+    from_dict,
+    register,
+)
 from .catalogue import (
     Constant,
     Cosine,
@@ -25,13 +35,12 @@ from .combinators import (
     Product,
     Scale,
     Sequence,
-    as_schedule,
     product,
     scale,
     seq,
     sequence,
 )
-from .config import dump_schedule, load_schedule
+from .config import as_schedule, dump_schedule, load_schedule
 from .cyclic import (
     WSD,
     CosineRestarts,
@@ -62,6 +71,8 @@ from .shaping import (
 )
 
 __all__ = [
+    "MAX_STEPS",
+    "MAX_VALUE",
     "REGISTRY",
     "Length",
     "Run",

@@ -11,7 +11,13 @@ marked *rest* may be left out (``None``): it then takes whatever the run leaves 
 (``warmup(5%) >> cosine`` — the cosine runs for the remaining 95%).
 
 Values are multipliers of each param group's base learning rate unless the driver is given
-``base_lr=1.0``; peaks are 1.0 by convention.
+``base_lr=1.0``; peaks are 1.0 by convention. Every schedule's values lie in
+``[0, MAX_VALUE]`` at every step, and lengths are at most ``MAX_STEPS``: a schedule that could
+leave that range is refused when it is built (or resolved), so ``s(t)`` never overflows.
+
+This module builds only on units.py (lengths, values, checks): the operators ``>>`` and ``*`` are bound to
+the combinators by combinators.py (:func:`define_operators`), and text is read one level up,
+in config.py (``as_schedule``) and parse.py.
 """
 
 from __future__ import annotations
@@ -19,16 +25,45 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
-Length = int | str  # whole steps, "5%" of the run, or "2ep" epochs
+from .units import (  # noqa: F401  (re-exported: the catalogue builds on these)
+    _EPOCHS,
+    _PERCENT,
+    ALIASES,
+    MAX_DEPTH,
+    MAX_ITEMS,
+    MAX_STEPS,
+    MAX_VALUE,
+    Length,
+    Run,
+    check_choice,
+    check_length,
+    check_positive,
+    check_whole,
+    huge,
+    length_field,
+    lengths_field,
+    power,
+    required,
+    short,
+)
 
 REGISTRY: dict[str, type[Schedule]] = {}
 
-_PERCENT = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*%\s*$")
-_EPOCHS = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*ep(?:och|ochs)?\s*$")
-_INTEGER = re.compile(r"^\s*\d+\s*$")
+
+def _relative(s: Schedule) -> bool:
+    """Whether any length in the tree is still relative to the run ('5%', '2ep')."""
+    return any(
+        isinstance(v, str)
+        for node in s.walk()
+        for f in dataclasses.fields(node)  # type: ignore[arg-type]
+        if f.metadata.get("kind") in ("length", "lengths")
+        for v in (
+            getattr(node, f.name) if f.metadata["kind"] == "lengths" else (getattr(node, f.name),)
+        )
+    )
 
 
 def register(name: str):
@@ -39,105 +74,36 @@ def register(name: str):
             raise ValueError(f"schedule name {name!r} is registered twice")
         cls.name = name
         REGISTRY[name] = cls
+        init = cls.__init__
+
+        def __init__(self, *args, **kwargs):
+            init(self, *args, **kwargs)
+            if type(self) is cls:
+                check_range(self)
+
+        __init__.__doc__ = init.__doc__
+        cls.__init__ = __init__  # type: ignore[method-assign]
         return cls
 
     return deco
 
 
-def length_field(default: Any = None, *, rest: bool = False, zero: bool = False):
-    """A dataclass field holding one length. ``rest``: ``None`` means "the rest of the run".
+def check_range(s: Schedule) -> None:
+    """Refuse a schedule whose values could leave ``[0, MAX_VALUE]`` (by its :meth:`bounds`).
 
-    ``zero``: a length of 0 steps is allowed (e.g. ``warmup=0``).
+    A schedule class that does not declare its bounds (a user's own) is not checked.
     """
-    return dataclasses.field(default=default, metadata={"kind": "length", "rest": rest, "zero": zero})
-
-
-def lengths_field(default: Any = ()):
-    """A dataclass field holding a sorted tuple of lengths (milestones, boundaries)."""
-    return dataclasses.field(default=default, metadata={"kind": "lengths"})
-
-
-def _fmt_number(x: float) -> str:
-    return f"{x:g}" if float(x) == float(f"{x:g}") else repr(float(x))
-
-
-def check_length(value: Any, what: str, *, zero: bool = False) -> Length:
-    """Normalise one length: an int of steps, ``"5%"`` or ``"2ep"``; raise ValueError otherwise.
-
-    >>> check_length("5 %", "warmup steps")
-    '5%'
-    """
-    low = 0 if zero else 1
-    accepted = (
-        f"a whole number of steps >= {low}, a fraction of the run like '5%', or epochs like '2ep'"
-    )
-    if isinstance(value, bool):
-        raise ValueError(f"{what} must be {accepted}; got {value!r}")
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, int):
-        if value < low:
-            raise ValueError(f"{what} must be >= {low}, got {value}")
-        return value
-    if isinstance(value, str):
-        if _INTEGER.match(value):
-            return check_length(int(value), what, zero=zero)
-        m = _PERCENT.match(value)
-        if m:
-            pct = float(m.group(1))
-            if pct > 100:
-                raise ValueError(f"{what} must be a fraction of at most 100%, got {value!r}")
-            if pct < 0 or (pct == 0 and not zero):
-                raise ValueError(f"{what} must be a fraction above 0%, got {value!r}")
-            return f"{_fmt_number(pct)}%"
-        m = _EPOCHS.match(value)
-        if m:
-            ep = float(m.group(1))
-            if ep == 0 and not zero:
-                raise ValueError(f"{what} must be more than 0 epochs, got {value!r}")
-            return f"{_fmt_number(ep)}ep"
-    raise ValueError(f"{what} must be {accepted}; got {value!r}")
-
-
-def check_positive(value: Any, what: str, *, zero: bool = False) -> float:
-    """A finite number > 0 (or >= 0 with ``zero``), as float; ValueError naming ``what`` else."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"{what} must be a finite number, got {value!r}")
-    if value < 0 or (value == 0 and not zero):
-        raise ValueError(f"{what} must be {'>= 0' if zero else '> 0'}, got {value!r}")
-    return float(value)
-
-
-def check_choice(value: Any, what: str, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise ValueError(f"{what} must be one of {', '.join(map(repr, choices))}; got {value!r}")
-    return value
-
-
-@dataclasses.dataclass(frozen=True)
-class Run:
-    """What lengths are resolved against: the run's total steps and steps per epoch."""
-
-    total_steps: int | None = None
-    steps_per_epoch: int | None = None
-
-    def steps(self, length: Length, what: str) -> int:
-        """Turn one checked length into whole steps (rounded to the nearest step)."""
-        if isinstance(length, int):
-            return length
-        if length.endswith("%"):
-            if self.total_steps is None:
-                raise ValueError(
-                    f"{what} is {length!r}, a fraction of the run, but the run's total steps are"
-                    " unknown; give total_steps (the driver's total_steps=, or --steps)"
-                )
-            return int(round(float(length[:-1]) / 100.0 * self.total_steps))
-        if self.steps_per_epoch is None:
-            raise ValueError(
-                f"{what} is {length!r}, in epochs, but the steps per epoch are unknown;"
-                " give steps_per_epoch"
-            )
-        return int(round(float(length[:-2]) * self.steps_per_epoch))
+    if type(s).bounds is Schedule.bounds:
+        return
+    lo, hi = s.bounds()
+    if not 0.0 <= lo <= hi <= MAX_VALUE:
+        if hi == math.inf and lo >= 0 and _relative(s):
+            return  # growth whose end is a fraction of the run: checked once resolved
+        reach = f"{hi:g}" if hi > MAX_VALUE or hi != hi else f"{lo:g}"
+        raise ValueError(
+            f"{short(s)} can reach {reach}, outside the values a schedule may take"
+            f" (0 to {MAX_VALUE:g}); give smaller values or factors"
+        )
 
 
 class Schedule:
@@ -167,11 +133,36 @@ class Schedule:
         return getattr(self, "steps", None)
 
     def bounds(self) -> tuple[float, float]:
-        """(lowest, highest) value this schedule can take; used by property tests."""
+        """(lowest, highest) value this schedule can take, at any step.
+
+        Checked when the schedule is built: both must lie in ``[0, MAX_VALUE]``.
+        """
         return (0.0, math.inf)
 
+    @property
+    def static(self) -> bool:
+        """Whether the value never depends on the step (a constant, a plateau factor).
+
+        A static part without a length does not make a product (or min, max) endless.
+        """
+        return False
+
+    def ends(self) -> bool:
+        """Whether the schedule has a length, or will have one once resolved (a *rest* length).
+
+        ``repeat`` and ``stretch`` need a schedule that ends.
+        """
+        if self.length is not None:
+            return True
+        return any(
+            f.metadata.get("rest") and getattr(self, f.name) is None
+            for f in dataclasses.fields(self)  # type: ignore[arg-type]
+        )
+
     # -- resolution ------------------------------------------------------------------
-    def resolve(self, total_steps: int | None = None, steps_per_epoch: int | None = None) -> Schedule:
+    def resolve(
+        self, total_steps: int | None = None, steps_per_epoch: int | None = None
+    ) -> Schedule:
         """A copy with every length in whole steps and every *rest* length filled in.
 
         >>> from lrkit.schedules import warmup, cosine
@@ -279,24 +270,25 @@ class Schedule:
 
     # -- operators -------------------------------------------------------------------
     def __rshift__(self, other: Any) -> Schedule:
-        from .combinators import sequence
-
-        return sequence(self, other)
+        return _OPERATORS["sequence"](self, other)
 
     def __rrshift__(self, other: Any) -> Schedule:
-        from .combinators import sequence
-
-        return sequence(other, self)
+        return _OPERATORS["sequence"](other, self)
 
     def __mul__(self, other: Any) -> Schedule:
-        from .combinators import product
-
-        return product(self, other)
+        return _OPERATORS["product"](self, other)
 
     def __rmul__(self, other: Any) -> Schedule:
-        from .combinators import product
+        return _OPERATORS["product"](other, self)
 
-        return product(other, self)
+
+_OPERATORS: dict[str, Callable[..., Schedule]] = {}
+
+
+def define_operators(*, sequence: Callable[..., Schedule], product: Callable[..., Schedule]):
+    """Bind ``>>`` and ``*`` to the combinators (called once by combinators.py, which builds
+    on this module, so that this one need not import it)."""
+    _OPERATORS.update(sequence=sequence, product=product)
 
 
 def _init_fields(s: Schedule) -> list[dataclasses.Field]:
@@ -347,24 +339,58 @@ def from_dict(data: dict[str, Any]) -> Schedule:
     if isinstance(data, Schedule):
         return data
     if not isinstance(data, dict) or "type" not in data:
-        raise ValueError(f"a schedule must be a mapping with a 'type' key, got {data!r}")
+        raise ValueError(f"a schedule must be a mapping with a 'type' key, got {short(data)}")
+    return _from_dict(data, 0, [0])
+
+
+def _from_dict(data: dict[Any, Any], depth: int, seen: list[int]) -> Schedule:
+    try:
+        return _build(data, depth, seen)
+    except ValueError as e:  # note the innermost mapping at fault (config files name its line)
+        if not hasattr(e, "schedule_data"):
+            e.schedule_data = data  # type: ignore[attr-defined]
+        raise
+
+
+def _build(data: dict[Any, Any], depth: int, seen: list[int]) -> Schedule:
+    if depth > MAX_DEPTH:
+        raise ValueError(f"a schedule nested more than {MAX_DEPTH} levels deep is not accepted")
     name = data["type"]
-    cls = REGISTRY.get(name)
+    if not isinstance(name, str):
+        raise ValueError(f"a schedule's 'type' must be a name such as 'cosine', got {short(name)}")
+    cls = REGISTRY.get(ALIASES.get(name, name))
     if cls is None:
-        raise ValueError(f"unknown schedule {name!r}; known: {', '.join(sorted(REGISTRY))}")
-    kwargs = {k: _from_plain(v) for k, v in data.items() if k != "type"}
-    known = {f.name for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
-    unknown = sorted(set(kwargs) - known)
+        raise ValueError(f"unknown schedule {short(name)}; known: {', '.join(sorted(REGISTRY))}")
+    bad = [k for k in data if not isinstance(k, str)]
+    if bad:
+        raise ValueError(f"{cls.name} arguments are named by text, got the key {short(bad[0])}")
+    fields = [f for f in dataclasses.fields(cls) if f.init]  # type: ignore[arg-type]
+    known = [f.name for f in fields]
+    unknown = [k for k in data if k != "type" and k not in known]
     if unknown:
         raise ValueError(
-            f"{name} has no argument {unknown[0]!r}; it takes: {', '.join(sorted(known))}"
+            f"{cls.name} has no argument {short(unknown[0])}; it takes: {', '.join(sorted(known))}"
         )
-    return cls(**kwargs)
+    missing = [f.name for f in fields if required(f) and f.name not in data]
+    if missing:
+        raise ValueError(f"{cls.name} needs {', '.join(missing)}; it takes: {', '.join(known)}")
+    kwargs = {k: _from_plain(v, depth + 1, seen) for k, v in data.items() if k != "type"}
+    try:
+        return cls(**kwargs)
+    except TypeError as e:  # a value of the wrong kind deep in a constructor
+        raise ValueError(f"{cls.name}: {e}") from None
 
 
-def _from_plain(value: Any) -> Any:
+def _from_plain(value: Any, depth: int, seen: list[int]) -> Any:
+    """One value of ``to_dict()`` data; ``seen[0]`` counts the items read so far (the same
+    list met through many references, as YAML aliases make, counts every time)."""
+    if depth > MAX_DEPTH:
+        raise ValueError(f"a schedule nested more than {MAX_DEPTH} levels deep is not accepted")
+    seen[0] += 1
+    if seen[0] > MAX_ITEMS:
+        raise ValueError(f"a schedule of more than {MAX_ITEMS:,} values and parts is not accepted")
     if isinstance(value, dict) and "type" in value:
-        return from_dict(value)
-    if isinstance(value, list):
-        return tuple(_from_plain(v) for v in value)
+        return _from_dict(value, depth, seen)
+    if isinstance(value, list | tuple):
+        return tuple(_from_plain(v, depth + 1, seen) for v in value)
     return value

@@ -5,13 +5,14 @@ Conventions shared by every entry (see base.py):
 - ``steps`` is the schedule's length; ``None`` (where allowed) means "the rest of the run";
 - ``start`` is the first value and ``to`` the final one; past its length a schedule holds
   its last value; schedules without a length (``step``, ``exponential``...) never stop;
-- ``gamma`` is a factor applied once per step or per milestone;
+- ``gamma`` is a factor applied once per step or per milestone; a ``gamma > 1`` grows, so
+  ``step`` and ``exponential`` then need ``steps`` (where the growth stops) to stay in range;
 - each docstring has a line ``formula: <python expression>`` in ``t`` and the fields,
   possibly followed by ``where:`` lines that define its helper names; a test evaluates it.
 
 Schedules in phases or cycles (``wsd``, ``one_cycle``, ``cyclical``, ``cosine_restarts``)
 live in cyclic.py; schedules given by a table of steps and values (``piecewise_constant``,
-``piecewise_linear``) in piecewise.py. The shared checks below serve all three.
+``piecewise_linear``) in piecewise.py. The field checks they share are in fields.py.
 """
 
 from __future__ import annotations
@@ -19,79 +20,18 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from dataclasses import MISSING, dataclass
-from typing import Any
 
-from .base import (
-    Length,
-    Schedule,
-    check_length,
-    check_positive,
-    length_field,
-    lengths_field,
-    register,
+from .base import Length, Schedule, length_field, lengths_field, power, register
+from .fields import (
+    _between,
+    _gamma,
+    _grown,
+    _growth,
+    _leading,
+    _length,
+    _milestones,
+    _number,
 )
-
-
-# -- shared checks: each names the schedule and field, and stores the normalised value ------
-def _set(s: Schedule, name: str, value: Any) -> None:
-    object.__setattr__(s, name, value)
-
-
-def _length(s: Schedule, name: str, *, zero: bool = False, required: bool = False) -> None:
-    """Normalise the length field ``name``; ``None`` (no length, the rest) unless ``required``."""
-    if required or getattr(s, name) is not None:
-        _set(s, name, check_length(getattr(s, name), f"{s.name} {name}", zero=zero))
-
-
-def _number(s: Schedule, *names: str, zero: bool = True) -> None:
-    """Normalise number fields to float: finite and >= 0 (> 0 without ``zero``)."""
-    for name in names:
-        _set(s, name, check_positive(getattr(s, name), f"{s.name} {name}", zero=zero))
-
-
-def _gamma(s: Schedule, name: str = "gamma", *, at_most_one: bool = False) -> None:
-    """A factor per step or milestone: > 0, and <= 1 where growth makes no sense."""
-    value = getattr(s, name)
-    ok = (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and 0 < value < math.inf
-        and (value <= 1 or not at_most_one)
-    )
-    if not ok:
-        accepted = "0 < x <= 1" if at_most_one else "a finite number > 0"
-        raise ValueError(f"{s.name} {name} must be {accepted}, got {value!r}")
-    _set(s, name, float(value))
-
-
-def _increasing(s: Schedule, name: str, values: tuple[Length, ...]) -> None:
-    """Whole-step values must increase strictly (lengths like '5%' are checked once resolved)."""
-    ints = [v for v in values if isinstance(v, int)]
-    if len(ints) == len(values) and any(b <= a for a, b in zip(ints, ints[1:])):
-        raise ValueError(f"{s.name} {name} must be increasing steps, got {list(values)!r}")
-
-
-def _milestones(s: Schedule, name: str) -> None:
-    """A non-empty, increasing list of lengths (milestones, boundaries), stored as a tuple."""
-    values = getattr(s, name)
-    if not isinstance(values, tuple | list) or not values:
-        raise ValueError(f"{s.name} {name} must be a non-empty list of steps, got {values!r}")
-    values = tuple(check_length(v, f"{s.name} {name}") for v in values)
-    _increasing(s, name, values)
-    _set(s, name, values)
-
-
-def _growth_bounds(gamma: float) -> tuple[float, float]:
-    return (0.0, 1.0) if gamma <= 1 else (1.0, math.inf)
-
-
-def _between(a: float, b: float) -> tuple[float, float]:
-    return (min(a, b), max(a, b))
-
-
-def _leading(*names: str) -> classmethod:
-    """A ``_positional``: the fields that repr writes without their names while they lead."""
-    return classmethod(lambda cls: names)
 
 
 @register("constant")
@@ -116,6 +56,10 @@ class Constant(Schedule):
 
     def __call__(self, t: float) -> float:
         return self.value
+
+    @property
+    def static(self) -> bool:
+        return True
 
     def bounds(self):
         return (self.value, self.value)
@@ -233,9 +177,11 @@ class Polynomial(Schedule):
 @register("step")
 @dataclass(frozen=True, repr=False)
 class Step(Schedule):
-    """Multiply by ``gamma`` every ``every`` steps, forever (torch's StepLR).
+    """Multiply by ``gamma`` every ``every`` steps, forever or until ``steps`` (torch's StepLR).
 
-    formula: gamma ** floor(t / every)
+    formula: gamma ** floor(min(t, steps if steps is not None else t) / every)
+
+    A ``gamma > 1`` grows and needs ``steps``: ``step(10, gamma=2, steps=100)``.
 
     >>> [step(30, gamma=0.5)(t) for t in (0, 29, 30, 60)]
     [1.0, 1.0, 0.5, 0.25]
@@ -243,18 +189,24 @@ class Step(Schedule):
 
     every: Length = length_field(MISSING)
     gamma: float = 0.1
+    steps: Length | None = length_field()
 
     def __post_init__(self):
         _length(self, "every", required=True)
         _gamma(self)
+        _length(self, "steps")
+        _growth(self, self.every)
 
     _positional = _leading("every")
 
     def __call__(self, t: float) -> float:
+        if self.steps is not None:
+            t = min(t, self.needs(self.steps))
         return self.gamma ** math.floor(t / self.needs(self.every, "every"))
 
     def bounds(self):
-        return _growth_bounds(self.gamma)
+        ok = type(self.every) is int and type(self.steps) is int
+        return _grown(self.gamma, self.steps // self.every if ok else "?", self.steps)
 
 
 @register("multistep")
@@ -286,33 +238,40 @@ class MultiStep(Schedule):
         return self.milestones[-1]
 
     def bounds(self):
-        last = self.gamma ** len(self.milestones)
+        last = power(self.gamma, len(self.milestones))
         return (min(1.0, last), max(1.0, last))
 
 
 @register("exponential")
 @dataclass(frozen=True, repr=False)
 class Exponential(Schedule):
-    """Multiply by ``gamma`` every step, forever (torch's ExponentialLR); gamma > 1 grows.
+    """Multiply by ``gamma`` every step, forever or until ``steps`` (torch's ExponentialLR).
 
-    formula: gamma ** t
+    formula: gamma ** min(t, steps if steps is not None else t)
+
+    A ``gamma > 1`` grows and needs ``steps``: ``exponential(1.01, steps=500)``.
 
     >>> exponential(0.5)(3)
     0.125
     """
 
     gamma: float = 0.99
+    steps: Length | None = length_field()
 
     def __post_init__(self):
         _gamma(self)
+        _length(self, "steps")
+        _growth(self, 1)
 
     _positional = _leading("gamma")
 
     def __call__(self, t: float) -> float:
+        if self.steps is not None:
+            t = min(t, self.needs(self.steps))
         return self.gamma**t
 
     def bounds(self):
-        return _growth_bounds(self.gamma)
+        return _grown(self.gamma, self.steps, self.steps)
 
 
 @register("inverse_sqrt")

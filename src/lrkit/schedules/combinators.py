@@ -1,49 +1,73 @@
 """Combinators: the algebra of schedules, new ones made of old, still pure and closed form.
 
-``a >> b`` (sequence), ``a * b`` (product) and ``k * a`` (scale), with ``as_schedule`` and the
-helpers they share. A sequence switches parts at boundaries given in steps, epochs or
+``a >> b`` (sequence), ``a * b`` (product) and ``k * a`` (scale), with the helpers they share. A sequence switches parts at boundaries given in steps, epochs or
 fractions of the run; by default each boundary is where the part before it ends (its
 ``steps``), and one part without a length takes what the others leave of the run. Clip, min,
 max, repeat and stretch live in shaping.py.
+
+Past its length a finite schedule holds its last value, so a product (or min, max) of a finite
+and an endless schedule is endless: it keeps changing as long as its endless part does. A
+static part (a constant, a plateau factor) never changes and leaves the length as it is.
+
+The algebra takes schedules and numbers, never text: text is read one level up
+(:func:`lrkit.schedules.as_schedule`, :func:`lrkit.schedules.parse`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..checks import is_number
 from .base import (
     Length,
     Run,
     Schedule,
     check_length,
     check_positive,
+    define_operators,
     lengths_field,
     register,
+    required,
+    short,
 )
 from .catalogue import Constant
 
 
-def as_schedule(value: Any, what: str = "part") -> Schedule:
-    """A Schedule as is; a schedule class with its defaults; a number as ``constant(number)``; anything else a ValueError."""
+def part(value: Any, what: str = "part") -> Schedule:
+    """A Schedule as is; a schedule class with its defaults; a number as ``constant(number)``.
+
+    Anything else is a ValueError (text too: ``as_schedule`` or ``parse`` read it).
+    """
     if isinstance(value, Schedule):
         return value
     if isinstance(value, type) and issubclass(value, Schedule):
-        return value()  # a bare name, as in the text form: `warmup(10) >> cosine`
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return Constant(float(value))
+        return bare(value)  # a bare name, as in the text form: `warmup(10) >> cosine`
+    if is_number(value):
+        return Constant(check_positive(value, what, zero=True))
     if isinstance(value, str):
-        from .parse import parse
+        raise ValueError(
+            f"{what} must be a schedule or a number, got the text {short(value)}: read text with"
+            " lrkit.schedules.as_schedule() or parse()"
+        )
+    raise ValueError(f"{what} must be a schedule or a number, got {short(value)}")
 
-        return parse(value)
-    raise ValueError(f"{what} must be a schedule or a number, got {value!r}")
+
+def bare(cls: type[Schedule]) -> Schedule:
+    """``cls`` with its defaults; a ValueError naming what it needs when it has none."""
+    missing = [f.name for f in dataclasses.fields(cls) if f.init and required(f)]  # type: ignore[arg-type]
+    if missing:
+        args = ", ".join(f"{name}=..." for name in missing)
+        raise ValueError(f"{cls.name} needs {', '.join(missing)}: write {cls.name}({args})")
+    return cls()
 
 
 def _schedules(values: Any, what: str) -> tuple[Schedule, ...]:
     if not isinstance(values, tuple | list) or not values:
-        raise ValueError(f"{what} must be a non-empty list of schedules, got {values!r}")
-    return tuple(as_schedule(v, what) for v in values)
+        raise ValueError(f"{what} must be a non-empty list of schedules, got {short(values)}")
+    return tuple(part(v, what) for v in values)
 
 
 @register("seq")
@@ -103,6 +127,13 @@ class Sequence(Schedule):
     def bounds(self):
         lows, highs = zip(*(p.bounds() for p in self.parts))
         return (min(lows), max(highs))
+
+    @property
+    def static(self) -> bool:
+        return all(p.static for p in self.parts) and len({p.bounds() for p in self.parts}) == 1
+
+    def ends(self) -> bool:
+        return self.parts[-1].ends()
 
     def _resolve(self, run: Run, rest: int | None) -> Schedule:
         n = len(self.parts)
@@ -180,7 +211,14 @@ class Product(Schedule):
 
     @property
     def length(self):
-        return _max_length(self.parts)
+        return joint_length(self.parts)
+
+    @property
+    def static(self) -> bool:
+        return all(p.static for p in self.parts)
+
+    def ends(self) -> bool:
+        return joint_ends(self.parts)
 
     def bounds(self):
         lo, hi = 1.0, 1.0
@@ -208,7 +246,7 @@ class Scale(Schedule):
     _precedence = 2
 
     def __post_init__(self):
-        object.__setattr__(self, "schedule", as_schedule(self.schedule, "scale schedule"))
+        object.__setattr__(self, "schedule", part(self.schedule, "scale schedule"))
         object.__setattr__(self, "factor", check_positive(self.factor, "scale factor", zero=True))
 
     def __call__(self, t: float) -> float:
@@ -217,6 +255,13 @@ class Scale(Schedule):
     @property
     def length(self):
         return self.schedule.length
+
+    @property
+    def static(self) -> bool:
+        return self.schedule.static
+
+    def ends(self) -> bool:
+        return self.schedule.ends()
 
     def bounds(self):
         lo, hi = self.schedule.bounds()
@@ -239,12 +284,23 @@ def _check_increasing(bounds: list[int]) -> None:
         prev = b
 
 
-def _max_length(parts: tuple[Schedule, ...]) -> int | None:
-    lengths = [p.length for p in parts]
-    if any(type(n) is not int for n in lengths if n is not None):
+def joint_length(parts: tuple[Schedule, ...]) -> int | None:
+    """The length of schedules evaluated side by side (product, min, max).
+
+    Each part holds its last value past its length, so the whole stops changing when its
+    longest part does, and never when one part never stops (``linear(4) * exponential(0.9)``
+    is endless). Static parts without a length (a constant, a plateau) do not count.
+    """
+    lengths = [p.length for p in parts if not (p.length is None and p.static)]
+    if not lengths or any(type(n) is not int for n in lengths):
         return None
-    known = [n for n in lengths if n is not None]
-    return max(known) if known else None
+    return max(lengths)
+
+
+def joint_ends(parts: tuple[Schedule, ...]) -> bool:
+    """Whether schedules side by side will have a length once resolved (see joint_length)."""
+    changing = [p for p in parts if not (p.length is None and p.static)]
+    return bool(changing) and all(p.ends() for p in changing)
 
 
 def _plain_product(p: Product) -> bool:
@@ -263,7 +319,7 @@ def sequence(*parts: Any, boundaries: list[Length] | tuple[Length, ...] = ()) ->
     """``sequence(a, b, c)`` is ``a >> b >> c``; nested plain sequences are flattened."""
     flat: list[Schedule] = []
     for p in parts:
-        s = as_schedule(p, "seq part")
+        s = part(p, "seq part")
         if isinstance(s, Sequence) and not s.boundaries and not boundaries:
             flat.extend(s.parts)
         else:
@@ -279,10 +335,10 @@ def product(*parts: Any) -> Schedule:
     factor = 1.0
     flat: list[Schedule] = []
     for p in parts:
-        if isinstance(p, int | float) and not isinstance(p, bool):
+        if is_number(p):
             factor *= check_positive(p, "a factor", zero=True)
             continue
-        s = as_schedule(p, "product part")
+        s = part(p, "product part")
         if isinstance(s, Scale):
             factor *= s.factor
             s = s.schedule
@@ -290,15 +346,26 @@ def product(*parts: Any) -> Schedule:
     if not flat:
         raise ValueError("a product needs at least one schedule")
     inner = flat[0] if len(flat) == 1 else Product(tuple(flat))
-    return inner if factor == 1.0 and not any(isinstance(p, int | float) for p in parts) else Scale(inner, factor)
+    return inner if factor == 1.0 and not any(map(is_number, parts)) else Scale(inner, factor)
 
 
 def scale(schedule: Any, factor: float) -> Schedule:
-    return Scale(as_schedule(schedule), factor)
+    """``scale(s, k)`` is ``k * s``, kept as one node (``k * s`` merges into a product)."""
+    return Scale(part(schedule), factor)
 
+
+define_operators(sequence=sequence, product=product)
 
 __all__ = [
-    "Sequence", "Product", "Scale",
-    "sequence", "seq", "product", "scale",
-    "as_schedule",
+    "Sequence",
+    "Product",
+    "Scale",
+    "sequence",
+    "seq",
+    "product",
+    "scale",
+    "part",
+    "bare",
+    "joint_length",
+    "joint_ends",
 ]

@@ -12,10 +12,11 @@ from __future__ import annotations
 import math
 from dataclasses import MISSING, dataclass, field
 
-from .base import Length, Schedule, check_choice, length_field, register
-from .catalogue import _between, _gamma, _leading, _length, _number, _set
+from .base import Length, Schedule, check_choice, check_whole, length_field, register, short
+from .fields import _between, _gamma, _leading, _length, _number, _set
 
 _COOLDOWNS = ("linear", "cosine", "1-sqrt")
+_MOST_MULT = 10**6  # cycles growing faster than this would pass MAX_STEPS in two restarts
 
 
 @register("wsd")
@@ -100,12 +101,11 @@ class CosineRestarts(Schedule):
 
     def __post_init__(self):
         _length(self, "period", required=True)
-        mult = self.mult
-        if isinstance(mult, float) and mult.is_integer():
-            mult = int(mult)
-        if isinstance(mult, bool) or not isinstance(mult, int) or mult < 1:
-            raise ValueError(f"{self.name} mult must be a whole number >= 1, got {self.mult!r}")
-        _set(self, "mult", mult)
+        _set(self, "mult", check_whole(self.mult, f"{self.name} mult", least=1))
+        if self.mult > _MOST_MULT:
+            raise ValueError(
+                f"{self.name} mult must be at most {_MOST_MULT:,}, got {short(self.mult)}"
+            )
         _gamma(self, "decay", at_most_one=True)
         _number(self, "to")
 
@@ -338,6 +338,9 @@ class CycleMomentum(Schedule):
     @property
     def length(self):
         return self.schedule.length
+
+    def ends(self) -> bool:
+        return self.schedule.ends()
 
     def bounds(self):
         return (self.low, self.high)

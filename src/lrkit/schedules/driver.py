@@ -16,15 +16,19 @@ not count. ``count="calls"`` counts ``driver.step()`` calls instead, like torch'
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
+import sys
 import weakref
 from typing import Any
 
 import torch
-from torch.optim.lr_scheduler import LRScheduler
+from torch.optim.lr_scheduler import ChainedScheduler, LRScheduler, SequentialLR
 
+from ..checks import is_number, whole
 from .base import Schedule, check_choice
-from .combinators import as_schedule
+from .config import as_schedule
+from .groups import as_float, check_base_lrs, momentum_key, steps_or_none
 from .plateau import Plateau
 
 _AFTER_END = ("hold", "error")
@@ -59,6 +63,11 @@ class Driver(LRScheduler):
     schedule with plateaus can use ``"interval": "epoch", "reduce_on_plateau": True,
     "monitor": "val_loss"`` and Lightning calls ``driver.step(val_loss)`` once an epoch.
     Hugging Face's Trainer takes ``optimizers=(optimizer, driver)``.
+
+    A Driver is a whole schedule: it refuses to run inside torch's ``SequentialLR`` or
+    ``ChainedScheduler`` (ValueError), which would fight it over the lr; compose the parts with
+    ``>>`` and ``*`` instead. torch's ``last_epoch=`` is accepted only as ``-1`` (a fresh
+    start): to resume, build the Driver as before and call :meth:`load_state_dict`.
     """
 
     def __init__(
@@ -73,23 +82,31 @@ class Driver(LRScheduler):
         base_lr: float | list[float] | None = None,
         after_end: str = "hold",
         count: str = "applied",
+        last_epoch: int = -1,
     ) -> None:
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"Driver needs a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        if last_epoch != -1 or not is_number(last_epoch):
+            raise ValueError(
+                f"Driver does not resume from last_epoch={last_epoch!r} (torch's way, which cannot"
+                " restore plateau states): build the Driver as before, then call"
+                " driver.load_state_dict(state) with the driver.state_dict() you saved; it"
+                " restores the step, the plateaus and the lrs"
+            )
         self.optimizer = optimizer
         self.after_end = check_choice(after_end, "Driver after_end", _AFTER_END)
         self.count = check_choice(count, "Driver count", _COUNT)
-        self.total_steps = _steps_or_none(total_steps, "Driver total_steps")
-        self.steps_per_epoch = _steps_or_none(steps_per_epoch, "Driver steps_per_epoch")
+        self.total_steps = steps_or_none(total_steps, "Driver total_steps")
+        self.steps_per_epoch = steps_or_none(steps_per_epoch, "Driver steps_per_epoch")
         groups = optimizer.param_groups
         self.schedule = _resolved(schedule, "schedule", total_steps, steps_per_epoch)
         self.momentum = _resolved(momentum, "momentum", total_steps, steps_per_epoch)
         self.weight_decay = _resolved(weight_decay, "weight_decay", total_steps, steps_per_epoch)
 
-        self.base_lrs = _base_lrs(base_lr, groups)
+        self.base_lrs = check_base_lrs(base_lr, groups, self.schedule)
         self._momentum_key = None
         if self.momentum is not None:
-            self._momentum_key = _momentum_key(groups)
+            self._momentum_key = momentum_key(groups)
             length = self.momentum.length
             for t in (0, length) if type(length) is int else (0,):
                 m = self.momentum(t)
@@ -108,9 +125,9 @@ class Driver(LRScheduler):
 
         # all checked: from here on the optimizer is written to
         for group in groups:
-            group.setdefault("initial_lr", _float(group["lr"]))
+            group.setdefault("initial_lr", as_float(group["lr"]))
             if self.weight_decay is not None:
-                group.setdefault("initial_weight_decay", _float(group["weight_decay"]))
+                group.setdefault("initial_weight_decay", as_float(group["weight_decay"]))
 
         length = self.schedule.length
         self.end = length if type(length) is int else math.inf  # the lr schedule's last step
@@ -194,6 +211,8 @@ class Driver(LRScheduler):
         plain ``step()`` does nothing; ``step(metric)`` works like
         ``ReduceLROnPlateau.step(metric)`` (what Lightning calls with a monitored metric).
         """
+        if sys._getframe(1).f_code in _WRAPPERS:
+            self._refuse_wrapper("ChainedScheduler")
         self._step_count += 1
         if self.count == "calls":
             self._advance()
@@ -233,8 +252,19 @@ class Driver(LRScheduler):
 
     @last_epoch.setter
     def last_epoch(self, value: int) -> None:
-        self._step = int(value)
+        if value < 0:  # SequentialLR undoes its schedulers' first step: last_epoch -= 1
+            self._write(min(self._step, self.end))  # put back the lr it reset
+            self._refuse_wrapper("SequentialLR")
+        self._step = whole(value, "Driver last_epoch")
         self._write(min(self._step, self.end))
+
+    def _refuse_wrapper(self, wrapper: str) -> None:
+        raise ValueError(
+            f"a Driver cannot run inside torch's {wrapper}: the Driver writes the whole lr at"
+            " every update, so the two would overwrite each other. Compose the schedules in one"
+            " Driver instead: Driver(opt, constant(0.1, 20) >> exponential(0.9)) for"
+            " SequentialLR, Driver(opt, warmup(100) * exponential(0.99)) for ChainedScheduler"
+        )
 
     def set_base_lrs(self, base_lrs: float | list[float]) -> None:
         """Replace the base lrs (one number, or one per group) and rewrite the groups now.
@@ -242,7 +272,7 @@ class Driver(LRScheduler):
         The schedule keeps its shape and position: ``lr = new_base_lr * schedule(step)``. The
         watch pillar's guard and ``ReduceLROnPlateau`` lower the lr this way.
         """
-        self.base_lrs = _base_lrs(base_lrs, self.optimizer.param_groups)
+        self.base_lrs = check_base_lrs(base_lrs, self.optimizer.param_groups, self.schedule)
         self._write(min(self._step, self.end))
 
     def close(self) -> None:
@@ -328,46 +358,8 @@ def _resolved(spec: Any, what: str, total: int | None, per_epoch: int | None) ->
     return schedule
 
 
-def _steps_or_none(value: Any, what: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{what} must be a whole number of steps >= 1 (or None), got {value!r}")
-    return value
-
-
-def _float(value: Any) -> float:
-    return float(value.item()) if isinstance(value, torch.Tensor) else float(value)
-
-
-def _base_lrs(base_lr: Any, groups: list[dict[str, Any]]) -> list[float]:
-    if base_lr is None:  # torch's convention: "initial_lr" when a scheduler already set it
-        return [_float(g.get("initial_lr", g["lr"])) for g in groups]
-    if isinstance(base_lr, int | float) and not isinstance(base_lr, bool):
-        values = [base_lr] * len(groups)
-    elif isinstance(base_lr, list | tuple) and len(base_lr) == len(groups):
-        values = list(base_lr)
-    else:
-        raise ValueError(
-            f"Driver base_lr must be None, a number or a list of {len(groups)} numbers (one per"
-            f" param group); got {base_lr!r}"
-        )
-    for v in values:
-        if isinstance(v, bool) or not isinstance(v, int | float) or not v >= 0 or v == math.inf:
-            raise ValueError(f"Driver base_lr values must be finite numbers >= 0, got {v!r}")
-    return [float(v) for v in values]
-
-
-def _momentum_key(groups: list[dict[str, Any]]) -> str:
-    keys = ["betas" if "betas" in g else "momentum" if "momentum" in g else None for g in groups]
-    if None in keys or len(set(keys)) != 1:
-        bad = keys.index(None) if None in keys else 0
-        raise ValueError(
-            "a momentum schedule needs an optimizer with 'momentum' (SGD, RMSprop) or 'betas'"
-            f" (Adam, AdamW, ...) in every param group; group {bad} has keys"
-            f" {sorted(groups[bad])}"
-        )
-    return keys[0]
+# the code of torch's wrappers' step(), to tell from the caller's frame that one calls us
+_WRAPPERS = {inspect.unwrap(w.step).__code__ for w in (ChainedScheduler, SequentialLR)}
 
 
 def _describe(data: Any) -> str:

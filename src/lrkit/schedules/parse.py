@@ -10,15 +10,15 @@
     value := expr | PERCENT | EPOCHS | STRING | true | false | none
            | bare identifier | '[' [value (',' value)*] ']'
 
-NUMBER is ``5``, ``-0.5``, ``1e-3``, ``inf`` or ``nan``; PERCENT ``5%`` or ``2.5 %``; EPOCHS
-``2ep``, ``2 epochs``; STRING ``'...'`` or ``"..."`` with backslash escapes.
-``>>`` and ``*`` build through :func:`sequence` and :func:`product`, exactly as the Python
+The tokens (NUMBER, PERCENT, EPOCHS, STRING) are in tokens.py. ``>>`` and ``*`` build through :func:`sequence` and :func:`product`, exactly as the Python
 operators do, so ``parse("warmup(5%) >> cosine(to=0.01)") == warmup("5%") >> cosine(to=0.01)``;
 two numbers multiply as numbers. Positional arguments fill the dataclass fields in order (all
 of them go to ``parts`` for ``seq``, ``product``, ``min`` and ``max``); lists become tuples. A
 bare identifier standing alone as an argument is a string (``mode=triangular2``) unless its
-field holds a schedule (``clip(cosine)``). Errors are :class:`ScheduleSyntaxError`, which point
-at the column with a caret. Schedules in config files: :mod:`lrkit.schedules.config`.
+field holds a schedule (``clip(cosine)``); ``minimum`` and ``maximum`` are read as ``min`` and
+``max``. Errors are :class:`ScheduleSyntaxError`, which point at the column with a caret; so is
+nesting deeper than :data:`MAX_NESTING` brackets. A chain of ``>>`` or ``*`` is built once, so
+parsing takes time linear in the length of the spec. Config files: :mod:`lrkit.schedules.config`.
 """
 
 from __future__ import annotations
@@ -28,98 +28,15 @@ import difflib
 import re
 from typing import Any, NamedTuple
 
-from ..errors import UserError
-from .base import REGISTRY, Schedule
-from .combinators import as_schedule, product, sequence
+from ..checks import is_number
+from .base import ALIASES, REGISTRY, Schedule, required, short
+from .combinators import bare, part, product, sequence
+from .tokens import WORDS, ScheduleSyntaxError, Token, describe, tokenize
 
-__all__ = ["ScheduleSyntaxError", "parse"]
+__all__ = ["ScheduleSyntaxError", "parse", "MAX_NESTING", "MAX_SPEC_CHARS"]
 
-
-class ScheduleSyntaxError(UserError):
-    """A text spec that is not a schedule; ``.column`` (1-based) says where, ``.spec`` what.
-
-    A :class:`~lrkit.errors.UserError`, so a ``ValueError``.
-
-    The message's first line names what was found and what was expected; the next two show
-    the spec with a caret under the column.
-    """
-
-    def __init__(self, message: str, spec: str, column: int):
-        self.spec = spec
-        self.column = column
-        shown = re.sub(r"\s", " ", spec)  # one character for one, so the caret lines up
-        super().__init__(f"{message}\n  {shown}\n  {' ' * (column - 1)}^")
-
-
-# -- tokens ---------------------------------------------------------------------------------
-_NUMBER = r"-?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?|inf(?![\w-])|nan(?![\w-]))"
-_TOKEN = re.compile(
-    rf"(?P<ws>\s+)"
-    rf"|(?P<num>{_NUMBER})(?:(?P<pct>\s*%)|(?P<ep>\s*ep(?:ochs?)?(?![\w-])))?"
-    r"|(?P<name>[A-Za-z_][\w-]*)"
-    r"""|(?P<str>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")"""
-    r"|(?P<op>>>|[*()\[\],=])",
-    re.DOTALL,
-)
-_WORDS = {"true": True, "false": False, "none": None}
-
-
-class _Token(NamedTuple):
-    kind: str  # num, pct, ep, str, name, op, end
-    text: str
-    value: Any
-    col: int
-
-
-def _tokenize(spec: str) -> list[_Token]:
-    tokens: list[_Token] = []
-    pos = 0
-    while pos < len(spec):
-        m = _TOKEN.match(spec, pos)
-        col = pos + 1
-        if m is None:
-            char = spec[pos]
-            if char in "'\"":
-                raise ScheduleSyntaxError(
-                    f"unterminated string at column {col}; expected a closing {char}", spec, col
-                )
-            raise ScheduleSyntaxError(
-                f"unexpected character {char!r} at column {col}; expected a schedule, a number,"
-                " an operator ('>>', '*') or a bracket",
-                spec,
-                col,
-            )
-        pos = m.end()
-        text = m.group()
-        if m.group("ws"):
-            continue
-        if m.group("num"):
-            num = m.group("num")
-            if m.group("pct"):
-                tokens.append(_Token("pct", text, f"{num}%", col))
-            elif m.group("ep"):
-                tokens.append(_Token("ep", text, f"{num}ep", col))
-            else:
-                value = int(num) if re.fullmatch(r"-?\d+", num) else float(num)
-                tokens.append(_Token("num", text, value, col))
-        elif m.group("name"):
-            tokens.append(_Token("name", text, text, col))
-        elif m.group("str"):
-            tokens.append(_Token("str", text, re.sub(r"\\(.)", r"\1", text[1:-1], flags=re.S), col))
-        else:
-            tokens.append(_Token("op", text, text, col))
-    tokens.append(_Token("end", "", None, len(spec) + 1))
-    return tokens
-
-
-def _describe(tok: _Token) -> str:
-    if tok.kind == "end":
-        return "end of the spec"
-    if tok.kind == "op":
-        return f"'{tok.text}'"
-    return {"num": "number ", "name": "name ", "str": "string "}.get(tok.kind, "") + (
-        repr(tok.text) if tok.kind == "name" else tok.text
-    )
+MAX_NESTING = 32  # brackets open at once; deeper specs are refused (and Python's stack is safe)
+MAX_SPEC_CHARS = 250_000  # a spec longer than this is refused before it is read
 
 
 # -- parser ---------------------------------------------------------------------------------
@@ -141,17 +58,18 @@ _OPENERS = {"(": ("parentheses", ")"), "[": ("brackets", "]")}
 
 
 class _Parser:
-    def __init__(self, spec: str):
+    def __init__(self, spec: str, outer: int = 0):
         self.spec = spec
-        self.tokens = _tokenize(spec)
+        self.outer = outer  # brackets open around this spec (a quoted spec inside another)
+        self.tokens = tokenize(spec)
         self.i = 0
-        self.opened: list[_Token] = []  # brackets open around the current token
+        self.opened: list[Token] = []  # brackets open around the current token
 
     # helpers
-    def peek(self, ahead: int = 0) -> _Token:
+    def peek(self, ahead: int = 0) -> Token:
         return self.tokens[min(self.i + ahead, len(self.tokens) - 1)]
 
-    def next(self) -> _Token:
+    def next(self) -> Token:
         tok = self.peek()
         self.i += 1
         return tok
@@ -163,9 +81,16 @@ class _Parser:
     def fail(self, col: int, before: str, after: str = "") -> ScheduleSyntaxError:
         return ScheduleSyntaxError(f"{before} at column {col}{after}", self.spec, col)
 
-    def push(self) -> _Token:
-        self.opened.append(self.next())
-        return self.opened[-1]
+    def push(self) -> Token:
+        tok = self.next()
+        if self.outer + len(self.opened) >= MAX_NESTING:
+            raise self.fail(
+                tok.col,
+                f"brackets nested more than {MAX_NESTING} deep",
+                "; write the schedule with fewer levels",
+            )
+        self.opened.append(tok)
+        return tok
 
     def unexpected(self, expected: str) -> ScheduleSyntaxError:
         tok = self.peek()
@@ -176,9 +101,9 @@ class _Parser:
                 f"unbalanced {_OPENERS[opener][0]}: '{tok.text}'",
                 f" has no matching '{opener}'; expected {expected}",
             )
-        return self.fail(tok.col, f"unexpected {_describe(tok)}", f"; expected {expected}")
+        return self.fail(tok.col, f"unexpected {describe(tok)}", f"; expected {expected}")
 
-    def close(self, opener: _Token, expected: str) -> None:
+    def close(self, opener: Token, expected: str) -> None:
         closer = _OPENERS[opener.text][1]
         if self.at(closer):
             self.next()
@@ -201,7 +126,7 @@ class _Parser:
         value = self.expr()
         if self.peek().kind != "end":
             raise self.unexpected("'>>', '*' or the end of the spec")
-        return self.combine(as_schedule, (value,), 1, [1])
+        return self.combine(part, (value,), 1, [1])
 
     def expr(self) -> Any:
         return self.chain(">>", self.term)
@@ -210,19 +135,27 @@ class _Parser:
         return self.chain("*", self.unary)
 
     def chain(self, op: str, operand) -> Any:
-        """``operand (op operand)*``, folded left exactly as the Python operator would."""
+        """``operand (op operand)*``, built in one call: what the Python operators build.
+
+        ``sequence`` and ``product`` flatten nested parts and merge factors, so one call with
+        every operand equals the left fold, without its quadratic cost.
+        """
         cols = [self.peek().col]
-        value = operand()
+        operands = [operand()]
+        op_col = cols[0]
         while self.at(op):
             op_col = self.next().col
             cols.append(self.peek().col)
-            right = operand()
-            if op == "*" and _is_number(value) and _is_number(right):
-                value = value * right  # plain arithmetic, as in Python
-            else:
-                build = sequence if op == ">>" else product
-                value = self.combine(build, (value, right), op_col, cols[-2:])
-        return value
+            operands.append(operand())
+        if len(operands) == 1:
+            return operands[0]
+        if op == "*" and all(map(is_number, operands)):
+            value = operands[0]
+            for x in operands[1:]:
+                value = value * x  # plain arithmetic, as in Python
+            return value
+        build = sequence if op == ">>" else product
+        return self.combine(build, tuple(operands), op_col, cols)
 
     def combine(self, build, operands: tuple, col: int, cols: list[int]) -> Any:
         try:
@@ -230,9 +163,11 @@ class _Parser:
         except (ValueError, TypeError) as e:
             msg = _first_line(e)
             for operand, at in zip(operands, cols):
-                if _is_number(operand) and _mentions(msg, repr(operand)):
+                if is_number(operand) and _mentions(msg, repr(operand)):
                     col = at
             what = {sequence: "sequence", product: "product"}.get(build, "schedule")
+            if build is part:
+                col = 1
             raise self.fail(col, f"invalid {what}", f": {msg}") from None
 
     def unary(self) -> Any:
@@ -244,13 +179,13 @@ class _Parser:
             value = self.expr()
             self.close(tok, "'>>', '*' or ')'")
             return value
-        if tok.kind == "name" and tok.text not in _WORDS:
+        if tok.kind == "name" and tok.text not in WORDS:
             return self.call()
         raise self.unexpected("a schedule, a number or '('")
 
     def call(self) -> Schedule:
         tok = self.next()
-        cls = REGISTRY.get(tok.text)
+        cls = REGISTRY.get(ALIASES.get(tok.text, tok.text))
         if cls is None:
             raise self.unknown(tok.text, tok.col)
         args: list[_Arg] = []
@@ -265,11 +200,9 @@ class _Parser:
         return self.build(cls, tok, args)
 
     def unknown(self, name: str, col: int) -> ScheduleSyntaxError:
-        close = difflib.get_close_matches(name, REGISTRY, n=1)
-        hint = (
-            f" (did you mean {close[0]!r}?)" if close else f"; known: {', '.join(sorted(REGISTRY))}"
-        )
-        return self.fail(col, f"unknown schedule {name!r}", hint)
+        close = _close(name, REGISTRY)
+        hint = f" (did you mean {close!r}?)" if close else f"; known: {', '.join(sorted(REGISTRY))}"
+        return self.fail(col, f"unknown schedule {short(name)}", hint)
 
     def arg(self) -> _Arg:
         tok = self.peek()
@@ -283,8 +216,8 @@ class _Parser:
         tok = self.peek()
         if tok.kind in ("pct", "ep", "str"):
             return self.next().value
-        if tok.kind == "name" and tok.text in _WORDS:
-            return _WORDS[self.next().text]
+        if tok.kind == "name" and tok.text in WORDS:
+            return WORDS[self.next().text]
         if tok.kind == "name" and self.peek(1).text in (",", ")", "]"):
             self.next()
             return _Bare(tok.text, tok.col)
@@ -306,19 +239,25 @@ class _Parser:
         """Turn lone identifiers into schedules or strings, as the field's type says."""
         if isinstance(value, _Bare):
             return self.settle_name(value, field_type)
+        if isinstance(value, str) and "Schedule" in field_type:  # a quoted spec
+            return _Parser(value, self.outer + len(self.opened)).spec_()
         if isinstance(value, tuple):
             return tuple(self.settle(v, field_type) for v in value)
         return value
 
     def settle_name(self, value: _Bare, field_type: str) -> Any:
         holds_schedule = "Schedule" in field_type
-        if holds_schedule or (value.name in REGISTRY and "str" not in field_type):
-            if value.name not in REGISTRY:
+        name = ALIASES.get(value.name, value.name)
+        if holds_schedule or (name in REGISTRY and "str" not in field_type):
+            if name not in REGISTRY:
                 raise self.unknown(value.name, value.col)
-            return REGISTRY[value.name]()
+            try:
+                return bare(REGISTRY[name])
+            except ValueError as e:
+                raise self.fail(value.col, f"invalid {name}", f": {_first_line(e)}") from None
         return value.name
 
-    def build(self, cls: type[Schedule], tok: _Token, args: list[_Arg]) -> Schedule:
+    def build(self, cls: type[Schedule], tok: Token, args: list[_Arg]) -> Schedule:
         fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
         varargs = getattr(cls, "_varargs", None)
         takes = f"{cls.name} takes: {', '.join(fields)}"
@@ -342,14 +281,20 @@ class _Parser:
             bound = {name: a for name, a in zip(fields, positional)}
         for a in keyword:
             if a.key not in fields:
-                close = difflib.get_close_matches(a.key, fields, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                close = _close(a.key, fields)
+                hint = f" (did you mean {close!r}?)" if close else ""
                 raise self.fail(
-                    a.key_col, f"unknown argument {a.key!r} for {cls.name}", f"{hint}; {takes}"
+                    a.key_col, f"unknown argument {short(a.key)} for {cls.name}", f"{hint}; {takes}"
                 )
             if a.key in bound:
                 raise self.fail(a.key_col, f"argument {a.key!r} of {cls.name} given twice")
             bound[a.key] = a
+        missing = [n for n, f in fields.items() if required(f) and n not in bound]
+        if missing:
+            args_ = ", ".join(f"{n}=..." for n in missing)
+            raise self.fail(
+                tok.col, f"{cls.name} needs {', '.join(missing)}", f": write {cls.name}({args_})"
+            )
         kwargs, given = {}, []  # given: (field, value, column) of each argument
         for name, a in bound.items():
             ftype = str(fields[name].type)
@@ -365,7 +310,7 @@ class _Parser:
         except (ValueError, TypeError) as e:
             raise self.rejected(cls, tok, e, given) from None
 
-    def rejected(self, cls, tok: _Token, error: Exception, given: list) -> ScheduleSyntaxError:
+    def rejected(self, cls, tok: Token, error: Exception, given: list) -> ScheduleSyntaxError:
         """The constructor's error, at the argument it names when it can tell, else the call."""
         msg = _first_line(error)
         col, best = tok.col, 0
@@ -383,8 +328,12 @@ def _mentions(message: str, text: str) -> bool:
     return re.search(rf"(?<![\w.-]){re.escape(text)}(?![\w]|\.\d)", message) is not None
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+def _close(name: str, names) -> str | None:
+    """The known name closest to ``name`` (did-you-mean), skipped for absurdly long names."""
+    if len(name) > 40:
+        return None
+    close = difflib.get_close_matches(name, list(names), n=1)
+    return close[0] if close else None
 
 
 def _first_line(error: Exception) -> str:
@@ -399,4 +348,14 @@ def parse(text: str) -> Schedule:
     """
     if not isinstance(text, str):
         raise TypeError(f"parse() takes the text form of a schedule, got {type(text).__name__}")
-    return _Parser(text).spec_()
+    if len(text) > MAX_SPEC_CHARS:
+        raise ScheduleSyntaxError(
+            f"the spec is {len(text):,} characters long; a schedule spec may be at most"
+            f" {MAX_SPEC_CHARS:,}",
+            text,
+            MAX_SPEC_CHARS + 1,
+        )
+    try:
+        return _Parser(text).spec_()
+    except RecursionError:  # only on a stack already deep when parse() was called
+        raise ScheduleSyntaxError("the spec is nested too deeply", text, 1) from None

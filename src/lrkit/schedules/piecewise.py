@@ -10,7 +10,7 @@ from bisect import bisect_right
 from dataclasses import MISSING, dataclass, field
 
 from .base import Length, Run, Schedule, check_length, check_positive, lengths_field, register
-from .catalogue import _increasing, _leading, _milestones, _set
+from .fields import _increasing, _leading, _milestones, _set
 
 
 @register("piecewise_constant")

@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..checks import number, whole
 from .base import Schedule, check_choice, check_positive, register
 
 
@@ -35,12 +36,6 @@ class PlateauState:
 
 
 _STATE_KEYS = ("scale", "best", "num_bad", "cooldown_left", "reports")
-
-
-def _whole(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{what} must be a whole number >= 0, got {value!r}")
-    return value
 
 
 def metric_value(metric: Any) -> float:
@@ -84,17 +79,15 @@ class Plateau(Schedule):
     cooldown: int = 0
     min_scale: float = 0.0
     eps: float = 1e-8
-    state: PlateauState = field(
-        default_factory=PlateauState, init=False, compare=False, repr=False
-    )
+    state: PlateauState = field(default_factory=PlateauState, init=False, compare=False, repr=False)
 
     def __post_init__(self):
         factor = check_positive(self.factor, "plateau factor", zero=True)
         if factor >= 1.0:
             raise ValueError(f"plateau factor must be >= 0 and < 1, got {self.factor!r}")
         object.__setattr__(self, "factor", factor)
-        _whole(self.patience, "plateau patience")
-        _whole(self.cooldown, "plateau cooldown")
+        whole(self.patience, "plateau patience")
+        whole(self.cooldown, "plateau cooldown")
         check_choice(self.mode, "plateau mode", ("min", "max"))
         check_choice(self.threshold_mode, "plateau threshold_mode", ("rel", "abs"))
         object.__setattr__(
@@ -113,6 +106,10 @@ class Plateau(Schedule):
     @property
     def length(self) -> None:
         return None
+
+    @property
+    def static(self) -> bool:
+        return True  # its value changes with the reports, never with the step
 
     def bounds(self) -> tuple[float, float]:
         return (self.min_scale, 1.0)
@@ -175,11 +172,11 @@ class Plateau(Schedule):
             self,
             "state",
             PlateauState(
-                scale=float(state["scale"]),
+                scale=number(state["scale"], "plateau state scale", low=0, high=1),
                 best=float(state["best"]),
-                num_bad=_whole(state["num_bad"], "plateau state num_bad"),
-                cooldown_left=_whole(state["cooldown_left"], "plateau state cooldown_left"),
-                reports=_whole(state["reports"], "plateau state reports"),
+                num_bad=whole(state["num_bad"], "plateau state num_bad"),
+                cooldown_left=whole(state["cooldown_left"], "plateau state cooldown_left"),
+                reports=whole(state["reports"], "plateau state reports"),
             ),
         )
 

@@ -12,9 +12,20 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from .base import Length, Run, Schedule, check_length, check_positive, length_field, register
+from ..checks import is_number
+from .base import (
+    Length,
+    Run,
+    Schedule,
+    check_length,
+    check_positive,
+    check_whole,
+    length_field,
+    register,
+    short,
+)
 from .catalogue import Constant
-from .combinators import _max_length, _schedules, as_schedule
+from .combinators import _schedules, joint_ends, joint_length, part
 
 
 @register("clip")
@@ -30,12 +41,15 @@ class Clip(Schedule):
     hi: float = math.inf
 
     def __post_init__(self):
-        object.__setattr__(self, "schedule", as_schedule(self.schedule, "clip schedule"))
+        object.__setattr__(self, "schedule", part(self.schedule, "clip schedule"))
         lo = check_positive(self.lo, "clip lo", zero=True)
-        if not (isinstance(self.hi, int | float) and self.hi >= lo):
-            raise ValueError(f"clip hi must be a number >= lo ({lo!r}), got {self.hi!r}")
+        hi = self.hi
+        if not (
+            is_number(hi) and (hi == math.inf or check_positive(hi, "clip hi", zero=True) >= lo)
+        ):
+            raise ValueError(f"clip hi must be a number >= lo ({lo!r}), got {short(hi)}")
         object.__setattr__(self, "lo", lo)
-        object.__setattr__(self, "hi", float(self.hi))
+        object.__setattr__(self, "hi", float(hi))
 
     @classmethod
     def _positional(cls):
@@ -47,6 +61,13 @@ class Clip(Schedule):
     @property
     def length(self):
         return self.schedule.length
+
+    @property
+    def static(self) -> bool:
+        return self.schedule.static
+
+    def ends(self) -> bool:
+        return self.schedule.ends()
 
     def bounds(self):
         lo, hi = self.schedule.bounds()
@@ -72,7 +93,14 @@ class Minimum(Schedule):
 
     @property
     def length(self):
-        return _max_length(self.parts)
+        return joint_length(self.parts)
+
+    @property
+    def static(self) -> bool:
+        return all(p.static for p in self.parts)
+
+    def ends(self) -> bool:
+        return joint_ends(self.parts)
 
     def bounds(self):
         lows, highs = zip(*(p.bounds() for p in self.parts))
@@ -113,10 +141,9 @@ class Repeat(Schedule):
     times: int | None = None
 
     def __post_init__(self):
-        object.__setattr__(self, "schedule", as_schedule(self.schedule, "repeat schedule"))
+        object.__setattr__(self, "schedule", _ending(self.schedule, "repeat"))
         if self.times is not None:
-            if isinstance(self.times, bool) or not isinstance(self.times, int) or self.times < 1:
-                raise ValueError(f"repeat times must be a whole number >= 1, got {self.times!r}")
+            object.__setattr__(self, "times", check_whole(self.times, "repeat times", least=1))
 
     @classmethod
     def _positional(cls):
@@ -127,7 +154,7 @@ class Repeat(Schedule):
         return Repeat(self.schedule._resolve(run, inner_rest), self.times)
 
     def __call__(self, t: float) -> float:
-        n = self.needs(self.schedule.length, "length (its schedule needs steps)")
+        n = _inner_length(self)
         if self.times is not None and t >= self.times * n:
             return self.schedule(n)
         return self.schedule(t % n)
@@ -136,6 +163,9 @@ class Repeat(Schedule):
     def length(self):
         n = self.schedule.length
         return n * self.times if (type(n) is int and self.times) else None
+
+    def ends(self) -> bool:
+        return self.times is not None
 
     def bounds(self):
         return self.schedule.bounds()
@@ -153,7 +183,7 @@ class Stretch(Schedule):
     steps: Length | None = length_field(rest=True)
 
     def __post_init__(self):
-        object.__setattr__(self, "schedule", as_schedule(self.schedule, "stretch schedule"))
+        object.__setattr__(self, "schedule", _ending(self.schedule, "stretch"))
         if self.steps is not None:
             object.__setattr__(self, "steps", check_length(self.steps, "stretch steps"))
 
@@ -166,15 +196,38 @@ class Stretch(Schedule):
         return Stretch(self.schedule._resolve(run, None), steps)
 
     def __call__(self, t: float) -> float:
-        n = self.needs(self.schedule.length, "length (its schedule needs steps)")
+        n = _inner_length(self)
         return self.schedule(t * n / self.needs(self.steps))
 
     def bounds(self):
         return self.schedule.bounds()
 
 
+def _inner_length(s: Repeat | Stretch) -> int:
+    """The length of the schedule inside a repeat or stretch, once it is in whole steps."""
+    n = s.schedule.length
+    if type(n) is not int:
+        raise ValueError(
+            f"{short(s)} cannot be evaluated yet: the length of its schedule is"
+            f" {'the rest of the run' if n is None else repr(n)}; call"
+            " resolve(total_steps=..., steps_per_epoch=...) first (the driver does this)"
+        )
+    return n
+
+
+def _ending(value: Any, what: str) -> Schedule:
+    """The schedule of a repeat or stretch: one that ends (has a length, or will once resolved)."""
+    s = part(value, f"{what} schedule")
+    if not s.ends():
+        raise ValueError(
+            f"{what} needs a schedule that ends (has a length), got {short(s)}, which never"
+            f" does; e.g. {what}(cosine(100), {'3' if what == 'repeat' else '1000'})"
+        )
+    return s
+
+
 def clip(schedule: Any, lo: float = 0.0, hi: float = math.inf) -> Schedule:
-    return Clip(as_schedule(schedule), lo, hi)
+    return Clip(part(schedule), lo, hi)
 
 
 def minimum(*parts: Any) -> Schedule:
@@ -186,14 +239,22 @@ def maximum(*parts: Any) -> Schedule:
 
 
 def repeat(schedule: Any, times: int | None = None) -> Schedule:
-    return Repeat(as_schedule(schedule), times)
+    return Repeat(part(schedule), times)
 
 
 def stretch(schedule: Any, steps: Length | None = None) -> Schedule:
-    return Stretch(as_schedule(schedule), steps)
+    return Stretch(part(schedule), steps)
 
 
 __all__ = [
-    "Clip", "Minimum", "Maximum", "Repeat", "Stretch",
-    "clip", "minimum", "maximum", "repeat", "stretch",
+    "Clip",
+    "Minimum",
+    "Maximum",
+    "Repeat",
+    "Stretch",
+    "clip",
+    "minimum",
+    "maximum",
+    "repeat",
+    "stretch",
 ]
