@@ -40,3 +40,14 @@ def test_bool_is_not_a_number():
     assert not is_number(True) and is_number(2) and is_number(math.nan)
     assert not is_finite_number(math.inf) and is_finite_number(0.5)
     assert describe(low=0) == "a finite number >= 0"
+
+
+def test_an_int_beyond_float_range_is_refused_not_an_overflow_error():
+    with pytest.raises(ValueError, match="got an integer of 401 digits"):
+        number(10**400, "lr", low=0)
+    assert not is_finite_number(10**400) and number(10**400, "cap", finite=False) == math.inf
+
+
+def test_messages_shorten_long_values():
+    with pytest.raises(ValueError, match=r"got 'xxxx.*\.\.\.$"):
+        number("x" * 10_000, "lr")

@@ -308,3 +308,11 @@ def test_a_momentum_cycle_that_takes_the_rest_of_the_run_can_be_repeated():
 
     s = repeat(one_cycle().momentum(), 2).resolve(total_steps=100)
     assert s.length == 100 and s(0) == s(50) == 0.95
+
+
+def test_repeat_refuses_times_that_make_it_longer_than_any_run():
+    from lrkit.schedules import cosine, repeat
+
+    with pytest.raises(ValueError, match="longer than 1000000000000 steps"):
+        repeat(cosine(10), 10**12)
+    assert repeat(cosine(10), 10**6).length == 10**7

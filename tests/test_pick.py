@@ -197,7 +197,7 @@ SPECS = {  # one text form per registered schedule and combinator
     "seq": "warmup(5%) >> cosine",
     "product": "cosine * exponential(0.99)",
     "scale": "0.5 * cosine",
-    "clip": "clip(exponential(1.05), 0, 1)",
+    "clip": "clip(exponential(1.05, steps=100), 0, 1)",
     "min": "min(cosine, exponential(0.98))",
     "max": "max(cosine, 0.1)",
     "repeat": "repeat(cosine(10))",

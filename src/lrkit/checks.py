@@ -29,8 +29,17 @@ def is_number(value: Any) -> bool:
 
 
 def is_finite_number(value: Any) -> bool:
-    """True for a number (see :func:`is_number`) that is neither NaN nor infinite."""
-    return is_number(value) and math.isfinite(value)
+    """True for a number (see :func:`is_number`) that is neither NaN nor infinite (nor an int
+    too large for a float)."""
+    return is_number(value) and math.isfinite(_as_float(value))
+
+
+def _as_float(value: int | float) -> float:
+    """``value`` as a float; an int beyond float range becomes an infinity of its sign."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
 
 
 def whole(value: Any, what: str, least: int | None = 0) -> int:
@@ -41,7 +50,7 @@ def whole(value: Any, what: str, least: int | None = 0) -> int:
         or (least is not None and value < least)
     ):
         bound = "" if least is None else f" >= {least}"
-        raise ValueError(f"{what} must be a whole number{bound}, got {value!r}")
+        raise ValueError(f"{what} must be a whole number{bound}, got {shown(value)}")
     return int(value)
 
 
@@ -59,8 +68,8 @@ def number(
 
     ``finite=True`` (the default) also refuses ``inf``; NaN is always refused.
     """
-    ok = is_number(value) and not math.isnan(value)
-    if ok and finite and math.isinf(value):
+    ok = is_number(value) and not math.isnan(_as_float(value))
+    if ok and finite and math.isinf(_as_float(value)):
         ok = False
     if ok and low is not None and (value <= low if low_open else value < low):
         ok = False
@@ -68,9 +77,9 @@ def number(
         ok = False
     if not ok:
         raise ValueError(
-            f"{what} must be {describe(low, high, low_open, high_open, finite)}, got {value!r}"
+            f"{what} must be {describe(low, high, low_open, high_open, finite)}, got {shown(value)}"
         )
-    return float(value)
+    return _as_float(value)
 
 
 def describe(
@@ -97,8 +106,20 @@ def check_lr(lr: Any, what: str = "lr") -> float:
     return number(lr, what, low=0, low_open=True)
 
 
+def shown(value: Any, limit: int = 40) -> str:
+    """``repr(value)`` for a message, shortened when long (a 400-digit int, a huge string)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**15:
+        return (
+            f"{_as_float(value):.3g}"
+            if abs(value) < 10**308
+            else f"an integer of {len(str(abs(value)))} digits"
+        )
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _fmt(x: float) -> str:
     return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else repr(float(x))
 
 
-__all__ = ["is_number", "is_finite_number", "whole", "number", "describe", "check_lr"]
+__all__ = ["is_number", "is_finite_number", "whole", "number", "describe", "check_lr", "shown"]

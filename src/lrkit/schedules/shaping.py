@@ -12,8 +12,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..checks import is_number
+from ..checks import is_number, shown
 from .base import (
+    MAX_STEPS,
     Length,
     Run,
     Schedule,
@@ -144,6 +145,12 @@ class Repeat(Schedule):
         object.__setattr__(self, "schedule", _ending(self.schedule, "repeat"))
         if self.times is not None:
             object.__setattr__(self, "times", check_whole(self.times, "repeat times", least=1))
+            n = self.schedule.length
+            if self.times > MAX_STEPS or (type(n) is int and n * self.times > MAX_STEPS):
+                raise ValueError(
+                    f"repeat times={shown(self.times)} makes the schedule longer than {MAX_STEPS} steps;"
+                    " give fewer times, or no times to repeat forever"
+                )
 
     @classmethod
     def _positional(cls):
