@@ -316,3 +316,11 @@ def test_repeat_refuses_times_that_make_it_longer_than_any_run():
     with pytest.raises(ValueError, match="longer than 1000000000000 steps"):
         repeat(cosine(10), 10**12)
     assert repeat(cosine(10), 10**6).length == 10**7
+
+
+def test_a_positive_fraction_of_a_short_run_is_at_least_one_step():
+    from lrkit.schedules import cosine, warmup
+
+    # 5% of 9 steps rounds to 0, and warmup(0) is refused: `lrkit train --epochs 1` failed
+    assert (warmup("5%") >> cosine()).resolve(total_steps=9) == warmup(1) >> cosine(8)
+    assert (warmup("5%") >> cosine()).resolve(total_steps=100) == warmup(5) >> cosine(95)

@@ -170,7 +170,8 @@ class Run:
     steps_per_epoch: int | None = None
 
     def steps(self, length: Length, what: str) -> int:
-        """Turn one checked length into whole steps (rounded to the nearest step)."""
+        """Turn one checked length into whole steps (rounded to the nearest step; a positive
+        fraction of a run is at least one step)."""
         if isinstance(length, int):
             return length
         if length.endswith("%"):
@@ -179,7 +180,11 @@ class Run:
                     f"{what} is {length!r}, a fraction of the run, but the run's total steps are"
                     " unknown; give total_steps (the driver's total_steps=, or --steps)"
                 )
-            return int(round(float(length[:-1]) / 100.0 * self.total_steps))
+            share = float(length[:-1]) / 100.0 * self.total_steps
+            # a positive share of a short run is at least one step (5% of 9 steps: 1, not 0)
+            return (
+                max(1, int(round(share))) if share > 0 and self.total_steps else int(round(share))
+            )
         if self.steps_per_epoch is None:
             raise ValueError(
                 f"{what} is {length!r}, in epochs, but the steps per epoch are unknown;"
