@@ -25,3 +25,15 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+
+
+@pytest.fixture(autouse=True)
+def _tests_importable(monkeypatch):
+    """The tests' folder first on sys.path (``--task user_tasks:tiny`` imports from it), and
+    sys.path as it was after each test (the CLI puts the current folder on it)."""
+    import sys
+
+    monkeypatch.setattr(sys, "path", [TESTS, *sys.path])

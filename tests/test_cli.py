@@ -8,9 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_run import call
 
 from lrkit import __version__, errors
-from lrkit.cli import cli, main, schedule_cmd
+from lrkit.cli import cli, schedule_cmd
 from lrkit.schedules import REGISTRY
 from lrkit.tasks import list_tasks
 
@@ -19,24 +20,11 @@ TESTS = Path(__file__).parent
 SPEC = "warmup(5%) >> cosine(to=0.01)"
 
 
-@pytest.fixture(autouse=True)
-def _keep_sys_path(monkeypatch):
-    """lrkit train puts the current folder on sys.path; undo that after each test."""
-    monkeypatch.setattr(sys, "path", list(sys.path))
-
-
 def run(*args):
     """The installed console script in a fresh process: (exit status, stdout, stderr)."""
     env = {**os.environ, "PYTHONPATH": str(TESTS)}
     done = subprocess.run([str(LRKIT), *args], capture_output=True, text=True, env=env, timeout=120)
     return done.returncode, done.stdout, done.stderr
-
-
-def call(capsys, *args):
-    """``main`` in this process: (exit status, stdout, stderr)."""
-    status = main(list(args))
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 def test_version_prints_the_package_version():

@@ -5,17 +5,11 @@ import re
 import shutil
 
 import pytest
+from cli_run import call
 
 from lrkit.cli import main
 from lrkit.train import fit
 from lrkit.watch import TensorBoardSink, Watch
-
-
-def call(capsys, *args):
-    """``main`` in this process: (exit status, stdout, stderr)."""
-    status = main(list(args))
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 @pytest.fixture(scope="module")

@@ -7,27 +7,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_run import call
 
-from lrkit.cli import find_cmd, main
+from lrkit.cli import find_cmd
 from lrkit.find.rules import RULES
 
 LRKIT = Path(sys.executable).parent / "lrkit"
 TESTS = Path(__file__).parent
 SMALL = ("--steps", "30", "--start", "1e-5", "--end", "10")  # a sweep of a second or two
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture(autouse=True)
-def _keep_sys_path(monkeypatch):
-    """lrkit find puts the current folder on sys.path; undo that after each test."""
-    monkeypatch.setattr(sys, "path", [str(TESTS), *sys.path])
-
-
-def call(capsys, *args):
-    """``main`` in this process: (exit status, stdout, stderr)."""
-    status = main(list(args))
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 def run(*args):
@@ -140,6 +128,8 @@ def test_pick_bad_input_is_one_line_on_stderr_and_exit_2(args, says):
     assert status == 2 and out == ""
     assert err.startswith("lrkit: error: ") and says in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
 def test_pick_prints_the_pick_what_it_tried_and_its_cost(capsys, tmp_path):
     path = tmp_path / "pick.json"
     status, out, _ = call(

@@ -6,12 +6,11 @@ when the reader knows it); a bug elsewhere is still an internal error.
 
 import json
 import shlex
-import sys
 from pathlib import Path
 
 import pytest
+from cli_run import call
 
-from lrkit.cli import main
 from lrkit.errors import UserError
 from lrkit.schedules import dump_schedule, parse
 
@@ -19,17 +18,6 @@ TESTS = Path(__file__).parent
 ROOT = TESTS.parent
 TINY = ("--task", "user_tasks:tiny")
 SPEC = "warmup(5%) >> cosine(to=0.01)"
-
-
-@pytest.fixture(autouse=True)
-def _user_tasks_importable(monkeypatch):
-    monkeypatch.setattr(sys, "path", [str(TESTS), *sys.path])
-
-
-def call(capsys, *args):
-    status = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 def one_line_error(status, err):

@@ -4,13 +4,13 @@ one line naming the option, the value and what is accepted), never a traceback (
 The options are discovered from the click command tree, so an option added later is walked too.
 """
 
-import sys
 from pathlib import Path
 
 import click
 import pytest
+from cli_run import call
 
-from lrkit.cli import cli, main
+from lrkit.cli import cli
 
 TESTS = Path(__file__).parent
 HOSTILE = ("nan", "inf", "-inf", "-1", "0", "1e400", "1e-400", "", str(10**30))
@@ -23,11 +23,6 @@ BASE = {
     ("train",): (["--task", "user_tasks:tiny", "--quiet", "--out", "{tmp}"], []),
     ("schedule", "show"): (["--steps", "10"], ["cosine"]),
 }
-
-
-@pytest.fixture(autouse=True)
-def _user_tasks_importable(monkeypatch):
-    monkeypatch.setattr(sys, "path", [str(TESTS), *sys.path])
 
 
 def _commands(group, path=()):
@@ -68,12 +63,6 @@ def _argv(path, option, value, tmp):
         kept.append(options[i].format(tmp=tmp))
         i += 1
     return [*path, *arguments, option, value, *kept]
-
-
-def call(capsys, *args):
-    status = main(list(args))
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 def test_the_walk_finds_the_numeric_options_of_every_verb():

@@ -1,27 +1,14 @@
 """``lrkit pick`` explains itself, takes every schedule, and ``lrkit train`` names a misfit."""
 
-import sys
 from pathlib import Path
 
 import pytest
+from cli_run import call
 
-from lrkit.cli import main
 from lrkit.find import Pick
 
 TESTS = Path(__file__).parent
 QUICK = ("--task", "wine-mlp", "--epochs", "6", "--budget", "1")  # 54-step runs, 8 short runs
-
-
-@pytest.fixture(autouse=True)
-def _keep_sys_path(monkeypatch):
-    """lrkit pick puts the current folder on sys.path; undo that after each test."""
-    monkeypatch.setattr(sys, "path", [str(TESTS), *sys.path])
-
-
-def call(capsys, *args):
-    status = main(list(args))
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 @pytest.mark.parametrize("spec", ["constant", "step(100, 0.5)"])

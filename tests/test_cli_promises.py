@@ -2,27 +2,14 @@
 pillar announced before it exists."""
 
 import re
-import sys
 from pathlib import Path
 
-import pytest
+from cli_run import call
 
 import lrkit
-from lrkit.cli import main
 
 TESTS = Path(__file__).parent
 ROOT = TESTS.parent
-
-
-@pytest.fixture(autouse=True)
-def _user_tasks_importable(monkeypatch):
-    monkeypatch.setattr(sys, "path", [str(TESTS), *sys.path])
-
-
-def call(capsys, *args):
-    status = main(list(args))
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 def test_quiet_find_without_a_trustworthy_lr_exits_3_with_the_reason(capsys):

@@ -7,16 +7,11 @@ import json
 import re
 
 import pytest
+from cli_run import call
 
 from lrkit.cli import main
 from lrkit.train import fit
 from lrkit.watch import JSONLSink, TensorBoardSink, Watch, find_runs, read_run
-
-
-def call(capsys, *args):
-    status = main(list(args))
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 @pytest.fixture(scope="module")

@@ -188,9 +188,27 @@ class Sequence(Schedule):
         return " >> ".join(_wrap(p, 1) for p in self.parts)
 
 
+class Joint:
+    """Length, ending and staticness of a schedule of ``parts`` that all run at the same step
+    (a product, min, max): endless when any part is, else the longest part."""
+
+    parts: tuple[Schedule, ...]
+
+    @property
+    def length(self):
+        return joint_length(self.parts)
+
+    @property
+    def static(self) -> bool:
+        return all(p.static for p in self.parts)
+
+    def ends(self) -> bool:
+        return joint_ends(self.parts)
+
+
 @register("product")
 @dataclass(frozen=True, repr=False)
-class Product(Schedule):
+class Product(Joint, Schedule):
     """The product of several schedules' values at the same step.
 
     formula: prod(p(t) for p in parts)
@@ -208,17 +226,6 @@ class Product(Schedule):
         for p in self.parts:
             value *= p(t)
         return value
-
-    @property
-    def length(self):
-        return joint_length(self.parts)
-
-    @property
-    def static(self) -> bool:
-        return all(p.static for p in self.parts)
-
-    def ends(self) -> bool:
-        return joint_ends(self.parts)
 
     def bounds(self):
         lo, hi = 1.0, 1.0

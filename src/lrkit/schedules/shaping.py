@@ -26,7 +26,7 @@ from .base import (
     short,
 )
 from .catalogue import Constant
-from .combinators import _schedules, joint_ends, joint_length, part
+from .combinators import Joint, _schedules, part
 
 
 @register("clip")
@@ -77,7 +77,7 @@ class Clip(Schedule):
 
 @register("min")
 @dataclass(frozen=True, repr=False)
-class Minimum(Schedule):
+class Minimum(Joint, Schedule):
     """The lowest of several schedules' values at each step.
 
     formula: min(p(t) for p in parts)
@@ -91,17 +91,6 @@ class Minimum(Schedule):
 
     def __call__(self, t: float) -> float:
         return min(p(t) for p in self.parts)
-
-    @property
-    def length(self):
-        return joint_length(self.parts)
-
-    @property
-    def static(self) -> bool:
-        return all(p.static for p in self.parts)
-
-    def ends(self) -> bool:
-        return joint_ends(self.parts)
 
     def bounds(self):
         lows, highs = zip(*(p.bounds() for p in self.parts))
