@@ -60,7 +60,7 @@ import numpy as np
 from .advice import decay_tip, factor_text, nice, plateau_advice, warmup_tip
 from .curves import SPIKE_Z, TINY, Curves, as_signals
 from .diagnosis import VERDICTS, Diagnosis, Finding, squash, uncrossed
-from .validation import overfitting, val_jump, val_still_falling, val_unsteady
+from .validation import overfitting, recovered, val_jump, val_still_falling, val_unsteady
 
 HEALTHY_RATIO = 1e-3
 
@@ -75,6 +75,8 @@ def diagnose(run: Any) -> Diagnosis:
     curves = Curves(as_signals(run))
     unreadable = curves.n < MIN_STEPS or curves.base <= 0  # only a divergence is a fact there
     found = [f for rule in (_RULES[:1] if unreadable else _RULES) if (f := rule(curves))]
+    notes = [f for f in found if f.verdict == "fine"]  # signs that cost nothing in the end
+    found = [f for f in found if f not in notes]
     confident = [f for f in found if f.confidence >= 0.5]
     if not confident:
         unsure = _uncertain(curves, found)
@@ -83,12 +85,20 @@ def diagnose(run: Any) -> Diagnosis:
         shape = curves.shape
         fine = Finding(
             "fine",
-            curves.progress_text() + (f"; {shape.text()}" if shape else ""),
-            "keep the lr and its schedule (a warmup and a decay, as this run had)"
-            if shape and shape.decayed and shape.warmup
-            else "keep the lr and its decay"
-            if shape and shape.decayed
-            else f"keep the lr; {decay_tip(shape)}",
+            "; ".join(
+                [curves.progress_text(), *([shape.text()] if shape else [])]
+                + [n.evidence for n in notes]
+            ),
+            "; ".join(
+                [
+                    "keep the lr and its schedule (a warmup and a decay, as this run had)"
+                    if shape and shape.decayed and shape.warmup
+                    else "keep the lr and its decay"
+                    if shape and shape.decayed
+                    else f"keep the lr; {decay_tip(shape)}"
+                ]
+                + [n.advice for n in notes]
+            ),
             1.0,
         )
         return Diagnosis((fine,), curves.n)
@@ -163,7 +173,7 @@ def _diverged(c: Curves) -> Finding | None:
 
 
 def _too_high(c: Curves) -> Finding | None:
-    evidence, margins = [], []
+    evidence, margins, until = [], [], []  # until: the last step of each sign of instability
     early = c.smooth[: max(c.head + 1, len(c.loss) // 2)]
     peak = c.head + int(np.argmax(early[c.head :])) if len(early) > c.head else 0
     if c.start > 0 and early[peak] > 1.5 * c.start:
@@ -171,12 +181,14 @@ def _too_high(c: Curves) -> Finding | None:
             f"the loss rose from {c.start_text()} to {early[peak]:.3g} at step {c.step(peak)}"
         )
         margins.append(math.log(early[peak] / (1.5 * c.start)) * 3)
+        until.append(_last_above(c, c.smooth, 1.5 * c.start))
     jump = int(np.argmax(c.loss[: max(1, c.n // 2)]))
     if c.start > 0 and c.loss[jump] > 3 * c.start and not evidence:
         evidence.append(
             f"the loss jumped from {c.start_text()} to {c.loss[jump]:.3g} at step {c.step(jump)}"
         )
         margins.append(math.log(c.loss[jump] / (3 * c.start)))
+        until.append(_last_above(c, c.loss, 3 * c.start))
     top = int(np.argmax(c.smooth))
     if c.base > 0 and c.smooth[top] > 10 * c.base and not evidence:  # and came back
         evidence.append(
@@ -184,6 +196,7 @@ def _too_high(c: Curves) -> Finding | None:
             f" {c.step(top)} and came back to {c.end:.3g} by the end"
         )
         margins.append(math.log(c.smooth[top] / (10 * c.base)) + 1)
+        until.append(_last_above(c, c.smooth, 10 * c.base))
     if len(c.spikes) >= max(3, 0.03 * c.n):
         first, last = c.step(int(c.spikes[0])), c.step(int(c.spikes[-1]))
         top = float(np.max(c.loss[c.spikes]))
@@ -192,6 +205,8 @@ def _too_high(c: Curves) -> Finding | None:
             f" steps {first} and {last} (highest {top:.3g})"
         )
         margins.append(len(c.spikes) / max(3, 0.03 * c.n) - 0.5)
+        until.append(last)
+    lasting = c.recovered or any(c.guard.values())  # a guard had to step in: it cost something
     if c.recovered:
         evidence.append(
             f"the loss was not finite at {c.bad_count} step(s) from step {c.first_bad} on, and"
@@ -209,19 +224,29 @@ def _too_high(c: Curves) -> Finding | None:
     if jumped:
         evidence.append(jumped[0])
         margins.append(jumped[1])
+        until.append(jumped[2])
     backed = bool(evidence)
     if c.ratio is not None and c.ratio > 10 * HEALTHY_RATIO:
         evidence.append(f"median update/weight ratio {c.ratio:.2g} (healthy about 1e-3)")
         margins.append(math.log10(c.ratio / (10 * HEALTHY_RATIO)) * 2)
         unsteady = val_unsteady(c) if overfitting(c) is None else None  # not explained by it
         if unsteady:
-            evidence.append(unsteady)
+            evidence.append(unsteady[0])
+            until.append(unsteady[1])
             backed = True
     if not evidence:
         return None
     factor = 1 / 3
     if c.ratio is not None and c.ratio > HEALTHY_RATIO:  # towards 1e-3, by 10 at most
         factor = max(0.1, min(factor, nice(HEALTHY_RATIO / c.ratio)))
+    calm = None if lasting else recovered(c, max(until, default=-1))
+    if calm:  # it cost nothing at the end: a note on a fine run, not a verdict
+        return Finding(
+            "fine",
+            f"signs of instability ({'; '.join(evidence)}) cost nothing in the end: {calm}",
+            f"if a smoother start matters, {warmup_tip(c.shape)}",
+            1.0,
+        )
     return Finding(
         "too_high",
         "; ".join(evidence),
@@ -229,6 +254,11 @@ def _too_high(c: Curves) -> Finding | None:
         squash(max(margins)) if backed else 0.45,  # a rule of thumb alone: a doubt, no verdict
         factor,
     )
+
+
+def _last_above(c: Curves, x: np.ndarray, level: float) -> int:
+    """The last step at which ``x`` (the loss or its rolling median) was above ``level``."""
+    return c.step(int(np.flatnonzero(x > level)[-1]))
 
 
 def _plateau(c: Curves) -> Finding | None:
