@@ -241,9 +241,10 @@ def _too_high(c: Curves) -> Finding | None:
         factor = max(0.1, min(factor, nice(HEALTHY_RATIO / c.ratio)))
     calm = None if lasting else recovered(c, max(until, default=-1))
     if calm:  # it cost nothing at the end: a note on a fine run, not a verdict
+        signs = [e for e in evidence if not e.startswith("median update/weight")] or evidence
         return Finding(
             "fine",
-            f"signs of instability ({'; '.join(evidence)}) cost nothing in the end: {calm}",
+            f"signs of instability ({'; '.join(signs)}) cost nothing in the end: {calm}",
             f"if a smoother start matters, {warmup_tip(c.shape)}",
             1.0,
         )
