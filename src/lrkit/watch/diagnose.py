@@ -17,7 +17,8 @@ Rules, most severe first (the primary verdict is the most severe with confidence
                 at 3% of the steps (3 at least); a validation loss up 25%+ (and by a tenth
                 of the first one) from one validation to the next; update ratios above
                 1e-2, a verdict only with loss evidence or a validation loss that went up
-                at a quarter of the validations (alone: a doubt, confidence 0.45)
+                at a quarter of the validations (alone: a doubt, confidence 0.45); unless
+                it cost nothing in the end (see below)
 ``overfitting`` validation loss 5%+ above its best at the end and at 2+ validations after it,
                 while the training loss fell another 30%+ after the best
 ``plateau``     100+ steps; the log-loss medians of the last k tenths (k >= 3): the first
@@ -36,6 +37,14 @@ Rules, most severe first (the primary verdict is the most severe with confidence
                 ratios above 1e-2 alone); says what it saw and what would settle it
 ``fine``        none of the above, nothing in doubt
 ==============  ===========================================================================
+
+An instability that cost nothing in the end is a note on ``fine``, not ``too_high``
+(:func:`~lrkit.watch.validation.recovered`): every sign of it over with a quarter of the
+logged steps left, the training loss then under 1% of its start (converged, the near-0 of the
+plateau rule), a validation loss logged after it that ended within 5% of its lowest (the
+overfitting rule's "worse") or near 0, and no guard action or non-finite loss (a guard that had
+to step in is a cost). Without a validation loss, a loss that ends higher, a validation loss
+above its best or signs that last into the last quarter, it stays ``too_high``.
 
 Advice fits the schedule read off the logged lr (:class:`~lrkit.watch.curves.LrShape`): a decay
 is advised only to a run whose lr did not decay already, a warmup only to one without (else a
