@@ -133,8 +133,9 @@ def recovered(c: Curves, since: int) -> str | None:
 
     - a quarter of the logged steps at least after ``since`` with no sign;
     - the training loss converged: its end under 1% of its start (near 0, as for plateau);
-    - a validation loss logged after ``since`` that ended at its best: within 5% of its
-      lowest, or near 0 (under 1% of the training loss at the start).
+    - a validation loss that had settled at its best: its last two validations, both after
+      ``since``, within 5% of its lowest or near 0 (under 1% of the training loss at the
+      start); one at its best could be the middle of a descent still catching up.
 
     A run the instability left worse than it could be (a loss still high, a validation loss
     above its best, no validation to show it) keeps its ``too_high``. Returns the evidence of
@@ -146,13 +147,14 @@ def recovered(c: Curves, since: int) -> str | None:
     steps, vals = c.val
     keep = np.isfinite(vals)
     steps, vals = steps[keep], vals[keep]
-    if len(vals) == 0 or steps[-1] <= since or not np.isfinite(c.val[1][-1]):
+    if len(vals) < 2 or steps[-2] <= since or not np.isfinite(c.val[1][-1]):
         return None
     low = int(np.argmin(vals))
-    if vals[-1] > AT_BEST * vals[low] and vals[-1] > CONVERGED * c.start:
+    last = vals[-2:]
+    if np.any((last > AT_BEST * vals[low]) & (last > CONVERGED * c.start)):
         return None
     where = f"from step {since} on: " if since >= 0 else ""
-    best = "at its best" if vals[-1] <= AT_BEST * vals[low] else "near 0"
+    best = "at its best" if np.all(last <= AT_BEST * vals[low]) else "near 0"
     return (
         f"the run recovered {where}the training loss ended at {c.end:.3g} (under"
         f" {CONVERGED:.0%} of its start) and the validation loss at {vals[-1]:.3g}, {best}"
