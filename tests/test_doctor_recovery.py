@@ -88,3 +88,16 @@ def test_a_run_at_the_lr_pick_lr_chose_is_not_called_too_high_by_the_doctor():
     d = diagnose(watch)
     assert history.final_metric == 1.0  # the run is as good as it gets
     assert d.verdict != "too_high" and "too_high" not in [f.verdict for f in d.findings]
+
+
+def test_a_validation_loss_still_catching_up_at_the_end_is_not_a_recovery():
+    """One validation at its best could be mid-descent: the last two must be there."""
+    val = [(s, 0.1 + 0.5 * np.exp(-s / 60)) for s in range(30, N - 29, 30)] + [(N, 0.08)]
+    assert diagnose(run(unstable(), val)).verdict == "too_high"
+
+
+def test_a_validation_loss_only_back_where_it_was_before_the_instability_is_too_high():
+    """The run must end past where it was when the instability struck, not merely back."""
+    val = [(10, 0.5), (20, 0.12), *((s, 0.125) for s in range(30, N + 1, 30))]
+    d = diagnose(run(unstable(), val))
+    assert d.verdict == "too_high"

@@ -182,7 +182,7 @@ def _diverged(c: Curves) -> Finding | None:
 
 
 def _too_high(c: Curves) -> Finding | None:
-    evidence, margins, until = [], [], []  # until: the last step of each sign of instability
+    evidence, margins, spans = [], [], []  # spans: the first and last step of each sign
     early = c.smooth[: max(c.head + 1, len(c.loss) // 2)]
     peak = c.head + int(np.argmax(early[c.head :])) if len(early) > c.head else 0
     if c.start > 0 and early[peak] > 1.5 * c.start:
@@ -190,14 +190,14 @@ def _too_high(c: Curves) -> Finding | None:
             f"the loss rose from {c.start_text()} to {early[peak]:.3g} at step {c.step(peak)}"
         )
         margins.append(math.log(early[peak] / (1.5 * c.start)) * 3)
-        until.append(_last_above(c, c.smooth, 1.5 * c.start))
+        spans.append(_span_above(c, c.smooth, 1.5 * c.start))
     jump = int(np.argmax(c.loss[: max(1, c.n // 2)]))
     if c.start > 0 and c.loss[jump] > 3 * c.start and not evidence:
         evidence.append(
             f"the loss jumped from {c.start_text()} to {c.loss[jump]:.3g} at step {c.step(jump)}"
         )
         margins.append(math.log(c.loss[jump] / (3 * c.start)))
-        until.append(_last_above(c, c.loss, 3 * c.start))
+        spans.append(_span_above(c, c.loss, 3 * c.start))
     top = int(np.argmax(c.smooth))
     if c.base > 0 and c.smooth[top] > 10 * c.base and not evidence:  # and came back
         evidence.append(
@@ -205,7 +205,7 @@ def _too_high(c: Curves) -> Finding | None:
             f" {c.step(top)} and came back to {c.end:.3g} by the end"
         )
         margins.append(math.log(c.smooth[top] / (10 * c.base)) + 1)
-        until.append(_last_above(c, c.smooth, 10 * c.base))
+        spans.append(_span_above(c, c.smooth, 10 * c.base))
     if len(c.spikes) >= max(3, 0.03 * c.n):
         first, last = c.step(int(c.spikes[0])), c.step(int(c.spikes[-1]))
         top = float(np.max(c.loss[c.spikes]))
@@ -214,7 +214,7 @@ def _too_high(c: Curves) -> Finding | None:
             f" steps {first} and {last} (highest {top:.3g})"
         )
         margins.append(len(c.spikes) / max(3, 0.03 * c.n) - 0.5)
-        until.append(last)
+        spans.append((first, last))
     lasting = c.recovered or any(c.guard.values())  # a guard had to step in: it cost something
     if c.recovered:
         evidence.append(
@@ -233,7 +233,7 @@ def _too_high(c: Curves) -> Finding | None:
     if jumped:
         evidence.append(jumped[0])
         margins.append(jumped[1])
-        until.append(jumped[2])
+        spans.append(jumped[2])
     backed = bool(evidence)
     if c.ratio is not None and c.ratio > 10 * HEALTHY_RATIO:
         evidence.append(f"median update/weight ratio {c.ratio:.2g} (healthy about 1e-3)")
@@ -241,14 +241,15 @@ def _too_high(c: Curves) -> Finding | None:
         unsteady = val_unsteady(c) if overfitting(c) is None else None  # not explained by it
         if unsteady:
             evidence.append(unsteady[0])
-            until.append(unsteady[1])
+            spans.append(unsteady[1])
             backed = True
     if not evidence:
         return None
     factor = 1 / 3
     if c.ratio is not None and c.ratio > HEALTHY_RATIO:  # towards 1e-3, by 10 at most
         factor = max(0.1, min(factor, nice(HEALTHY_RATIO / c.ratio)))
-    calm = None if lasting else recovered(c, max(until, default=-1))
+    first, last = (min(f for f, _ in spans), max(t for _, t in spans)) if spans else (-1, -1)
+    calm = None if lasting else recovered(c, first, last)
     if calm:  # it cost nothing at the end: a note on a fine run, not a verdict
         signs = [e for e in evidence if not e.startswith("median update/weight")] or evidence
         return Finding(
@@ -266,9 +267,11 @@ def _too_high(c: Curves) -> Finding | None:
     )
 
 
-def _last_above(c: Curves, x: np.ndarray, level: float) -> int:
-    """The last step at which ``x`` (the loss or its rolling median) was above ``level``."""
-    return c.step(int(np.flatnonzero(x > level)[-1]))
+def _span_above(c: Curves, x: np.ndarray, level: float) -> tuple[int, int]:
+    """The first and last step at which ``x`` (the loss or its rolling median) was above
+    ``level``."""
+    above = np.flatnonzero(x > level)
+    return c.step(int(above[0])), c.step(int(above[-1]))
 
 
 def _plateau(c: Curves) -> Finding | None:

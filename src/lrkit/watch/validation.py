@@ -23,7 +23,8 @@ def val_jump(c: Curves) -> tuple[str, float, int] | None:
     (a few percent a validation). A rise from a loss near 0 is measured against a tenth of the
     training loss at the start, not against the tiny loss (no "up 24242922%").
 
-    ``(evidence on the largest jolt, its margin, the step of the last jolt)``."""
+    ``(evidence on the largest jolt, its margin, (the step of the validation before the
+    first jolt, the step of the last jolt))``."""
     if c.val is None:
         return None
     steps, vals = c.val
@@ -37,7 +38,8 @@ def val_jump(c: Curves) -> tuple[str, float, int] | None:
     i = int(np.argmax(up))
     if up[i] < 0.25:
         return None
-    last = int(steps[np.flatnonzero(up >= 0.25)[-1] + 1])
+    jolts = np.flatnonzero(up >= 0.25)
+    span = int(steps[jolts[0]]), int(steps[jolts[-1] + 1])
     how = (
         f"{up[i]:.0%}"
         if vals[i] >= floor
@@ -47,13 +49,13 @@ def val_jump(c: Curves) -> tuple[str, float, int] | None:
         f"validation loss jumped {how} from {vals[i]:.3g} at step {int(steps[i])} to"
         f" {vals[i + 1]:.3g} at step {int(steps[i + 1])}",
         math.log((1 + up[i]) / 1.25) * 3,
-        last,
+        span,
     )
 
 
-def val_unsteady(c: Curves) -> tuple[str, int] | None:
+def val_unsteady(c: Curves) -> tuple[str, tuple[int, int]] | None:
     """Validation loss worse than the one before at 2+ validations and a quarter of them;
-    ``(evidence, the step of the last rise)``."""
+    ``(evidence, (the step of the validation before the first rise, the step of the last))``."""
     if c.val is None or len(c.val[1]) < 3:
         return None
     steps, vals = c.val
@@ -62,7 +64,7 @@ def val_unsteady(c: Curves) -> tuple[str, int] | None:
         return None
     where = ", ".join(str(int(steps[i])) for i in worse[:5]) + (", ..." if len(worse) > 5 else "")
     text = f"validation loss went up at {len(worse)} of {len(vals) - 1} validations (steps {where})"
-    return text, int(steps[worse[-1]])
+    return text, (int(steps[worse[0] - 1]), int(steps[worse[-1]]))
 
 
 def overfitting(c: Curves) -> Finding | None:
@@ -127,15 +129,17 @@ CONVERGED = 0.01  # a training loss under this fraction of its start is near 0 (
 AT_BEST = 1.05  # a validation loss within 5% of its lowest is at its best
 
 
-def recovered(c: Curves, since: int) -> str | None:
-    """An instability that cost nothing: every sign of it at step ``since`` or before (-1:
-    none but a rule of thumb), and after it a recovery that the end of the run shows. All of:
+def recovered(c: Curves, first: int, since: int) -> str | None:
+    """An instability that cost nothing: its signs between steps ``first`` and ``since`` (-1:
+    none but a rule of thumb), and after them a recovery that the end of the run shows. All of:
 
     - a quarter of the logged steps at least after ``since`` with no sign;
     - the training loss converged: its end under 1% of its start (near 0, as for plateau);
     - a validation loss that had settled at its best: its last two validations, both after
       ``since``, within 5% of its lowest or near 0 (under 1% of the training loss at the
-      start); one at its best could be the middle of a descent still catching up.
+      start); one at its best could be the middle of a descent still catching up;
+    - the validation loss ended below every validation loss before ``first``: the run went
+      past where it was when the instability struck (not merely back to it).
 
     A run the instability left worse than it could be (a loss still high, a validation loss
     above its best, no validation to show it) keeps its ``too_high``. Returns the evidence of
@@ -152,6 +156,9 @@ def recovered(c: Curves, since: int) -> str | None:
     low = int(np.argmin(vals))
     last = vals[-2:]
     if np.any((last > AT_BEST * vals[low]) & (last > CONVERGED * c.start)):
+        return None
+    before = vals[steps <= first]
+    if len(before) and vals[-1] >= before.min() and vals[-1] > CONVERGED * c.start:
         return None
     where = f"from step {since} on: " if since >= 0 else ""
     best = "at its best" if np.all(last <= AT_BEST * vals[low]) else "near 0"
