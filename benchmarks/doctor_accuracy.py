@@ -38,6 +38,14 @@ diagnoses (seconds).
     .venv/bin/python benchmarks/doctor_accuracy.py --sets dev,held-out      # the original 62
     .venv/bin/python benchmarks/doctor_accuracy.py --markdown       # tables for BENCHMARKS.md
     .venv/bin/python benchmarks/doctor_accuracy.py --verbose        # every run's verdict
+    .venv/bin/python benchmarks/doctor_accuracy.py --probe 4        # rates between the grid's
+
+``--probe SEED`` is a check outside the labelled suite: every task (the seven above) at 1, 3, 7,
+15 and 40 times its lr with both schedules, and its overfit and plateau runs, with a seed of its
+own. Rates between the grid's have no construction label, so it prints each run's verdict next
+to how it trained against the x1 run (its final validation loss over x1's, and its metric): a
+run called ``too_high`` that trained as well as x1, or one called ``fine`` that trained worse,
+is what to read.
 """
 
 from __future__ import annotations
@@ -117,6 +125,41 @@ def suite(tasks, cos_overfit, seed: int = SEED) -> list[Case]:
     out += [Case(t, 1.0, SCHEDULES[1], "overfit", seed) for t in cos_overfit]
     out += [Case(t, 1.0, "constant", "plateau", seed) for t in tasks]
     return out
+
+
+PROBE_MULTIPLIERS = (1.0, 3.0, 7.0, 15.0, 40.0)
+
+
+def probe_cases(seed: int) -> list[Case]:
+    """The ``--probe`` runs: rates between the grid's on every task, and the constructions."""
+    tasks = (*TASKS, *NEW_TASKS)
+    out = [Case(t, m, s, seed=seed) for t in tasks for s in SCHEDULES for m in PROBE_MULTIPLIERS]
+    return out + [Case(t, 1.0, "constant", k, seed) for t in tasks for k in ("overfit", "plateau")]
+
+
+def probe(runs: list[tuple[Case, Path]]) -> str:
+    """Each probe run's verdict, its final validation loss over the x1 run's and its metric;
+    then the verdicts of the runs that trained as well as x1 (within 10%) and of the others."""
+    from lrkit.train import History
+    from lrkit.watch.diagnose import diagnose
+
+    histories = {case: History.load(folder) for case, folder in runs}
+    lines, tally = [], {True: {}, False: {}}
+    for case, folder in runs:
+        h = histories[case]
+        good = histories[dataclasses.replace(case, mult=1.0, kind="rate")]
+        mine, base = final_val_loss(h), final_val_loss(good)
+        ratio = mine / base if base > 0 else (1.0 if mine == 0 else float("inf"))
+        verdict = "diverged (run)" if h.status == "diverged" else diagnose(folder).verdict
+        as_good = bool(ratio <= 1.1)
+        if case.kind == "rate" and case.mult != 1:
+            tally[as_good][verdict] = tally[as_good].get(verdict, 0) + 1
+        metric = "-" if h.final_metric is None else f"{h.final_metric:.3g}"
+        lines.append(f"{case.name:<44} {verdict:<14} val/x1 {ratio:9.3g}  metric {metric}")
+    for as_good, name in ((True, "as well as x1"), (False, "worse than x1")):
+        counts = ", ".join(f"{v} {n}" for v, n in sorted(tally[as_good].items())) or "-"
+        lines.append(f"rate runs (not x1) that trained {name}: {counts}")
+    return "\n".join(lines)
 
 
 def cases() -> list[Case]:
@@ -345,9 +388,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--markdown", action="store_true", help="a Markdown confusion matrix")
     ap.add_argument("--verbose", action="store_true", help="every run's verdict and evidence")
     ap.add_argument("--json", dest="json_out", help="write the rows to this JSON file")
+    ap.add_argument(
+        "--probe", type=int, metavar="SEED", help="the probe runs at rates between the grid's"
+    )
     args = ap.parse_args(argv)
     sets, tasks = args.sets.split(","), args.tasks.split(",") if args.tasks else None
-    todo = [c for c in cases() if c.split in sets and (tasks is None or c.task in tasks)]
+    pool = cases() if args.probe is None else probe_cases(args.probe)
+    todo = [c for c in pool if (args.probe is not None or c.split in sets)]
+    todo = [c for c in todo if tasks is None or c.task in tasks]
     CACHE.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     if args.jobs > 1:
@@ -356,6 +404,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         folders = [train(c) for c in todo]
     trained = time.perf_counter() - start
+    if args.probe is not None:
+        print(probe(list(zip(todo, folders))))
+        return 0
     rows = evaluate(list(zip(todo, folders)))
     if args.verbose:
         for r in rows:

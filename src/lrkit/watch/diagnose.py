@@ -17,7 +17,8 @@ Rules, most severe first (the primary verdict is the most severe with confidence
                 at 3% of the steps (3 at least); a validation loss up 25%+ (and by a tenth
                 of the first one) from one validation to the next; update ratios above
                 1e-2, a verdict only with loss evidence or a validation loss that went up
-                at a quarter of the validations (alone: a doubt, confidence 0.45)
+                at a quarter of the validations (alone: a doubt, confidence 0.45); unless
+                it cost nothing in the end (see below)
 ``overfitting`` validation loss 5%+ above its best at the end and at 2+ validations after it,
                 while the training loss fell another 30%+ after the best
 ``plateau``     100+ steps; the log-loss medians of the last k tenths (k >= 3): the first
@@ -36,6 +37,14 @@ Rules, most severe first (the primary verdict is the most severe with confidence
                 ratios above 1e-2 alone); says what it saw and what would settle it
 ``fine``        none of the above, nothing in doubt
 ==============  ===========================================================================
+
+An instability that cost nothing in the end is a note on ``fine``, not ``too_high``
+(:func:`~lrkit.watch.validation.recovered`): every sign of it over with a quarter of the
+logged steps left, the training loss then under 1% of its start (converged, the near-0 of the
+plateau rule), a validation loss logged after it that ended within 5% of its lowest (the
+overfitting rule's "worse") or near 0, and no guard action or non-finite loss (a guard that had
+to step in is a cost). Without a validation loss, a loss that ends higher, a validation loss
+above its best or signs that last into the last quarter, it stays ``too_high``.
 
 Advice fits the schedule read off the logged lr (:class:`~lrkit.watch.curves.LrShape`): a decay
 is advised only to a run whose lr did not decay already, a warmup only to one without (else a
@@ -60,7 +69,7 @@ import numpy as np
 from .advice import decay_tip, factor_text, nice, plateau_advice, warmup_tip
 from .curves import SPIKE_Z, TINY, Curves, as_signals
 from .diagnosis import VERDICTS, Diagnosis, Finding, squash, uncrossed
-from .validation import overfitting, val_jump, val_still_falling, val_unsteady
+from .validation import overfitting, recovered, val_jump, val_still_falling, val_unsteady
 
 HEALTHY_RATIO = 1e-3
 
@@ -75,6 +84,8 @@ def diagnose(run: Any) -> Diagnosis:
     curves = Curves(as_signals(run))
     unreadable = curves.n < MIN_STEPS or curves.base <= 0  # only a divergence is a fact there
     found = [f for rule in (_RULES[:1] if unreadable else _RULES) if (f := rule(curves))]
+    notes = [f for f in found if f.verdict == "fine"]  # signs that cost nothing in the end
+    found = [f for f in found if f not in notes]
     confident = [f for f in found if f.confidence >= 0.5]
     if not confident:
         unsure = _uncertain(curves, found)
@@ -83,12 +94,20 @@ def diagnose(run: Any) -> Diagnosis:
         shape = curves.shape
         fine = Finding(
             "fine",
-            curves.progress_text() + (f"; {shape.text()}" if shape else ""),
-            "keep the lr and its schedule (a warmup and a decay, as this run had)"
-            if shape and shape.decayed and shape.warmup
-            else "keep the lr and its decay"
-            if shape and shape.decayed
-            else f"keep the lr; {decay_tip(shape)}",
+            "; ".join(
+                [curves.progress_text(), *([shape.text()] if shape else [])]
+                + [n.evidence for n in notes]
+            ),
+            "; ".join(
+                [
+                    "keep the lr and its schedule (a warmup and a decay, as this run had)"
+                    if shape and shape.decayed and shape.warmup
+                    else "keep the lr and its decay"
+                    if shape and shape.decayed
+                    else f"keep the lr; {decay_tip(shape)}"
+                ]
+                + [n.advice for n in notes]
+            ),
             1.0,
         )
         return Diagnosis((fine,), curves.n)
@@ -163,7 +182,7 @@ def _diverged(c: Curves) -> Finding | None:
 
 
 def _too_high(c: Curves) -> Finding | None:
-    evidence, margins = [], []
+    evidence, margins, spans = [], [], []  # spans: the first and last step of each sign
     early = c.smooth[: max(c.head + 1, len(c.loss) // 2)]
     peak = c.head + int(np.argmax(early[c.head :])) if len(early) > c.head else 0
     if c.start > 0 and early[peak] > 1.5 * c.start:
@@ -171,12 +190,14 @@ def _too_high(c: Curves) -> Finding | None:
             f"the loss rose from {c.start_text()} to {early[peak]:.3g} at step {c.step(peak)}"
         )
         margins.append(math.log(early[peak] / (1.5 * c.start)) * 3)
+        spans.append(_span_above(c, c.smooth, 1.5 * c.start))
     jump = int(np.argmax(c.loss[: max(1, c.n // 2)]))
     if c.start > 0 and c.loss[jump] > 3 * c.start and not evidence:
         evidence.append(
             f"the loss jumped from {c.start_text()} to {c.loss[jump]:.3g} at step {c.step(jump)}"
         )
         margins.append(math.log(c.loss[jump] / (3 * c.start)))
+        spans.append(_span_above(c, c.loss, 3 * c.start))
     top = int(np.argmax(c.smooth))
     if c.base > 0 and c.smooth[top] > 10 * c.base and not evidence:  # and came back
         evidence.append(
@@ -184,6 +205,7 @@ def _too_high(c: Curves) -> Finding | None:
             f" {c.step(top)} and came back to {c.end:.3g} by the end"
         )
         margins.append(math.log(c.smooth[top] / (10 * c.base)) + 1)
+        spans.append(_span_above(c, c.smooth, 10 * c.base))
     if len(c.spikes) >= max(3, 0.03 * c.n):
         first, last = c.step(int(c.spikes[0])), c.step(int(c.spikes[-1]))
         top = float(np.max(c.loss[c.spikes]))
@@ -192,6 +214,8 @@ def _too_high(c: Curves) -> Finding | None:
             f" steps {first} and {last} (highest {top:.3g})"
         )
         margins.append(len(c.spikes) / max(3, 0.03 * c.n) - 0.5)
+        spans.append((first, last))
+    lasting = c.recovered or any(c.guard.values())  # a guard had to step in: it cost something
     if c.recovered:
         evidence.append(
             f"the loss was not finite at {c.bad_count} step(s) from step {c.first_bad} on, and"
@@ -209,19 +233,31 @@ def _too_high(c: Curves) -> Finding | None:
     if jumped:
         evidence.append(jumped[0])
         margins.append(jumped[1])
+        spans.append(jumped[2])
     backed = bool(evidence)
     if c.ratio is not None and c.ratio > 10 * HEALTHY_RATIO:
         evidence.append(f"median update/weight ratio {c.ratio:.2g} (healthy about 1e-3)")
         margins.append(math.log10(c.ratio / (10 * HEALTHY_RATIO)) * 2)
         unsteady = val_unsteady(c) if overfitting(c) is None else None  # not explained by it
         if unsteady:
-            evidence.append(unsteady)
+            evidence.append(unsteady[0])
+            spans.append(unsteady[1])
             backed = True
     if not evidence:
         return None
     factor = 1 / 3
     if c.ratio is not None and c.ratio > HEALTHY_RATIO:  # towards 1e-3, by 10 at most
         factor = max(0.1, min(factor, nice(HEALTHY_RATIO / c.ratio)))
+    first, last = (min(f for f, _ in spans), max(t for _, t in spans)) if spans else (-1, -1)
+    calm = None if lasting else recovered(c, first, last)
+    if calm:  # it cost nothing at the end: a note on a fine run, not a verdict
+        signs = [e for e in evidence if not e.startswith("median update/weight")] or evidence
+        return Finding(
+            "fine",
+            f"signs of instability ({'; '.join(signs)}) cost nothing in the end: {calm}",
+            f"if a smoother start matters, {warmup_tip(c.shape)}",
+            1.0,
+        )
     return Finding(
         "too_high",
         "; ".join(evidence),
@@ -229,6 +265,13 @@ def _too_high(c: Curves) -> Finding | None:
         squash(max(margins)) if backed else 0.45,  # a rule of thumb alone: a doubt, no verdict
         factor,
     )
+
+
+def _span_above(c: Curves, x: np.ndarray, level: float) -> tuple[int, int]:
+    """The first and last step at which ``x`` (the loss or its rolling median) was above
+    ``level``."""
+    above = np.flatnonzero(x > level)
+    return c.step(int(above[0])), c.step(int(above[-1]))
 
 
 def _plateau(c: Curves) -> Finding | None:
