@@ -169,6 +169,8 @@ def test_train_at_lr_5_with_guard_is_not_completed_at_1e22(train, tmp_path):
         assert err.startswith("lrkit: error: the guard gave up") and history.status == "failed"
     else:
         assert status == 0 and ended_sane(history, history.loss)
+        rollbacks = re.search(r"^guard: .* rollbacks? \(lr (.*)\)$", out, re.M).group(1)
+        assert rollbacks.startswith("5 -> ")  # the lrs it went through, from the first
     assert all(x < 100 * history.loss[0] for x in history.loss[:3])  # acted before a climb
 
 

@@ -207,14 +207,19 @@ def doctor_summary(run) -> str:
 
 
 def guard_summary(guard) -> str:
-    """``guard: 2 skips, 1 rollback (lr 0.05 -> 0.025)`` or ``guard: no action (...)``."""
+    """``guard: 2 skips, 2 rollbacks (lr 0.05 -> 0.025 -> 0.0125)`` or ``guard: no action (...)``."""
     done = [e for e in guard.events if e["action"] != "snapshot"]
     if not done:
         return "guard: no action (no batch was non-finite, a spike or a climb)"
     skips = sum(e["action"] == "skip" for e in done)
     rollbacks = [e["reason"].rsplit("lr ", 1)[-1] for e in done if e["action"] == "rollback"]
     text = f"guard: {skips} skip{'s' * (skips != 1)}, {len(rollbacks)} rollback"
-    return text + "s" * (len(rollbacks) != 1) + "".join(f" (lr {r})" for r in rollbacks[-1:])
+    text += "s" * (len(rollbacks) != 1)
+    if not rollbacks:
+        return text
+    # each rollback's reason ends "lr BEFORE -> AFTER": the lrs the run went through, in order
+    chain = [rollbacks[0].split(" -> ")[0]] + [r.split(" -> ")[-1] for r in rollbacks]
+    return text + f" (lr {' -> '.join(chain)})"
 
 
 def default_out(task_name: str) -> Path:
