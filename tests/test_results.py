@@ -23,7 +23,9 @@ def _pick() -> Pick:
 
 
 def test_every_result_class_has_the_whole_protocol(find_result):
-    for cls in (type(find_result), Pick, History):
+    from lrkit.watch import Diagnosis
+
+    for cls in (type(find_result), Pick, History, Diagnosis):
         for method in ("to_dict", "from_dict", "to_json", "from_json"):
             assert callable(getattr(cls, method, None)), f"{cls.__name__} has no {method}"
     assert issubclass(type(find_result), Result) and issubclass(Pick, Result)
@@ -52,3 +54,16 @@ def test_a_garbled_pick_file_names_the_file_and_line(tmp_path):
     path.write_text('{"lr": 0.1,\n  "schedule": }\n')
     with pytest.raises(ValueError, match=r"pick.json: not JSON at line 2"):
         Pick.load(path)
+
+
+def test_a_diagnosis_round_trips_and_a_bad_one_names_the_finding(tmp_path):
+    from lrkit.watch import Diagnosis
+    from lrkit.watch.diagnosis import Finding
+
+    d = Diagnosis((Finding("too_low", "fell 3%", "multiply the lr by 10", 0.8, 10.0),), 200)
+    d.to_json(tmp_path / "d.json")
+    assert Diagnosis.load(tmp_path / "d.json") == d
+    bad = d.to_dict()
+    bad["findings"][0]["verdict"] = "great"
+    with pytest.raises(ValueError, match=r"findings\[0\]: verdict must be one of"):
+        Diagnosis.from_dict(bad)

@@ -13,6 +13,9 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
+from ..checks import number, whole
+from ..results import Result
+
 # by severity; ``uncertain``: the evidence does not settle a verdict (what would, is in its advice)
 VERDICTS = ("diverged", "too_high", "overfitting", "plateau", "too_low", "fine", "uncertain")
 
@@ -40,9 +43,27 @@ class Finding:
             "lr_factor": self.lr_factor,
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Finding:
+        """The finding :meth:`to_dict` described; ValueError naming what is wrong."""
+        verdict = data.get("verdict")
+        if verdict not in VERDICTS:
+            raise ValueError(f"verdict must be one of {', '.join(VERDICTS)}, got {verdict!r}")
+        for key in ("evidence", "advice"):
+            if not isinstance(data.get(key), str):
+                raise ValueError(f"{key} must be a string, got {data.get(key)!r}")
+        factor = data.get("lr_factor")
+        return cls(
+            verdict,
+            data["evidence"],
+            data["advice"],
+            number(data.get("confidence"), "confidence", low=0, high=1),
+            None if factor is None else number(factor, "lr_factor", low=0, low_open=True),
+        )
+
 
 @dataclass(frozen=True)
-class Diagnosis:
+class Diagnosis(Result):
     """Every finding, the primary (most severe confident one) first; ``fine`` when none and
     nothing is in doubt, ``uncertain`` when the evidence does not settle it."""
 
@@ -80,6 +101,23 @@ class Diagnosis:
             "steps": self.steps,
             "findings": [f.to_dict() for f in self.findings],
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Diagnosis:
+        """The diagnosis :meth:`to_dict` described (``verdict`` and ``confidence`` are the
+        first finding's); ValueError naming what is wrong."""
+        findings = data.get("findings")
+        if not isinstance(findings, list) or not findings:
+            raise ValueError(f"findings must be a non-empty list, got {findings!r}")
+        parsed = []
+        for i, f in enumerate(findings):
+            if not isinstance(f, dict):
+                raise ValueError(f"findings[{i}] must be an object, got {f!r}")
+            try:
+                parsed.append(Finding.from_dict(f))
+            except ValueError as e:
+                raise ValueError(f"findings[{i}]: {e}") from None
+        return cls(tuple(parsed), whole(data.get("steps"), "steps"))
 
 
 def squash(x: float) -> float:
