@@ -230,3 +230,13 @@ def test_make_demo_trains_at_the_lr_its_range_test_wrote():
     train = next(c for c in commands if c[:2] == ["$(BIN)/lrkit", "train"])
     assert train[train.index("--lr-from") + 1] == find[find.index("--json") + 1]
     assert "--lr" not in train
+
+
+def test_a_task_module_with_a_syntax_error_is_one_line_naming_file_and_line(
+    capsys, tmp_path, monkeypatch
+):
+    (tmp_path / "broken_task_mod.py").write_text("def make():\n    return (\n")
+    monkeypatch.chdir(tmp_path)
+    status, _, err = call(capsys, "train", "--task", "broken_task_mod:make", "-q")
+    assert status == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert "broken_task_mod.py line " in err

@@ -60,6 +60,8 @@ def _load(path: str) -> Task:
         raise UserError(f"task {path!r} must be written 'package.module:function'")
     try:
         module = importlib.import_module(module_name)
+    except SyntaxError as e:  # the user's module does not parse: say where, no traceback
+        raise UserError(f"task {path!r}: {e.filename} line {e.lineno}: {e.msg}") from e
     except ImportError as e:
         raise UserError(
             f"task {path!r}: cannot import module {module_name!r} ({e}); it must be importable"
