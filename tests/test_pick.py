@@ -310,3 +310,9 @@ def test_a_short_run_trains_exactly_as_a_plain_loop_would():
         driver.step()
     driver.close()
     assert (trial.metric, trial.val_loss) == task.validate(model, val)
+
+
+def test_pick_refuses_to_name_a_rate_when_every_short_run_diverged():
+    # it used to return 0.478, a rate at which nothing trained, for a schedule reaching 1e11
+    with pytest.raises(ValueError, match="every short run diverged.*reach 1e\\+11"):
+        pick_lr("wine-mlp", "constant(1e11)", epochs=6, budget=1, progress=False)

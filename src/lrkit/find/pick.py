@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from ..checks import number, whole
+from ..errors import UserError
 from ..progress import progress as progress_bar
 from ..runtime import torch_threads
 from ..schedules import Run, Schedule, as_schedule
@@ -119,6 +120,8 @@ def pick_lr(
             trials += scored
             spent += horizon * len(alive)
             ranked = sorted(scored, key=rank)
+            if all(math.isnan(t.metric) for t in scored):
+                raise UserError(_all_diverged(scored, full_schedule, full))
             bar.note(
                 f"pick: round {r + 1}: {len(alive)} runs of {horizon} steps; best {ranked[0].lr:.3g}"
             )
@@ -285,6 +288,22 @@ def _winner(ranked: list[Trial]) -> tuple[float, list[float]]:
     if len(tied) > 1:
         return float(np.exp(np.mean(np.log(tied)))), [float(x) for x in tied]
     return ranked[0].lr, [float(ranked[0].lr)]
+
+
+def _all_diverged(scored: list[Trial], schedule: Schedule, full: int) -> str:
+    """Why no rate can be picked when every short run of a round diverged."""
+    low = min(t.lr for t in scored)
+    peak = max(schedule(t) for t in range(0, full, max(1, full // 200)))
+    hint = (
+        f" the schedule's values reach {peak:.3g} and multiply the lr: give one whose peak is"
+        " about 1"
+        if peak > 10
+        else " the model trains at none of them: check the task's data and loss"
+    )
+    return (
+        f"every short run diverged, down to lr {low:.3g} (the range test's window);"
+        f" no rate can be picked:{hint}"
+    )
 
 
 def _alive(round_index: int) -> int:
