@@ -224,6 +224,32 @@ def kill_when(proc: subprocess.Popen, progress: Path, ready, limit: float = 60) 
     return killed
 
 
+def test_a_killed_run_leaves_a_whole_partial_history_in_its_out_folder(tmp_path):
+    from lrkit.train import History
+    from lrkit.train.loop import SAVE_SECS
+
+    out = tmp_path / "out"
+    proc, progress = start_paced_run(
+        tmp_path, 0.002, "--out", str(out), "--logdir", str(out / "signals")
+    )
+    # kill it some way into its fourth save window, while it trains
+    killed = kill_when(proc, progress, lambda t: t and t[-1] - t[0] > 3.3 * SAVE_SECS)
+    begun = step_times(progress)
+    history = History.load(out)  # a whole file: it parses
+    assert history.status == "running" and "partial" in history.reason
+    # it holds every step begun before the last save window (plus slack for a busy machine)
+    window = SAVE_SECS + 1.5
+    due = sum(t < killed - window for t in begun)
+    assert due > 0 and history.steps >= due, (history.steps, due, len(begun))
+    assert history.step == list(range(history.steps))
+    # steps.csv is whole too (renamed just before history.json: it may be one save ahead)
+    lines = (out / "steps.csv").read_text().splitlines()
+    assert lines[0] == "step,epoch,loss,lr"
+    rows = [line.split(",") for line in lines[1:]]
+    assert len(rows) >= history.steps and all(len(r) == 4 for r in rows)
+    assert [int(r[0]) for r in rows] == list(range(len(rows)))
+
+
 def test_a_slow_run_killed_within_its_first_64_steps_has_its_signals_on_disk(tmp_path):
     from lrkit.watch.sinks import FLUSH_SECS
 
