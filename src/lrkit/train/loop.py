@@ -105,11 +105,12 @@ def fit(
     interrupt). A history saved mid-run has ``status == "running"`` and a ``reason`` naming
     its last step: it is partial. Each file is written whole and then renamed over the last
     one, so a run killed with ``kill -9`` leaves a complete ``history.json`` and
-    ``steps.csv`` that lack at most the steps of the last ``save_secs`` seconds (plus the step
-    in progress). Saving rewrites the whole history, whose cost grows with the run; so that
-    it stays near 1% of the run's time, a save waits until 100 times its expected duration
-    (from the last one's, per row) has passed since the last (on a run of a million steps,
-    where one save takes seconds, the window widens to minutes).
+    ``steps.csv``. Saving rewrites the whole history, whose cost grows with the run, so a save
+    also waits until 100 times its expected duration (the last save's, per row) has passed
+    since the last: saving takes about 1% of the run's time at most. A kill thus loses the
+    steps of at most the last ``max(save_secs, 100 * one save's duration)`` seconds, plus the
+    step in progress: 2 s on most runs; on digits-mlp at 2,500 steps a second, where a save
+    of 20,000 steps takes 65 ms, about 6 s; on a history of a million steps, minutes.
     """
     task = get_task(task)
     lr = task.lr if lr is None else check_lr(lr)
