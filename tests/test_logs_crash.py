@@ -172,3 +172,107 @@ def test_a_lightning_logger_is_saved_on_the_sinks_cadence():
     for step in range(35):
         sink.write([(step, "train/loss", 1.0)])
     assert logger.logged == 35 and logger.saves == 3  # after steps 9, 19 and 29
+
+
+# -- a killed run's --out folder, and a slow run's signals -----------------------------------
+TESTS = Path(__file__).resolve().parent
+
+
+def start_paced_run(folder: Path, pause: float, *args: str) -> tuple[subprocess.Popen, Path]:
+    """``lrkit train --task user_tasks:paced`` in its own process (each step sleeps ``pause``
+    seconds and appends its start time to the returned progress file)."""
+    progress = folder / "progress"
+    code = "import sys; from lrkit.cli import main; sys.exit(main(sys.argv[1:]))"
+    argv = ["train", "--task", "user_tasks:paced", "--epochs", "100000", "-q", *args]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(SRC), str(TESTS)]),
+        "OMP_NUM_THREADS": "1",
+        "LRKIT_TEST_SLEEP": repr(pause),
+        "LRKIT_TEST_PROGRESS": str(progress),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, *argv],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    return proc, progress
+
+
+def step_times(progress: Path) -> list[float]:
+    """When each step began (``time.monotonic()`` of the run, the same clock as ours)."""
+    if not progress.exists():
+        return []
+    lines = progress.read_text().splitlines()
+    return [float(t) for t in lines if t.endswith(tuple("0123456789"))]  # not a cut last line
+
+
+def kill_when(proc: subprocess.Popen, progress: Path, ready, limit: float = 60) -> float:
+    """SIGKILL ``proc`` once ``ready(step_times)`` holds; the time of the kill."""
+    try:
+        deadline = time.monotonic() + limit
+        while not ready(step_times(progress)):
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, f"not ready after {limit} s"
+            time.sleep(0.02)
+    finally:
+        killed = time.monotonic()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    assert proc.returncode == -signal.SIGKILL
+    return killed
+
+
+def test_a_killed_run_leaves_a_whole_partial_history_in_its_out_folder(tmp_path):
+    from lrkit.train import History
+    from lrkit.train.loop import SAVE_SECS
+
+    out = tmp_path / "out"
+    proc, progress = start_paced_run(
+        tmp_path, 0.002, "--out", str(out), "--logdir", str(out / "signals")
+    )
+    # kill it some way into its fourth save window, while it trains
+    killed = kill_when(proc, progress, lambda t: t and t[-1] - t[0] > 3.3 * SAVE_SECS)
+    begun = step_times(progress)
+    history = History.load(out)  # a whole file: it parses
+    assert history.status == "running" and "partial" in history.reason
+    # it holds every step begun before the last save window (plus slack for a busy machine)
+    window = SAVE_SECS + 1.5
+    due = sum(t < killed - window for t in begun)
+    assert due > 0 and history.steps >= due, (history.steps, due, len(begun))
+    assert history.step == list(range(history.steps))
+    # steps.csv is whole too (renamed just before history.json: it may be one save ahead)
+    lines = (out / "steps.csv").read_text().splitlines()
+    assert lines[0] == "step,epoch,loss,lr"
+    rows = [line.split(",") for line in lines[1:]]
+    assert len(rows) >= history.steps and all(len(r) == 4 for r in rows)
+    assert [int(r[0]) for r in rows] == list(range(len(rows)))
+
+
+def test_a_slow_run_killed_within_its_first_64_steps_has_its_signals_on_disk(tmp_path):
+    from lrkit.watch.sinks import FLUSH_SECS
+
+    pause = 0.05  # at most 20 steps a second: 3 s is fewer steps than flush_every (64)
+    proc, progress = start_paced_run(
+        tmp_path, pause, "--out", str(tmp_path / "out"), "--logdir", str(tmp_path / "logs")
+    )
+    killed = kill_when(proc, progress, lambda t: t and t[-1] - t[0] > 3.0)
+    begun = step_times(progress)
+    assert len(begun) < 64
+    logs = tmp_path / "logs"
+    steps = {
+        "csv": train_loss_steps(read_csv, logs / "signals.csv"),
+        "jsonl": train_loss_steps(read_jsonl, logs / "signals.jsonl"),
+        "tensorboard": steps_in_tensorboard(logs),
+    }
+    # the Watch hands its records over every 2 s (at the end of a step) and the file sinks
+    # flush at that handover; TensorBoard's writer thread flushes up to 2 s after that
+    step = max(b - a for a, b in zip(begun, begun[1:]))
+    window = FLUSH_SECS + 2 * step + 0.5
+    for kind, got in steps.items():
+        lost_after = window + (FLUSH_SECS if kind == "tensorboard" else 0.0)
+        due = sum(t < killed - lost_after for t in begun)
+        assert len(got) >= due, (kind, len(got), due, len(begun))
+        assert got == list(range(len(got))), kind
+    assert len(steps["csv"]) > 0 and len(steps["jsonl"]) > 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import pytest
@@ -227,6 +228,8 @@ def test_log_adds_records_at_the_current_step():
         ({"smooth": 1.0}, "smooth must be a number in [0, 1), got 1.0"),
         ({"clip_grad": -1}, "clip_grad must be a finite number > 0, got -1"),
         ({"flush_every": 2.5}, "flush_every must be a whole number >= 1, got 2.5"),
+        ({"flush_secs": -1}, "flush_secs must be a finite number >= 0, got -1"),
+        ({"flush_secs": math.nan}, "flush_secs must be a finite number >= 0, got nan"),
     ],
 )
 def test_bad_options_name_the_value(kwargs, words):
@@ -309,3 +312,39 @@ def test_the_accelerator_read_back_gives_the_cpu_path_s_records():
         np.testing.assert_allclose(v1, v2, rtol=1e-6, equal_nan=True, err_msg=tag)
     assert cpu.get("train/nonfinite")[1][7] >= 1
     assert len(cpu.get("train/update_ratio/0.weight")[0]) == 4
+
+
+class Batches:
+    """A sink that keeps the step numbers of each batch it is handed."""
+
+    def __init__(self):
+        self.batches = []
+
+    def write(self, records):
+        self.batches.append(sorted({r[0] for r in records}))
+
+    def flush(self): ...
+
+    def close(self): ...
+
+
+def test_a_slow_run_hands_its_records_over_once_flush_secs_have_passed():
+    model, x, y = toy()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sink = Batches()
+    watch = Watch(model, opt, sinks=[sink], flush_every=1000, flush_secs=0.5)
+    run(model, opt, watch, x, y, 3)
+    assert sink.batches == []  # well within both bounds
+    time.sleep(0.55)
+    run(model, opt, watch, x, y, 1)  # this step ends after the 0.5 s: its end hands over
+    assert sink.batches == [[0, 1, 2, 3]]
+    run(model, opt, watch, x, y, 2)
+    assert sink.batches == [[0, 1, 2, 3]]  # the clock restarted at the handover
+
+
+def test_flush_secs_zero_hands_over_after_every_step():
+    model, x, y = toy()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sink = Batches()
+    run(model, opt, Watch(model, opt, sinks=[sink], flush_secs=0), x, y, 3)
+    assert sink.batches == [[0], [1], [2]]

@@ -35,3 +35,27 @@ def returns_none():
 
 def raises():
     raise RuntimeError("a bug in the user's task")
+
+
+def paced() -> Task:
+    """``digits-mlp`` whose every training step sleeps ``$LRKIT_TEST_SLEEP`` seconds first and
+    appends its ``time.monotonic()`` to the file ``$LRKIT_TEST_PROGRESS``: a test that kills
+    the run reads there how many steps it had begun, and when (validation is not paced)."""
+    import dataclasses
+    import os
+    import time
+
+    from lrkit.tasks import get_task
+
+    base = get_task("digits-mlp")
+    pause = float(os.environ.get("LRKIT_TEST_SLEEP", "0"))
+    log = os.open(os.environ["LRKIT_TEST_PROGRESS"], os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+
+    def step_fn(model, batch):
+        if model.training:
+            time.sleep(pause)
+            os.write(log, f"{time.monotonic()!r}\n".encode())
+        x, y = batch
+        return base.criterion(model(x), y)
+
+    return dataclasses.replace(base, name="paced", step_fn=step_fn)

@@ -79,8 +79,11 @@ def encode_floats(value: Any) -> Any:
     (in lists and dicts too), so that ``json.dumps`` writes strict JSON."""
     if isinstance(value, float) and not math.isfinite(value):
         return repr(value)  # 'nan', 'inf', '-inf'
-    if isinstance(value, list | tuple):
-        return [encode_floats(v) for v in value]
+    if isinstance(value, list | tuple):  # a whole column in one pass: plain numbers kept as is
+        return [
+            v if type(v) is int or (type(v) is float and v - v == 0.0) else encode_floats(v)
+            for v in value
+        ]
     if isinstance(value, dict):
         return {k: encode_floats(v) for k, v in value.items()}
     return value

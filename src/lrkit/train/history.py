@@ -13,10 +13,10 @@ value (column 1)``; ``'runs/x/history.json' line 12 ("loss"): loss[3] must be a 
 
 from __future__ import annotations
 
-import csv
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+import os
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,10 @@ class History:
     (seconds since the start of training) and ``step`` (optimizer updates done by then).
 
     ``status`` is ``"completed"``, ``"diverged"`` (a non-finite loss), ``"stopped"`` (by a
-    callback) or ``"interrupted"``; ``reason`` says why in words.
+    callback or the report hook), ``"interrupted"`` or ``"failed"`` (an exception); ``reason``
+    says why in words. A history saved while its run was still training (``fit(out=...)``
+    saves one every few seconds, see :func:`lrkit.train.fit`) says ``"running"``: it is
+    partial, and ``reason`` says at which step it was saved.
     """
 
     task: str = ""
@@ -134,7 +137,7 @@ class History:
     # -- plain data -------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready data, with ``final_metric`` and ``best_metric`` added for readers."""
-        data = encode_floats(asdict(self))
+        data = {f.name: encode_floats(getattr(self, f.name)) for f in fields(self)}
         data["final_metric"] = encode_floats(self.final_metric)
         data["best_metric"] = encode_floats(self.best_metric)
         return data
@@ -173,17 +176,25 @@ class History:
         return cls.from_dict(json.loads(text))
 
     def save(self, directory: str | Path) -> Path:
-        """Write ``history.json`` and ``steps.csv`` into ``directory`` (created); return it."""
+        """Write ``history.json`` and ``steps.csv`` into ``directory`` (created); return it.
+
+        Each file is written whole to a ``.tmp`` file beside it, then renamed over the old one,
+        so a process killed while saving leaves the previous complete file, never half of one
+        (the two files are renamed one after the other: after a kill ``steps.csv`` may be one
+        save ahead of ``history.json``)."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
-        self.to_json(out / HISTORY_FILE)
         groups = len(self.lr_groups[0]) if self.lr_groups else 1
         lr_names = ["lr"] if groups == 1 else [f"lr_{i}" for i in range(groups)]
-        with open(out / STEPS_FILE, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["step", "epoch", "loss", *lr_names])
-            for row in zip(self.step, self.epoch, self.loss, self.lr_groups):
-                writer.writerow([row[0], row[1], repr(row[2]), *map(repr, row[3])])
+        # the rows csv.writer would write (numbers need no quoting), in one join: a save
+        # while the run trains rewrites them all
+        rows = [",".join(["step", "epoch", "loss", *lr_names]) + "\r\n"]
+        rows.extend(
+            f"{s},{e},{loss!r},{','.join(map(repr, lrs))}\r\n"
+            for s, e, loss, lrs in zip(self.step, self.epoch, self.loss, self.lr_groups)
+        )
+        _write_whole(out / STEPS_FILE, "".join(rows))
+        _write_whole(out / HISTORY_FILE, self.to_json())
         return out
 
     @classmethod
@@ -217,6 +228,15 @@ class History:
             line = _line_of_key(text, key)
             at = f" line {line} ({json.dumps(key)})" if line else ""
             raise ValueError(f"{str(path)!r}{at}: {e}") from None
+
+
+def _write_whole(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through ``path.tmp`` and a rename (atomic on POSIX and
+    Windows): a reader, or a kill, sees the old file or the new one, never a part."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        f.write(text)
+    os.replace(tmp, path)
 
 
 # -- checks of data read back ------------------------------------------------------------------

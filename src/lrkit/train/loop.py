@@ -17,6 +17,7 @@ A step budget, a validation cadence and a report hook (what a tuner prunes with)
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import warnings
@@ -36,6 +37,8 @@ from .history import COMPLETED, DIVERGED, FAILED, INTERRUPTED, RUNNING, STOPPED,
 from .misfit import ScheduleFitWarning, schedule_misfit
 
 SYNC_EVERY = 16  # steps between reading the losses back (one device sync per window)
+SAVE_SECS = 2.0  # fit(out=...) saves the history at least this often while it trains...
+SAVE_COST = 0.01  # ...and at validations, but spends at most this share of the time saving
 
 Report = Callable[[int, float, float], Any]  # report(step, metric, val_loss) -> stop?
 
@@ -53,6 +56,7 @@ def fit(
     seed: int | None = None,
     progress: bool | None = None,
     out: str | Path | None = None,
+    save_secs: float = SAVE_SECS,
     momentum: Schedule | str | float | None = None,
     clip_grad: float | None = None,
 ) -> History:
@@ -77,7 +81,10 @@ def fit(
         seed: defaults to the task's.
         callbacks: objects with any of the events in :mod:`lrkit.train.callbacks`.
         progress: a rich progress bar; ``None`` shows it only when stdout is a terminal.
-        out: a folder to save the history into (``history.json``, ``steps.csv``).
+        out: a folder to save the history into (``history.json``, ``steps.csv``): when
+            training starts, while it runs (see below) and when it ends.
+        save_secs: with ``out``, seconds between saves of the history while the run trains
+            (>= 0; ``math.inf``: only at validations and at the end).
         momentum: an optional schedule of absolute momentum (or Adam's beta1) values.
         clip_grad: clip the global gradient norm to this value before each update (after
             ``on_after_backward``, so callbacks see the norm before clipping); None: no clipping.
@@ -91,6 +98,19 @@ def fit(
     row listed in ``history.skipped``) and, if not finite, does not end the run. A skipped
     update's batch still counts towards ``steps`` and ``val_every`` (they count batches).
     While it runs, torch uses ``task.threads`` CPU threads when the task sets them.
+
+    **Saving while it runs.** With ``out``, the history is saved when training starts, then at
+    the end of the first step once ``save_secs`` seconds (default 2) have passed since the
+    last save, after each validation, and when the run ends (also on an exception or an
+    interrupt). A history saved mid-run has ``status == "running"`` and a ``reason`` naming
+    its last step: it is partial. Each file is written whole and then renamed over the last
+    one, so a run killed with ``kill -9`` leaves a complete ``history.json`` and
+    ``steps.csv``. Saving rewrites the whole history, whose cost grows with the run, so a save
+    also waits until 100 times its expected duration (the last save's, per row) has passed
+    since the last: saving takes about 1% of the run's time at most. A kill thus loses the
+    steps of at most the last ``max(save_secs, 100 * one save's duration)`` seconds, plus the
+    step in progress: 2 s on most runs; on digits-mlp at 2,500 steps a second, where a save
+    of 20,000 steps takes 65 ms, about 6 s; on a history of a million steps, minutes.
     """
     task = get_task(task)
     lr = task.lr if lr is None else check_lr(lr)
@@ -106,8 +126,11 @@ def fit(
         clip_grad=clip,
     )
     schedule = as_schedule(1.0 if schedule is None else schedule, "schedule")
+    saver = (
+        None if out is None else _Saver(out, number(save_secs, "save_secs", low=0, finite=False))
+    )
     with torch_threads(task.threads):
-        return _Run(task, lr, schedule, plan, list(callbacks), progress, momentum).go(out)
+        return _Run(task, lr, schedule, plan, list(callbacks), progress, momentum).go(saver)
 
 
 @dataclass(frozen=True)
@@ -172,8 +195,11 @@ class _Run:
         self.reported_stop = False
         self.start = 0.0
 
-    def go(self, out: str | Path | None) -> History:
+    def go(self, saver: _Saver | None) -> History:
         state, history = self.state, self.history
+        self.saver = saver
+        if saver is not None:  # before any event: a folder that cannot be written stops it here
+            saver.save_running(history, state.step, 0.0)
         self.events("on_train_start", state)
         torch.manual_seed(self.plan.seed)  # the data order and dropout depend on the seed only
         self.start = time.perf_counter()
@@ -194,8 +220,8 @@ class _Run:
             if history.status == RUNNING:
                 _finish(history, state, self.window, self.reported_stop)
             self.events("on_train_end", state)
-            if out is not None:
-                history.save(out)
+            if saver is not None:
+                saver.save(history)
         return history
 
     def _train(self) -> None:
@@ -224,6 +250,9 @@ class _Run:
                 done, n = done + 1, n + 1
                 if state.stop or (state.step % SYNC_EVERY == 0 and not self.window.flush(epoch)):
                     return
+                if self.saver is not None and self.saver.due(time.monotonic(), done):
+                    if not self._save_running():
+                        return
                 if n == spe or done == self.total:
                     break  # the epoch's (or the run's) end, below
                 if every is not None and done % every == 0:
@@ -258,7 +287,55 @@ class _Run:
         if self.plan.report is not None and not state.stop:
             if self.plan.report(state.step, state.metric, state.val_loss):
                 state.stop = self.reported_stop = True
+        saver = self.saver
+        if saver is not None and not state.stop and saver.affordable(time.monotonic(), state.step):
+            self._save_running()  # the window is empty: flushed above
         return not state.stop
+
+    def _save_running(self) -> bool:
+        """Flush the window and save the history so far as ``"running"``; False: the run ends
+        (a loss was not finite: the final save follows at once)."""
+        if not self.window.flush(self.state.epoch):
+            return False
+        self.saver.save_running(self.history, self.state.step, time.perf_counter() - self.start)
+        return True
+
+
+SMALL = 1000  # a history this short costs a save's fixed cost more than its rows'
+
+
+class _Saver:
+    """Saves a run's history into ``out`` on a bounded cadence: once ``secs`` have passed since
+    the last save, and only when the time since then is ``1 / SAVE_COST`` times what this save
+    will take (the last save's time, or its time per row times the rows now, if more), so
+    saving, whose cost grows with the history, takes about ``SAVE_COST`` of the run's time
+    at most."""
+
+    def __init__(self, out: str | Path, secs: float):
+        self.out, self.secs = out, secs
+        self.cost = 0.0  # seconds the last save took
+        self.per_row = 0.0  # ...per row, over SMALL rows at least (a save's fixed cost)
+        self.last = time.monotonic()
+
+    def due(self, now: float, rows: int) -> bool:
+        """The time cadence: ``secs`` since the last save, and :meth:`affordable`."""
+        return now - self.last >= self.secs and self.affordable(now, rows)
+
+    def affordable(self, now: float, rows: int) -> bool:
+        """A save of ``rows`` rows now keeps saving within its share of the time."""
+        return now - self.last >= max(self.cost, self.per_row * rows) / SAVE_COST
+
+    def save(self, history: History) -> None:
+        started = time.monotonic()
+        history.save(self.out)
+        self.last = time.monotonic()
+        self.cost = self.last - started
+        self.per_row = self.cost / max(history.steps, SMALL)
+
+    def save_running(self, history: History, step: int, elapsed: float) -> None:
+        """Save ``history`` as it is, marked partial (the lists are shared, not copied)."""
+        reason = f"saved while the run was still training, after step {step}: partial"
+        self.save(dataclasses.replace(history, status=RUNNING, reason=reason, time=elapsed))
 
 
 class _Window:

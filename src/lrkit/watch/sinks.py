@@ -3,16 +3,24 @@
 A sink is any object with ``write(records)`` (a batch of ``(step, tag, value)`` records in step
 order, see :mod:`lrkit.watch.logs`), ``flush()`` (everything written so far reaches the file)
 and ``close()`` (flush, then release the file; idempotent). Watch hands a sink a batch every
-``flush_every`` steps, calls ``flush()`` when asked to (``watch.flush()``) and closes it on
-close.
+``flush_every`` steps or ``flush_secs`` seconds (whichever comes first), calls ``flush()`` when
+asked to (``watch.flush()``) and closes it on close.
 
 **Flush cadence.** File sinks buffer and write in large pieces, so the training loop never
 waits on a disk for long, and they flush on a bounded cadence of their own: at the first
 ``write`` once ``flush_steps`` steps (distinct step numbers, default 64) or ``flush_secs``
-seconds (default 2) have passed since their last flush. A run killed with ``kill -9`` thus
-loses at most the records of that window in every format (CSV, JSON lines, TensorBoard, a
-Lightning logger), plus the records a Watch had not handed over yet (up to its
-``flush_every`` steps). ``flush_steps=1`` flushes after every step's records.
+seconds (default 2) have passed since their last flush. ``flush_steps=1`` flushes after
+every step's records.
+
+**What a kill loses.** A record waits first in the Watch, until its next handover (at most
+``flush_every`` steps, or ``flush_secs`` seconds and the step then ending), then in the sink,
+until its next flush (checked at each handover). A run killed with ``kill -9`` thus loses at
+most the Watch's window plus the sink's, in every format (CSV, JSON lines, TensorBoard, a
+Lightning logger). At the defaults (64 steps or 2 s, for both) a handover finds the sinks due
+(their clock and step count restart at the handover before), so the two windows are one: the
+last 64 steps or the last 2 s plus a step, whichever is fewer (a skipped update repeats a
+step number and may put a flush off to the next handover). TensorBoard's writer thread
+flushes its file up to ``flush_secs`` after it was handed a step: up to 2 s more there.
 
 Each file sink checks at construction that it can write, and raises a ValueError naming the
 path when it cannot.

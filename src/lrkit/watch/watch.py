@@ -18,17 +18,21 @@ and optimizer are taken from the run), and in Lightning through
 :mod:`lrkit.watch.logs`.
 
 Per step the loss and the per-tensor gradient norms (one fused ``_foreach_norm``) go to a
-small buffer: on an accelerator as 0-d tensors, read back in one transfer every ``flush_every``
-steps (no host sync per step); on a CPU, where reading a tensor costs no sync, as numbers at
-once (cheaper than keeping hundreds of tiny tensors alive). Every ``flush_every`` steps the
-records go to the sinks in one batch. Every ``every`` steps the parameters are copied (into one
-buffer kept for the purpose) before the optimizer step to measure the update-to-weight ratios.
+small buffer: on an accelerator as 0-d tensors, read back in one transfer at each handover
+(below; no host sync per step); on a CPU, where reading a tensor costs no sync, as numbers at
+once (cheaper than keeping hundreds of tiny tensors alive). The records go to the sinks in one
+batch every ``flush_every`` steps, or at the end of the first step once ``flush_secs`` seconds
+have passed since the last handover, whichever comes first: a run killed with ``kill -9`` loses
+at most 64 steps or 2 s (plus a step) of signals at the defaults (see :mod:`lrkit.watch.sinks`
+for the sinks' share). Every ``every`` steps the parameters are copied (into one buffer kept
+for the purpose) before the optimizer step to measure the update-to-weight ratios.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -39,7 +43,7 @@ from torch import nn
 from ..checks import number, whole
 from . import signals as sig
 from .logs import Record, Signals, ema_run
-from .sinks import MemorySink
+from .sinks import FLUSH_SECS, MemorySink
 
 
 class Watch:
@@ -54,7 +58,9 @@ class Watch:
         driver: an optional :class:`lrkit.schedules.Driver`; step numbers start at its
             ``last_step`` (a resumed run goes on counting).
         clip_grad: the gradient-clipping threshold, if any: records ``train/grad_clipped``.
-        flush_every: steps between reading the buffer back and writing the sinks; >= 1.
+        flush_every: steps between reading the buffer back and handing it to the sinks; >= 1.
+        flush_secs: hand the buffer over sooner, at the end of the first step once this many
+            seconds have passed since the last handover; >= 0 (0: after every step).
         guard: a :class:`~lrkit.watch.Guard` (or True for one with its defaults) that checks
             every batch after the signals are taken; its actions join the signals as
             ``guard/{action}``. In :func:`~lrkit.train.fit` it acts by itself; in a plain loop
@@ -72,10 +78,13 @@ class Watch:
         *,
         clip_grad: float | None = None,
         flush_every: int = 64,
+        flush_secs: float = FLUSH_SECS,
         guard: Any = None,
     ):
         self.every = whole(every, "Watch every", least=1)
         self.flush_every = whole(flush_every, "Watch flush_every", least=1)
+        self.flush_secs = number(flush_secs, "Watch flush_secs", low=0)
+        self._handover_due = time.monotonic() + self.flush_secs  # set after each handover
         self.smooth = number(smooth, "Watch smooth", low=0, high=1, high_open=True)
         self.clip_grad = (
             None
@@ -176,8 +185,9 @@ class Watch:
             self._before = self._copies = sig.snapshot(self.params, self._copies)
 
     def after_step(self, loss: torch.Tensor | float | None = None) -> None:
-        """Close the step: update ratios on measured steps; every ``flush_every`` steps, read
-        the buffer back and hand the records to the sinks."""
+        """Close the step: update ratios on measured steps; every ``flush_every`` steps, or
+        once ``flush_secs`` seconds have passed since the last handover, read the buffer back
+        and hand the records to the sinks."""
         if loss is not None and self._losses:
             self._losses[-1] = self._keep(loss)
         decision, self._decision = self._decision, None
@@ -192,7 +202,7 @@ class Watch:
             self._measured.append((len(self._steps) - 1, ratios))
             self._before = None
         self.global_step += 1
-        if len(self._steps) >= self.flush_every:
+        if len(self._steps) >= self.flush_every or time.monotonic() >= self._handover_due:
             self._drain()
 
     def _keep(self, loss: Any) -> torch.Tensor | float | None:
@@ -228,9 +238,11 @@ class Watch:
         self._drain()
         for sink in self.sinks:
             sink.flush()
+        self._handover_due = time.monotonic() + self.flush_secs  # after the sinks' flushes
 
     def _drain(self) -> None:
-        """Read the buffer back (one transfer) and hand the records to the sinks in a batch."""
+        """Read the buffer back (one transfer) and hand the records to the sinks in a batch;
+        the next time bound counts from after their writes (a sink flushed there is due then)."""
         columns = self._collect()
         self.memory.add_columns(columns)
         if self.sinks and columns:
@@ -238,6 +250,7 @@ class Watch:
             records.sort(key=lambda r: r[0])  # stable: each step's records in tag order
             for sink in self.sinks:
                 sink.write(records)
+        self._handover_due = time.monotonic() + self.flush_secs
 
     def _collect(self) -> dict[str, tuple[list[int], list[float]]]:
         """The buffer as columns ``tag -> (steps, values)``; empties it."""
