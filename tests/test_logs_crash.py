@@ -248,6 +248,12 @@ def test_a_killed_run_leaves_a_whole_partial_history_in_its_out_folder(tmp_path)
     rows = [line.split(",") for line in lines[1:]]
     assert len(rows) >= history.steps and all(len(r) == 4 for r in rows)
     assert [int(r[0]) for r in rows] == list(range(len(rows)))
+    # whoever reads it back (the doctor) is told the run is partial
+    from lrkit.watch.reading import LogWarning
+    from lrkit.watch.runs import read_file
+
+    with pytest.warns(LogWarning, match="saved while the run was still training"):
+        read_file(out / "history.json")
 
 
 def test_a_slow_run_killed_within_its_first_64_steps_has_its_signals_on_disk(tmp_path):

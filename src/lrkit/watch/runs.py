@@ -29,12 +29,13 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .logs import CSV_FILE, JSONL_FILE, TB_PATTERN, Signals
-from .reading import merge_event_files, read_csv, read_jsonl, where
+from .reading import LogWarning, merge_event_files, read_csv, read_jsonl, where
 
 HISTORY_FILES = ("history.json", "steps.csv")
 LIGHTNING_CSV = "metrics.csv"
@@ -88,7 +89,15 @@ def read_file(path: Path) -> Signals:
     if name.endswith(".json"):
         from ..train import History
 
-        return Signals.from_history(History.load(path))
+        history = History.load(path)
+        if history.status == "running":  # fit saves while it trains: a killed run reads so
+            warnings.warn(
+                f"{where(path)} was saved while the run was still training ({history.reason}):"
+                " the run is partial, or was killed",
+                LogWarning,
+                stacklevel=2,
+            )
+        return Signals.from_history(history)
     for suffix, reader in readers.items():
         if name.endswith(suffix):
             return reader(path)
