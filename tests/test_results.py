@@ -52,7 +52,7 @@ def test_a_pick_with_a_diverged_trial_round_trips(tmp_path):
 def test_a_garbled_pick_file_names_the_file_and_line(tmp_path):
     path = tmp_path / "pick.json"
     path.write_text('{"lr": 0.1,\n  "schedule": }\n')
-    with pytest.raises(ValueError, match=r"pick.json: not JSON at line 2"):
+    with pytest.raises(ValueError, match=r"pick.json' line 2: not JSON"):
         Pick.load(path)
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -37,21 +38,22 @@ class Result:
         ``"-inf"``); also written to ``path`` when given (whole, then renamed)."""
         text = json.dumps(encode_floats(self.to_dict()), indent=1, allow_nan=False)
         if path is not None:
-            path = Path(path)
-            partial = path.with_name(path.name + ".partial")
-            partial.write_text(text + "\n", encoding="utf-8")
-            partial.replace(path)
+            write_whole(Path(path), text + "\n")
         return text
 
     @classmethod
     def from_json(cls, text: str, source: str = "JSON text") -> Any:
         """The result that :meth:`to_json` wrote; ValueError naming ``source`` and the line."""
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ValueError(
-                f"{source}: not JSON at line {e.lineno} column {e.colno}: {e.msg}"
-            ) from None
+        return cls._from_data(loads(text, source), source)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Any:
+        """The result saved by ``to_json(path)``; ValueError naming the file on bad content."""
+        data, _ = read_json(Path(path))
+        return cls._from_data(data, repr(str(path)))
+
+    @classmethod
+    def _from_data(cls, data: Any, source: str) -> Any:
         if not isinstance(data, dict):
             raise ValueError(f"{source}: expected a JSON object, got {type(data).__name__}")
         try:
@@ -61,17 +63,42 @@ class Result:
         except (KeyError, TypeError, AttributeError, IndexError) as e:
             raise ValueError(f"{source}: not a {cls.__name__}: {type(e).__name__}: {e}") from None
 
-    @classmethod
-    def load(cls, path: str | Path) -> Any:
-        """The result saved by ``to_json(path)``; ValueError naming the file on bad content."""
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise ValueError(f"{path}: not a text file (it is not UTF-8)") from None
-        except OSError as e:
-            raise ValueError(f"cannot read {path}: {e.strerror or e}") from None
-        return cls.from_json(text, source=str(path))
+
+def write_whole(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through ``path.tmp`` and a rename (atomic on POSIX and
+    Windows): a reader, or a kill, sees the old file or the new one, never a part."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def loads(text: str, source: str) -> Any:
+    """``json.loads(text)``; ValueError naming ``source``, the line and the column."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(
+            f"{source} line {e.lineno}: not JSON: {e.msg} (column {e.colno})"
+        ) from None
+    except RecursionError:
+        raise ValueError(f"{source}: not JSON this program reads: nested too deeply") from None
+
+
+def read_json(path: Path) -> tuple[Any, str]:
+    """The JSON data in the file ``path`` and its text; ValueError naming the file and the line
+    when it cannot be read, is not UTF-8 or is not JSON."""
+    where = repr(str(path))
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ValueError(f"cannot read {where}: {e.strerror or e}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise ValueError(f"{where} line {line} is not UTF-8 text: {e.reason}") from None
+    return loads(text, where), text
 
 
 def encode_floats(value: Any) -> Any:
@@ -100,4 +127,4 @@ def decode_floats(value: Any) -> Any:
     return value
 
 
-__all__ = ["Result", "encode_floats", "decode_floats"]
+__all__ = ["Result", "encode_floats", "decode_floats", "write_whole", "read_json", "loads"]

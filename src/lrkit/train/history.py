@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from ..checks import is_number, whole
-from ..results import decode_floats, encode_floats
+from ..results import decode_floats, encode_floats, read_json, write_whole
 
 HISTORY_FILE = "history.json"
 STEPS_FILE = "steps.csv"
@@ -193,8 +192,8 @@ class History:
             f"{s},{e},{loss!r},{','.join(map(repr, lrs))}\r\n"
             for s, e, loss, lrs in zip(self.step, self.epoch, self.loss, self.lr_groups)
         )
-        _write_whole(out / STEPS_FILE, "".join(rows))
-        _write_whole(out / HISTORY_FILE, self.to_json())
+        write_whole(out / STEPS_FILE, "".join(rows))
+        write_whole(out / HISTORY_FILE, self.to_json())
         return out
 
     @classmethod
@@ -204,23 +203,7 @@ class History:
         path = Path(directory)
         if path.is_dir():
             path = path / HISTORY_FILE
-        try:
-            raw = path.read_bytes()
-        except OSError as e:
-            raise ValueError(f"cannot read {str(path)!r}: {e.strerror or e}") from None
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            line = raw.count(b"\n", 0, e.start) + 1
-            raise ValueError(f"{str(path)!r} line {line} is not UTF-8 text: {e.reason}") from None
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ValueError(
-                f"{str(path)!r} line {e.lineno}: not JSON: {e.msg} (column {e.colno})"
-            ) from None
-        except RecursionError:
-            raise ValueError(f"{str(path)!r}: not a history: nested too deeply") from None
+        data, text = read_json(path)
         try:
             return cls.from_dict(data)
         except ValueError as e:
@@ -228,15 +211,6 @@ class History:
             line = _line_of_key(text, key)
             at = f" line {line} ({json.dumps(key)})" if line else ""
             raise ValueError(f"{str(path)!r}{at}: {e}") from None
-
-
-def _write_whole(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through ``path.tmp`` and a rename (atomic on POSIX and
-    Windows): a reader, or a kill, sees the old file or the new one, never a part."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 # -- checks of data read back ------------------------------------------------------------------
