@@ -240,3 +240,9 @@ def test_a_task_module_with_a_syntax_error_is_one_line_naming_file_and_line(
     status, _, err = call(capsys, "train", "--task", "broken_task_mod:make", "-q")
     assert status == 2 and err.count("\n") == 1 and "Traceback" not in err
     assert "broken_task_mod.py line " in err
+
+
+def test_a_task_function_that_needs_arguments_is_one_line_not_a_traceback(capsys):
+    status, _, err = call(capsys, "train", "--task", "json:loads", "-q")
+    assert status == 2 and err.count("\n") == 1
+    assert "loads() must take no arguments" in err

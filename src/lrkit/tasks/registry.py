@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 
 from ..errors import UserError
@@ -78,6 +79,14 @@ def _load(path: str) -> Task:
         raise UserError(
             f"task {path!r}: {attr!r} is a {type(obj).__name__}, not a function returning a Task"
         )
+    try:
+        inspect.signature(obj).bind()
+    except TypeError as e:  # a function that needs arguments cannot make a task on its own
+        raise UserError(
+            f"task {path!r}: {attr}() must take no arguments and return a Task ({e})"
+        ) from e
+    except ValueError:  # no signature to read (some built-ins): call it and see
+        pass
     task = obj()
     if not isinstance(task, Task):
         raise UserError(
