@@ -67,3 +67,10 @@ def test_a_diagnosis_round_trips_and_a_bad_one_names_the_finding(tmp_path):
     bad["findings"][0]["verdict"] = "great"
     with pytest.raises(ValueError, match=r"findings\[0\]: verdict must be one of"):
         Diagnosis.from_dict(bad)
+
+
+def test_a_find_result_equals_its_round_trip_and_not_another(find_result):
+    back = type(find_result).from_json(find_result.to_json())
+    assert back == find_result  # arrays by value (it raised 'truth value ... ambiguous')
+    other = find_lr("wine-mlp", start=1e-4, end=10, steps=31, progress=False)
+    assert other != find_result

@@ -48,7 +48,7 @@ class Curve:
     problem: Confidence | None = None
 
 
-@dataclass
+@dataclass(eq=False)
 class FindResult(Result):
     """What :func:`~lrkit.find.find_lr` measured and suggests.
 
@@ -174,6 +174,14 @@ class FindResult(Result):
             f"FindResult(lr={chosen} by rule {self.rule!r}, confidence {conf};"
             f" {n} points {span}, {self.stop_reason})"
         )
+
+    def __eq__(self, other: object) -> bool:
+        """Equal when they save the same data (arrays compared by value, NaN equal to NaN)."""
+        if not isinstance(other, FindResult):
+            return NotImplemented
+        return self.to_json() == other.to_json()
+
+    __hash__ = None  # mutable, like a dataclass with eq
 
     # -- saving --------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
