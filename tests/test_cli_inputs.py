@@ -246,3 +246,24 @@ def test_a_task_function_that_needs_arguments_is_one_line_not_a_traceback(capsys
     status, _, err = call(capsys, "train", "--task", "json:loads", "-q")
     assert status == 2 and err.count("\n") == 1
     assert "loads() must take no arguments" in err
+
+
+@pytest.mark.parametrize(
+    "args, option",
+    [
+        (("train", "--task", "user_tasks:tiny", "--logdir", ""), "--logdir"),
+        (("train", "--task", "user_tasks:tiny", "--out", " "), "--out"),
+        (("doctor", ""), "RUN_DIR"),
+        (("find", "--task", "user_tasks:tiny", "--json", ""), "--json"),
+        (("find", "--task", "user_tasks:tiny", "--png", ""), "--png"),
+    ],
+)
+def test_an_empty_path_is_refused_not_read_as_the_current_folder(capsys, args, option):
+    # --logdir "" wrote signals.csv into the current folder; --out "" fell back silently
+    status, _, err = call(capsys, *args)
+    assert status == 2 and err.count("\n") == 1 and f"{option} is empty" in err
+
+
+def test_a_folder_given_as_a_json_file_is_refused_with_a_json_example(capsys, tmp_path):
+    status, _, err = call(capsys, "find", "--task", "user_tasks:tiny", "--json", str(tmp_path))
+    assert status == 2 and "such as result.json" in err

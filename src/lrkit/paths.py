@@ -13,6 +13,8 @@ def writable_dir(path: str | Path, what: str) -> Path:
 
     ``what`` names the folder in messages (``"--out"``, ``"logdir"``).
     """
+    if not str(path).strip():
+        raise UserError(f"{what} is empty: give a folder path")
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise UserError(f"{what} {str(out)!r} exists and is not a folder; give a folder path")

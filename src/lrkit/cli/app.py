@@ -161,9 +161,12 @@ def read_schedule(value: str | float, option: str = "--schedule"):
 
 def writable_file(path: str | Path, option: str) -> Path:
     """Check that a file can be created at ``path`` (its folder exists and is writable)."""
+    if not str(path).strip():
+        raise UserError(f"{option} is empty: give a file name")
     out = Path(path)
     if out.is_dir():
-        raise UserError(f"{option} {str(out)!r} is a folder; give a file name such as plot.png")
+        example = {"--json": "result.json", "--csv": "schedule.csv"}.get(option, "plot.png")
+        raise UserError(f"{option} {str(out)!r} is a folder; give a file name such as {example}")
     folder = out.parent if str(out.parent) else Path(".")
     if not folder.is_dir():
         raise UserError(

@@ -15,10 +15,11 @@ import click
 
 from ..errors import UserError
 from .app import cli
+from .options import PathArg
 
 
 @cli.command(name="doctor")
-@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("run_dir", type=PathArg(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the diagnosis as JSON instead.")
 def doctor_command(run_dir: Path, as_json: bool) -> int:
     """Diagnose a run's learning rate from its logs, with evidence and advice.

@@ -12,7 +12,7 @@ import click
 
 from ..errors import UserError
 from .app import cli, read_schedule, user_input, writable_file
-from .options import FiniteFloat, WholeNumber, epochs_type, lr_type, seed_type
+from .options import FiniteFloat, PathArg, WholeNumber, epochs_type, lr_type, seed_type
 from .train_cmd import TASK_HELP
 
 RULE_NAMES = ("steep", "valley", "minimum", "slide", "lrkit")  # lrkit.find.rules.RULES
@@ -81,7 +81,7 @@ def _number(x: float | None) -> str:
 )
 @click.option(
     "--png",
-    type=click.Path(dir_okay=False),
+    type=PathArg(dir_okay=False),
     default=None,
     help="Save the plot (loss against lr, suggestions marked). Example: --png find.png",
 )
@@ -204,7 +204,7 @@ def print_find(result, task_name: str) -> None:
 @click.option(
     "--json",
     "json_out",
-    type=click.Path(dir_okay=False),
+    type=PathArg(dir_okay=False),
     default=None,
     help="Write the pick (lr, trials, cost) as JSON. Example: --json pick.json",
 )

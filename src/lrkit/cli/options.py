@@ -125,6 +125,16 @@ class WholeNumber(click.IntRange):
         )
 
 
+class PathArg(click.Path):
+    """A file or folder path that may not be empty (``--logdir "$DIR"`` with ``DIR`` unset
+    would otherwise mean the current folder)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None):
+        if isinstance(value, str) and not value.strip():
+            raise OptionError(f"{_option_name(param)} is empty: give a path", ctx=ctx, param=param)
+        return super().convert(value, param, ctx)
+
+
 def _range(kind: click.types._NumberRangeBase) -> str:
     def shown(x: float) -> str:
         return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"

@@ -8,7 +8,7 @@ import click
 
 from ..errors import UserError
 from .app import cli, read_schedule, user_input, writable_file
-from .options import WholeNumber, lr_type
+from .options import PathArg, WholeNumber, lr_type
 
 SPARKS = "▁▂▃▄▅▆▇█"
 STEPS_MAX = 10**12  # a preview samples at most 2000 steps, so any real run length is cheap
@@ -71,7 +71,7 @@ def summary(cls: type) -> str:
 )
 @click.option(
     "--png",
-    type=click.Path(dir_okay=False),
+    type=PathArg(dir_okay=False),
     default=None,
     help="Also save a plot of the whole schedule as a PNG image. Example: --png schedule.png",
 )

@@ -15,7 +15,7 @@ import click
 from ..checks import number
 from ..errors import UserError
 from .app import cli, read_schedule, reading, user_input, writable_dir
-from .options import LR_MAX, epochs_type, lr_type, seed_type
+from .options import LR_MAX, PathArg, epochs_type, lr_type, seed_type
 from .schedule_cmd import lr_values, sample_steps
 
 TASK_HELP = (
@@ -52,7 +52,7 @@ def tasks_command() -> None:
 @click.option(
     "--lr-from",
     "lr_from",
-    type=click.Path(dir_okay=False),
+    type=PathArg(dir_okay=False),
     default=None,
     help="Take the peak lr from the JSON that 'lrkit find --json' or 'lrkit pick --json' wrote"
     ' (its "lr"); when it holds none (no lr could be trusted), say why and use the task\'s.'
@@ -80,14 +80,14 @@ def tasks_command() -> None:
 )
 @click.option(
     "--out",
-    type=click.Path(file_okay=False),
+    type=PathArg(file_okay=False),
     default=None,
     help="Folder for history.json and steps.csv; default: runs/<task>-<timestamp>."
     " Example: --out runs/demo",
 )
 @click.option(
     "--logdir",
-    type=click.Path(file_okay=False),
+    type=PathArg(file_okay=False),
     default=None,
     help="Folder for the run's signals (lr, loss, gradient norms, update ratios) as"
     " signals.csv, signals.jsonl and TensorBoard event files; 'lrkit doctor' reads it."
@@ -157,7 +157,7 @@ def train_command(
     watching = logdir is not None or guarding is not None
     sinks = [] if logdir is None else watch_sinks(writable_dir(logdir, "--logdir"))
     callbacks = [Watch(sinks=sinks, guard=guarding)] if watching else []
-    folder = writable_dir(out or default_out(task.name), "--out")
+    folder = writable_dir(default_out(task.name) if out is None else out, "--out")
 
     started = time.perf_counter()
     try:
