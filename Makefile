@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml constraints.txt
 # range test suggested (--lr-from its JSON; the task's default lr, with the reason, when it
 # trusted none) with a warmup-cosine schedule and its signals logged, then the doctor's verdict.
 demo: $(STAMP)
-	mkdir -p runs/demo
+	rm -rf runs/demo && mkdir -p runs/demo  # afresh: a --logdir holds one run
 	$(BIN)/lrkit find --task digits-mlp --png runs/demo/find.png --json runs/demo/find.json
 	$(BIN)/lrkit train --task digits-mlp --lr-from runs/demo/find.json --schedule "warmup(5%) >> cosine(to=0.01)" --out runs/demo --logdir runs/demo/signals
 	$(BIN)/lrkit doctor runs/demo/signals

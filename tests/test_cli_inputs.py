@@ -267,3 +267,34 @@ def test_an_empty_path_is_refused_not_read_as_the_current_folder(capsys, args, o
 def test_a_folder_given_as_a_json_file_is_refused_with_a_json_example(capsys, tmp_path):
     status, _, err = call(capsys, "find", "--task", "user_tasks:tiny", "--json", str(tmp_path))
     assert status == 2 and "such as result.json" in err
+
+
+def test_a_logdir_that_already_holds_a_run_is_refused_before_training(capsys, tmp_path):
+    # a second run there replaced the CSV/JSONL and mixed its TensorBoard events with the first
+    logs = tmp_path / "logs"
+    first = call(
+        capsys,
+        "train",
+        "--task",
+        "user_tasks:tiny",
+        "--logdir",
+        logs,
+        "--out",
+        tmp_path / "a",
+        "-q",
+    )
+    assert first[0] == 0
+    events = sorted(p.name for p in logs.iterdir())
+    status, _, err = call(
+        capsys,
+        "train",
+        "--task",
+        "user_tasks:tiny",
+        "--logdir",
+        logs,
+        "--out",
+        tmp_path / "b",
+        "-q",
+    )
+    assert status == 2 and err.count("\n") == 1 and "already holds a run's signals" in err
+    assert sorted(p.name for p in logs.iterdir()) == events and not (tmp_path / "b").exists()

@@ -91,6 +91,7 @@ def tasks_command() -> None:
     default=None,
     help="Folder for the run's signals (lr, loss, gradient norms, update ratios) as"
     " signals.csv, signals.jsonl and TensorBoard event files; 'lrkit doctor' reads it."
+    " One run per folder: a folder that already holds a run's signals is refused."
     " Example: --logdir runs/demo/logs",
 )
 @click.option(
@@ -155,7 +156,7 @@ def train_command(
     # the guard goes through the Watch (its actions join the signals the doctor reads); with
     # a guard and no --logdir, a Watch kept in memory, so the doctor sees what the guard did
     watching = logdir is not None or guarding is not None
-    sinks = [] if logdir is None else watch_sinks(writable_dir(logdir, "--logdir"))
+    sinks = [] if logdir is None else watch_sinks(fresh_logdir(logdir))
     callbacks = [Watch(sinks=sinks, guard=guarding)] if watching else []
     folder = writable_dir(default_out(task.name) if out is None else out, "--out")
 
@@ -187,6 +188,23 @@ def train_command(
     click.echo(f"history written to {folder / 'history.json'}")
     if logdir is not None:
         click.echo(f"signals written to {logdir}")
+
+
+def fresh_logdir(logdir: str) -> Path:
+    """``--logdir``, created, holding no run's signals yet: a second run there would replace
+    the CSV and JSON lines and mix its TensorBoard events with the first run's."""
+    from ..watch.logs import CSV_FILE, JSONL_FILE, TB_PATTERN
+
+    folder = writable_dir(logdir, "--logdir")
+    found = [p.name for p in sorted(folder.iterdir()) if p.name in (CSV_FILE, JSONL_FILE)]
+    found += [p.name for p in sorted(folder.glob(TB_PATTERN))]
+    if found:
+        raise UserError(
+            f"--logdir {str(folder)!r} already holds a run's signals ({', '.join(found[:3])}"
+            f"{', ...' if len(found) > 3 else ''}): give a new folder (one run per folder), or"
+            " remove those files"
+        )
+    return folder
 
 
 def watch_sinks(logdir: Path) -> list:
