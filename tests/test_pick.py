@@ -316,3 +316,9 @@ def test_pick_refuses_to_name_a_rate_when_every_short_run_diverged():
     # it used to return 0.478, a rate at which nothing trained, for a schedule reaching 1e11
     with pytest.raises(ValueError, match="every short run diverged.*reach 1e\\+11"):
         pick_lr("wine-mlp", "constant(1e11)", epochs=6, budget=1, progress=False)
+
+
+def test_pick_refuses_a_schedule_that_is_zero_over_the_whole_run():
+    # it named 0.579 for constant(0), where no short run trained at all
+    with pytest.raises(ValueError, match="no lr can be picked: the schedule constant"):
+        pick_lr("wine-mlp", "constant(0)", epochs=6, budget=1, progress=False)

@@ -473,3 +473,15 @@ def test_history_round_trips_through_json_text_with_a_nan():
 def test_to_json_writes_what_save_writes(tmp_path):
     history = fit(user_tasks.tiny(), steps=8, progress=False, out=tmp_path)
     assert history.to_json(tmp_path / "copy.json") == (tmp_path / "history.json").read_text()
+
+
+def test_a_schedule_zero_at_every_step_is_named_before_training():
+    import warnings
+
+    from lrkit.train import ScheduleFitWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit("wine-mlp", lr=0.05, schedule="constant(0)", epochs=1, progress=False)
+    messages = [str(w.message) for w in caught if w.category is ScheduleFitWarning]
+    assert messages and "is 0 at every step" in messages[0]

@@ -45,7 +45,7 @@ from ..runtime import torch_threads
 from ..schedules import Run, Schedule, as_schedule
 from ..tasks import Task, get_task
 from ..train import fit
-from ..train.misfit import ScheduleFitWarning, schedule_misfit
+from ..train.misfit import ScheduleFitWarning, never_trains, schedule_misfit
 from .isolation import refuse_distributed
 from .pick_result import Pick, Trial, rank_key
 
@@ -93,6 +93,8 @@ def pick_lr(
     full_schedule = spec.resolve(total_steps=full, steps_per_epoch=steps_per_epoch)
     full_schedule(0)  # a schedule that cannot be evaluated fails here, before any training
     misfit = schedule_misfit(full_schedule, full)
+    if never_trains(full_schedule, full):  # every rate would score the same: none can be picked
+        raise UserError(f"no lr can be picked: {misfit}")
     if misfit is not None:
         warnings.warn(misfit, ScheduleFitWarning, stacklevel=2)
     plan = _plan(number(budget, "budget", low=0, low_open=True), full)

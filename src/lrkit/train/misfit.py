@@ -9,7 +9,8 @@ when it lasts ``N`` steps, give or take one (fractions round to whole steps). Ot
   rest, e.g. ``cosine(100)`` on 230 steps trains 130 steps at the floor. A schedule that ends at
   its peak (``warmup(100)`` alone: a warmup, then constant) fits any longer run.
 
-Endless schedules (``constant``, ``step``, ``exponential``, ``plateau``...) fit every run.
+Endless schedules (``constant``, ``step``, ``exponential``, ``plateau``...) fit every run, but
+for one that is 0 at every step (``constant(0)``): the lr multiplies it, so nothing trains.
 
 >>> from lrkit.schedules import as_schedule
 >>> print(schedule_misfit(as_schedule("warmup(500) >> cosine(100)"), 230))
@@ -35,9 +36,15 @@ class ScheduleFitWarning(UserWarning):
 def schedule_misfit(schedule: Schedule, total_steps: int) -> str | None:
     """Why ``schedule`` (resolved, in whole steps) does not fit a ``total_steps`` run, or None.
 
-    The rule: endless schedules and finite ones within one step of the run fit; a longer one
-    is cut by the run; a shorter one fits only when it ends at its peak value.
+    The rule: a schedule that is 0 over the whole run never fits (nothing trains); endless
+    schedules and finite ones within one step of the run fit; a longer one is cut by the run;
+    a shorter one fits only when it ends at its peak value.
     """
+    if never_trains(schedule, total_steps):
+        return (
+            f"the schedule {schedule!r} is 0 at every step of the run's {total_steps}: the lr"
+            " multiplies it, so nothing will train"
+        )
     length = schedule.length
     if type(length) is not int or abs(length - total_steps) <= 1:
         return None
@@ -59,6 +66,11 @@ def schedule_misfit(schedule: Schedule, total_steps: int) -> str | None:
     )
 
 
+def never_trains(schedule: Schedule, total_steps: int) -> bool:
+    """True when ``schedule`` is 0 at every step of the run (sampled as :func:`_peak` does)."""
+    return _peak(schedule, max(total_steps - 1, 0)) == 0
+
+
 def _peak(schedule: Schedule, steps: int) -> float:
     """The highest value over steps ``0..steps``, sampled at most ``PEAK_SAMPLES + 1`` times."""
     stride = max(1, math.ceil(steps / PEAK_SAMPLES))
@@ -69,4 +81,4 @@ def _share(value: float, peak: float) -> str:
     return f"{value / peak:.0%} of the peak" if peak > 0 else f"{value:.3g}"
 
 
-__all__ = ["ScheduleFitWarning", "schedule_misfit"]
+__all__ = ["ScheduleFitWarning", "schedule_misfit", "never_trains"]
