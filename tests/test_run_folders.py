@@ -147,3 +147,17 @@ def test_the_module_examples_run(module):
 
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_a_lightning_metrics_csv_with_the_usual_names_is_read(tmp_path):
+    # self.log("train_loss") / self.log("val_loss"): the doctor said "no training loss"
+    from lrkit.watch import read_run
+
+    folder = tmp_path / "lightning_logs" / "version_0"
+    folder.mkdir(parents=True)
+    rows = ["step,epoch,lr-SGD,train_loss_step,train_loss_epoch,val_loss"]
+    rows += [f"{i},0,0.1,{2.0 - i / 100},,{'1.5' if i == 9 else ''}" for i in range(10)]
+    (folder / "metrics.csv").write_text("\n".join(rows) + "\n")
+    signals = read_run(tmp_path / "lightning_logs")
+    assert signals.get("train/loss")[1].tolist()[:2] == [2.0, 1.99]
+    assert signals.get("val/loss")[1].tolist() == [1.5]

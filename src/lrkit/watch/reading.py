@@ -177,7 +177,21 @@ def _wide_tags(header: list[str]) -> list[str | None]:
     if tuple(header[:3]) == STEPS_HEADER and all(h.startswith("lr") for h in header[3:]):
         lrs = lr_tags("Optimizer", max(1, len(header) - 3))
         return [None, None, "train/loss", *lrs]
-    return [None if h in ("step", "epoch") else h for h in header]
+    names = [None if h in ("step", "epoch") else h for h in header]
+    for tag, aliases in LIGHTNING_NAMES.items():  # the names Lightning users log by
+        if tag not in header:
+            alias = next((a for a in aliases if a in header), None)
+            if alias is not None:
+                names[header.index(alias)] = tag
+    return names
+
+
+# what ``self.log("train_loss")`` writes into Lightning's metrics.csv, by lrkit's tag (the
+# per-step column first: ``on_step=True, on_epoch=True`` writes both)
+LIGHTNING_NAMES = {
+    "train/loss": ("train_loss_step", "train_loss", "loss"),
+    "val/loss": ("val_loss", "val_loss_epoch"),
+}
 
 
 # -- JSON lines -------------------------------------------------------------------------------
