@@ -227,3 +227,13 @@ def test_fit_rolls_back_a_run_whose_last_batches_climb_before_its_last_validatio
     done = [(e["action"], e["batch"]) for e in actions(guard)]
     assert done == [("skip", 58), ("skip", 59), ("rollback", 59)]
     assert "at the run's last batch" in actions(guard)[-1]["reason"]
+
+
+def test_a_guarded_run_ending_far_above_its_start_is_not_completed(train, tmp_path):
+    """wine-mlp at lr 2: status completed, exit 0, last validation loss 31.5 (start 0.96)."""
+    status, out, err = train("--task", "wine-mlp", "--lr", "2", "--guard", "--out", str(tmp_path))
+    history = History.load(tmp_path)
+    if status == 0:  # it recovered: then its last validation is sane
+        assert history.epochs_log[-1]["val_loss"] < 10 * history.loss[0]
+    else:
+        assert status == 1 and "validation loss" in err and history.status == "failed"

@@ -71,6 +71,7 @@ class State:
     stop: bool = False
     skip: bool = False
     clip_grad: float | None = None
+    final: bool = False  # True from the run's last validation on (its last step is done)
 
 
 class Callback:

@@ -266,7 +266,8 @@ class _Run:
             if n == spe:
                 self.events("on_epoch_end", state)
             due = n == spe if every is None else done % every == 0
-            if (due or done == self.total) and not self._validate():
+            state.final = done == self.total
+            if (due or state.final) and not self._validate():
                 return
             if done == self.total:
                 return

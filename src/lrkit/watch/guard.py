@@ -70,6 +70,7 @@ from .signals import global_norm, grad_norms
 from .trouble import Trouble
 
 OK, SKIP, ROLLBACK, GAVE_UP = "ok", "skip", "rollback", "gave_up"
+FINAL_FAR = 10.0  # a last validation loss this many times the run's start: not completed
 
 
 class GuardExhausted(RuntimeError):
@@ -218,6 +219,23 @@ class Guard(Callback):
         if self._last is not None:
             reason, loss, norm, self._climbing = self._last
             self._rollback(reason, loss, norm, why="at the run's last batch")
+
+    def on_validation_end(self, state: State) -> None:
+        """The run's last validation far above the run's start (FINAL_FAR times the first
+        training loss, or not finite) is not a run to call completed: :class:`GuardExhausted`."""
+        firsts = self._rule.start_values  # the first good losses: the first is before any update
+        start = min(firsts[0], self._rule.start) if firsts else None
+        loss = state.val_loss
+        if not state.final or start is None or start <= 0 or loss is None:
+            return
+        if not math.isfinite(loss) or loss > FINAL_FAR * start:
+            self._log(GAVE_UP, "the last validation loss far above the start", loss, math.nan)
+            raise GuardExhausted(
+                f"the run ended with a validation loss of {loss:.4g}, {loss / start:.3g}x the"
+                f" training loss at its start ({start:.4g}), after {self.rollbacks} rollback(s):"
+                f" the guard could not bring it back; try a lower lr or a warmup",
+                self.events,
+            )
 
     def on_train_end(self, state: State) -> None:
         for sink in self.sinks:

@@ -376,6 +376,8 @@ class Watch:
         name = getattr(state.history, "metric_name", "val_loss")
         if state.metric is not None and name != "val_loss":
             self.log(f"val/{name}", state.metric, state.step)
+        if self.guard is not None:
+            self.guard.on_validation_end(state)
 
     def on_train_end(self, state) -> None:
         if self.guard is not None:
