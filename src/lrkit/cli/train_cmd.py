@@ -236,8 +236,9 @@ def guard_summary(guard) -> str:
     if not rollbacks:
         return text
     # each rollback's reason ends "lr BEFORE -> AFTER": the lrs the run went through, in order
+    # (the first param group's lr: the others keep their ratios to it)
     chain = [rollbacks[0].split(" -> ")[0]] + [r.split(" -> ")[-1] for r in rollbacks]
-    return text + f" (lr {' -> '.join(chain)})"
+    return text + f" (lr {' -> '.join(lr.split(', ')[0] for lr in chain)})"
 
 
 def default_out(task_name: str) -> Path:
