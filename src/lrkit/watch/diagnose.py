@@ -67,7 +67,7 @@ from typing import Any
 import numpy as np
 
 from .advice import decay_tip, factor_text, nice, plateau_advice, warmup_tip
-from .curves import SPIKE_Z, TINY, Curves, as_signals
+from .curves import HUGE, SPIKE_Z, TINY, Curves, as_signals
 from .diagnosis import VERDICTS, Diagnosis, Finding, squash, uncrossed
 from .validation import overfitting, recovered, val_jump, val_still_falling, val_unsteady
 
@@ -82,6 +82,8 @@ def diagnose(run: Any) -> Diagnosis:
     ValueError when it holds no training loss.
     """
     curves = Curves(as_signals(run))
+    if not curves.finite:  # nothing to read but that
+        return Diagnosis((_never_finite(curves),), curves.n)
     unreadable = curves.n < MIN_STEPS or curves.base <= 0  # only a divergence is a fact there
     found = [f for rule in (_RULES[:1] if unreadable else _RULES) if (f := rule(curves))]
     notes = [f for f in found if f.verdict == "fine"]  # signs that cost nothing in the end
@@ -114,6 +116,9 @@ def diagnose(run: Any) -> Diagnosis:
     order = {v: i for i, v in enumerate(VERDICTS)}
     confident.sort(key=lambda f: order[f.verdict])
     rest = [f for f in found if f not in confident]
+    if confident[0].verdict in ("diverged", "too_high"):  # its curve cannot say "too low" too
+        confident = [f for f in confident if f.verdict != "too_low"]
+        rest = [f for f in rest if f.verdict != "too_low"]
     return Diagnosis(uncrossed((*confident, *rest)), curves.n)
 
 
@@ -147,6 +152,23 @@ _SETTLE = {
 }
 
 
+def _never_finite(c: Curves) -> Finding:
+    """``diverged`` from step 0: no logged loss was finite (nor under ``HUGE``)."""
+    values = sorted({str(float(x)) if not np.isfinite(x) else f"{x:.3g}" for x in c.raw})
+    return Finding(
+        "diverged",
+        f"no finite loss at any of the {c.n} logged steps (from step {int(c.steps[0])} to"
+        f" {c.last_step}: {', '.join(values[:3])}{', ...' if len(values) > 3 else ''}"
+        f"{'; values above ' + format(HUGE, '.3g') + ' count as overflowed' if np.any(np.isfinite(c.raw)) else ''}):"
+        " it diverged from the first step, or the loss is computed wrong (check it on one batch"
+        " before training)",
+        "check the loss on one batch at the initial weights; if it is finite there, divide the"
+        " lr by about 10 and run lrkit find to see where the loss blows up",
+        0.99,
+        0.1,
+    )
+
+
 def _diverged(c: Curves) -> Finding | None:
     advice = (
         f"divide the lr by about 10; {warmup_tip(c.shape)}; or run lrkit find to see where"
@@ -154,26 +176,31 @@ def _diverged(c: Curves) -> Finding | None:
     )
     if c.first_bad is not None and not c.recovered:
         value = c.raw[np.flatnonzero(c.steps == c.first_bad)[0]]
+        shown = str(float(value)) if not np.isfinite(value) else f"{value:.3g}"
+        before = (
+            f"it was {c.start_text()}, lowest {c.v(c.loss.min()):.3g}"
+            if c.step(0) < c.first_bad
+            else f"no finite loss before it; {c.v(c.loss[0]):.3g} at step {c.step(0)}"
+        )
         return Finding(
             "diverged",
-            f"the loss was {value} at step {c.first_bad} (it was {c.start_text()}, lowest"
-            f" {c.loss.min():.3g})",
+            f"the loss was {shown} at step {c.first_bad} ({before})",
             advice,
             0.99,
             0.1,
         )
-    if c.base <= 0:  # a loss of 0 at the start: no "times its start"
+    if c.base <= 0 and not c.signed:  # a loss of 0 at the start: no "times its start"
         return None
-    peak = int(np.argmax(c.smooth))
+    peak = _peak_after_start(c)
     top = float(c.smooth[peak])
     # a blow-up the run came back from (or that the guard rolled back) is too_high, not this
     came_back = c.end <= c.base or bool(c.guard.get("rollback"))
-    if c.end > 3 * c.base or (top > 10 * c.base and not came_back):
-        worst = max(c.end, top) / c.base
+    if c.rel(c.end) > 3 or (c.rel(top) > 10 and not came_back):
+        worst = max(c.rel(c.end), c.rel(top))
         return Finding(
             "diverged",
-            f"the loss blew up from {c.start_text(c.base)} to {top:.3g} at step {c.step(peak)}"
-            f" and ended at {c.end:.3g} ({c.times(c.end)} its start)",
+            f"the loss blew up from {c.start_text(c.base)} to {c.v(top):.3g} at step"
+            f" {c.step(peak)} and ended at {c.v(c.end):.3g} ({c.times(c.end)})",
             advice,
             squash(math.log(worst / 3)),
             0.1,
@@ -185,30 +212,32 @@ def _too_high(c: Curves) -> Finding | None:
     evidence, margins, spans = [], [], []  # spans: the first and last step of each sign
     early = c.smooth[: max(c.head + 1, len(c.loss) // 2)]
     peak = c.head + int(np.argmax(early[c.head :])) if len(early) > c.head else 0
-    if c.start > 0 and early[peak] > 1.5 * c.start:
+    readable = c.start > 0 or c.signed  # a loss of 0 at the start has no "times its start"
+    if readable and len(early) > c.head and c.rel(early[peak], c.start) > 1.5:
         evidence.append(
-            f"the loss rose from {c.start_text()} to {early[peak]:.3g} at step {c.step(peak)}"
+            f"the loss rose from {c.start_text()} to {c.v(early[peak]):.3g} at step {c.step(peak)}"
         )
-        margins.append(math.log(early[peak] / (1.5 * c.start)) * 3)
-        spans.append(_span_above(c, c.smooth, 1.5 * c.start))
-    jump = int(np.argmax(c.loss[: max(1, c.n // 2)]))
-    if c.start > 0 and c.loss[jump] > 3 * c.start and not evidence:
+        margins.append(math.log(c.rel(early[peak], c.start) / 1.5) * 3)
+        spans.append(_span_above(c, c.smooth, c.start, 1.5))
+    jump, of = _jump(c)
+    if readable and jump and c.rel(c.loss[jump], of) > 3 and not evidence:
+        since = c.start_text() if of == c.start else f"{c.v(of):.4g} at step {c.step(0)}"
         evidence.append(
-            f"the loss jumped from {c.start_text()} to {c.loss[jump]:.3g} at step {c.step(jump)}"
+            f"the loss jumped from {since} to {c.v(c.loss[jump]):.3g} at step {c.step(jump)}"
         )
-        margins.append(math.log(c.loss[jump] / (3 * c.start)))
-        spans.append(_span_above(c, c.loss, 3 * c.start))
-    top = int(np.argmax(c.smooth))
-    if c.base > 0 and c.smooth[top] > 10 * c.base and not evidence:  # and came back
+        margins.append(math.log(c.rel(c.loss[jump], of) / 3))
+        spans.append(_span_above(c, c.loss, of, 3))
+    top = _peak_after_start(c)
+    if (c.base > 0 or c.signed) and c.rel(c.smooth[top]) > 10 and not evidence:  # came back
         evidence.append(
-            f"the loss blew up from {c.start_text(c.base)} to {c.smooth[top]:.3g} at step"
-            f" {c.step(top)} and came back to {c.end:.3g} by the end"
+            f"the loss blew up from {c.start_text(c.base)} to {c.v(c.smooth[top]):.3g} at step"
+            f" {c.step(top)} and came back to {c.v(c.end):.3g} by the end"
         )
-        margins.append(math.log(c.smooth[top] / (10 * c.base)) + 1)
-        spans.append(_span_above(c, c.smooth, 10 * c.base))
+        margins.append(math.log(c.rel(c.smooth[top]) / 10) + 1)
+        spans.append(_span_above(c, c.smooth, c.base, 10))
     if len(c.spikes) >= max(3, 0.03 * c.n):
         first, last = c.step(int(c.spikes[0])), c.step(int(c.spikes[-1]))
-        top = float(np.max(c.loss[c.spikes]))
+        top = c.v(float(np.max(c.loss[c.spikes])))
         evidence.append(
             f"{len(c.spikes)} loss spikes > {SPIKE_Z:g} sigma above the running median between"
             f" steps {first} and {last} (highest {top:.3g})"
@@ -267,10 +296,31 @@ def _too_high(c: Curves) -> Finding | None:
     )
 
 
-def _span_above(c: Curves, x: np.ndarray, level: float) -> tuple[int, int]:
+def _jump(c: Curves) -> tuple[int, float]:
+    """The highest loss of the first half against what it jumped from: ``(index, from)``;
+    within the start's own steps a loss is measured against the first one (a start cannot be
+    the median of the jump itself), after them against ``start``. Index 0: no loss to jump to."""
+    half = max(2, len(c.loss) // 2)
+    best, of, worst = 0, c.start, -math.inf
+    for lo, hi, ref in ((1, c.head, float(c.loss[0])), (c.head, half, c.start)):
+        part = c.loss[lo:hi]
+        if len(part):
+            i = lo + int(np.argmax(part))
+            if c.rel(float(c.loss[i]), ref) > worst:
+                best, of, worst = i, ref, c.rel(float(c.loss[i]), ref)
+    return best, of
+
+
+def _peak_after_start(c: Curves) -> int:
+    """The index of the highest rolling median after the start's own steps (0 if none)."""
+    after = c.smooth[c.head :]
+    return c.head + int(np.argmax(after)) if len(after) else 0
+
+
+def _span_above(c: Curves, x: np.ndarray, of: float, times: float) -> tuple[int, int]:
     """The first and last step at which ``x`` (the loss or its rolling median) was above
-    ``level``."""
-    above = np.flatnonzero(x > level)
+    ``times`` times ``of`` (:meth:`Curves.rel`)."""
+    above = np.flatnonzero(np.array([c.rel(v, of) for v in x]) > times)
     return c.step(int(above[0])), c.step(int(above[-1]))
 
 
@@ -304,7 +354,7 @@ def _plateau(c: Curves) -> Finding | None:
     level = float(np.exp(med[-1]))
     return Finding(
         "plateau",
-        f"the loss has stayed near {level:.3g} (within {math.exp(abs(fall)) - 1:.0%}) from step"
+        f"the loss has stayed near {c.v(level):.3g} (within {math.exp(abs(fall)) - 1:.0%}) from step"
         f" {c.step(begin)} to step {c.step(m - 1)} ({k}0% of the run) while the lr stayed at"
         f" {lr[-1]:.3g}; before that it fell from {c.start_text()}",
         plateau_advice(c.shape),
@@ -314,13 +364,23 @@ def _plateau(c: Curves) -> Finding | None:
 
 
 def _too_low(c: Curves) -> Finding | None:
+    if c.shape is not None and c.shape.peak <= 0:  # no factor of 0 makes a rate
+        return Finding(
+            "too_low",
+            f"{c.shape.text()}: the loss went from {c.start_text()} to {c.v(c.end):.3g} at the"
+            " end without an update",
+            "set a positive lr (the task's default, or the one lrkit find suggests); check that"
+            " the schedule does not multiply it by 0 (`constant(0)`)",
+            0.99,
+            None,
+        )
     drop = c.start - c.end
-    rel = drop / c.start if c.start > 0 else 0.0
+    rel = 1 - c.rel(c.end, c.start) if c.start > 0 or c.signed else 0.0
     evidence, margins, factor = [], [], 3.0
     if abs(rel) < 0.1 and c.start > 0:
         evidence.append(
-            f"the loss barely moved: {c.start_text()}, {c.end:.3g} at the end"
-            f" (step {c.step(c.n - 1)}), {-rel:+.0%}"
+            f"the loss barely moved: {c.start_text()}, {c.v(c.end):.3g} at the end"
+            f" (step {c.last_step}), {-rel:+.0%}"
         )
         margins.append((0.1 - abs(rel)) * 20)
         factor = 10.0
@@ -331,7 +391,7 @@ def _too_low(c: Curves) -> Finding | None:
             i75 = min(c.n - 1, int(np.searchsorted(c.tau, 0.75)))
             evidence.append(
                 f"loss still falling evenly: from {c.start_text()} to"
-                f" {c.end:.3g} at the end ({rel:.0%} drop), {last:.0%} of it after step"
+                f" {c.v(c.end):.3g} at the end ({rel:.0%} drop), {last:.0%} of it after step"
                 f" {c.step(i75)}, only {max(first, 0):.0%} in the first quarter of lr-time"
             )
             margins.append(max(last / 0.05 - 1, (0.5 - first) * 4, 0.3))
