@@ -220,6 +220,31 @@ class Curves:
     def at_tau(self, q: float) -> float:
         return float(self.smooth[min(len(self.smooth) - 1, np.searchsorted(self.tau, q))])
 
+    def jump(self) -> tuple[int, float]:
+        """The highest loss of the first half against what it jumped from: ``(index, from)``;
+        within the start's own steps a loss is measured against the first one (a start cannot be
+        the median of the jump itself), after them against ``start``. Index 0: no loss to jump to."""
+        half = max(2, len(self.loss) // 2)
+        best, of, worst = 0, self.start, -math.inf
+        for lo, hi, ref in ((1, self.head, float(self.loss[0])), (self.head, half, self.start)):
+            part = self.loss[lo:hi]
+            if len(part):
+                i = lo + int(np.argmax(part))
+                if self.rel(float(self.loss[i]), ref) > worst:
+                    best, of, worst = i, ref, self.rel(float(self.loss[i]), ref)
+        return best, of
+
+    def peak_after_start(self) -> int:
+        """The index of the highest rolling median after the start's own steps (0 if none)."""
+        after = self.smooth[self.head :]
+        return self.head + int(np.argmax(after)) if len(after) else 0
+
+    def span_above(self, x: np.ndarray, of: float, times: float) -> tuple[int, int]:
+        """The first and last step at which ``x`` (the loss or its rolling median) was above
+        ``times`` times ``of`` (:meth:`rel`)."""
+        above = np.flatnonzero(np.array([self.rel(v, of) for v in x]) > times)
+        return self.step(int(above[0])), self.step(int(above[-1]))
+
     def late_fall(self) -> tuple[float, float, float] | None:
         """``(fall, noise, before)``: how much the log-loss fell over the last quarter of the
         steps (a straight line's fit), the noise about that line (1.4826 MAD) and the fall over

@@ -9,7 +9,8 @@ and loss scale. The statistics are those of :class:`~lrkit.watch.curves.Curves`.
 Rules, most severe first (the primary verdict is the most severe with confidence >= 0.5):
 
 ==============  ===========================================================================
-``diverged``    a non-finite loss the run did not recover from; or ``end > 3 * start``; or
+``diverged``    no finite loss at all (from step 0: the only finding); a non-finite loss the
+                run did not recover from; or ``end > 3 * start``; or
                 ``S`` above ``10 * start``
 ``too_high``    non-finite losses the run went on after (a Guard skipped them); any Guard
                 action (``guard/skip``, ``guard/rollback``...); ``S`` rises above
@@ -25,7 +26,7 @@ Rules, most severe first (the primary verdict is the most severe with confidence
                 within 10% of the last, spread < 20%, after a 20%+ fall before them and
                 falling at under a tenth of that pace; the lr constant there, the loss not
                 near 0 (> 1% of ``start``), the validation loss not still falling steadily
-``too_low``     the loss moved less than 10%; or it still falls evenly in ``tau`` (5%+ of the
+``too_low``     the lr was 0 at every step (no factor: set one); the loss moved less than 10%; or it still falls evenly in ``tau`` (5%+ of the
                 drop in the last quarter with under half in the first, or 15%+ with under 50%
                 total drop); or, at a constant lr in the second half, the log-loss fell over
                 the last quarter by 2x+ its step-to-step noise, at half the pace of the
@@ -37,6 +38,11 @@ Rules, most severe first (the primary verdict is the most severe with confidence
                 ratios above 1e-2 alone); says what it saw and what would settle it
 ``fine``        none of the above, nothing in doubt
 ==============  ===========================================================================
+
+Under a ``diverged`` or ``too_high`` primary no ``too_low`` is reported: the curve of an lr too
+high (and the guard's cuts of it) cannot also show one too low. Jumps and blow-ups are measured
+after the start's own steps (a jump within them against the first loss), so no rule reports a
+rise to a step of the start itself.
 
 An instability that cost nothing in the end is a note on ``fine``, not ``too_high``
 (:func:`~lrkit.watch.validation.recovered`): every sign of it over with a quarter of the
@@ -67,8 +73,8 @@ from typing import Any
 import numpy as np
 
 from .advice import decay_tip, factor_text, nice, plateau_advice, warmup_tip
-from .curves import HUGE, SPIKE_Z, TINY, Curves, as_signals
-from .diagnosis import VERDICTS, Diagnosis, Finding, squash, uncrossed
+from .curves import SPIKE_Z, TINY, Curves, as_signals
+from .diagnosis import VERDICTS, Diagnosis, Finding, never_finite, squash, uncrossed
 from .validation import overfitting, recovered, val_jump, val_still_falling, val_unsteady
 
 HEALTHY_RATIO = 1e-3
@@ -83,7 +89,7 @@ def diagnose(run: Any) -> Diagnosis:
     """
     curves = Curves(as_signals(run))
     if not curves.finite:  # nothing to read but that
-        return Diagnosis((_never_finite(curves),), curves.n)
+        return Diagnosis((never_finite(curves),), curves.n)
     unreadable = curves.n < MIN_STEPS or curves.base <= 0  # only a divergence is a fact there
     found = [f for rule in (_RULES[:1] if unreadable else _RULES) if (f := rule(curves))]
     notes = [f for f in found if f.verdict == "fine"]  # signs that cost nothing in the end
@@ -152,23 +158,6 @@ _SETTLE = {
 }
 
 
-def _never_finite(c: Curves) -> Finding:
-    """``diverged`` from step 0: no logged loss was finite (nor under ``HUGE``)."""
-    values = sorted({str(float(x)) if not np.isfinite(x) else f"{x:.3g}" for x in c.raw})
-    return Finding(
-        "diverged",
-        f"no finite loss at any of the {c.n} logged steps (from step {int(c.steps[0])} to"
-        f" {c.last_step}: {', '.join(values[:3])}{', ...' if len(values) > 3 else ''}"
-        f"{'; values above ' + format(HUGE, '.3g') + ' count as overflowed' if np.any(np.isfinite(c.raw)) else ''}):"
-        " it diverged from the first step, or the loss is computed wrong (check it on one batch"
-        " before training)",
-        "check the loss on one batch at the initial weights; if it is finite there, divide the"
-        " lr by about 10 and run lrkit find to see where the loss blows up",
-        0.99,
-        0.1,
-    )
-
-
 def _diverged(c: Curves) -> Finding | None:
     advice = (
         f"divide the lr by about 10; {warmup_tip(c.shape)}; or run lrkit find to see where"
@@ -191,7 +180,7 @@ def _diverged(c: Curves) -> Finding | None:
         )
     if c.base <= 0 and not c.signed:  # a loss of 0 at the start: no "times its start"
         return None
-    peak = _peak_after_start(c)
+    peak = c.peak_after_start()
     top = float(c.smooth[peak])
     # a blow-up the run came back from (or that the guard rolled back) is too_high, not this
     came_back = c.end <= c.base or bool(c.guard.get("rollback"))
@@ -218,23 +207,23 @@ def _too_high(c: Curves) -> Finding | None:
             f"the loss rose from {c.start_text()} to {c.v(early[peak]):.3g} at step {c.step(peak)}"
         )
         margins.append(math.log(c.rel(early[peak], c.start) / 1.5) * 3)
-        spans.append(_span_above(c, c.smooth, c.start, 1.5))
-    jump, of = _jump(c)
+        spans.append(c.span_above(c.smooth, c.start, 1.5))
+    jump, of = c.jump()
     if readable and jump and c.rel(c.loss[jump], of) > 3 and not evidence:
         since = c.start_text() if of == c.start else f"{c.v(of):.4g} at step {c.step(0)}"
         evidence.append(
             f"the loss jumped from {since} to {c.v(c.loss[jump]):.3g} at step {c.step(jump)}"
         )
         margins.append(math.log(c.rel(c.loss[jump], of) / 3))
-        spans.append(_span_above(c, c.loss, of, 3))
-    top = _peak_after_start(c)
+        spans.append(c.span_above(c.loss, of, 3))
+    top = c.peak_after_start()
     if (c.base > 0 or c.signed) and c.rel(c.smooth[top]) > 10 and not evidence:  # came back
         evidence.append(
             f"the loss blew up from {c.start_text(c.base)} to {c.v(c.smooth[top]):.3g} at step"
             f" {c.step(top)} and came back to {c.v(c.end):.3g} by the end"
         )
         margins.append(math.log(c.rel(c.smooth[top]) / 10) + 1)
-        spans.append(_span_above(c, c.smooth, c.base, 10))
+        spans.append(c.span_above(c.smooth, c.base, 10))
     if len(c.spikes) >= max(3, 0.03 * c.n):
         first, last = c.step(int(c.spikes[0])), c.step(int(c.spikes[-1]))
         top = c.v(float(np.max(c.loss[c.spikes])))
@@ -294,34 +283,6 @@ def _too_high(c: Curves) -> Finding | None:
         squash(max(margins)) if backed else 0.45,  # a rule of thumb alone: a doubt, no verdict
         factor,
     )
-
-
-def _jump(c: Curves) -> tuple[int, float]:
-    """The highest loss of the first half against what it jumped from: ``(index, from)``;
-    within the start's own steps a loss is measured against the first one (a start cannot be
-    the median of the jump itself), after them against ``start``. Index 0: no loss to jump to."""
-    half = max(2, len(c.loss) // 2)
-    best, of, worst = 0, c.start, -math.inf
-    for lo, hi, ref in ((1, c.head, float(c.loss[0])), (c.head, half, c.start)):
-        part = c.loss[lo:hi]
-        if len(part):
-            i = lo + int(np.argmax(part))
-            if c.rel(float(c.loss[i]), ref) > worst:
-                best, of, worst = i, ref, c.rel(float(c.loss[i]), ref)
-    return best, of
-
-
-def _peak_after_start(c: Curves) -> int:
-    """The index of the highest rolling median after the start's own steps (0 if none)."""
-    after = c.smooth[c.head :]
-    return c.head + int(np.argmax(after)) if len(after) else 0
-
-
-def _span_above(c: Curves, x: np.ndarray, of: float, times: float) -> tuple[int, int]:
-    """The first and last step at which ``x`` (the loss or its rolling median) was above
-    ``times`` times ``of`` (:meth:`Curves.rel`)."""
-    above = np.flatnonzero(np.array([c.rel(v, of) for v in x]) > times)
-    return c.step(int(above[0])), c.step(int(above[-1]))
 
 
 def _plateau(c: Curves) -> Finding | None:
