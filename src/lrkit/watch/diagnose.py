@@ -9,7 +9,8 @@ and loss scale. The statistics are those of :class:`~lrkit.watch.curves.Curves`.
 Rules, most severe first (the primary verdict is the most severe with confidence >= 0.5):
 
 ==============  ===========================================================================
-``diverged``    a non-finite loss the run did not recover from; or ``end > 3 * start``; or
+``diverged``    no finite loss at all (from step 0: the only finding); a non-finite loss the
+                run did not recover from; or ``end > 3 * start``; or
                 ``S`` above ``10 * start``
 ``too_high``    non-finite losses the run went on after (a Guard skipped them); any Guard
                 action (``guard/skip``, ``guard/rollback``...); ``S`` rises above
@@ -25,7 +26,7 @@ Rules, most severe first (the primary verdict is the most severe with confidence
                 within 10% of the last, spread < 20%, after a 20%+ fall before them and
                 falling at under a tenth of that pace; the lr constant there, the loss not
                 near 0 (> 1% of ``start``), the validation loss not still falling steadily
-``too_low``     the loss moved less than 10%; or it still falls evenly in ``tau`` (5%+ of the
+``too_low``     the lr was 0 at every step (no factor: set one); the loss moved less than 10%; or it still falls evenly in ``tau`` (5%+ of the
                 drop in the last quarter with under half in the first, or 15%+ with under 50%
                 total drop); or, at a constant lr in the second half, the log-loss fell over
                 the last quarter by 2x+ its step-to-step noise, at half the pace of the
@@ -37,6 +38,11 @@ Rules, most severe first (the primary verdict is the most severe with confidence
                 ratios above 1e-2 alone); says what it saw and what would settle it
 ``fine``        none of the above, nothing in doubt
 ==============  ===========================================================================
+
+Under a ``diverged`` or ``too_high`` primary no ``too_low`` is reported: the curve of an lr too
+high (and the guard's cuts of it) cannot also show one too low. Jumps and blow-ups are measured
+after the start's own steps (a jump within them against the first loss), so no rule reports a
+rise to a step of the start itself.
 
 An instability that cost nothing in the end is a note on ``fine``, not ``too_high``
 (:func:`~lrkit.watch.validation.recovered`): every sign of it over with a quarter of the
@@ -68,7 +74,7 @@ import numpy as np
 
 from .advice import decay_tip, factor_text, nice, plateau_advice, warmup_tip
 from .curves import SPIKE_Z, TINY, Curves, as_signals
-from .diagnosis import VERDICTS, Diagnosis, Finding, squash, uncrossed
+from .diagnosis import VERDICTS, Diagnosis, Finding, never_finite, squash, uncrossed
 from .validation import overfitting, recovered, val_jump, val_still_falling, val_unsteady
 
 HEALTHY_RATIO = 1e-3
@@ -82,6 +88,8 @@ def diagnose(run: Any) -> Diagnosis:
     ValueError when it holds no training loss.
     """
     curves = Curves(as_signals(run))
+    if not curves.finite:  # nothing to read but that
+        return Diagnosis((never_finite(curves),), curves.n)
     unreadable = curves.n < MIN_STEPS or curves.base <= 0  # only a divergence is a fact there
     found = [f for rule in (_RULES[:1] if unreadable else _RULES) if (f := rule(curves))]
     notes = [f for f in found if f.verdict == "fine"]  # signs that cost nothing in the end
@@ -114,6 +122,9 @@ def diagnose(run: Any) -> Diagnosis:
     order = {v: i for i, v in enumerate(VERDICTS)}
     confident.sort(key=lambda f: order[f.verdict])
     rest = [f for f in found if f not in confident]
+    if confident[0].verdict in ("diverged", "too_high"):  # its curve cannot say "too low" too
+        confident = [f for f in confident if f.verdict != "too_low"]
+        rest = [f for f in rest if f.verdict != "too_low"]
     return Diagnosis(uncrossed((*confident, *rest)), curves.n)
 
 
@@ -154,26 +165,31 @@ def _diverged(c: Curves) -> Finding | None:
     )
     if c.first_bad is not None and not c.recovered:
         value = c.raw[np.flatnonzero(c.steps == c.first_bad)[0]]
+        shown = str(float(value)) if not np.isfinite(value) else f"{value:.3g}"
+        before = (
+            f"it was {c.start_text()}, lowest {c.v(c.loss.min()):.3g}"
+            if c.step(0) < c.first_bad
+            else f"no finite loss before it; {c.v(c.loss[0]):.3g} at step {c.step(0)}"
+        )
         return Finding(
             "diverged",
-            f"the loss was {value} at step {c.first_bad} (it was {c.start_text()}, lowest"
-            f" {c.loss.min():.3g})",
+            f"the loss was {shown} at step {c.first_bad} ({before})",
             advice,
             0.99,
             0.1,
         )
-    if c.base <= 0:  # a loss of 0 at the start: no "times its start"
+    if c.base <= 0 and not c.signed:  # a loss of 0 at the start: no "times its start"
         return None
-    peak = int(np.argmax(c.smooth))
+    peak = c.peak_after_start()
     top = float(c.smooth[peak])
     # a blow-up the run came back from (or that the guard rolled back) is too_high, not this
     came_back = c.end <= c.base or bool(c.guard.get("rollback"))
-    if c.end > 3 * c.base or (top > 10 * c.base and not came_back):
-        worst = max(c.end, top) / c.base
+    if c.rel(c.end) > 3 or (c.rel(top) > 10 and not came_back):
+        worst = max(c.rel(c.end), c.rel(top))
         return Finding(
             "diverged",
-            f"the loss blew up from {c.start_text(c.base)} to {top:.3g} at step {c.step(peak)}"
-            f" and ended at {c.end:.3g} ({c.times(c.end)} its start)",
+            f"the loss blew up from {c.start_text(c.base)} to {c.v(top):.3g} at step"
+            f" {c.step(peak)} and ended at {c.v(c.end):.3g} ({c.times(c.end)})",
             advice,
             squash(math.log(worst / 3)),
             0.1,
@@ -185,30 +201,32 @@ def _too_high(c: Curves) -> Finding | None:
     evidence, margins, spans = [], [], []  # spans: the first and last step of each sign
     early = c.smooth[: max(c.head + 1, len(c.loss) // 2)]
     peak = c.head + int(np.argmax(early[c.head :])) if len(early) > c.head else 0
-    if c.start > 0 and early[peak] > 1.5 * c.start:
+    readable = c.start > 0 or c.signed  # a loss of 0 at the start has no "times its start"
+    if readable and len(early) > c.head and c.rel(early[peak], c.start) > 1.5:
         evidence.append(
-            f"the loss rose from {c.start_text()} to {early[peak]:.3g} at step {c.step(peak)}"
+            f"the loss rose from {c.start_text()} to {c.v(early[peak]):.3g} at step {c.step(peak)}"
         )
-        margins.append(math.log(early[peak] / (1.5 * c.start)) * 3)
-        spans.append(_span_above(c, c.smooth, 1.5 * c.start))
-    jump = int(np.argmax(c.loss[: max(1, c.n // 2)]))
-    if c.start > 0 and c.loss[jump] > 3 * c.start and not evidence:
+        margins.append(math.log(c.rel(early[peak], c.start) / 1.5) * 3)
+        spans.append(c.span_above(c.smooth, c.start, 1.5))
+    jump, of = c.jump()
+    if readable and jump and c.rel(c.loss[jump], of) > 3 and not evidence:
+        since = c.start_text() if of == c.start else f"{c.v(of):.4g} at step {c.step(0)}"
         evidence.append(
-            f"the loss jumped from {c.start_text()} to {c.loss[jump]:.3g} at step {c.step(jump)}"
+            f"the loss jumped from {since} to {c.v(c.loss[jump]):.3g} at step {c.step(jump)}"
         )
-        margins.append(math.log(c.loss[jump] / (3 * c.start)))
-        spans.append(_span_above(c, c.loss, 3 * c.start))
-    top = int(np.argmax(c.smooth))
-    if c.base > 0 and c.smooth[top] > 10 * c.base and not evidence:  # and came back
+        margins.append(math.log(c.rel(c.loss[jump], of) / 3))
+        spans.append(c.span_above(c.loss, of, 3))
+    top = c.peak_after_start()
+    if (c.base > 0 or c.signed) and c.rel(c.smooth[top]) > 10 and not evidence:  # came back
         evidence.append(
-            f"the loss blew up from {c.start_text(c.base)} to {c.smooth[top]:.3g} at step"
-            f" {c.step(top)} and came back to {c.end:.3g} by the end"
+            f"the loss blew up from {c.start_text(c.base)} to {c.v(c.smooth[top]):.3g} at step"
+            f" {c.step(top)} and came back to {c.v(c.end):.3g} by the end"
         )
-        margins.append(math.log(c.smooth[top] / (10 * c.base)) + 1)
-        spans.append(_span_above(c, c.smooth, 10 * c.base))
+        margins.append(math.log(c.rel(c.smooth[top]) / 10) + 1)
+        spans.append(c.span_above(c.smooth, c.base, 10))
     if len(c.spikes) >= max(3, 0.03 * c.n):
         first, last = c.step(int(c.spikes[0])), c.step(int(c.spikes[-1]))
-        top = float(np.max(c.loss[c.spikes]))
+        top = c.v(float(np.max(c.loss[c.spikes])))
         evidence.append(
             f"{len(c.spikes)} loss spikes > {SPIKE_Z:g} sigma above the running median between"
             f" steps {first} and {last} (highest {top:.3g})"
@@ -267,13 +285,6 @@ def _too_high(c: Curves) -> Finding | None:
     )
 
 
-def _span_above(c: Curves, x: np.ndarray, level: float) -> tuple[int, int]:
-    """The first and last step at which ``x`` (the loss or its rolling median) was above
-    ``level``."""
-    above = np.flatnonzero(x > level)
-    return c.step(int(above[0])), c.step(int(above[-1]))
-
-
 def _plateau(c: Curves) -> Finding | None:
     m = len(c.loss)
     if m < 100:  # tenths of 10+ steps: fewer are too noisy to call a stall
@@ -304,7 +315,7 @@ def _plateau(c: Curves) -> Finding | None:
     level = float(np.exp(med[-1]))
     return Finding(
         "plateau",
-        f"the loss has stayed near {level:.3g} (within {math.exp(abs(fall)) - 1:.0%}) from step"
+        f"the loss has stayed near {c.v(level):.3g} (within {math.exp(abs(fall)) - 1:.0%}) from step"
         f" {c.step(begin)} to step {c.step(m - 1)} ({k}0% of the run) while the lr stayed at"
         f" {lr[-1]:.3g}; before that it fell from {c.start_text()}",
         plateau_advice(c.shape),
@@ -314,13 +325,23 @@ def _plateau(c: Curves) -> Finding | None:
 
 
 def _too_low(c: Curves) -> Finding | None:
+    if c.shape is not None and c.shape.peak <= 0:  # no factor of 0 makes a rate
+        return Finding(
+            "too_low",
+            f"{c.shape.text()}: the loss went from {c.start_text()} to {c.v(c.end):.3g} at the"
+            " end without an update",
+            "set a positive lr (the task's default, or the one lrkit find suggests); check that"
+            " the schedule does not multiply it by 0 (`constant(0)`)",
+            0.99,
+            None,
+        )
     drop = c.start - c.end
-    rel = drop / c.start if c.start > 0 else 0.0
+    rel = 1 - c.rel(c.end, c.start) if c.start > 0 or c.signed else 0.0
     evidence, margins, factor = [], [], 3.0
     if abs(rel) < 0.1 and c.start > 0:
         evidence.append(
-            f"the loss barely moved: {c.start_text()}, {c.end:.3g} at the end"
-            f" (step {c.step(c.n - 1)}), {-rel:+.0%}"
+            f"the loss barely moved: {c.start_text()}, {c.v(c.end):.3g} at the end"
+            f" (step {c.last_step}), {-rel:+.0%}"
         )
         margins.append((0.1 - abs(rel)) * 20)
         factor = 10.0
@@ -331,7 +352,7 @@ def _too_low(c: Curves) -> Finding | None:
             i75 = min(c.n - 1, int(np.searchsorted(c.tau, 0.75)))
             evidence.append(
                 f"loss still falling evenly: from {c.start_text()} to"
-                f" {c.end:.3g} at the end ({rel:.0%} drop), {last:.0%} of it after step"
+                f" {c.v(c.end):.3g} at the end ({rel:.0%} drop), {last:.0%} of it after step"
                 f" {c.step(i75)}, only {max(first, 0):.0%} in the first quarter of lr-time"
             )
             margins.append(max(last / 0.05 - 1, (0.5 - first) * 4, 0.3))

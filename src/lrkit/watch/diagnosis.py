@@ -11,10 +11,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from ..checks import number, whole
 from ..results import Result
+from .curves import HUGE
+
+if TYPE_CHECKING:
+    from .curves import Curves
 
 # by severity; ``uncertain``: the evidence does not settle a verdict (what would, is in its advice)
 VERDICTS = ("diverged", "too_high", "overfitting", "plateau", "too_low", "fine", "uncertain")
@@ -143,4 +149,21 @@ def uncrossed(findings: tuple[Finding, ...]) -> tuple[Finding, ...]:
     return tuple(out)
 
 
-__all__ = ["Finding", "Diagnosis", "VERDICTS", "squash", "uncrossed"]
+def never_finite(c: Curves) -> Finding:
+    """``diverged`` from step 0: no logged loss was finite (nor under ``HUGE``)."""
+    values = sorted({str(float(x)) if not np.isfinite(x) else f"{x:.3g}" for x in c.raw})
+    return Finding(
+        "diverged",
+        f"no finite loss at any of the {c.n} logged steps (from step {int(c.steps[0])} to"
+        f" {c.last_step}: {', '.join(values[:3])}{', ...' if len(values) > 3 else ''}"
+        f"{'; values above ' + format(HUGE, '.3g') + ' count as overflowed' if np.any(np.isfinite(c.raw)) else ''}):"
+        " it diverged from the first step, or the loss is computed wrong (check it on one batch"
+        " before training)",
+        "check the loss on one batch at the initial weights; if it is finite there, divide the"
+        " lr by about 10 and run lrkit find to see where the loss blows up",
+        0.99,
+        0.1,
+    )
+
+
+__all__ = ["Finding", "Diagnosis", "VERDICTS", "never_finite", "squash", "uncrossed"]
