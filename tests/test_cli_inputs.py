@@ -272,29 +272,13 @@ def test_a_folder_given_as_a_json_file_is_refused_with_a_json_example(capsys, tm
 def test_a_logdir_that_already_holds_a_run_is_refused_before_training(capsys, tmp_path):
     # a second run there replaced the CSV/JSONL and mixed its TensorBoard events with the first
     logs = tmp_path / "logs"
-    first = call(
-        capsys,
-        "train",
-        "--task",
-        "user_tasks:tiny",
-        "--logdir",
-        logs,
-        "--out",
-        tmp_path / "a",
-        "-q",
-    )
-    assert first[0] == 0
+
+    def train(out):
+        return call(capsys, "train", "--task", "user_tasks:tiny", "--logdir", logs,
+                    "--out", tmp_path / out, "-q")  # fmt: skip
+
+    assert train("a")[0] == 0
     events = sorted(p.name for p in logs.iterdir())
-    status, _, err = call(
-        capsys,
-        "train",
-        "--task",
-        "user_tasks:tiny",
-        "--logdir",
-        logs,
-        "--out",
-        tmp_path / "b",
-        "-q",
-    )
+    status, _, err = train("b")
     assert status == 2 and err.count("\n") == 1 and "already holds a run's signals" in err
     assert sorted(p.name for p in logs.iterdir()) == events and not (tmp_path / "b").exists()
