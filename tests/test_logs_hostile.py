@@ -239,3 +239,15 @@ def test_a_run_whose_first_losses_are_zero_is_diagnosed(tmp_path):
     rows = "".join(f"{i},train/loss,{0.0 if i < 5 else 1.0}\n" for i in range(60))
     (tmp_path / "signals.csv").write_text("step,tag,value\n" + rows)
     assert diagnose(read_run(tmp_path)).verdict
+
+
+def test_a_huge_tag_is_not_echoed_whole_in_the_error(tmp_path, capsys):
+    # a 5 MB tag name made a 5 MB error line
+    import json
+
+    from cli_run import call
+
+    line = json.dumps({"step": 0, "tag": "x" * 5_000_000, "value": 1.0})
+    (tmp_path / "signals.jsonl").write_text(line + "\n")
+    status, _, err = call(capsys, "doctor", tmp_path)
+    assert status == 2 and err.count("\n") == 1 and len(err) < 500

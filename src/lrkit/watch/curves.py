@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from ..checks import shown
 from .logs import Signals, read_run
 
 SPIKE_Z = 4.0  # robust standard deviations above the running median that make a spike
@@ -121,7 +122,10 @@ class Curves:
 
     def __init__(self, s: Signals):
         if "train/loss" not in s or len(s.get("train/loss")[0]) == 0:
-            raise ValueError(f"no training loss to diagnose (tag 'train/loss'); tags: {s.tags()}")
+            tags = [shown(t) for t in s.tags()[:20]] + (["..."] if len(s.tags()) > 20 else [])
+            raise ValueError(
+                f"no training loss to diagnose (tag 'train/loss'); tags: {', '.join(tags)}"
+            )
         self.steps, loss = s.get("train/loss")
         self.raw = loss
         self.n = len(loss)
