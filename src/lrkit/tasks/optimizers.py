@@ -10,6 +10,13 @@ parameters, each group's lr and weight decay — so a task that splits off a no-
   the task marks it as a no-decay group: its weight decay is 0 while another group's is above
   0. So a task with one group (or groups that all decay alike) gets it everywhere, and
   ``wine-mlp`` gets it on its weights while its biases stay at 0. None keeps each group's.
+
+>>> decaying([{"weight_decay": 0.01}, {"weight_decay": 0.0}])
+[True, False]
+>>> decaying([{"weight_decay": 0.0}, {"weight_decay": 0.0}])
+[True, True]
+>>> check_optimizer("AdamW")
+'adamw'
 """
 
 from __future__ import annotations
