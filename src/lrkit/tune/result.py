@@ -1,0 +1,384 @@
+"""TuneResult: what a tune found, read from a plain Optuna study.
+
+:meth:`TuneResult.from_study` reads the trials' user attrs (``config``, ``status``, ``reason``,
+``metric_mean``, ``metric_std``, ``steps``, ``verdict``...) and the study's ``lrkit`` attrs
+(task, metric, space, ...), so a study on shared storage gives the same result whichever worker
+or process reads it. The best configuration is chosen on the **mean** metric among the
+complete trials; a tie goes to the smaller spread, then to the earlier trial.
+
+>>> import optuna
+>>> from lrkit.tune.config import Config
+>>> study = optuna.create_study(direction="maximize")
+>>> for lr, acc in ((0.01, 0.90), (0.1, 0.95)):
+...     study.add_trial(optuna.trial.create_trial(
+...         params={"lr": lr}, value=acc,
+...         distributions={"lr": optuna.distributions.FloatDistribution(1e-3, 1, log=True)},
+...         user_attrs={"config": Config(lr=lr).to_dict(), "metric_mean": acc,
+...                     "metric_std": 0.0}))
+>>> study.set_user_attr("lrkit", {"task": "digits-mlp", "metric": "accuracy"})
+>>> r = TuneResult.from_study(study)
+>>> r.best.lr, r.best_value
+(0.1, 0.95)
+>>> r.train_line()
+'lrkit train --task digits-mlp --lr 0.1 --schedule constant'
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+from ..results import Result, decode_floats, encode_floats, write_whole
+from .config import Config
+from .text import redact, result_table, summary_lines
+
+VERSION = 1
+MIN_IMPORTANCE_TRIALS = 4  # fewer complete trials than this: no importance is measured
+STATES = {"COMPLETE": "completed", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running",
+          "WAITING": "waiting"}  # fmt: skip
+CONFIG_KEYS = ("lr", "family", "optimizer", "weight_decay", "batch_size")
+FILES = {"json": "tune.json", "csv": "trials.csv", "png": "tune.png"}
+
+
+@dataclass(eq=False)
+class TuneResult(Result):
+    """What a tune found.
+
+    - ``best``: the best :class:`Config` (None when no trial completed), ``best_value`` and
+      ``best_std``: its mean metric and the spread over its splits (folds x seeds),
+      ``best_trial``: its trial number;
+    - ``task``, ``metric``, ``direction`` (``"maximize"``/``"minimize"``), ``study``: the
+      study's name, ``storage``: where it lives (any password shown as ``***``);
+    - ``trials``: one row per trial: ``number``, ``state`` (Optuna's), ``status``
+      (``completed``/``pruned``/``diverged``/``failed``/``running``), ``lr``, ``family``,
+      ``params`` (Optuna's, e.g. ``{"lr": .., "cosine.to": ..}``), ``config``,
+      ``metric_mean``, ``metric_std``, ``splits``, ``steps``, ``verdict``, ``reason``...;
+    - ``attrs``: the study's ``lrkit`` attrs (space, cv, seeds, epochs, sampler, ...);
+    - ``distributions``: each searched param's Optuna distribution (JSON), so that
+      :meth:`importance` works on a result loaded from JSON too.
+    """
+
+    task: str
+    metric: str
+    direction: str
+    best: Config | None = None
+    best_value: float = math.nan
+    best_std: float = math.nan
+    best_trial: int | None = None
+    trials: list[dict[str, Any]] = field(default_factory=list)
+    attrs: dict[str, Any] = field(default_factory=dict)
+    distributions: dict[str, str] = field(default_factory=dict)
+    study: str = ""
+    storage: str | None = None
+
+    # -- building ------------------------------------------------------------------------
+    @classmethod
+    def from_study(cls, study: Any, *, storage: str | None = None) -> TuneResult:
+        """The result of an Optuna ``study`` whose trials carry lrkit's user attrs (trials
+        without them, e.g. added by hand, are read from their params and value).
+        ``storage``: the study's URL, kept with its password redacted."""
+        from optuna.distributions import distribution_to_json
+
+        attrs = dict(study.user_attrs.get("lrkit") or {})
+        direction = study.direction.name.lower()
+        rows, distributions = [], {}
+        for trial in study.get_trials(deepcopy=False):
+            rows.append(_row(trial))
+            for name, dist in trial.distributions.items():
+                distributions.setdefault(name, distribution_to_json(dist))
+        result = cls(
+            task=str(attrs.get("task", "")),
+            metric=str(attrs.get("metric", "") or "value"),
+            direction=direction,
+            trials=rows,
+            attrs=attrs,
+            distributions=distributions,
+            study=study.study_name,
+            storage=None if storage is None else redact(str(storage)),
+        )
+        result._choose_best()
+        return result
+
+    def _choose_best(self) -> None:
+        """The best complete trial on the mean metric; ties: smaller std, then earlier."""
+        sign = -1.0 if self.direction == "maximize" else 1.0
+
+        def key(row: dict[str, Any]) -> tuple[float, float, int]:
+            std = row["metric_std"]
+            return (sign * row["metric_mean"], std if _finite(std) else math.inf, row["number"])
+
+        done = [
+            r for r in self.trials
+            if r["state"] == "COMPLETE" and _finite(r["metric_mean"]) and r["config"]
+        ]  # fmt: skip
+        if not done:
+            self.best, self.best_value, self.best_std, self.best_trial = (
+                None,
+                math.nan,
+                math.nan,
+                None,
+            )
+            return
+        row = min(done, key=key)
+        self.best = Config.from_dict(row["config"])
+        self.best_value, self.best_std, self.best_trial = (
+            row["metric_mean"], row["metric_std"], row["number"],
+        )  # fmt: skip
+
+    # -- what it says ----------------------------------------------------------------------
+    @property
+    def higher_is_better(self) -> bool:
+        return self.direction == "maximize"
+
+    def counts(self) -> dict[str, int]:
+        """How many trials ended each way: ``{"completed": 12, "pruned": 5, ...}``."""
+        out: dict[str, int] = {}
+        for row in self.trials:
+            out[row["status"]] = out.get(row["status"], 0) + 1
+        return out
+
+    def verdicts(self) -> dict[str, list[int]]:
+        """The trials numbers of each doctor's verdict: ``{"healthy": [0, 2], ...}``."""
+        out: dict[str, list[int]] = {}
+        for row in self.trials:
+            if row["verdict"]:
+                out.setdefault(row["verdict"], []).append(row["number"])
+        return out
+
+    def no_best_reason(self) -> str:
+        """Why there is no best configuration ("" when there is one)."""
+        if self.best is not None:
+            return ""
+        if not self.trials:
+            return "no trial ran"
+        counts = ", ".join(f"{n} {status}" for status, n in sorted(self.counts().items()))
+        reasons = [r["reason"] for r in self.trials if r["reason"]]
+        first = f"; first reason: {reasons[0]}" if reasons else ""
+        return f"no trial completed ({counts}){first}"
+
+    def _need_best(self) -> Config:
+        if self.best is None:
+            raise UserError(f"no best configuration: {self.no_best_reason()}")
+        return self.best
+
+    def _epochs(self) -> list[str]:
+        """``--epochs E`` when the tune trained a set number of epochs, else nothing."""
+        epochs = self.attrs.get("epochs")
+        return [] if epochs is None else ["--epochs", str(int(epochs))]
+
+    def train_line(self, *extra: str) -> str:
+        """The best configuration as a runnable ``lrkit train --task ...`` line (with the
+        tune's ``--epochs``); UserError saying why when no trial completed."""
+        return self._need_best().train_line(self.task or "TASK", *self._epochs(), *extra)
+
+    def python(self) -> str:
+        """Python that trains the best configuration with :func:`lrkit.fit`."""
+        code = self._need_best().python(self.task or "TASK")
+        epochs = self._epochs()
+        return code[:-1] + f", epochs={epochs[1]})" if epochs and code.endswith(")") else code
+
+    def importance(self, evaluator: Any = "fanova") -> dict[str, float]:
+        """Each searched param's importance (Optuna's :func:`get_param_importances`, which
+        sum to 1), from the complete trials; ``evaluator``: ``"fanova"`` (default),
+        ``"ped-anova"`` or an Optuna evaluator. Empty when it cannot be measured (see
+        :meth:`importance_note`); a single param is all the importance: ``{"lr": 1.0}``."""
+        return self._importance(evaluator)[0]
+
+    def importance_note(self, evaluator: Any = "fanova") -> str:
+        """Why :meth:`importance` is empty or trivial, in words ("" when measured)."""
+        return self._importance(evaluator)[1]
+
+    def _importance(self, evaluator: Any) -> tuple[dict[str, float], str]:
+        evaluator = _evaluator(evaluator)
+        done = [r for r in self.trials if r["state"] == "COMPLETE" and _finite(r["metric_mean"])]
+        searched = sorted({k for r in done for k in r["params"]})
+        if not searched:
+            return {}, "no param was searched by a complete trial"
+        if len(searched) == 1:
+            return {searched[0]: 1.0}, f"only {searched[0]} was searched: all the importance"
+        if len(done) < MIN_IMPORTANCE_TRIALS:
+            return {}, (
+                f"not measured: {len(done)} complete trial{'s' * (len(done) != 1)}, needs at"
+                f" least {MIN_IMPORTANCE_TRIALS}"
+            )
+        import optuna
+
+        study = optuna.create_study(direction=self.direction)
+        dists = {k: optuna.distributions.json_to_distribution(v)
+                 for k, v in self.distributions.items()}  # fmt: skip
+        for r in done:
+            params = {k: v for k, v in r["params"].items() if k in dists}
+            study.add_trial(optuna.trial.create_trial(
+                params=params, distributions={k: dists[k] for k in params},
+                value=float(r["metric_mean"]),
+            ))  # fmt: skip
+        try:
+            found = optuna.importance.get_param_importances(study, evaluator=evaluator)
+        except (ValueError, RuntimeError, ZeroDivisionError) as e:
+            return {}, f"not measured: {e}"
+        found = {k: float(v) for k, v in found.items() if _finite(v)}
+        if not found:
+            return {}, "not measured: no param is in every complete trial"
+        left = [k for k in searched if k not in found]
+        note = f"{', '.join(left)}: not in every complete trial, not measured" if left else ""
+        return found, note
+
+    def table(self, width: int = 120) -> str:
+        """The trials table as plain text (rich's layout, no colours)."""
+        return result_table(self, width)
+
+    def summary(self) -> str:
+        """A few lines: the best configuration, its mean ± std, counts, importance, verdicts."""
+        return "\n".join(summary_lines(self))
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def __repr__(self) -> str:
+        best = "none" if self.best is None else f"lr={self.best.lr:.3g} {self.best.schedule!r}"
+        return (
+            f"TuneResult(task={self.task!r}, best {best}, {self.metric}={_show(self.best_value)};"
+            f" {len(self.trials)} trials)"
+        )
+
+    # -- files -----------------------------------------------------------------------------
+    def plot(self, path: str | Path | None = None) -> Any:
+        """The metric against lr per schedule family and the optimisation history (see
+        :func:`lrkit.tune.plots.plot_result`); ``path``: a PNG written whole. The Figure."""
+        from .plots import plot_result
+
+        return plot_result(self, path)
+
+    def to_csv(self, path: str | Path | None = None) -> str:
+        """The trials table as CSV text (one row per trial, a column per param); also
+        written whole to ``path`` when given."""
+        params = sorted({k for r in self.trials for k in r["params"]} - {"lr", "family"})
+        columns = ["number", "state", "status", "lr", "family", "schedule", *params,
+                   "metric_mean", "metric_std", "steps", "verdict", "reason", "duration_s"]  # fmt: skip
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(columns)
+        for r in self.trials:
+            values = {**r, **r["params"], "schedule": (r["config"] or {}).get("schedule", "")}
+            writer.writerow(["" if values.get(c) is None else values.get(c) for c in columns])
+        text = out.getvalue()
+        if path is not None:
+            write_whole(Path(path), text)
+        return text
+
+    def save(self, path: str | Path) -> Path:
+        """Write the result as JSON to ``path`` (whole); a folder gets ``tune.json``,
+        ``trials.csv`` and ``tune.png`` in it. The path written (the JSON's)."""
+        target = Path(path)
+        if target.is_dir():
+            self.to_csv(target / FILES["csv"])
+            self.plot(target / FILES["png"])
+            target = target / FILES["json"]
+        self.to_json(target)
+        return target
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, ready for strict JSON (non-finite numbers as ``"nan"``/``"inf"``)."""
+        return encode_floats({
+            "kind": "lrkit.TuneResult", "version": VERSION, "task": self.task,
+            "metric": self.metric, "direction": self.direction, "study": self.study,
+            "storage": self.storage,
+            "best": None if self.best is None else self.best.to_dict(),
+            "best_value": self.best_value, "best_std": self.best_std,
+            "best_trial": self.best_trial, "attrs": self.attrs,
+            "distributions": self.distributions, "trials": self.trials,
+        })  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TuneResult:
+        """The result :meth:`to_dict` described."""
+        data = decode_floats(dict(data))
+        missing = sorted({"task", "metric", "direction", "trials"} - set(data))
+        if missing:
+            raise ValueError(f"not a TuneResult: keys {missing} are missing")
+        if data["direction"] not in ("maximize", "minimize"):
+            raise ValueError(
+                f"direction must be 'maximize' or 'minimize', got {data['direction']!r}"
+            )
+        best = data.get("best")
+        return cls(
+            task=str(data["task"]), metric=str(data["metric"]), direction=data["direction"],
+            best=None if best is None else Config.from_dict(best),
+            best_value=float(data.get("best_value", math.nan)),
+            best_std=float(data.get("best_std", math.nan)),
+            best_trial=data.get("best_trial"), trials=[dict(r) for r in data["trials"]],
+            attrs=dict(data.get("attrs") or {}),
+            distributions=dict(data.get("distributions") or {}),
+            study=str(data.get("study", "")), storage=data.get("storage"),
+        )  # fmt: skip
+
+
+def _row(trial: Any) -> dict[str, Any]:
+    """One trial as a plain row of the table."""
+    ua = trial.user_attrs
+    state = trial.state.name
+    config = ua.get("config")
+    if not isinstance(config, dict) and "lr" in trial.params:
+        try:
+            config = Config(lr=trial.params["lr"]).to_dict()
+        except ValueError:
+            config = None
+    config = config if isinstance(config, dict) else {}
+    value = trial.value if state == "COMPLETE" else None
+    mean = ua.get("metric_mean", value)
+    return {
+        "number": trial.number,
+        "state": state,
+        "status": str(ua.get("status") or STATES.get(state, state.lower())),
+        "lr": config.get("lr", trial.params.get("lr")),
+        "family": config.get("family", trial.params.get("family", "")),
+        "params": {k: v for k, v in trial.params.items()},
+        "config": config,
+        "metric_mean": math.nan if mean is None else float(mean),
+        "metric_std": float(ua["metric_std"]) if ua.get("metric_std") is not None else math.nan,
+        "splits": list(ua.get("splits") or []),
+        "steps": int(ua.get("steps") or 0),
+        "verdict": str(ua.get("verdict") or ""),
+        "verdict_confidence": ua.get("verdict_confidence"),
+        "advice": str(ua.get("advice") or ""),
+        "reason": redact(str(ua.get("reason") or "")),
+        "last_report": _last_report(trial),
+        "duration_s": None if trial.duration is None else round(trial.duration.total_seconds(), 3),
+    }
+
+
+def _last_report(trial: Any) -> list[float] | None:
+    """``[step, value]`` of the trial's last intermediate report, or None."""
+    reports = trial.intermediate_values
+    if not reports:
+        return None
+    step = max(reports)
+    return [int(step), float(reports[step])]
+
+
+def _evaluator(evaluator: Any) -> Any:
+    from optuna.importance import FanovaImportanceEvaluator, PedAnovaImportanceEvaluator
+
+    if evaluator in (None, "fanova"):
+        return FanovaImportanceEvaluator(seed=0)
+    if evaluator in ("ped-anova", "pedanova"):
+        return PedAnovaImportanceEvaluator()
+    if isinstance(evaluator, str):
+        raise UserError(f"unknown importance evaluator {evaluator!r}; known: fanova, ped-anova")
+    return evaluator
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _show(x: float) -> str:
+    return f"{x:.4g}" if _finite(x) else "-"
+
+
+__all__ = ["TuneResult", "FILES"]

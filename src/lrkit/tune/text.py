@@ -1,0 +1,129 @@
+"""How a :class:`~lrkit.tune.result.TuneResult` reads: the trials table and the summary lines.
+
+Plain text (rich's table layout rendered without colours), so a log file, a terminal and a
+test all see the same words. Nothing here prints: the CLI does.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+SHOWN_NUMBERS = 6  # trial numbers listed per verdict before "..."
+_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)(?P<secret>[^@\s]*)@")
+
+
+def redact(text: str) -> str:
+    """``text`` with the password of any URL in it replaced by ``***``."""
+    return _PASSWORD.sub(lambda m: f"{m['head']}***@", text)
+
+
+def fmt(x: Any, digits: int = 4) -> str:
+    """A number in ``digits`` significant figures; ``-`` for None or a non-finite value."""
+    if x is None or isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x):
+        return "-"
+    return f"{x:.{digits}g}"
+
+
+def mean_std(mean: Any, std: Any) -> str:
+    """``0.9621 ± 0.0041``, ``0.9621`` without a spread, ``-`` without a mean."""
+    if fmt(mean) == "-":
+        return "-"
+    return fmt(mean) if fmt(std) == "-" else f"{fmt(mean)} ± {fmt(std, 2)}"
+
+
+def params_text(row: dict[str, Any]) -> str:
+    """A trial's params beyond lr and family: ``cosine.to=0.01 warmup.steps=0.05``."""
+    shown = []
+    for name, value in sorted(row["params"].items()):
+        if name in ("lr", "family"):
+            continue
+        shown.append(f"{name}={fmt(value, 3) if isinstance(value, float) else value}")
+    return " ".join(shown)
+
+
+def result_table(result: Any, width: int = 120) -> str:
+    """One row per trial: number, status, lr, family, params, metric mean ± std, steps,
+    verdict, reason; the best trial marked ``*``."""
+    from rich.console import Console
+    from rich.table import Table
+
+    title = f"lrkit tune: {result.task or 'task'}"
+    if result.study:
+        title += f", study {result.study!r}"
+    table = Table(title=title, title_justify="left", box=None, pad_edge=False)
+    for name, justify in (("#", "right"), ("status", "left"), ("lr", "right"),
+                          ("family", "left"), ("params", "left"),
+                          (f"{result.metric} (mean ± std)", "right"), ("steps", "right"),
+                          ("verdict", "left"), ("reason", "left")):  # fmt: skip
+        table.add_column(name, justify=justify, overflow="fold")
+    for row in result.trials:
+        mark = "*" if row["number"] == result.best_trial else ""
+        table.add_row(
+            f"{mark}{row['number']}", row["status"], fmt(row["lr"], 3), str(row["family"] or ""),
+            params_text(row), _metric(row),
+            str(row["steps"]), row["verdict"], row["reason"],
+        )  # fmt: skip
+    console = Console(width=width, color_system=None, highlight=False, record=True)
+    with console.capture() as captured:
+        console.print(table)
+    return "\n".join(line.rstrip() for line in captured.get().splitlines())
+
+
+def _metric(row: dict[str, Any]) -> str:
+    """The mean ± std; for a trial stopped early without one, its last report and step."""
+    shown = mean_std(row["metric_mean"], row["metric_std"])
+    last = row.get("last_report")
+    if shown == "-" and last and fmt(last[1]) != "-":
+        return f"({fmt(last[1])} at step {last[0]})"
+    return shown
+
+
+def numbers(found: list[int]) -> str:
+    """``0, 2, 5`` or ``0, 2, 5, 7, 8, 9, ... (12)``."""
+    shown = ", ".join(str(n) for n in found[:SHOWN_NUMBERS])
+    return shown + (f", ... ({len(found)})" if len(found) > SHOWN_NUMBERS else "")
+
+
+def summary_lines(result: Any) -> list[str]:
+    """The best configuration and its mean ± std, the counts, importance and verdicts."""
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(result.counts().items()))
+    head = f"lrkit tune: {result.task or 'task'}, {len(result.trials)} trials"
+    lines = [head + (f" ({counts})" if counts else "")]
+    if result.best is None:
+        lines.append(f"no best configuration: {result.no_best_reason()}")
+    else:
+        best = result.best
+        way = "higher" if result.higher_is_better else "lower"
+        row = next(r for r in result.trials if r["number"] == result.best_trial)
+        splits = len(row["splits"])
+        over = f", mean over {splits} splits" if splits > 1 else ""
+        lines.append(
+            f"best: trial {result.best_trial}, {result.metric}"
+            f" {mean_std(result.best_value, result.best_std)} ({way} is better{over})"
+        )
+        extra = "".join(
+            f", {name.replace('_', ' ')} {value}"
+            for name, value in (("optimizer", best.optimizer), ("weight_decay", best.weight_decay),
+                                ("batch_size", best.batch_size))
+            if value is not None
+        )  # fmt: skip
+        lines.append(f"  lr {best.lr:.4g}, schedule {best.schedule}{extra}")
+    found, note = result._importance("fanova")
+    if len(found) > 1:
+        ranked = sorted(found.items(), key=lambda kv: -kv[1])
+        shown = ", ".join(f"{k} {v:.2f}" for k, v in ranked)
+        lines.append(f"importance (fANOVA): {shown}" + (f"; {note}" if note else ""))
+    elif note and result.best is not None:
+        lines.append(f"importance: {note}")
+    verdicts = result.verdicts()
+    if verdicts:
+        lines.append(
+            "doctor: " + "; ".join(f"{v} {len(ns)} (trials {numbers(ns)})"
+                                   for v, ns in sorted(verdicts.items(), key=lambda kv: -len(kv[1])))
+        )  # fmt: skip
+    return lines
+
+
+__all__ = ["redact", "result_table", "summary_lines", "fmt", "mean_std"]
