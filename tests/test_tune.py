@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import optuna
 import pytest
 
@@ -148,6 +149,34 @@ def test_seeds_train_each_config_with_consecutive_seeds_and_record_the_spread(tm
         metrics = [s["metric"] for s in r["splits"]]
         assert r["metric_mean"] == pytest.approx(sum(metrics) / 2)
         assert r["metric_std"] == pytest.approx(abs(metrics[0] - metrics[1]) / 2)
+
+
+def test_cv_trains_each_config_on_every_fold_and_records_mean_and_std(tmp_path):
+    result = _tune(tmp_path, trials=2, cv=3, pruner=None)
+    for r in result.trials:
+        assert [(s["fold"], s["seed"]) for s in r["splits"]] == [(0, 0), (1, 0), (2, 0)]
+        metrics = np.array([s["metric"] for s in r["splits"]])
+        assert r["metric_mean"] == pytest.approx(metrics.mean())
+        assert r["metric_std"] == pytest.approx(metrics.std())
+    assert result.attrs["cv"] == 3
+
+
+def test_cv_and_seeds_train_folds_times_seeds_and_report_only_the_first_split(tmp_path):
+    result = _tune(tmp_path, trials=1, cv=2, seeds=2, pruner=None)
+    (r,) = result.trials
+    assert [(s["fold"], s["seed"]) for s in r["splits"]] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    reports = _study(tmp_path).trials[0].intermediate_values
+    assert max(reports) == r["splits"][0]["steps"]  # one run's reports, not four
+    assert r["steps"] == sum(s["steps"] for s in r["splits"])
+
+
+def test_a_diverging_split_fails_the_trial_and_skips_the_rest(tmp_path):
+    space = Space(lr=(50.0, 50.0))
+    result = _tune(tmp_path, task="digits-mlp", space=space, trials=1, cv=3, warm_start=False)
+    (r,) = result.trials
+    assert r["state"] == "FAIL" and r["status"] == "diverged"
+    assert [s["status"] for s in r["splits"]] == ["diverged"]
+    assert "(fold 0, seed 0)" in r["reason"]
 
 
 def test_the_grid_sampler_covers_the_grid(tmp_path):
