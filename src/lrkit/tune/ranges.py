@@ -133,7 +133,7 @@ class Range:
             return lo
         if self.integer:
             return trial.suggest_int(name, lo, hi, log=self.log)
-        return compact(trial.suggest_float(name, lo, hi, log=self.log), lo, hi)
+        return trial.suggest_float(name, lo, hi, log=self.log)
 
     def contains(self, value: Any) -> bool:
         lo, hi = self.ends()
@@ -331,7 +331,7 @@ def parse_dim(spec: str, start: int, stop: int) -> Dim:
             lo, hi, log="log" in options, integer="int" in options, unit=hi_unit or lo_unit
         )
     except ValueError as e:
-        col = lo_col if "low end" in str(e) else start + 1
+        col = lo_col if "needs a low end" in str(e) else start + 1
         raise _fail(spec, col, f"invalid range {spec[start:stop]}", f": {e}") from None
 
 

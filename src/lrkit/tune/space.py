@@ -79,7 +79,10 @@ class Space:
             lr = self.lr if isinstance(self.lr, tuple | list) else (self.lr, self.lr)
             if len(lr) != 2:
                 raise UserError(f"lr range must be (low, high), got {self.lr!r}")
-            lo, hi = (check_lr(v, "lr range bound") for v in lr)
+            try:
+                lo, hi = (check_lr(v, "lr range bound") for v in lr)
+            except ValueError as e:
+                raise UserError(str(e)) from None
             if lo > hi:
                 raise UserError(f"lr range: low {lo:g} > high {hi:g}; give low <= high")
             object.__setattr__(self, "lr", (lo, hi))
