@@ -16,6 +16,8 @@ from lrkit.find import pick_lr
 from lrkit.tune import Space, objective
 
 FAST = {"progress": False, "seed": 0}
+SCHEDULE = "warmup(5%) >> cosine"
+LR_ONLY = Space(schedule=SCHEDULE)  # the lr searched, one schedule
 
 
 def _tune(tmp_path, task="wine-mlp", **kw):
@@ -52,6 +54,7 @@ def test_each_trial_is_one_call_of_fit_per_split(tmp_path, monkeypatch):
     assert [c["seed"] for c in calls] == [0, 1] * 3
     assert [c["report"] is not None for c in calls] == [True, False] * 3  # the first split
     assert all(r["steps"] == 2 * 135 for r in result.trials)  # 15 epochs of 9 batches, twice
+    assert all(c["schedule"] == r["config"]["schedule"] for c, r in zip(calls[::2], result.trials))
 
 
 def test_import_lrkit_does_not_import_optuna():
@@ -67,7 +70,7 @@ def test_lrkit_tune_is_the_function_and_the_package():
 
 
 def test_a_trial_validates_about_eight_times_a_run(tmp_path):
-    result = _tune(tmp_path, trials=1, pruner=None)
+    result = _tune(tmp_path, trials=1, pruner=None, space=LR_ONLY)
     study = _study(tmp_path)
     assert sorted(study.trials[0].intermediate_values) == [17, 34, 51, 68, 85, 102, 119, 135]
     assert result.trials[0]["last_report"][0] == 135
@@ -98,12 +101,36 @@ def test_a_diverging_lr_fails_at_once_with_its_reason(tmp_path):
 
 
 def test_the_warm_start_is_trial_0_at_pick_lrs_rate(tmp_path):
-    result = _tune(tmp_path, trials=2)
-    pick = pick_lr("wine-mlp", "warmup(5%) >> cosine", budget=1.5, seed=0, progress=False)
+    result = _tune(tmp_path, space=LR_ONLY, trials=2)
+    pick = pick_lr("wine-mlp", SCHEDULE, budget=1.5, seed=0, progress=False)
     assert result.trials[0]["params"]["lr"] == pytest.approx(pick.lr)
     assert result.attrs["warm_start"]["lr"] == pytest.approx(pick.lr)
     assert result.attrs["pick_steps"] + result.attrs["find_steps"] == pick.steps
     assert _study(tmp_path).trials[0].user_attrs["warm_start"].startswith("pick_lr")
+
+
+def test_the_warm_start_trains_the_first_family_at_the_middle_of_its_ranges(tmp_path):
+    space = Space(schedule="warmup({0..10%}) >> cosine(to={0..0.1}) | constant")
+    result = _tune(tmp_path, space=space, trials=1)
+    assert result.trials[0]["config"]["schedule"] == "warmup(5%) >> cosine(to=0.05)"
+    assert result.trials[0]["params"]["family"] == "cosine"
+
+
+def test_the_default_space_searches_several_families(tmp_path):
+    result = _tune(tmp_path, trials=6, epochs=2)
+    assert len({r["family"] for r in result.trials}) > 1
+    assert "|" in result.attrs["space"] and result.attrs["space"].startswith("lr={")
+
+
+def test_an_empty_space_is_refused_before_anything_is_written(tmp_path):
+    with pytest.raises(UserError, match="empty space"):
+        _tune(tmp_path, space="", trials=1)
+    assert not (tmp_path / "study").exists()
+
+
+def test_a_space_with_low_above_high_is_refused(tmp_path):
+    with pytest.raises(UserError, match="low"):
+        _tune(tmp_path, space="lr={1..1e-3}; constant", trials=1)
 
 
 def test_the_lr_range_comes_from_the_range_test_when_not_given(tmp_path):

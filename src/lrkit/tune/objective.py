@@ -110,8 +110,8 @@ class Objective:
             warnings.simplefilter("ignore", ScheduleFitWarning)
             return fit(
                 task,
-                config.lr,
-                config.schedule,
+                lr=config.lr,
+                schedule=config.schedule,
                 epochs=self.epochs,
                 val_every=self.val_every,
                 report=hook,

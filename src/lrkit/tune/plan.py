@@ -10,7 +10,6 @@ given that differs from the study's is a UserError naming both. Defaults (``cv=N
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -48,18 +47,18 @@ def join_space(space: Any, task: Task, attrs: dict[str, Any]):
     """The space given, or the study's (a worker joining); UserError when they differ."""
     stored = attrs.get("space")
     if stored is None:
-        return task_space(space, task)
+        return as_space(space, task)
     if space is None:
-        return task_space(stored, task)
-    given = task_space(space, task)
+        return as_space(stored, task)
+    given = as_space(space, task)
     if given.lr is None and attrs.get("lr_window"):
         given = given.with_lr(*attrs["lr_window"])
-    if space_text(given) != stored:
+    if given.text() != stored:
         raise UserError(
-            f"space {space_text(given)!r} differs from the study's space {stored!r}: give the"
+            f"space {given.text()!r} differs from the study's space {stored!r}: give the"
             " same space, none (to use the study's), or another study"
         )
-    return task_space(stored, task)
+    return as_space(stored, task)
 
 
 def join_settings(
@@ -92,25 +91,18 @@ def folds(task: Task, cv: int | None, seed: int) -> list[Task]:
     return [task] if cv is None else list(task.folds(cv, seed))
 
 
-def task_space(value: Any, task: Task):
-    """``as_space(value, task)``."""
-    try:
-        return as_space(value, task)
-    except TypeError:  # the first Space's as_space takes no task
-        return as_space(value)
-
-
-def space_text(space: Any) -> str:
-    """The space in its text form (what the study stores)."""
-    text = getattr(space, "text", None)
-    return text() if callable(text) else str(space.schedule)
-
-
-def reference_schedule(space: Any) -> str:
-    """The schedule pick_lr picks the warm start's rate for: the space's (first) schedule."""
-    schedule = getattr(space, "schedule", None)
-    if isinstance(schedule, str):
-        return schedule
-    with contextlib.suppress(Exception):
-        return space.config({"lr": 1.0}).schedule
-    return "warmup(5%) >> cosine"
+def reference_config(space: Any, lr: float) -> tuple[str, dict[str, Any]]:
+    """The schedule pick_lr picks the warm start's rate for, and the warm-start trial's
+    params: the space's first family with each of its params at the middle of its range (a
+    choice's first value), and ``lr``. A setting (optimizer...) whose choices include None
+    (the task's own, which pick_lr trains with) is set to None; the others are sampled."""
+    family = space.families[0]
+    values = {p.name: p.dim.grid(1)[0] for p in family.params}
+    params: dict[str, Any] = {"lr": lr, **values}
+    if len(space.families) > 1:
+        params["family"] = family.name
+    for key in ("optimizer", "weight_decay", "batch_size"):
+        dim = getattr(space, key, None)
+        if dim is not None and not dim.fixed and dim.contains(None):
+            params[key] = None
+    return family.schedule(values), params

@@ -36,6 +36,7 @@ from ..progress import progress as progress_bar
 from ..progress import wanted
 from ..tasks import Task, get_task
 from .bounds import measure
+from .space import as_space
 from .objective import Objective, Split, val_cadence
 
 SAMPLERS = ("tpe", "gp", "random", "grid")
@@ -104,6 +105,7 @@ def tune(
     task = get_task(task)
     args = _check(sampler, pruner, trials, budget, cv, seeds, epochs, seed, timeout)
     sampler, pruner = args["sampler"], args["pruner"]
+    space = None if space is None else as_space(space, task)  # a bad space: before any file
     name = study if study is not None else task.name
     storage_obj, run_dir = plan.open_study_storage(storage, out, name)
     existing = plan.existing_study(storage_obj, name)
@@ -140,7 +142,7 @@ def tune(
                 "task": task.name,
                 "metric": task.metric.name,
                 "higher_is_better": task.metric.higher_is_better,
-                "space": plan.space_text(space_obj),
+                "space": space_obj.text(),
                 "cv": cv,
                 "seeds": seeds,
                 "epochs": epochs,
@@ -163,7 +165,8 @@ def tune(
         study_obj.set_user_attr("lrkit", attrs)
         warm = attrs.get("warm_start")
         if warm and done_before == 0:
-            study_obj.enqueue_trial({"lr": warm["lr"]}, user_attrs={"warm_start": warm["how"]})
+            _, params = plan.reference_config(space_obj, warm["lr"])
+            study_obj.enqueue_trial(params, user_attrs={"warm_start": warm["how"]})
 
         objective = Objective(space_obj, splits, epochs=epochs, val_every=val_every, progress=show)
         stop = _Stop(study_obj, trials, budget, run_steps, attrs)
@@ -190,7 +193,7 @@ def _measure(task, space, sampler, warm_start, bound_lr, budget, epochs, seed, p
         )
     found = measure(
         task,
-        plan.reference_schedule(space),
+        plan.reference_config(space, 1.0)[0],
         space.lr,
         pick=warm_start and sampler != "grid",
         budget=budget,
