@@ -36,8 +36,8 @@ from ..progress import progress as progress_bar
 from ..progress import wanted
 from ..tasks import Task, get_task
 from .bounds import measure
-from .space import as_space
 from .objective import Objective, Split, val_cadence
+from .space import as_space
 
 SAMPLERS = ("tpe", "gp", "random", "grid")
 PRUNERS = ("sha", "hyperband", "median", "none")
