@@ -1,0 +1,396 @@
+"""Where a study lives: Optuna storages opened from one URL, with credentials kept out of sight.
+
+``open_storage(url, run_dir)`` accepts:
+
+- ``None``: Optuna's journal file ``run_dir / "study.journal"`` (several processes on one host
+  share it; an interrupted study resumes from it);
+- a file path without a scheme (``runs/a/study.journal``): a journal file there;
+- ``sqlite:///path.db``: an SQLite file (one host);
+- ``postgresql://user:password@host:port/db`` (also ``postgres://`` and
+  ``postgresql+psycopg://``): PostgreSQL through psycopg 3, for workers on many machines;
+- ``grpc://host:port``: Optuna's gRPC storage proxy (``optuna.storages.run_grpc_proxy_server``)
+  in front of a database.
+
+The database storages (SQLite, PostgreSQL) get Optuna's heartbeat: a running trial records a
+heartbeat every ``heartbeat`` seconds (default 30); a trial silent for twice that is failed by
+the next worker that looks (``optuna.storages.fail_stale_trials``) and Optuna's
+``RetryHeartbeatStaleTrialCallback`` queues it again with the same parameters.
+
+A bad URL, a server that cannot be reached within 5 s or a missing driver raise
+:class:`StorageError`: one line naming the URL with its password replaced by ``***``
+(:func:`redact`), and what would be accepted. No password reaches a message, a repr or a log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import warnings
+import weakref
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import RDBStorage
+
+from lrkit.checks import number
+from lrkit.errors import UserError
+
+CONNECT_TIMEOUT = 5  # seconds to reach a database server or a gRPC proxy
+DEFAULT_HEARTBEAT = 30.0  # seconds between a running trial's heartbeats; grace: twice that
+JOURNAL_NAME = "study.journal"
+ACCEPTED = (
+    "accepted: a journal file path, sqlite:///PATH, postgresql://USER:PASSWORD@HOST:PORT/DB, "
+    "grpc://HOST:PORT"
+)
+
+
+class StorageError(UserError):
+    """A storage that cannot be opened or used: a malformed or unreachable URL, a missing
+    driver, a database that went away. The message never holds a password."""
+
+
+# --- redaction ---------------------------------------------------------------------------------
+
+_URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<rest>[^\s'\"<>]*)")
+_KEYWORD = re.compile(r"(?i)(password\s*=\s*)('[^']*'|\"[^\"]*\"|[^\s&;,)]+)")
+_secrets: set[str] = set()  # passwords of the URLs opened here, scrubbed wherever they appear
+
+
+def redact(text: str) -> str:
+    """``text`` with every URL's password (``scheme://user:PASSWORD@host``), every
+    ``password=...`` pair and every password lrkit has opened a storage with replaced by ``***``.
+
+    >>> redact("cannot reach postgresql://lrkit:s3cret@10.0.0.5:5432/studies")
+    'cannot reach postgresql://lrkit:***@10.0.0.5:5432/studies'
+    """
+    text = _URL.sub(_redact_url, str(text))
+    text = _KEYWORD.sub(lambda m: m.group(1) + "***", text)
+    for secret in sorted(_secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def _redact_url(match: re.Match) -> str:
+    rest = match.group("rest")
+    at = rest.rfind("@")  # userinfo ends at the last '@': over-redacting is safe
+    if at < 0 or ":" not in rest[:at]:
+        return match.group(0)
+    user = rest[: rest.index(":")]
+    return f"{match.group('scheme')}{user}:***{rest[at:]}"
+
+
+def _remember_secret(password: str | None, raw: str | None) -> None:
+    for secret in (password, raw):
+        if secret and len(secret) >= 3 and secret != "***":
+            _secrets.add(secret)
+
+
+def _first_line(error: BaseException) -> str:
+    """The database driver's own first line of ``error`` (SQLAlchemy adds the SQL and a link)."""
+    inner = getattr(error, "orig", None) or error.__cause__ or error
+    lines = [line.strip() for line in str(inner).splitlines() if line.strip()]
+    return redact(lines[0] if lines else type(inner).__name__)
+
+
+class _RDBStorage(RDBStorage):
+    """Optuna's RDBStorage, except that a heartbeat that cannot reach the database is skipped
+    (the worker's own next call reports the outage) instead of ending the heartbeat thread with
+    a traceback, and that the repr shows the URL redacted."""
+
+    _shown = "?"
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        import sqlalchemy.exc
+
+        try:
+            super().record_heartbeat(trial_id)
+        except (sqlalchemy.exc.DBAPIError, optuna.exceptions.StorageInternalError):
+            pass
+
+    def __repr__(self) -> str:
+        return f"RDBStorage({self._shown!r})"
+
+
+# --- opening -----------------------------------------------------------------------------------
+
+_where: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def where(storage: Any) -> str:
+    """A storage's URL or path for messages, its password redacted."""
+    try:
+        known = _where.get(storage)
+    except TypeError:
+        known = None
+    return known or redact(getattr(storage, "url", None) or type(storage).__name__)
+
+
+def open_storage(
+    url: str | None,
+    run_dir: Path | str | None = None,
+    *,
+    heartbeat: float | None = None,
+) -> optuna.storages.BaseStorage:
+    """The Optuna storage that ``url`` names (see the module's docstring for the forms).
+
+    ``heartbeat``: seconds between a running trial's heartbeats on a database storage (default
+    30); a trial without one for twice that long is failed and retried with the same params.
+    Raises :class:`StorageError` for a malformed URL, an unknown scheme, a server that cannot be
+    reached within 5 s or a missing driver.
+    """
+    interval = DEFAULT_HEARTBEAT if heartbeat is None else heartbeat
+    interval = number(interval, "heartbeat seconds", low=0, low_open=True)
+    if url is None:
+        if run_dir is None:
+            raise StorageError(
+                f"no storage URL and no run directory to keep the study in; {ACCEPTED}"
+            )
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return _journal(run_dir / JOURNAL_NAME)
+    if not isinstance(url, str) or not url.strip():
+        raise StorageError(f"storage URL must be a non-empty text, got {url!r}; {ACCEPTED}")
+    url = url.strip()
+    scheme, sep, _ = url.partition("://")
+    if not sep:
+        if re.match(r"[A-Za-z][A-Za-z0-9+.-]+:", url):
+            raise StorageError(f"malformed storage URL {redact(url)!r} (no '://'); {ACCEPTED}")
+        return _journal(Path(url))
+    scheme = scheme.lower()
+    if scheme == "sqlite":
+        return _sqlite(url, interval)
+    if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+"):
+        return _postgres(url, interval)
+    if scheme == "grpc":
+        return _grpc(url)
+    raise StorageError(f"unknown storage scheme {scheme + '://'!r} in {redact(url)!r}; {ACCEPTED}")
+
+
+def _journal(path: Path) -> optuna.storages.BaseStorage:
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    if not path.parent.is_dir():
+        raise StorageError(f"the journal file's folder {str(path.parent)!r} does not exist")
+    if path.is_dir():
+        raise StorageError(f"journal file {str(path)!r} is a folder; give a file path")
+    try:
+        storage = JournalStorage(JournalFileBackend(str(path)))
+    except (OSError, ValueError) as error:
+        raise StorageError(f"cannot open the journal file {str(path)!r}: {error}") from None
+    _where[storage] = str(path)
+    return storage
+
+
+def _parse(url: str, given: str | None = None):
+    """SQLAlchemy's URL of ``url``, or StorageError (its own message may echo the password)."""
+    from sqlalchemy.engine import make_url
+
+    given = given or url
+    rest = url.partition("://")[2]
+    authority = rest.split("/", 1)[0]
+    if authority.count("@") > 1:
+        raise StorageError(
+            f"malformed storage URL {redact(given)!r}: more than one '@' before the host "
+            "(write an '@' in a password as %40)"
+        )
+    try:
+        parsed = make_url(url)
+    except Exception:  # noqa: BLE001 (any parse error; its text may hold the password)
+        raise StorageError(f"malformed storage URL {redact(given)!r}; {ACCEPTED}") from None
+    raw = authority.rpartition("@")[0].partition(":")[2] if "@" in authority else None
+    _remember_secret(parsed.password, raw)
+    return parsed
+
+
+def _rdb(
+    url: str, parsed, interval: float, engine_kwargs: dict, given: str
+) -> optuna.storages.BaseStorage:
+    import sqlalchemy.exc
+
+    shown = redact(given)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry = optuna.storages.RetryHeartbeatStaleTrialCallback()
+        try:
+            storage = _RDBStorage(
+                parsed.render_as_string(hide_password=False),
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=_whole_if_whole(interval),
+                grace_period=_whole_if_whole(2 * interval),
+                heartbeat_stale_trial_callback=retry,
+            )
+        except ImportError:
+            raise StorageError(
+                f"{shown!r} needs a driver that is not installed: for PostgreSQL "
+                "pip install 'psycopg[binary]' (or lrkit[postgres])"
+            ) from None
+        except sqlalchemy.exc.ArgumentError as error:
+            raise StorageError(
+                f"bad storage URL {shown!r}: {redact(str(error))}; {ACCEPTED}"
+            ) from None
+        except (sqlalchemy.exc.DBAPIError, optuna.exceptions.StorageInternalError) as error:
+            raise StorageError(
+                f"cannot reach the database {shown!r}: {_first_line(error)} "
+                "(is the server running, and are the host, port, user and password right?)"
+            ) from None
+    storage._shown = shown
+    _where[storage] = shown
+    return storage
+
+
+def _whole_if_whole(seconds: float) -> int | float:
+    return int(seconds) if float(seconds).is_integer() else seconds
+
+
+def _sqlite(url: str, interval: float) -> optuna.storages.BaseStorage:
+    parsed = _parse(url)
+    database = parsed.database or ""
+    if database and database != ":memory:" and not Path(database).parent.is_dir():
+        raise StorageError(
+            f"the folder of the SQLite file {database!r} does not exist (from {redact(url)!r})"
+        )
+    return _rdb(url, parsed, interval, {"connect_args": {"timeout": 30}}, url)
+
+
+def _postgres(url: str, interval: float) -> optuna.storages.BaseStorage:
+    given = url
+    scheme, _, rest = url.partition("://")
+    if scheme.lower() in ("postgresql", "postgres"):
+        url = "postgresql+psycopg://" + rest  # psycopg 3, not SQLAlchemy's default psycopg2
+    parsed = _parse(url, given)
+    if not parsed.host:
+        raise StorageError(f"storage URL {redact(given)!r} names no host; {ACCEPTED}")
+    # Each worker holds at most 2 connections at once (its trial and the trial's heartbeat
+    # thread); the overflow covers a short burst. Connections that failed are dropped by the pool.
+    kwargs = {
+        "pool_size": 2,
+        "max_overflow": 2,
+        "connect_args": {"connect_timeout": CONNECT_TIMEOUT},
+    }
+    return _rdb(url, parsed, interval, kwargs, given)
+
+
+def _grpc(url: str) -> optuna.storages.BaseStorage:
+    match = re.fullmatch(
+        r"grpc://(?P<host>[A-Za-z0-9.\-_]+|\[[0-9A-Fa-f:]+\]):(?P<port>\d{1,5})/?", url
+    )
+    if match is None or not 0 < int(match.group("port")) < 65536:
+        raise StorageError(f"malformed gRPC storage URL {redact(url)!r}: expected grpc://HOST:PORT")
+    host, port = match.group("host").strip("[]"), int(match.group("port"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        storage = optuna.storages.GrpcStorageProxy(host=host, port=port)
+    try:
+        storage.wait_server_ready(timeout=CONNECT_TIMEOUT)
+    except ConnectionError:
+        storage.close()
+        raise StorageError(
+            f"cannot reach the gRPC storage proxy {url!r} within {CONNECT_TIMEOUT} s "
+            "(is optuna.storages.run_grpc_proxy_server running there?)"
+        ) from None
+    _where[storage] = url
+    return storage
+
+
+# --- the database going away -------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def database_errors(storage: Any, doing: str = "using the study"):
+    """Turn the database (or gRPC proxy) going away into one :class:`StorageError` line that
+    names the storage (redacted) and says that the study resumes when it is back."""
+    import sqlalchemy.exc
+
+    try:
+        yield
+    except (sqlalchemy.exc.DBAPIError, optuna.exceptions.StorageInternalError) as error:
+        raise StorageError(
+            f"lost the database {where(storage)!r} while {doing}: {_first_line(error)}; the "
+            "study is kept there: run the same command again when the server is back to resume"
+        ) from None
+    except Exception as error:
+        if type(error).__module__.startswith("grpc") and hasattr(error, "code"):
+            raise StorageError(
+                f"lost the gRPC storage proxy {where(storage)!r} while {doing}: "
+                f"{redact(str(error.code()))}; run the same command again when it is back"
+            ) from None
+        raise
+
+
+# --- studies -----------------------------------------------------------------------------------
+
+
+def create_study(
+    storage: optuna.storages.BaseStorage,
+    name: str,
+    *,
+    direction: str = "minimize",
+    attrs: dict[str, Any] | None = None,
+    exist_ok: bool = False,
+    sampler: optuna.samplers.BaseSampler | None = None,
+    pruner: optuna.pruners.BasePruner | None = None,
+) -> optuna.Study:
+    """A new study ``name`` in ``storage`` (a plain Optuna study) with ``attrs`` as its user
+    attributes. An existing study of that name is a UserError, or with ``exist_ok`` is loaded
+    (its direction must match; keys of ``attrs`` it lacks are added, the others kept)."""
+    name = _name(name)
+    if direction not in ("minimize", "maximize"):
+        raise UserError(f"study direction must be 'minimize' or 'maximize', got {direction!r}")
+    with database_errors(storage, f"creating study {name!r}"):
+        try:
+            study = optuna.create_study(
+                storage=storage,
+                study_name=name,
+                direction=direction,
+                load_if_exists=exist_ok,
+                sampler=sampler,
+                pruner=pruner,
+            )
+        except optuna.exceptions.DuplicatedStudyError:
+            raise UserError(
+                f"a study named {name!r} already exists in {where(storage)!r}; give another "
+                "name, or run on it with --study to add trials"
+            ) from None
+        if study.direction.name.lower() != direction:
+            raise UserError(
+                f"study {name!r} in {where(storage)!r} is to {study.direction.name.lower()}, "
+                f"not to {direction}"
+            )
+        present = study.user_attrs
+        for key, value in (attrs or {}).items():
+            if key not in present:
+                study.set_user_attr(key, value)
+    return study
+
+
+def load_study(
+    storage: optuna.storages.BaseStorage,
+    name: str,
+    *,
+    sampler: optuna.samplers.BaseSampler | None = None,
+    pruner: optuna.pruners.BasePruner | None = None,
+) -> optuna.Study:
+    """The study ``name`` in ``storage``; a UserError listing the studies there when missing."""
+    name = _name(name)
+    with database_errors(storage, f"loading study {name!r}"):
+        try:
+            return optuna.load_study(
+                study_name=name, storage=storage, sampler=sampler, pruner=pruner
+            )
+        except KeyError:
+            names = list_studies(storage)
+    known = ", ".join(repr(n) for n in names) if names else "none (create one first)"
+    raise UserError(f"no study named {name!r} in {where(storage)!r}; studies there: {known}")
+
+
+def list_studies(storage: optuna.storages.BaseStorage) -> list[str]:
+    """The names of the studies in ``storage``, sorted."""
+    with database_errors(storage, "listing the studies"):
+        return sorted(optuna.get_all_study_names(storage))
+
+
+def _name(name: Any) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise UserError(f"study name must be a non-empty text, got {name!r}")
+    return name.strip()
