@@ -1,6 +1,5 @@
 """lrkit: a learning-rate toolkit for PyTorch — find, schedule and watch the learning rate.
 
-A fourth pillar, tune (a measured search over rates and schedules), is planned, not yet here.
 
 The public API:
 
@@ -12,7 +11,9 @@ The public API:
 - ``lrkit.find``: :func:`pick_lr`, the peak lr for a schedule within a budget of runs;
 - ``lrkit.watch``: :class:`Watch`, the signals of a running training, their sinks and
   :func:`read_run`; :func:`diagnose`, verdicts on the lr with evidence and advice;
-  :class:`Guard`, which skips bad updates and rolls back a divergence.
+  :class:`Guard`, which skips bad updates and rolls back a divergence;
+- ``lrkit.tune``: :func:`tune`, a measured search over rates and schedules (Optuna, imported
+  only when ``lrkit.tune`` is first used), its :class:`Space` and :class:`Config`.
 """
 
 from ._version import __version__
@@ -47,4 +48,20 @@ __all__ = [
     "Diagnosis",
     "Guard",
     "GuardExhausted",
+    "tune",
+    "Space",
+    "Config",
 ]
+
+_LAZY = ("tune", "Space", "Config")  # from lrkit.tune, imported on first use
+
+
+def __getattr__(name: str):
+    """``lrkit.tune``, ``lrkit.Space``, ``lrkit.Config``: imported on first use, so ``import
+    lrkit`` stays light (Optuna itself is imported only when a tune runs)."""
+    if name in _LAZY:
+        import importlib
+
+        module = importlib.import_module(".tune", __name__)
+        return module if name == "tune" else getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
