@@ -136,7 +136,7 @@ def test_importance_of_a_single_param_is_all_of_it_with_a_note():
         add(study, lr, 0.8 + 0.01 * i)
     result = TuneResult.from_study(study)
     assert result.importance() == {"lr": 1.0}
-    assert "only lr was searched" in result.importance_note()
+    assert result.importance_note() == "lr only (the one param searched)"
 
 
 def test_importance_with_too_few_trials_is_empty_with_a_reason():

@@ -82,10 +82,11 @@ def _user_error(message: str) -> int:
 
 
 def _redact(text: str) -> str:
-    """``text`` with any URL's password shown as ``***`` (a storage URL in an error)."""
-    if "://" not in text:
+    """``text`` with any URL's password shown as ``***`` (a storage URL in an error), and any
+    password of a storage opened in this process."""
+    if "://" not in text and "lrkit.tune.storage" not in sys.modules:
         return text
-    from ..tune.text import redact
+    from ..tune.storage import redact
 
     return redact(text)
 

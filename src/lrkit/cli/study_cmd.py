@@ -56,16 +56,16 @@ def create_command(ctx: click.Context, storage: str, task_name: str | None,
     """
     from .._version import __version__
     from ..errors import UserError
-    from ..tune.storage import create_study, open_storage
-    from ..tune.text import redact
+    from ..tune.storage import create_study, open_storage, redact
     from .tune_cmd import load_task, option_given
 
+    optuna_quiet()
     if not name.strip():
         raise UserError("the study NAME is empty: give a name, e.g. wine-cosine")
     plan: dict[str, Any] = {"version": __version__, "created_by": "lrkit study create"}
     if task_name is not None:
         task = load_task(task_name)
-        plan.update(task=task.name, metric=task.metric.name,
+        plan.update(task=task.name, task_spec=task_name, metric=task.metric.name,
                     higher_is_better=task.metric.higher_is_better)  # fmt: skip
         direction = direction or ("maximize" if task.metric.higher_is_better else "minimize")
         if search["space"] is not None or search["lr_range"] is not None:
@@ -83,10 +83,19 @@ def create_command(ctx: click.Context, storage: str, task_name: str | None,
     create_study(store, name, direction=direction, attrs={"lrkit": plan})
     where = redact(storage)
     click.echo(f"created study {name!r} ({direction}) in {where}")
-    shown = ", ".join(f"{k} {v}" for k, v in plan.items() if k not in ("version", "created_by"))
+    shown = ", ".join(
+        f"{k} {v}" for k, v in plan.items() if k not in ("version", "created_by", "task_spec")
+    )
     if shown:
         click.echo(f"recorded: {shown}")
     click.echo(f"on every worker: lrkit tune --storage {where} --study {name}")
+
+
+def optuna_quiet() -> None:
+    """Optuna's own INFO lines ("A new study created ...") off: lrkit prints its own."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def _text(space: Any) -> str:
@@ -103,22 +112,24 @@ def list_command(storage: str) -> None:
     Example:
       lrkit study list --storage sqlite:///tune.db
     """
-    from ..tune.storage import list_studies, open_storage
-    from ..tune.text import fmt, redact
+    import optuna
 
-    summaries = list_studies(open_storage(storage, None))
+    from ..tune.storage import database_errors, open_storage, redact
+    from ..tune.text import fmt
+
+    store = open_storage(storage, None)
+    with database_errors(store, "listing the studies"):
+        summaries = optuna.get_all_study_summaries(store, include_best_trial=True)
     if not summaries:
         click.echo(f"no study in {redact(storage)}")
         return
     rows = [("study", "task", "direction", "trials", "best")]
-    for s in summaries:
-        attrs = (getattr(s, "user_attrs", None) or {}).get("lrkit") or {}
-        best = getattr(s, "best_trial", None)
-        value = fmt(best.value) if best is not None and best.value is not None else "-"
-        direction = getattr(s, "direction", None)
-        rows.append((s.study_name, str(attrs.get("task", "-")),
-                     direction.name.lower() if direction is not None else "-",
-                     str(getattr(s, "n_trials", "-")), value))  # fmt: skip
+    for s in sorted(summaries, key=lambda s: s.study_name):
+        attrs = s.user_attrs.get("lrkit") or {}
+        best = s.best_trial
+        value = "-" if best is None else fmt(best.value)
+        rows.append((s.study_name, str(attrs.get("task", "-")), s.direction.name.lower(),
+                     str(s.n_trials), value))  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())

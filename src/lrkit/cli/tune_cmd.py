@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -193,11 +194,11 @@ def search_options(f):
 @click.option("--warm-start/--no-warm-start", default=True, show_default=True,
               help="Make pick_lr's rate the first trial.")  # fmt: skip
 @click.option("--json", "json_out", type=PathArg(dir_okay=False), default=None,
-              help="Also write the result (best, trials, importance inputs) as JSON to FILE."
-              " Example: --json tune.json")  # fmt: skip
+              help="Also write the result (best, trials, importance inputs) as JSON to FILE"
+              " (default: only tune.json in --out). Example: --json tune.json")  # fmt: skip
 @click.option("--png", type=PathArg(dir_okay=False), default=None,
-              help="Also save the plot (metric against lr per family, optimisation history)."
-              " Example: --png tune.png")  # fmt: skip
+              help="Also save the plot (metric against lr per family, optimisation history)"
+              " to FILE (default: only tune.png in --out). Example: --png tune.png")  # fmt: skip
 @click.option("--quiet", "-q", is_flag=True,
               help="No progress and no table; print only the best's 'lrkit train' line, or"
               f" nothing and exit {NO_BEST} when no trial completed. Example: --quiet")  # fmt: skip
@@ -226,12 +227,13 @@ def tune_command(ctx: click.Context, task_name: str | None, storage: str | None,
       lrkit tune --storage postgresql://lr@db.example/studies --study wine-cosine
     """
     from ..tune import tune
-    from ..tune.text import redact
+    from ..tune.storage import redact
 
     plan = study_plan(storage, study_name) if storage is not None and study_name else {}
     given = {k for k in ("task_name", *search) if option_given(ctx, k)}
     settings = _settings(task_name, search, plan, given)
-    task = load_task(settings.pop("task"))
+    named = settings.pop("task")  # as the user names it: the train line names it so too
+    task = load_task(named)
     space = None  # the task's default space, or the study's when it has one
     if search["space"] is not None or search["lr_range"] is not None:
         space = build_space(search["space"], search["lr_range"], task)
@@ -252,7 +254,7 @@ def tune_command(ctx: click.Context, task_name: str | None, storage: str | None,
         result.plot(png_file)
     if quiet:
         if result.best is not None:
-            click.echo(result.train_line())
+            click.echo(result.train_line(task=named))
         else:
             click.echo(f"lrkit: warning: {result.no_best_reason()}", err=True)
             ctx.exit(NO_BEST)
@@ -260,8 +262,8 @@ def tune_command(ctx: click.Context, task_name: str | None, storage: str | None,
     click.echo(result.table())
     click.echo(result.summary())
     if result.best is not None:
-        click.echo(f"train the best: {result.train_line()}")
-        click.echo("in Python:\n  " + result.python().replace("\n", "\n  "))
+        click.echo(f"train the best: {result.train_line(task=named)}")
+        click.echo("in Python:\n  " + result.python(named).replace("\n", "\n  "))
     saved = [
         p.name for p in sorted(folder.iterdir()) if p.is_file() and not p.name.endswith(".tmp")
     ]
@@ -270,7 +272,7 @@ def tune_command(ctx: click.Context, task_name: str | None, storage: str | None,
         if path is not None:
             click.echo(f"also written: {path}")
     if storage is None:
-        again = f"lrkit tune --task {task.name} --out {folder} --resume"
+        again = shlex.join(["lrkit", "tune", "--task", named, "--out", str(folder), "--resume"])
         click.echo(f"study {name!r} in {folder / 'study.journal'}; to continue it: {again}")
     else:
         click.echo(f"study {name!r} in {redact(storage)} (optuna.load_study and optuna-dashboard"
@@ -290,8 +292,9 @@ JOINED = ("cv", "seeds", "epochs")  # tune itself reads these from the study (No
 def _settings(task_name, search, plan, given) -> dict[str, Any]:
     """tune's keyword arguments: the options given, else the study's plan, else the defaults;
     an option given that differs from the study's plan is a UserError."""
-    out: dict[str, Any] = {"task": task_name or plan.get("task") or "digits-mlp"}
-    if task_name and plan.get("task") not in (None, task_name):
+    planned = plan.get("task_spec") or plan.get("task")  # spec: as 'study create' was given it
+    out: dict[str, Any] = {"task": task_name or planned or "digits-mlp"}
+    if task_name and planned is not None and task_name not in (planned, plan.get("task")):
         raise UserError(f"--task {task_name!r} differs from the study's task {plan['task']!r}:"
                         " leave --task out to use the study's, or use another --study")  # fmt: skip
     for key, default in PLANNED.items():
