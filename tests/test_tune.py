@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import optuna
 import pytest
 
@@ -13,7 +14,6 @@ import lrkit
 from lrkit.errors import UserError
 from lrkit.find import pick_lr
 from lrkit.tune import Space, objective
-from lrkit.tune.tune import JOURNAL
 
 FAST = {"progress": False, "seed": 0}
 
@@ -22,17 +22,20 @@ def _tune(tmp_path, task="wine-mlp", **kw):
     return lrkit.tune(task, out=tmp_path / "study", **{**FAST, **kw})
 
 
-def _study(result):
-    return result.study
+def _study(tmp_path, name="wine-mlp"):
+    """The study tune left in ``out``'s journal file, opened with Optuna alone."""
+    from optuna.storages.journal import JournalFileBackend
+
+    journal = JournalFileBackend(str(tmp_path / "study" / "study.journal"))
+    return optuna.load_study(study_name=name, storage=optuna.storages.JournalStorage(journal))
 
 
-def _attrs(result):
-    return _study(result).user_attrs["lrkit"]
+def _rows(result, state=None):
+    return [r for r in result.trials if state is None or r["state"] == state]
 
 
 def _finished(result):
-    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    return [t for t in _study(result).trials if t.state in states]
+    return [r for r in result.trials if r["state"] in ("COMPLETE", "PRUNED")]
 
 
 def test_each_trial_is_one_call_of_fit_per_split(tmp_path, monkeypatch):
@@ -46,9 +49,9 @@ def test_each_trial_is_one_call_of_fit_per_split(tmp_path, monkeypatch):
     monkeypatch.setattr(objective, "fit", counting)
     result = _tune(tmp_path, trials=3, seeds=2, pruner=None)
     assert len(calls) == 3 * 2
-    assert {c["seed"] for c in calls} == {0, 1}
-    assert all(c["val_every"] >= 1 and c["report"] is not None for c in calls[::2])
-    assert all(t.user_attrs["steps"] == 2 * 135 for t in _study(result).trials)
+    assert [c["seed"] for c in calls] == [0, 1] * 3
+    assert [c["report"] is not None for c in calls] == [True, False] * 3  # the first split
+    assert all(r["steps"] == 2 * 135 for r in result.trials)  # 15 epochs of 9 batches, twice
 
 
 def test_import_lrkit_does_not_import_optuna():
@@ -63,95 +66,133 @@ def test_lrkit_tune_is_the_function_and_the_package():
     assert lrkit.Space is Space
 
 
+def test_a_trial_validates_about_eight_times_a_run(tmp_path):
+    result = _tune(tmp_path, trials=1, pruner=None)
+    study = _study(tmp_path)
+    assert sorted(study.trials[0].intermediate_values) == [17, 34, 51, 68, 85, 102, 119, 135]
+    assert result.trials[0]["last_report"][0] == 135
+
+
 def test_a_bad_config_is_pruned(tmp_path):
     # the grid's lowest lr (1e-6) barely trains; successive halving stops it early
     result = _tune(
         tmp_path, task="digits-mlp", space=Space(lr=(1e-6, 0.1)), sampler="grid", epochs=2
     )
-    low = [t for t in _study(result).trials if t.params["lr"] == pytest.approx(1e-6)]
-    assert low[0].state == optuna.trial.TrialState.PRUNED
-    assert low[0].user_attrs["status"] == "pruned"
-    assert low[0].user_attrs["steps"] < 46
-    assert "pruned at step" in low[0].user_attrs["reason"]
+    (low,) = [r for r in result.trials if r["params"]["lr"] == pytest.approx(1e-6)]
+    assert low["state"] == "PRUNED" and low["status"] == "pruned"
+    assert low["steps"] < 46  # 2 epochs of 23 batches
+    assert re.fullmatch(r"pruned at step \d+ \(metric [0-9.]+\)", low["reason"])
+    assert low["number"] > 0  # not the first trial, which successive halving always keeps
 
 
 def test_a_diverging_lr_fails_at_once_with_its_reason(tmp_path):
     result = _tune(
         tmp_path, task="digits-mlp", space=Space(lr=(50.0, 50.0)), trials=1, warm_start=False
     )
-    (trial,) = _study(result).trials
-    assert trial.state == optuna.trial.TrialState.FAIL
-    assert trial.user_attrs["status"] == "diverged"
-    assert re.fullmatch(r"loss (nan|inf|-inf) at step \d+", trial.user_attrs["reason"])
-    assert trial.user_attrs["steps"] <= 17  # fit reads the losses back every 16 steps
-    assert trial.user_attrs["verdict"] == "diverged"
+    (trial,) = result.trials
+    assert trial["state"] == "FAIL" and trial["status"] == "diverged"
+    assert re.fullmatch(r"loss (nan|inf|-inf) at step \d+", trial["reason"])
+    assert trial["steps"] <= 17  # fit reads the losses back every 16 steps
+    assert trial["verdict"] == "diverged"
+    assert result.best is None
 
 
 def test_the_warm_start_is_trial_0_at_pick_lrs_rate(tmp_path):
     result = _tune(tmp_path, trials=2)
-    first = _study(result).trials[0]
     pick = pick_lr("wine-mlp", "warmup(5%) >> cosine", budget=1.5, seed=0, progress=False)
-    assert first.params["lr"] == pytest.approx(pick.lr)
-    assert _attrs(result)["warm_start"]["lr"] == pytest.approx(pick.lr)
-    assert _attrs(result)["pick_steps"] + _attrs(result)["find_steps"] == pick.steps
+    assert result.trials[0]["params"]["lr"] == pytest.approx(pick.lr)
+    assert result.attrs["warm_start"]["lr"] == pytest.approx(pick.lr)
+    assert result.attrs["pick_steps"] + result.attrs["find_steps"] == pick.steps
+    assert _study(tmp_path).trials[0].user_attrs["warm_start"].startswith("pick_lr")
 
 
 def test_the_lr_range_comes_from_the_range_test_when_not_given(tmp_path):
     result = _tune(tmp_path, trials=5)
-    lo, hi = _attrs(result)["lr_window"]
-    assert 0 < lo < hi
-    assert _attrs(result)["find_steps"] > 0
-    assert all(lo <= t.params["lr"] <= hi for t in _study(result).trials)
+    lo, hi = result.attrs["lr_window"]
+    pick = result.attrs["warm_start"]["lr"]
+    assert lo < pick < hi
+    assert result.attrs["find_steps"] > 0
+    assert all(lo <= r["params"]["lr"] <= hi for r in result.trials)
 
 
 def test_a_given_lr_range_is_kept_and_the_warm_start_clipped_into_it(tmp_path):
     result = _tune(tmp_path, space=Space(lr=(1e-4, 1e-3)), trials=2)
-    assert _attrs(result)["lr_window"] == [1e-4, 1e-3]
-    assert 1e-4 <= _study(result).trials[0].params["lr"] <= 1e-3
+    assert result.attrs["lr_window"] == [1e-4, 1e-3]
+    assert result.trials[0]["params"]["lr"] == pytest.approx(1e-3)  # pick_lr chose higher
 
 
 def test_without_a_warm_start_a_range_test_alone_bounds_the_lr(tmp_path):
     result = _tune(tmp_path, trials=2, warm_start=False)
-    attrs = _attrs(result)
+    attrs = result.attrs
     assert attrs["warm_start"] is None and attrs["pick_steps"] == 0
     assert attrs["find_steps"] > 0 and attrs["lr_window"] is not None
 
 
+def test_no_lr_range_and_no_range_test_is_refused(tmp_path):
+    with pytest.raises(UserError, match="no lr range and bound_lr=False"):
+        _tune(tmp_path, trials=2, bound_lr=False)
+
+
 def test_every_trial_records_the_doctors_verdict(tmp_path):
     result = _tune(tmp_path, trials=4)
-    for t in _study(result).trials:
-        assert t.user_attrs["verdict"] in (
-            "diverged", "too_high", "overfitting", "plateau", "too_low", "fine", "uncertain",
-            "none",
-        )  # fmt: skip
-        assert 0 <= t.user_attrs["verdict_confidence"] <= 1
-        assert isinstance(t.user_attrs["advice"], str)
+    verdicts = {"diverged", "too_high", "overfitting", "plateau", "too_low", "fine", "uncertain"}
+    for r in result.trials:
+        assert r["verdict"] in verdicts | {"none"}
+        assert 0 <= r["verdict_confidence"] <= 1
+        assert isinstance(r["advice"], str)
 
 
 def test_seeds_train_each_config_with_consecutive_seeds_and_record_the_spread(tmp_path):
     result = _tune(tmp_path, trials=2, seeds=2, pruner=None, seed=3)
-    for t in _study(result).trials:
-        splits = t.user_attrs["splits"]
-        assert [s["seed"] for s in splits] == [3, 4]
-        metrics = [s["metric"] for s in splits]
-        assert t.value == pytest.approx(sum(metrics) / 2)
-        assert t.user_attrs["metric_std"] == pytest.approx(abs(metrics[0] - metrics[1]) / 2)
+    for r in result.trials:
+        assert [s["seed"] for s in r["splits"]] == [3, 4]
+        metrics = [s["metric"] for s in r["splits"]]
+        assert r["metric_mean"] == pytest.approx(sum(metrics) / 2)
+        assert r["metric_std"] == pytest.approx(abs(metrics[0] - metrics[1]) / 2)
+
+
+def test_cv_trains_each_config_on_every_fold_and_records_mean_and_std(tmp_path):
+    result = _tune(tmp_path, trials=2, cv=3, pruner=None)
+    for r in result.trials:
+        assert [(s["fold"], s["seed"]) for s in r["splits"]] == [(0, 0), (1, 0), (2, 0)]
+        metrics = np.array([s["metric"] for s in r["splits"]])
+        assert r["metric_mean"] == pytest.approx(metrics.mean())
+        assert r["metric_std"] == pytest.approx(metrics.std())
+    assert result.attrs["cv"] == 3
+
+
+def test_cv_and_seeds_train_folds_times_seeds_and_report_only_the_first_split(tmp_path):
+    result = _tune(tmp_path, trials=1, cv=2, seeds=2, pruner=None)
+    (r,) = result.trials
+    assert [(s["fold"], s["seed"]) for s in r["splits"]] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    reports = _study(tmp_path).trials[0].intermediate_values
+    assert max(reports) == r["splits"][0]["steps"]  # one run's reports, not four
+    assert r["steps"] == sum(s["steps"] for s in r["splits"])
+
+
+def test_a_diverging_split_fails_the_trial_and_skips_the_rest(tmp_path):
+    space = Space(lr=(50.0, 50.0))
+    result = _tune(tmp_path, task="digits-mlp", space=space, trials=1, cv=3, warm_start=False)
+    (r,) = result.trials
+    assert r["state"] == "FAIL" and r["status"] == "diverged"
+    assert [s["status"] for s in r["splits"]] == ["diverged"]
+    assert "(fold 0, seed 0)" in r["reason"]
 
 
 def test_the_grid_sampler_covers_the_grid(tmp_path):
     space = Space(lr=(1e-3, 1e-1))
     result = _tune(tmp_path, space=space, sampler="grid", pruner=None, epochs=1)
-    tried = sorted(t.params["lr"] for t in _study(result).trials)
+    tried = sorted(r["params"]["lr"] for r in result.trials)
     assert tried == pytest.approx(sorted(space.grid()["lr"]))
 
 
 def test_a_budget_stops_the_study_within_one_trial(tmp_path):
     result = _tune(tmp_path, budget=3.0, trials=None)
-    attrs = _attrs(result)
-    run = attrs["steps_per_run"]
-    spent = attrs["find_steps"] + attrs["pick_steps"]
-    spent += sum(t.user_attrs["steps"] for t in _study(result).trials)
+    run = result.attrs["steps_per_run"]
+    spent = result.attrs["find_steps"] + result.attrs["pick_steps"]
+    spent += sum(r["steps"] for r in result.trials)
     assert 3 * run <= spent <= 3 * run + run
+    assert spent - result.trials[-1]["steps"] < 3 * run  # it stopped after the one that spent it
 
 
 def test_a_resumed_study_continues_to_the_trials(tmp_path):
@@ -160,20 +201,26 @@ def test_a_resumed_study_continues_to_the_trials(tmp_path):
         _tune(tmp_path, trials=4)
     result = _tune(tmp_path, trials=4, resume=True)
     assert len(_finished(result)) == 4
-    assert _study(result).trials[0].user_attrs.get("warm_start")  # not enqueued again
-    assert sum(1 for t in _study(result).trials if "warm_start" in t.user_attrs) == 1
+    warm = [t for t in _study(tmp_path).trials if "warm_start" in t.user_attrs]
+    assert [t.number for t in warm] == [0]  # not enqueued again
+
+
+def test_a_resumed_study_keeps_its_settings_and_refuses_others(tmp_path):
+    _tune(tmp_path, trials=1, seeds=2)
+    with pytest.raises(UserError, match="seeds=3 differs from the study's seeds=2"):
+        _tune(tmp_path, trials=2, seeds=3, resume=True)
+    result = _tune(tmp_path, trials=2, resume=True)  # seeds left out: the study's
+    assert [len(r["splits"]) for r in _finished(result)] == [2, 2]
 
 
 def test_the_study_is_a_plain_optuna_study_in_the_journal_file(tmp_path):
     _tune(tmp_path, trials=2)
-    from optuna.storages.journal import JournalFileBackend
-
-    storage = optuna.storages.JournalStorage(JournalFileBackend(str(tmp_path / "study" / JOURNAL)))
-    study = optuna.load_study(study_name="wine-mlp", storage=storage)
+    study = _study(tmp_path)
     assert len(study.trials) == 2
-    assert study.direction == optuna.study.StudyDirection.MAXIMIZE
+    assert study.direction == optuna.study.StudyDirection.MAXIMIZE  # accuracy
     assert study.user_attrs["lrkit"]["task"] == "wine-mlp"
     assert study.trials[0].user_attrs["status"] == "completed"
+    assert study.trials[0].value == study.trials[0].user_attrs["metric_mean"]
 
 
 def _toy_task():
@@ -194,7 +241,7 @@ def _toy_task():
 
 def test_a_lower_is_better_metric_is_minimised(tmp_path):
     result = _tune(tmp_path, task=_toy_task(), trials=2, space=Space(lr=(1e-3, 1e-1)))
-    assert _study(result).direction == optuna.study.StudyDirection.MINIMIZE  # val_loss
+    assert result.direction == "minimize"  # the task's val_loss
 
 
 @pytest.mark.parametrize(

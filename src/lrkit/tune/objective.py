@@ -204,15 +204,10 @@ class _Record:
 
 
 def _variant(task: Task, config: Config) -> Task:
-    """The task with the config's optimizer, weight decay and batch size (where it sets them)."""
-    extra = {
-        "optimizer": config.optimizer,
-        "weight_decay": config.weight_decay,
-        "batch_size": config.batch_size,
-    }
-    if all(v is None for v in extra.values()):
-        return task
-    return task.variant(**extra)
+    """The task with the config's optimizer, weight decay and batch size (None: the task's)."""
+    return task.variant(
+        optimizer=config.optimizer, weight_decay=config.weight_decay, batch_size=config.batch_size
+    )
 
 
 def _diverged_reason(history: History, split: Split) -> str:

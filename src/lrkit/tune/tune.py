@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import difflib
 import math
-import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -38,14 +37,12 @@ from ..progress import wanted
 from ..tasks import Task, get_task
 from .bounds import measure
 from .objective import Objective, Split, val_cadence
-from .space import as_space
 
 SAMPLERS = ("tpe", "gp", "random", "grid")
 PRUNERS = ("sha", "hyperband", "median", "none")
 STARTUP_TRIALS = 5  # TPE/GP: random trials before the model (Optuna's 10 suits 100+ trials)
 REDUCTION = 3  # successive halving and hyperband: keep the best third at each rung
-DEFAULT_ROOT = Path("runs") / "tune"
-JOURNAL = "study.journal"
+UNLIMITED = 10**9  # trials=None: run_trials' count that is never reached
 
 
 def tune(
@@ -100,56 +97,41 @@ def tune(
         progress: one line per finished trial and fit's bar (None: only on a terminal).
         timeout: stop starting trials after this many seconds.
     """
+    from . import plan  # Optuna's storages and the workers: only when a tune runs
+    from .result import TuneResult
+    from .workers import run_trials
+
     task = get_task(task)
     args = _check(sampler, pruner, trials, budget, cv, seeds, epochs, seed, timeout)
     sampler, pruner = args["sampler"], args["pruner"]
     name = study if study is not None else task.name
-    storage_obj, run_dir = _storage(storage, out, name)
-    existing = _existing(storage_obj, name)
+    storage_obj, run_dir = plan.open_study_storage(storage, out, name)
+    existing = plan.existing_study(storage_obj, name)
     if existing is not None and storage is None and not resume:
         raise UserError(
             f"a study {name!r} exists already in {str(run_dir)!r}: pass resume=True"
             " (--resume) to continue it, or another out folder or study name"
         )
-    attrs = dict(existing.user_attrs.get("lrkit", {})) if existing is not None else {}
-    space_obj = _join_space(space, task, attrs)
-    cv, seeds, epochs = _join_settings(attrs, task, cv, seeds, epochs)
+    attrs = dict(existing.user_attrs.get("lrkit") or {}) if existing is not None else {}
+    space_obj = plan.join_space(space, task, attrs)
+    cv, seeds, epochs = plan.join_settings(attrs, task, cv, seeds, epochs)
     run_steps = epochs * len(task.build_loaders(seed)[0])
     show = wanted(progress)
 
     with _quiet_optuna():
-        folds = _folds(task, cv, seed)
         splits = [
-            Split(f, i if cv else None, seed + j) for i, f in enumerate(folds) for j in range(seeds)
+            Split(fold, i if cv else None, seed + j)
+            for i, fold in enumerate(plan.folds(task, cv, seed))
+            for j in range(seeds)
         ]
-        first_run = epochs * len(folds[0].build_loaders(seed)[0])
+        first_run = epochs * len(splits[0].task.build_loaders(seed)[0])
         val_every = val_cadence(first_run)
         if "find_steps" not in attrs:  # a study joined or resumed was measured already
-            bounds = measure(
-                task,
-                _reference_schedule(space_obj),
-                space_obj.lr,
-                pick=warm_start and sampler != "grid",
-                budget=budget,
-                epochs=epochs,
-                seed=seed,
-                progress=progress,
-            )
-            window = bounds.lr if bounds.lr is not None else space_obj.lr
             attrs.update(
-                {
-                    "find_steps": bounds.find_steps,
-                    "pick_steps": bounds.pick_steps,
-                    "lr_window": list(window) if window else None,
-                    "warm_start": bounds.warm_start,
-                }
-            )
+                _measure(task, space_obj, sampler, warm_start, bound_lr, budget, epochs, seed,
+                         progress)
+            )  # fmt: skip
         if space_obj.lr is None:
-            if not attrs.get("lr_window"):
-                raise UserError(
-                    "the space has no lr range and bound_lr=False: give the space an lr range"
-                    " (e.g. lr={1e-4..1e-1 log}) or let the range test set it"
-                )
             space_obj = space_obj.with_lr(*attrs["lr_window"])
         grid = space_obj.grid() if sampler == "grid" else None
         attrs.update(
@@ -158,21 +140,23 @@ def tune(
                 "task": task.name,
                 "metric": task.metric.name,
                 "higher_is_better": task.metric.higher_is_better,
-                "space": _space_text(space_obj),
+                "space": plan.space_text(space_obj),
                 "cv": cv,
                 "seeds": seeds,
                 "epochs": epochs,
                 "steps_per_run": run_steps,
                 "sampler": sampler,
-                "pruner": pruner or "none",
+                "pruner": pruner,
                 "budget": budget,
             }
         )
         direction = "maximize" if task.metric.higher_is_better else "minimize"
-        if existing is None:
-            study_obj = _create(storage_obj, name, direction)
-        else:
-            study_obj = existing
+        study_obj = existing or plan.new_study(storage_obj, name, direction)
+        if study_obj.direction.name.lower() != direction:
+            raise UserError(
+                f"study {name!r} is to {study_obj.direction.name.lower()}, but task"
+                f" {task.name!r}'s metric {task.metric.name!r} is to {direction}"
+            )
         done_before = len(study_obj.trials)
         study_obj.sampler = _sampler(sampler, grid, seed + done_before)
         study_obj.pruner = _pruner(pruner, val_every, first_run)
@@ -182,11 +166,45 @@ def tune(
             study_obj.enqueue_trial({"lr": warm["lr"]}, user_attrs={"warm_start": warm["how"]})
 
         objective = Objective(space_obj, splits, epochs=epochs, val_every=val_every, progress=show)
-        stop = _Stop(study_obj, trials, budget, run_steps, attrs, timeout)
-        lines = _Lines(task.name, show)
-        if not stop.done():
-            _run(study_obj, objective, trials, [stop, lines])
-    return _result(study_obj)
+        stop = _Stop(study_obj, trials, budget, run_steps, attrs)
+        if not (stop.spent_all() or stop.failed_all()):
+            run_trials(
+                study_obj,
+                objective,
+                trials if trials is not None else UNLIMITED,
+                callbacks=[stop],
+                on_trial=_Lines(task.name, trials, show),
+                timeout=timeout,
+            )
+    return TuneResult.from_study(study_obj, storage=storage)
+
+
+def _measure(task, space, sampler, warm_start, bound_lr, budget, epochs, seed, progress):
+    """The study's measurements: the lr window and the warm start (see :mod:`.bounds`)."""
+    from . import plan
+
+    if space.lr is None and not bound_lr:
+        raise UserError(
+            "the space has no lr range and bound_lr=False: give the space an lr range"
+            " (e.g. lr={1e-4..1e-1 log}) or let the range test set it (bound_lr=True)"
+        )
+    found = measure(
+        task,
+        plan.reference_schedule(space),
+        space.lr,
+        pick=warm_start and sampler != "grid",
+        budget=budget,
+        epochs=epochs,
+        seed=seed,
+        progress=progress,
+    )
+    window = found.lr if found.lr is not None else space.lr
+    return {
+        "find_steps": found.find_steps,
+        "pick_steps": found.pick_steps,
+        "lr_window": list(window) if window else None,
+        "warm_start": found.warm_start,
+    }
 
 
 # -- arguments -------------------------------------------------------------------------------
@@ -219,118 +237,6 @@ def _choice(value: Any, known: tuple[str, ...], what: str) -> str:
     close = difflib.get_close_matches(str(value).lower(), known, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     raise UserError(f"unknown {what} {value!r}{hint}; known: {', '.join(known)}")
-
-
-# -- the study and what it remembers ----------------------------------------------------------
-def _storage(url: str | None, out: str | Path | None, name: str):
-    """The Optuna storage and the run directory (None for an explicit storage URL)."""
-    from .. import paths
-
-    try:
-        from .storage import open_storage
-    except ImportError:  # the storage module of this issue is not merged yet
-        open_storage = _open_storage
-    if url is None:
-        run_dir = paths.writable_dir(out if out is not None else DEFAULT_ROOT / name, "out")
-        return open_storage(None, run_dir), run_dir
-    return open_storage(url, None), None
-
-
-def _open_storage(url: str | None, run_dir: Path | None):
-    import optuna
-    from optuna.storages.journal import JournalFileBackend
-
-    if url is None:
-        return optuna.storages.JournalStorage(JournalFileBackend(str(run_dir / JOURNAL)))
-    if "://" in url:
-        return optuna.storages.RDBStorage(url)
-    return optuna.storages.JournalStorage(JournalFileBackend(url))
-
-
-def _existing(storage: Any, name: str):
-    import optuna
-
-    names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
-    if name not in names:
-        return None
-    return optuna.load_study(study_name=name, storage=storage)
-
-
-def _create(storage: Any, name: str, direction: str):
-    import optuna
-
-    return optuna.create_study(storage=storage, study_name=name, direction=direction)
-
-
-def _join_space(space: Any, task: Task, attrs: dict[str, Any]):
-    """The space given, or the study's (a worker joining); UserError when they differ."""
-    stored = attrs.get("space")
-    if stored is None:
-        return _as_space(space, task)
-    if space is None:
-        return _as_space(stored, task)
-    given = _as_space(space, task)
-    if given.lr is None and attrs.get("lr_window"):
-        given = given.with_lr(*attrs["lr_window"])
-    if _space_text(given) != stored:
-        raise UserError(
-            f"space {_space_text(given)!r} differs from the study's space {stored!r}:"
-            " give the same space, none (to use the study's), or another study"
-        )
-    return _as_space(stored, task)
-
-
-def _join_settings(attrs, task, cv, seeds, epochs):
-    """cv, seeds and epochs: the study's when it has them; UserError when a given one differs."""
-    if attrs.get("task") not in (None, task.name):
-        raise UserError(
-            f"task {task.name!r} differs from the study's task {attrs['task']!r}: give the"
-            " study's task or another study"
-        )
-    out = []
-    for key, value, default in (("cv", cv, None), ("seeds", seeds, 1), ("epochs", epochs, None)):
-        if key not in attrs:
-            out.append(value)
-            continue
-        stored = attrs[key]
-        if value not in (default, stored):
-            raise UserError(
-                f"{key}={value!r} differs from the study's {key}={stored!r}: give the same"
-                f" {key}, leave it out, or use another study"
-            )
-        out.append(stored)
-    return out[0], out[1], (out[2] if out[2] is not None else task.epochs)
-
-
-def _folds(task: Task, cv: int | None, seed: int) -> list[Task]:
-    if cv is None:
-        return [task]
-    folds = getattr(task, "folds", None)
-    if folds is None:
-        raise UserError(f"task {task.name!r} cannot be split into folds (it has no folds())")
-    return list(folds(cv, seed))
-
-
-def _as_space(value: Any, task: Task):
-    try:
-        return as_space(value, task)
-    except TypeError:  # the first Space's as_space takes no task
-        return as_space(value)
-
-
-def _space_text(space: Any) -> str:
-    text = getattr(space, "text", None)
-    return text() if callable(text) else str(space.schedule)
-
-
-def _reference_schedule(space: Any) -> str:
-    """The schedule pick_lr picks the warm start's rate for (the space's first family)."""
-    schedule = getattr(space, "schedule", None)
-    if isinstance(schedule, str):
-        return schedule
-    with contextlib.suppress(Exception):
-        return space.config({"lr": 1.0}).schedule
-    return "warmup(5%) >> cosine"
 
 
 # -- samplers and pruners ---------------------------------------------------------------------
@@ -373,53 +279,51 @@ def _pruner(name: str | None, val_every: int, run_steps: int):
 
 # -- running ----------------------------------------------------------------------------------
 class _Stop:
-    """A callback that stops the study when the trials are done, the budget is spent or the
-    time is up (checked after every trial, so the last trial may overrun the budget)."""
+    """A callback that stops the study once it has spent its budget of optimizer steps
+    (checked after every trial, so the last trial may overrun it), or once ``trials`` trials
+    have diverged or failed (a range where nothing trains ends with a result, not a loop)."""
 
-    def __init__(self, study, trials, budget, run_steps, attrs, timeout):
+    def __init__(self, study, trials, budget, run_steps, attrs):
         self.study, self.trials, self.budget, self.run_steps = study, trials, budget, run_steps
-        self.measure = int(attrs.get("find_steps") or 0) + int(attrs.get("pick_steps") or 0)
-        self.deadline = None if timeout is None else time.monotonic() + timeout
+        self.measured = int(attrs.get("find_steps") or 0) + int(attrs.get("pick_steps") or 0)
 
     def spent(self) -> int:
-        """Optimizer steps spent so far: measuring and every finished trial."""
-        return self.measure + sum(int(t.user_attrs.get("steps", 0)) for t in self.study.trials)
+        """Optimizer steps spent so far: measuring and every trial."""
+        trials = self.study.get_trials(deepcopy=False)
+        return self.measured + sum(int(t.user_attrs.get("steps") or 0) for t in trials)
 
-    def done(self) -> bool:
-        import optuna
+    def spent_all(self) -> bool:
+        return self.budget is not None and self.spent() >= self.budget * self.run_steps
 
-        states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-        finished = [t for t in self.study.trials if t.state in states]
-        failed = [t for t in self.study.trials if t.state == optuna.trial.TrialState.FAIL]
-        if self.trials is not None and (len(finished) >= self.trials or len(failed) >= self.trials):
-            return True
-        if self.budget is not None and self.spent() >= self.budget * self.run_steps:
-            return True
-        return self.deadline is not None and time.monotonic() >= self.deadline
+    def failed_all(self) -> bool:
+        bad = ("diverged", "failed")
+        trials = self.study.get_trials(deepcopy=False)
+        failed = sum(t.user_attrs.get("status") in bad for t in trials)
+        return self.trials is not None and failed >= self.trials
 
     def __call__(self, study, trial) -> None:
-        if self.done():
+        if self.spent_all() or self.failed_all():
             study.stop()
 
 
 class _Lines:
     """One line per finished trial: number, lr, family, metric, state, verdict."""
 
-    def __init__(self, task: str, show: bool):
-        self.task, self.show = task, show
+    def __init__(self, task: str, trials: int | None, show: bool):
+        self.task, self.trials, self.show = task, trials, show
 
-    def __call__(self, study, trial) -> None:
+    def __call__(self, trial, finished: int) -> None:
         if not self.show:
             return
         a = trial.user_attrs
-        config = a.get("config", {})
+        config = a.get("config") or {}
         value = a.get("metric_mean")
         shown = "-" if value is None else f"{value:.4g}"
-        std = a.get("metric_std")
-        if std:
-            shown += f" +- {std:.2g}"
+        if a.get("metric_std"):
+            shown += f" +- {a['metric_std']:.2g}"
+        of = f"/{self.trials}" if self.trials is not None else ""
         line = (
-            f"trial {trial.number}: lr {config.get('lr', math.nan):.3g}"
+            f"trial {trial.number} ({finished}{of} done): lr {config.get('lr', math.nan):.3g}"
             f" {config.get('family', '')}  {shown}  {a.get('status', trial.state.name.lower())}"
             f"  verdict {a.get('verdict', '-')}"
         )
@@ -427,15 +331,6 @@ class _Lines:
             line += f" ({a['reason']})"
         with progress_bar(f"tune {self.task}", None, show=True) as bar:
             bar.note(line)
-
-
-def _run(study, objective, trials, callbacks) -> None:
-    try:
-        from .workers import run_trials
-    except ImportError:  # the workers module of this issue is not merged yet
-        study.optimize(objective, n_trials=None, callbacks=callbacks, catch=())
-        return
-    run_trials(study, objective, trials if trials is not None else 10**9, callbacks=callbacks)
 
 
 @contextlib.contextmanager
@@ -449,28 +344,3 @@ def _quiet_optuna():
         yield
     finally:
         optuna.logging.set_verbosity(level)
-
-
-def _result(study):
-    try:
-        from .result import TuneResult
-    except ImportError:  # the result module of this issue is not merged yet
-        return _Interim(study)
-    return TuneResult.from_study(study)
-
-
-class _Interim:
-    """A stand-in for TuneResult until it is merged: the study, its best config and value."""
-
-    def __init__(self, study):
-        from .config import Config
-
-        self.study = study
-        done = [t for t in study.trials if t.state.name == "COMPLETE"]
-        best = study.best_trial if done else None
-        self.best = None if best is None else Config.from_dict(best.user_attrs["config"])
-        self.best_value = None if best is None else best.value
-        self.best_std = None if best is None else best.user_attrs.get("metric_std")
-        self.trials = [
-            dict(number=t.number, state=t.state.name, **t.user_attrs) for t in study.trials
-        ]

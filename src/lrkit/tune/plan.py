@@ -1,0 +1,116 @@
+"""What a study remembers, and how a tune joins one: the study's ``user_attrs["lrkit"]``.
+
+A study is created by the first tune on it (or by ``lrkit study create``) and holds, in
+``user_attrs["lrkit"]``, what every worker needs to run its trials the same way: the task, the
+space (text), cv, seeds, epochs, the lr window and the warm start the first worker measured.
+A tune that joins the study (a worker, or ``resume=True``) takes those from it; an argument
+given that differs from the study's is a UserError naming both. Defaults (``cv=None``,
+``seeds=1``, ``epochs=None``, ``space=None``) never conflict: they mean "the study's".
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+from ..paths import writable_dir
+from ..tasks import Task
+from .space import as_space
+from .storage import create_study, list_studies, load_study, open_storage
+
+DEFAULT_ROOT = Path("runs") / "tune"
+
+
+def open_study_storage(url: str | None, out: str | Path | None, name: str):
+    """``(storage, run_dir)``: the storage ``url`` names, or the journal file in ``out``
+    (default ``runs/tune/<name>``; ``run_dir`` is None for an explicit storage)."""
+    if url is None:
+        run_dir = writable_dir(out if out is not None else DEFAULT_ROOT / name, "out")
+        return open_storage(None, run_dir), run_dir
+    return open_storage(url, None), None
+
+
+def existing_study(storage: Any, name: str):
+    """The study ``name`` in ``storage``, or None when there is none."""
+    if name not in list_studies(storage):
+        return None
+    return load_study(storage, name)
+
+
+def new_study(storage: Any, name: str, direction: str):
+    """Create the study (or load it, when another worker created it a moment ago)."""
+    return create_study(storage, name, direction=direction, exist_ok=True)
+
+
+def join_space(space: Any, task: Task, attrs: dict[str, Any]):
+    """The space given, or the study's (a worker joining); UserError when they differ."""
+    stored = attrs.get("space")
+    if stored is None:
+        return task_space(space, task)
+    if space is None:
+        return task_space(stored, task)
+    given = task_space(space, task)
+    if given.lr is None and attrs.get("lr_window"):
+        given = given.with_lr(*attrs["lr_window"])
+    if space_text(given) != stored:
+        raise UserError(
+            f"space {space_text(given)!r} differs from the study's space {stored!r}: give the"
+            " same space, none (to use the study's), or another study"
+        )
+    return task_space(stored, task)
+
+
+def join_settings(
+    attrs: dict[str, Any], task: Task, cv: int | None, seeds: int, epochs: int | None
+) -> tuple[int | None, int, int]:
+    """cv, seeds and epochs: the study's when it has them, UserError when one given differs;
+    epochs default to the task's."""
+    if attrs.get("task") not in (None, task.name):
+        raise UserError(
+            f"task {task.name!r} differs from the study's task {attrs['task']!r}: give the"
+            " study's task or another study"
+        )
+    out = []
+    for key, value, default in (("cv", cv, None), ("seeds", seeds, 1), ("epochs", epochs, None)):
+        stored = attrs.get(key)
+        if key not in attrs or stored is None:
+            out.append(value)
+            continue
+        if value not in (default, stored):
+            raise UserError(
+                f"{key}={value!r} differs from the study's {key}={stored!r}: give the same"
+                f" {key}, leave it out, or use another study"
+            )
+        out.append(stored)
+    return out[0], out[1], (out[2] if out[2] is not None else task.epochs)
+
+
+def folds(task: Task, cv: int | None, seed: int) -> list[Task]:
+    """The task's k folds (``task.folds(cv, seed)``), or the task itself when ``cv`` is None."""
+    return [task] if cv is None else list(task.folds(cv, seed))
+
+
+def task_space(value: Any, task: Task):
+    """``as_space(value, task)``."""
+    try:
+        return as_space(value, task)
+    except TypeError:  # the first Space's as_space takes no task
+        return as_space(value)
+
+
+def space_text(space: Any) -> str:
+    """The space in its text form (what the study stores)."""
+    text = getattr(space, "text", None)
+    return text() if callable(text) else str(space.schedule)
+
+
+def reference_schedule(space: Any) -> str:
+    """The schedule pick_lr picks the warm start's rate for: the space's (first) schedule."""
+    schedule = getattr(space, "schedule", None)
+    if isinstance(schedule, str):
+        return schedule
+    with contextlib.suppress(Exception):
+        return space.config({"lr": 1.0}).schedule
+    return "warmup(5%) >> cosine"
