@@ -22,6 +22,8 @@ BASE = {
     ("pick",): (["--task", "user_tasks:tiny", "--budget", "3", "--quiet"], []),
     ("train",): (["--task", "user_tasks:tiny", "--quiet", "--out", "{tmp}"], []),
     ("schedule", "show"): (["--steps", "10"], ["cosine"]),
+    ("tune",): (["--task", "user_tasks:tiny", "--trials", "1", "--quiet", "--out", "{tmp}"], []),
+    ("study", "create"): (["--storage", "{tmp}.journal", "--task", "user_tasks:tiny"], ["s"]),
 }
 
 

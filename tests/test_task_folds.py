@@ -438,3 +438,10 @@ def test_train_offers_the_optimizers_tasks_know():
     from lrkit.cli.train_cmd import OPTIMIZER_NAMES
 
     assert set(OPTIMIZER_NAMES) == set(OPTIMIZERS)
+
+
+def test_train_summary_names_the_options_it_changed(capsys, tmp_path):
+    status, out, err = call(capsys, "train", "--task", "wine-mlp", "--optimizer", "adam",
+                            "--weight-decay", "1e-4", "--epochs", "1", "--out", tmp_path)  # fmt: skip
+    assert status == 0, err
+    assert "wine-mlp (--optimizer adam --weight-decay 0.0001)" in out

@@ -108,7 +108,8 @@ def test_an_empty_study_gives_no_best_and_an_empty_table():
 
 def test_the_table_has_a_row_per_trial_with_mean_std_status_verdict_and_reason():
     study = make_study()
-    add(study, 0.01, 0.9012, std=0.0123, family="cosine", to=0.01, verdict="lr too low")
+    add(study, 0.01, 0.9012, std=0.0123, family="cosine", to=0.01, verdict="lr too low",
+        splits=3)  # fmt: skip
     add(study, 0.9, status="diverged", reason="loss nan at step 7", verdict="diverged")
     add(study, 0.3, status="pruned", report=(20, 0.55), reason="pruned at step 20")
     lines = TuneResult.from_study(study).table().splitlines()
@@ -118,6 +119,13 @@ def test_the_table_has_a_row_per_trial_with_mean_std_status_verdict_and_reason()
     assert "cosine" in first and "cosine.to=0.01" in first and "lr too low" in first
     assert "diverged" in second and "loss nan at step 7" in second
     assert "pruned" in third and "(0.55 at step 20)" in third
+
+
+def test_a_trial_of_one_split_shows_its_metric_without_a_spread():
+    study = make_study()
+    add(study, 0.01, 0.9012, std=0.0)
+    row = TuneResult.from_study(study).table().splitlines()[2]
+    assert "0.9012" in row and "±" not in row
 
 
 def test_the_summary_names_the_best_its_spread_the_splits_and_the_verdicts():
@@ -136,7 +144,7 @@ def test_importance_of_a_single_param_is_all_of_it_with_a_note():
         add(study, lr, 0.8 + 0.01 * i)
     result = TuneResult.from_study(study)
     assert result.importance() == {"lr": 1.0}
-    assert "only lr was searched" in result.importance_note()
+    assert result.importance_note() == "lr only (the one param searched)"
 
 
 def test_importance_with_too_few_trials_is_empty_with_a_reason():

@@ -4,7 +4,14 @@
 internal error (with its traceback), 130 interrupted.
 """
 
-from . import doctor_cmd, find_cmd, schedule_cmd, train_cmd  # noqa: F401  (registers the commands)
+from . import (  # noqa: F401  (registers the commands)
+    doctor_cmd,
+    find_cmd,
+    schedule_cmd,
+    study_cmd,
+    train_cmd,
+    tune_cmd,
+)
 from .app import cli, main
 
 __all__ = ["cli", "main"]

@@ -37,14 +37,15 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
     invoke_without_command=True,
     epilog="\b\nExamples:\n  lrkit tasks\n  lrkit schedule show 'warmup(5%) >> cosine(to=0.01)' --steps 1000"
     "\n  lrkit train --task digits-mlp --schedule 'warmup(5%) >> cosine(to=0.01)'"
-    "\n  lrkit find --task digits-mlp --png find.png",
+    "\n  lrkit find --task digits-mlp --png find.png"
+    "\n  lrkit tune --task digits-mlp --trials 20",
 )
 @click.version_option(
     __version__, "-V", "--version", prog_name=PROG, message="%(prog)s %(version)s"
 )
 @click.pass_context
 def cli(ctx: click.Context) -> None:
-    """lrkit: find, schedule and watch the learning rate of a PyTorch model (tune is coming).
+    """lrkit: find, schedule, tune and watch the learning rate of a PyTorch model.
 
     Every command has its own --help, e.g. 'lrkit train --help'.
     """
@@ -67,17 +68,27 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         return _user_error(str(e))
     except Exception as e:
-        traceback.print_exc(file=sys.stderr)
+        sys.stderr.write(_redact(traceback.format_exc()))
         first = str(e).splitlines()[0] if str(e) else ""
-        click.echo(f"{PROG}: internal error: {type(e).__name__}: {first}", err=True)
+        click.echo(_redact(f"{PROG}: internal error: {type(e).__name__}: {first}"), err=True)
         return 1
     return result if isinstance(result, int) else 0
 
 
 def _user_error(message: str) -> int:
-    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    lines = [line.strip() for line in _redact(str(message)).splitlines() if line.strip()]
     click.echo(f"{PROG}: error: {lines[0] if lines else 'invalid input'}", err=True)
     return 2
+
+
+def _redact(text: str) -> str:
+    """``text`` with any URL's password shown as ``***`` (a storage URL in an error), and any
+    password of a storage opened in this process."""
+    if "://" not in text and "lrkit.tune.storage" not in sys.modules:
+        return text
+    from ..tune.storage import redact
+
+    return redact(text)
 
 
 @contextlib.contextmanager

@@ -171,7 +171,11 @@ def train_command(
 
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())  # so that --task mymodule:make_task finds ./mymodule.py
-    task = variant(get_task(task_name), optimizer, weight_decay, batch_size)
+    changes = variant_flags(optimizer, weight_decay, batch_size)
+    task = get_task(task_name)
+    if changes:
+        with user_input(changes):
+            task = task.variant(optimizer, weight_decay, batch_size)
     if lr_from is not None:
         lr = lr_from_file(lr_from, lr, task, quiet)
     epochs = epochs or task.epochs
@@ -211,7 +215,7 @@ def train_command(
         click.get_current_context().exit(1)
     elapsed = time.perf_counter() - started
     if not quiet:
-        print_summary(history, elapsed)
+        print_summary(history, elapsed, changes)
         if guarding:
             click.echo(guard_summary(guarding))
         click.echo(doctor_summary(callbacks[0] if watching else history))
@@ -222,16 +226,12 @@ def train_command(
         click.echo(f"signals written to {logdir}")
 
 
-def variant(task, optimizer: str | None, weight_decay: float | None, batch_size: int | None):
-    """``task.variant(...)`` of the options given; its errors name them."""
+def variant_flags(optimizer: str | None, weight_decay: float | None, batch_size: int | None) -> str:
+    """The variant options given, as typed: ``--optimizer sgd --batch-size 32`` ("" for none)."""
     given = [("--optimizer", optimizer), ("--weight-decay", weight_decay)]
     given += [("--batch-size", batch_size)]
-    flags = " ".join(f"{name} {value:g}" if isinstance(value, float) else f"{name} {value}"
-                     for name, value in given if value is not None)  # fmt: skip
-    if not flags:
-        return task
-    with user_input(flags):
-        return task.variant(optimizer, weight_decay, batch_size)
+    return " ".join(f"{name} {value:g}" if isinstance(value, float) else f"{name} {value}"
+                    for name, value in given if value is not None)  # fmt: skip
 
 
 def fresh_logdir(logdir: str) -> Path:
@@ -291,8 +291,9 @@ def default_out(task_name: str) -> Path:
     return Path("runs") / f"{safe}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def print_summary(history, elapsed: float) -> None:
-    """A rich table: task, lr, schedule, steps, final and best metric, status, time."""
+def print_summary(history, elapsed: float, changes: str = "") -> None:
+    """A rich table: task (and the variant options given), lr, schedule, steps, final and
+    best metric, status, time."""
     from rich.console import Console
     from rich.table import Table
 
@@ -303,7 +304,7 @@ def print_summary(history, elapsed: float) -> None:
     table = Table(title="lrkit train", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("task", history.task)
+    table.add_row("task", history.task + (f" ({changes})" if changes else ""))
     table.add_row("lr", f"{history.lr:g}")
     table.add_row("schedule", history.schedule)
     if history.resolved_schedule != history.schedule:

@@ -128,6 +128,14 @@ def check_folds(k: Any, seed: Any = 0) -> tuple[int, int]:
     return k, seed
 
 
+def check_batch_size(value: Any) -> int:
+    """A batch size: a whole number >= 1; a UserError otherwise."""
+    try:
+        return whole(value, "batch size", least=1)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
 def fold_indices(data: TaskData, k: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
     """``k`` pairs ``(train_index, val_index)`` of a k-fold split of ``data``'s examples.
 
@@ -213,4 +221,4 @@ def tensor_data(
     return TaskData(size, make_loaders, batch_size, split, labels)
 
 
-__all__ = ["TaskData", "tensor_data", "fold_indices", "check_folds", "SPLITS"]
+__all__ = ["TaskData", "tensor_data", "fold_indices", "check_folds", "check_batch_size", "SPLITS"]

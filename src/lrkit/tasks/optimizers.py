@@ -49,8 +49,11 @@ def check_optimizer(name: Any) -> str:
 
 
 def check_weight_decay(value: Any) -> float:
-    """A weight decay: a finite number >= 0, as float."""
-    return number(value, "weight decay", low=0)
+    """A weight decay: a finite number >= 0, as float; a UserError otherwise."""
+    try:
+        return number(value, "weight decay", low=0)
+    except ValueError as e:
+        raise UserError(str(e)) from None
 
 
 def decaying(groups: list[dict]) -> list[bool]:

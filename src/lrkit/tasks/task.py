@@ -34,7 +34,7 @@ from torch.nn import functional as F
 from ..checks import check_lr, whole
 from ..errors import UserError
 from ..runtime import seed_everything, torch_threads
-from .folds import TaskData, check_folds, fold_indices
+from .folds import TaskData, check_batch_size, check_folds, fold_indices
 from .optimizers import check_optimizer, check_weight_decay, variant_optimizer
 
 Params = Iterable[torch.Tensor] | Iterable[dict[str, Any]]
@@ -92,7 +92,9 @@ class Task:
     - ``data``: a :class:`~lrkit.tasks.TaskData` describing the training data (how many
       examples, how to split them, loaders over a subset at a batch size), which
       :meth:`folds` and :meth:`variant` need (``batch_size``); with ``data`` given, the two
-      loader factories may be left out: they are ``data.loaders()``.
+      loader factories may be left out: they are ``data.loaders()``. ``data`` describes
+      the same data as the loaders: a copy that replaces the loaders replaces ``data`` too
+      (or sets it to None).
     """
 
     name: str
@@ -274,19 +276,13 @@ class Task:
         if optimizer is not None:
             optimizer = check_optimizer(optimizer)
         if weight_decay is not None:
-            try:
-                weight_decay = check_weight_decay(weight_decay)
-            except ValueError as e:
-                raise UserError(str(e)) from None
+            weight_decay = check_weight_decay(weight_decay)
         if optimizer is not None or weight_decay is not None:
             changes["make_optimizer"] = variant_optimizer(
                 self.make_optimizer, optimizer, weight_decay, self.name
             )
         if batch_size is not None:
-            try:
-                whole(batch_size, "batch size", least=1)
-            except ValueError as e:
-                raise UserError(str(e)) from None
+            check_batch_size(batch_size)
             data = self._data("change its batch size").with_batch_size(batch_size)
             changes.update(make_train_loader=data.loaders()[0], data=data)
         return replace(self, **changes) if changes else self

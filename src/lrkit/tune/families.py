@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..schedules import REGISTRY, ScheduleSyntaxError, parse
-from ..schedules.tokens import Token, tokenize
-from .ranges import Choice, Dim, Range, parse_dim, scan
+from .braces import parse_dim, scan
+from .ranges import Choice, Dim, Range
 
 __all__ = ["Param", "Family", "read_family", "top_level"]
 
 _ALIASES = {"minimum": "min", "maximum": "max"}
+_IDENT = re.compile(r"[A-Za-z_][\w-]*")
 _STRING = re.compile(r"""'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*\"""")
 
 
@@ -195,32 +196,25 @@ def _check(spec: str, begin: int, family: Family) -> None:
 
 
 def _named(draft: Family, taken: set[str]) -> Family:
-    """The family with its name (its main schedule's) and its params' names."""
-    tokens = tokenize(
-        _splice(
-            draft.text,
-            [(p.start, p.stop, p.dim.write(_ends(p.dim)[0])) for p in draft.params],
-            pad=True,
-        )
-    )
-    last = draft.parts[-1]
-    main = next(
-        (
-            _ALIASES.get(t.text, t.text)
-            for t in tokens
-            if t.kind == "name"
-            and last[0] < t.col <= last[1]
-            and _ALIASES.get(t.text, t.text) in REGISTRY
-        ),
-        "schedule",
-    )
+    """The family with its name (its main schedule's: the last ``>>`` part's) and its params'
+    names (the schedule and argument each range is given to)."""
+    masked = _masked(draft)
+    start, stop = draft.parts[-1]
+    names = (_ALIASES.get(m.group(), m.group()) for m in _IDENT.finditer(masked, start, stop))
+    main = next((n for n in names if n in REGISTRY), "schedule")
     name = _unique(main, taken)
     params = []
-    for p in draft.params:
-        call, arg = _place(tokens, p)
+    for p, (call, arg) in zip(draft.params, _places(masked, draft.params)):
         base = f"{name}.{arg}" if call in (main, None) else f"{name}.{call}.{arg}"
         params.append(dataclasses.replace(p, name=_unique(base, taken)))
     return dataclasses.replace(draft, name=name, params=tuple(params))
+
+
+def _masked(family: Family) -> str:
+    """The family's text with its ranges and quoted strings blanked (the same length)."""
+    text = _splice(family.text, [(p.start, p.stop, "") for p in family.params], pad=True)
+    strings = [(m.start(), m.end(), "") for m in _STRING.finditer(text)]
+    return _splice(text, strings, pad=True)
 
 
 def _unique(name: str, taken: set[str]) -> str:
@@ -232,37 +226,39 @@ def _unique(name: str, taken: set[str]) -> str:
     return out
 
 
-def _place(tokens: list[Token], p: Param) -> tuple[str | None, str]:
-    """(the schedule whose argument the range is, the argument's name)."""
-    j = next(i for i, t in enumerate(tokens) if t.col == p.start + 1)
-    key = _key(tokens, j)
-    commas, depth, k = 0, 0, j - 1
-    while k >= 0:
-        t = tokens[k]
-        if t.kind == "op" and t.text in ")]":
-            depth += 1
-        elif t.kind == "op" and t.text in "([":
-            if depth == 0:
-                if t.text == "[":  # a list argument: its name is the list's
-                    key, commas = key or _key(tokens, k), 0
-                elif k > 0 and tokens[k - 1].kind == "name":
-                    call = _ALIASES.get(tokens[k - 1].text, tokens[k - 1].text)
-                    return call, key or _field(call, commas)
-                else:
-                    break
-            else:
-                depth -= 1
-        elif t.kind == "op" and t.text == "," and depth == 0:
-            commas += 1
-        k -= 1
+def _places(masked: str, params: tuple[Param, ...]) -> list[tuple[str | None, str]]:
+    """For each param: (the schedule whose argument it is, or None; the argument's name)."""
+    stack: list[list] = []  # per open bracket: [bracket, call, its key, commas so far]
+    found: dict[int, tuple[str | None, str]] = {}
+    starts = {p.start: p for p in params}
+    for i, char in enumerate(masked):
+        if i in starts:
+            found[i] = _place(stack, _key(masked, i), starts[i])
+        if char in "([":
+            call = re.search(r"(?<![\w.])([A-Za-z_][\w-]*)\s*$", masked[max(0, i - 80) : i])
+            name = call and _ALIASES.get(call.group(1), call.group(1)) if char == "(" else None
+            stack.append([char, name, _key(masked, i), 0])
+        elif char in ")]" and stack:
+            stack.pop()
+        elif char == "," and stack:
+            stack[-1][3] += 1
+    return [found[p.start] for p in params]
+
+
+def _place(stack: list[list], key: str | None, p: Param) -> tuple[str | None, str]:
+    top = stack[-1] if stack else None
+    if top and top[0] == "[" and len(stack) > 1:  # an item of a list argument
+        key, top = top[2], stack[-2]
+    if top and top[0] == "(" and top[1]:
+        return top[1], key or _field(top[1], top[3])
     named = isinstance(p.dim, Choice) and all(isinstance(v, str) for v in p.dim.values)
     return None, "schedule" if named else "value"
 
 
-def _key(tokens: list[Token], j: int) -> str | None:
-    if j >= 2 and tokens[j - 1].text == "=" and tokens[j - 2].kind == "name":
-        return tokens[j - 2].text
-    return None
+def _key(masked: str, i: int) -> str | None:
+    """The ``name=`` just before column ``i``, if any."""
+    m = re.search(r"([A-Za-z_][\w-]*)\s*=\s*$", masked[max(0, i - 80) : i])
+    return m.group(1) if m else None
 
 
 def _field(call: str, index: int) -> str:

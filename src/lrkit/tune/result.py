@@ -35,7 +35,8 @@ from typing import Any
 from ..errors import UserError
 from ..results import Result, decode_floats, encode_floats, write_whole
 from .config import Config
-from .text import redact, result_table, summary_lines
+from .storage import redact
+from .text import result_table, summary_lines
 
 VERSION = 1
 MIN_IMPORTANCE_TRIALS = 4  # fewer complete trials than this: no importance is measured
@@ -171,14 +172,16 @@ class TuneResult(Result):
         epochs = self.attrs.get("epochs")
         return [] if epochs is None else ["--epochs", str(int(epochs))]
 
-    def train_line(self, *extra: str) -> str:
+    def train_line(self, *extra: str, task: str | None = None) -> str:
         """The best configuration as a runnable ``lrkit train --task ...`` line (with the
-        tune's ``--epochs``); UserError saying why when no trial completed."""
-        return self._need_best().train_line(self.task or "TASK", *self._epochs(), *extra)
+        tune's ``--epochs``); ``task``: the task as the line should name it (default: the
+        study's task name). UserError saying why when no trial completed."""
+        name = task or self.task or "TASK"
+        return self._need_best().train_line(name, *self._epochs(), *extra)
 
-    def python(self) -> str:
+    def python(self, task: str | None = None) -> str:
         """Python that trains the best configuration with :func:`lrkit.fit`."""
-        code = self._need_best().python(self.task or "TASK")
+        code = self._need_best().python(task or self.task or "TASK")
         epochs = self._epochs()
         return code[:-1] + f", epochs={epochs[1]})" if epochs and code.endswith(")") else code
 
@@ -200,7 +203,7 @@ class TuneResult(Result):
         if not searched:
             return {}, "no param was searched by a complete trial"
         if len(searched) == 1:
-            return {searched[0]: 1.0}, f"only {searched[0]} was searched: all the importance"
+            return {searched[0]: 1.0}, f"{searched[0]} only (the one param searched)"
         if len(done) < MIN_IMPORTANCE_TRIALS:
             return {}, (
                 f"not measured: {len(done)} complete trial{'s' * (len(done) != 1)}, needs at"

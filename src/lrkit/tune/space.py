@@ -42,14 +42,14 @@ from typing import Any
 from ..checks import check_lr, whole
 from ..errors import UserError
 from ..schedules import ScheduleSyntaxError
-from .config import OPTIMIZERS, Config
+from .config import Config
 from .families import Family, read_family, top_level
-from .ranges import Choice, Dim, Range, choice_at, parse_dim, scan, written
+from .ranges import Choice, Dim, Range, written
+from .settings import SETTINGS, lr_range, setting, setting_text
 
 __all__ = ["Space", "as_space", "parse_space", "default_space", "Range", "Choice", "MAX_GRID"]
 
 MAX_GRID = 10_000  # a grid with more points is refused
-SETTINGS = ("lr", "optimizer", "weight_decay", "batch_size")
 DEFAULT_SCHEDULES = (
     "warmup({0..10%}) >> cosine(to={0..0.1})",
     "one_cycle(peak_at={0.1..0.5})",
@@ -96,7 +96,7 @@ class Space:
         object.__setattr__(self, "families", families)
         object.__setattr__(self, "schedule", " | ".join(f.text for f in families))
         for key in SETTINGS[1:]:
-            object.__setattr__(self, key, _setting(key, getattr(self, key)))
+            object.__setattr__(self, key, setting(key, getattr(self, key)))
 
     # -- reading and writing --
     @classmethod
@@ -253,78 +253,6 @@ def _dim_text(dim: Dim) -> str:
     return dim.text()
 
 
-# -- settings ------------------------------------------------------------------------------
-def _setting(key: str, value: Any) -> Dim | None:
-    """A setting's value as a Dim (None stays None), checked."""
-    if value is None or isinstance(value, Range | Choice):
-        dim = value
-    elif isinstance(value, str):
-        dim = _setting_text(key, value, 0, len(value))
-    elif isinstance(value, list | tuple):
-        dim = Choice(tuple(value))
-    else:
-        dim = Choice((value,))
-    if dim is not None:
-        _check_setting(key, dim)
-    return dim
-
-
-def _check_setting(key: str, dim: Dim) -> None:
-    values = dim.values if isinstance(dim, Choice) else dim.ends()
-    if key == "optimizer":
-        bad = [v for v in values if v not in (*OPTIMIZERS, None)]
-        if isinstance(dim, Range):
-            bad = [dim.text()]
-        if bad:
-            close = difflib.get_close_matches(str(bad[0]), OPTIMIZERS, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise UserError(
-                f"unknown optimizer {bad[0]!r}{hint}; known: {', '.join(OPTIMIZERS)}, none"
-            )
-    elif key == "weight_decay":
-        for v in values:
-            Config(lr=1.0, weight_decay=v)  # its check names the value
-        if isinstance(dim, Range) and dim.unit:
-            raise UserError(f"weight_decay is a number, not a length: got {dim.text()}")
-    elif key == "batch_size":
-        if isinstance(dim, Range) and not dim.integer:
-            raise UserError(
-                f"a batch_size range must be whole numbers: write {{lo..hi int}}, got {dim.text()}"
-            )
-        for v in values:
-            Config(lr=1.0, batch_size=v)
-
-
-def _setting_text(key: str, spec: str, begin: int, end: int) -> Dim | None:
-    """A setting's value written at ``spec[begin:end]``: a range, a choice or one value."""
-    text = spec[begin:end]
-    lead = len(text) - len(text.lstrip())
-    start, stop = begin + lead, begin + len(text.rstrip())
-    if start == stop:
-        raise ScheduleSyntaxError(
-            f"{key}= has no value at column {start + 1}; write {key}={{...}} or one value",
-            spec,
-            start + 1,
-        )
-    if spec[start] != "{":  # one value: a choice of one
-        dim = choice_at(spec, start, stop)
-        if key == "optimizer" and dim.values == ("none",):
-            return None
-        return dim
-    spans = scan(spec, start, stop)
-    if spans[0][1] != stop or len(spans) != 1:
-        col = spans[0][1] + 1
-        raise ScheduleSyntaxError(
-            f"unexpected text after the range at column {col}; a setting takes one value or range",
-            spec,
-            col,
-        )
-    dim = parse_dim(spec, start, stop)
-    if key == "optimizer" and isinstance(dim, Choice):
-        return Choice(tuple(None if v == "none" else v for v in dim.values), dim.texts)
-    return dim
-
-
 # -- the text form -------------------------------------------------------------------------
 def parse_space(text: str) -> Space:
     """The space written in ``text`` (see the module's doc); ScheduleSyntaxError at the column."""
@@ -358,9 +286,9 @@ def parse_space(text: str) -> Space:
         if key in settings:
             raise ScheduleSyntaxError(f"setting {key!r} given twice at column {col}", text, col)
         value_at = a + m.end()
-        dim = _setting_text(key, text, value_at, b)
+        dim = setting_text(key, text, value_at, b)
         try:
-            settings[key] = _lr(dim) if key == "lr" else _setting(key, dim)
+            settings[key] = lr_range(dim) if key == "lr" else setting(key, dim)
         except ValueError as e:
             col = value_at + len(text[value_at:b]) - len(text[value_at:b].lstrip()) + 1
             raise ScheduleSyntaxError(f"invalid {key} at column {col}: {e}", text, col) from None
@@ -381,18 +309,6 @@ def parse_space(text: str) -> Space:
     a, b = schedules[0]
     _families(text, a, b, set())  # errors point into the whole text
     return Space(schedule=text[a:b], **settings)
-
-
-def _lr(dim: Dim | None) -> tuple[float, float]:
-    if isinstance(dim, Choice):
-        if not dim.fixed:
-            raise UserError(
-                f"lr takes a range {{low..high}} (log scale), not a choice {dim.text()}"
-            )
-        return (dim.values[0], dim.values[0])
-    if dim.integer or dim.unit:
-        raise UserError(f"lr is a number range {{low..high}}, got {dim.text()}")
-    return (check_lr(dim.low, "lr range low"), check_lr(dim.high, "lr range high"))
 
 
 def _families(text: str, begin: int, end: int, taken: set[str]) -> list[Family]:

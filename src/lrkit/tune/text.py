@@ -7,16 +7,9 @@ test all see the same words. Nothing here prints: the CLI does.
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
 SHOWN_NUMBERS = 6  # trial numbers listed per verdict before "..."
-_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)(?P<secret>[^@\s]*)@")
-
-
-def redact(text: str) -> str:
-    """``text`` with the password of any URL in it replaced by ``***``."""
-    return _PASSWORD.sub(lambda m: f"{m['head']}***@", text)
 
 
 def fmt(x: Any, digits: int = 4) -> str:
@@ -72,12 +65,14 @@ def result_table(result: Any, width: int = 120) -> str:
 
 
 def _metric(row: dict[str, Any]) -> str:
-    """The mean ± std; for a trial stopped early without one, its last report and step."""
-    shown = mean_std(row["metric_mean"], row["metric_std"])
+    """The mean ± std over the splits (the mean alone for one split); for a pruned trial, its
+    last report and step in parentheses (a partial run's metric, not comparable)."""
     last = row.get("last_report")
-    if shown == "-" and last and fmt(last[1]) != "-":
+    if row["status"] == "pruned" and last and fmt(last[1]) != "-":
         return f"({fmt(last[1])} at step {last[0]})"
-    return shown
+    if len(row.get("splits") or ()) <= 1:
+        return fmt(row["metric_mean"])
+    return mean_std(row["metric_mean"], row["metric_std"])
 
 
 def numbers(found: list[int]) -> str:
@@ -99,9 +94,11 @@ def summary_lines(result: Any) -> list[str]:
         row = next(r for r in result.trials if r["number"] == result.best_trial)
         splits = len(row["splits"])
         over = f", mean over {splits} splits" if splits > 1 else ""
+        shown = (
+            mean_std(result.best_value, result.best_std) if splits > 1 else fmt(result.best_value)
+        )
         lines.append(
-            f"best: trial {result.best_trial}, {result.metric}"
-            f" {mean_std(result.best_value, result.best_std)} ({way} is better{over})"
+            f"best: trial {result.best_trial}, {result.metric} {shown} ({way} is better{over})"
         )
         extra = "".join(
             f", {name.replace('_', ' ')} {value}"
@@ -126,4 +123,4 @@ def summary_lines(result: Any) -> list[str]:
     return lines
 
 
-__all__ = ["redact", "result_table", "summary_lines", "fmt", "mean_std"]
+__all__ = ["result_table", "summary_lines", "fmt", "mean_std"]
