@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     run_all(grid_specs, args.jobs)
     # 2. every method's choice, then 3. its full runs
     jobs = [(t, m) for t in tasks for m in methods]
-    jobs.sort(key=lambda j: not j[1].startswith(("optuna", "pick_lr", "torch-lr-finder")))
+    jobs.sort(key=lambda j: not j[1].startswith(("optuna", "tune", "pick_lr", "torch-lr-finder")))
     choices = dict(zip(jobs, choose_all(jobs, args.jobs)))
     evals = [
         s
@@ -163,23 +163,27 @@ def _print(results: dict, tasks: list[str], methods: list[str], md: bool) -> Non
             ]
             + [fmt(results[t]["methods"][m]["regret"], ".2f") for t in tasks]
         )
-    picks = [m for m in methods if m.startswith("pick_lr")]
-    if len(picks) > 1:  # pick_lr over its seeds: the mean of every (task, seed) regret
-        per_task = [
-            statistics.mean(results[t]["methods"][m]["regret"] for m in picks) for t in tasks
-        ]
-        every = [results[t]["methods"][m]["regret"] for t in tasks for m in picks]
-        costs = [results[t]["methods"][m]["cost"] for t in tasks for m in picks]
-        rows.append(
-            [
-                f"lrkit pick_lr, mean of {len(picks)} seeds",
-                fmt(statistics.mean(every), ".3f"),
-                fmt(max(every), ".2f"),
-                fmt(statistics.mean(costs), ".2f"),
-            ]
-            + [fmt(v, ".2f") for v in per_task]
-        )
+    for family, label in (("pick_lr", "lrkit pick_lr"), ("tune-4", "lrkit tune (budget 4)")):
+        rows += _over_seeds([m for m in methods if m.startswith(family)], label, results, tasks)
     _table(["method", "mean regret", "worst", "mean cost (runs)", *tasks], rows, md)
+
+
+def _over_seeds(seeded: list[str], label: str, results: dict, tasks: list[str]) -> list[list]:
+    """A method over its seeds: the mean of every (task, seed) regret; [] for one seed."""
+    if len(seeded) < 2:
+        return []
+    per_task = [statistics.mean(results[t]["methods"][m]["regret"] for m in seeded) for t in tasks]
+    every = [results[t]["methods"][m]["regret"] for t in tasks for m in seeded]
+    costs = [results[t]["methods"][m]["cost"] for t in tasks for m in seeded]
+    return [
+        [
+            f"{label}, mean of {len(seeded)} seeds",
+            fmt(statistics.mean(every), ".3f"),
+            fmt(max(every), ".2f"),
+            fmt(statistics.mean(costs), ".2f"),
+        ]
+        + [fmt(v, ".2f") for v in per_task]
+    ]
 
 
 def _table(headers: list[str], rows: list[list[str]], md: bool) -> None:

@@ -106,12 +106,15 @@ class TuneResult(Result):
         return result
 
     def _choose_best(self) -> None:
-        """The best complete trial on the mean metric; ties: smaller std, then earlier."""
+        """The best complete trial on the mean metric; ties: smaller std, then the trial of
+        the middle lr among those still tied (with two in the middle, the earlier): the
+        centre of a flat top, not its edge, as pick_lr's tie rule (a metric on few validation
+        examples ties often; an edge rate loses in a re-run), then the earlier trial."""
         sign = -1.0 if self.direction == "maximize" else 1.0
 
-        def key(row: dict[str, Any]) -> tuple[float, float, int]:
+        def key(row: dict[str, Any]) -> tuple[float, float]:
             std = row["metric_std"]
-            return (sign * row["metric_mean"], std if _finite(std) else math.inf, row["number"])
+            return (sign * row["metric_mean"], std if _finite(std) else math.inf)
 
         done = [
             r for r in self.trials
@@ -125,7 +128,12 @@ class TuneResult(Result):
                 None,
             )
             return
-        row = min(done, key=key)
+        top = min(key(r) for r in done)
+        tied = sorted(
+            (r for r in done if key(r) == top), key=lambda r: (r["lr"] or 0.0, r["number"])
+        )
+        middle = tied[(len(tied) - 1) // 2 : len(tied) // 2 + 1]
+        row = min(middle, key=lambda r: r["number"])
         self.best = Config.from_dict(row["config"])
         self.best_value, self.best_std, self.best_trial = (
             row["metric_mean"], row["metric_std"], row["number"],
