@@ -43,7 +43,6 @@ SAMPLERS = ("tpe", "gp", "random", "grid")
 PRUNERS = ("sha", "hyperband", "median", "none")
 STARTUP_TRIALS = 5  # TPE/GP: random trials before the model (Optuna's 10 suits 100+ trials)
 REDUCTION = 3  # successive halving and hyperband: keep the best third at each rung
-FIRST_RUNG = 1 / 3  # the first rung: the first validation at or after this share of the run
 UNLIMITED = 10**9  # trials=None: run_trials' count that is never reached
 
 
@@ -265,24 +264,20 @@ def _sampler(name: str, grid: dict[str, list] | None, seed: int):
 
 
 def _pruner(name: str | None, val_every: int, run_steps: int):
-    """Rungs at the first validation at or after ``FIRST_RUNG`` of the run, and every
-    REDUCTION times further on. Not earlier: in the first few validations (the warmup's end)
-    the ranking of rates is how fast they start, not how well they end; on the LR-selection
-    benchmark a first rung at 1/8 of the run pruned the full runs' best rate (BENCHMARKS.md)."""
+    """Rungs at the first validation and every REDUCTION times further on."""
     import optuna
 
-    first = val_every * max(1, math.ceil(FIRST_RUNG * run_steps / val_every - 1e-9))
     if name is None:
         return optuna.pruners.NopPruner()
     if name == "sha":
         return optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=first, reduction_factor=REDUCTION
+            min_resource=val_every, reduction_factor=REDUCTION
         )
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(
-            min_resource=first, max_resource=run_steps, reduction_factor=REDUCTION
+            min_resource=val_every, max_resource=run_steps, reduction_factor=REDUCTION
         )
-    return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=first)
+    return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=val_every)
 
 
 # -- running ----------------------------------------------------------------------------------
