@@ -52,7 +52,7 @@ def test_each_trial_is_one_call_of_fit_per_split(tmp_path, monkeypatch):
     result = _tune(tmp_path, trials=3, seeds=2, pruner=None)
     assert len(calls) == 3 * 2
     assert [c["seed"] for c in calls] == [0, 1] * 3
-    assert [c["report"] is not None for c in calls] == [True, False] * 3  # the first split
+    assert [c["report"].trial is not None for c in calls] == [True, False] * 3  # reports: split 0
     assert all(r["steps"] == 2 * 135 for r in result.trials)  # 15 epochs of 9 batches, twice
     assert all(c["schedule"] == r["config"]["schedule"] for c, r in zip(calls[::2], result.trials))
 
@@ -213,13 +213,14 @@ def test_the_grid_sampler_covers_the_grid(tmp_path):
     assert tried == pytest.approx(sorted(space.grid()["lr"]))
 
 
-def test_a_budget_stops_the_study_within_one_trial(tmp_path):
-    result = _tune(tmp_path, budget=3.0, trials=None)
+def test_a_budget_stops_the_study_within_one_validation_of_it(tmp_path):
+    result = _tune(tmp_path, space=LR_ONLY, budget=3.0, trials=None, pruner=None)
     run = result.attrs["steps_per_run"]
     spent = result.attrs["find_steps"] + result.attrs["pick_steps"]
     spent += sum(r["steps"] for r in result.trials)
-    assert 3 * run <= spent <= 3 * run + run
-    assert spent - result.trials[-1]["steps"] < 3 * run  # it stopped after the one that spent it
+    assert 3 * run <= spent < 3 * run + 17  # wine-mlp validates every 17 of its 135 steps
+    last = result.trials[-1]
+    assert last["state"] == "PRUNED" and "budget is spent" in last["reason"]
 
 
 def test_a_resumed_study_continues_to_the_trials(tmp_path):

@@ -43,6 +43,7 @@ SAMPLERS = ("tpe", "gp", "random", "grid")
 PRUNERS = ("sha", "hyperband", "median", "none")
 STARTUP_TRIALS = 5  # TPE/GP: random trials before the model (Optuna's 10 suits 100+ trials)
 REDUCTION = 3  # successive halving and hyperband: keep the best third at each rung
+FIRST_RUNG = 0.0  # share of a run before the first rung (at least the first validation)
 UNLIMITED = 10**9  # trials=None: run_trials' count that is never reached
 
 
@@ -168,8 +169,15 @@ def tune(
             _, params = plan.reference_config(space_obj, warm["lr"])
             study_obj.enqueue_trial(params, user_attrs={"warm_start": warm["how"]})
 
-        objective = Objective(space_obj, splits, epochs=epochs, val_every=val_every, progress=show)
         stop = _Stop(study_obj, trials, budget, run_steps, attrs)
+        objective = Objective(
+            space_obj,
+            splits,
+            epochs=epochs,
+            val_every=val_every,
+            progress=show,
+            budget_left=stop.left,
+        )
         if not (stop.spent_all() or stop.failed_all()):
             run_trials(
                 study_obj,
@@ -264,8 +272,11 @@ def _sampler(name: str, grid: dict[str, list] | None, seed: int):
 
 
 def _pruner(name: str | None, val_every: int, run_steps: int):
-    """Rungs at the first validation and every REDUCTION times further on."""
+    """Rungs at the first validation (or FIRST_RUNG of the run) and every REDUCTION times
+    further on."""
     import optuna
+
+    val_every = max(val_every, round(FIRST_RUNG * run_steps))
 
     if name is None:
         return optuna.pruners.NopPruner()
@@ -282,9 +293,11 @@ def _pruner(name: str | None, val_every: int, run_steps: int):
 
 # -- running ----------------------------------------------------------------------------------
 class _Stop:
-    """A callback that stops the study once it has spent its budget of optimizer steps
-    (checked after every trial, so the last trial may overrun it), or once ``trials`` trials
-    have diverged or failed (a range where nothing trains ends with a result, not a loop)."""
+    """A callback that stops the study once it has spent its budget of optimizer steps, or
+    once ``trials`` trials have diverged or failed (a range where nothing trains ends with a
+    result, not a loop). A trial running when the budget runs out is stopped at its next
+    validation by the objective (:meth:`left`), so the budget is overrun by less than one
+    validation interval (by this worker; several workers may each overrun it by that)."""
 
     def __init__(self, study, trials, budget, run_steps, attrs):
         self.study, self.trials, self.budget, self.run_steps = study, trials, budget, run_steps
@@ -297,6 +310,12 @@ class _Stop:
 
     def spent_all(self) -> bool:
         return self.budget is not None and self.spent() >= self.budget * self.run_steps
+
+    def left(self) -> int | None:
+        """Steps the budget has left (None: no budget)."""
+        if self.budget is None:
+            return None
+        return max(0, math.floor(self.budget * self.run_steps) - self.spent())
 
     def failed_all(self) -> bool:
         bad = ("diverged", "failed")
