@@ -83,7 +83,7 @@ def test_a_bad_config_is_pruned(tmp_path):
     )
     (low,) = [r for r in result.trials if r["params"]["lr"] == pytest.approx(1e-6)]
     assert low["state"] == "PRUNED" and low["status"] == "pruned"
-    assert low["steps"] < 46  # 2 epochs of 23 batches
+    assert 46 / 4 <= low["steps"] < 46  # 2 epochs of 23 batches; no rung before a quarter
     assert re.fullmatch(r"pruned at step \d+ \(metric [0-9.]+\)", low["reason"])
     assert low["number"] > 0  # not the first trial, which successive halving always keeps
 
@@ -214,11 +214,11 @@ def test_the_grid_sampler_covers_the_grid(tmp_path):
 
 
 def test_a_budget_stops_the_study_within_one_validation_of_it(tmp_path):
-    result = _tune(tmp_path, space=LR_ONLY, budget=3.0, trials=None, pruner=None)
+    result = _tune(tmp_path, space=LR_ONLY, budget=3.3, trials=None, pruner=None)
     run = result.attrs["steps_per_run"]
     spent = result.attrs["find_steps"] + result.attrs["pick_steps"]
     spent += sum(r["steps"] for r in result.trials)
-    assert 3 * run <= spent < 3 * run + 17  # wine-mlp validates every 17 of its 135 steps
+    assert 3.3 * run <= spent < 3.3 * run + 17  # wine-mlp validates every 17 of its 135 steps
     last = result.trials[-1]
     assert last["state"] == "PRUNED" and "budget is spent" in last["reason"]
 
@@ -234,10 +234,10 @@ def test_a_resumed_study_continues_to_the_trials(tmp_path):
 
 
 def test_a_resumed_study_keeps_its_settings_and_refuses_others(tmp_path):
-    _tune(tmp_path, trials=1, seeds=2)
+    _tune(tmp_path, trials=1, seeds=2, pruner=None)
     with pytest.raises(UserError, match="seeds=3 differs from the study's seeds=2"):
-        _tune(tmp_path, trials=2, seeds=3, resume=True)
-    result = _tune(tmp_path, trials=2, resume=True)  # seeds left out: the study's
+        _tune(tmp_path, trials=2, seeds=3, resume=True, pruner=None)
+    result = _tune(tmp_path, trials=2, resume=True, pruner=None)  # seeds: the study's
     assert [len(r["splits"]) for r in _finished(result)] == [2, 2]
 
 
