@@ -288,8 +288,25 @@ def test_a_lower_is_better_metric_is_minimised(tmp_path):
     ],
 )
 def test_bad_arguments_are_named(tmp_path, kw, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(UserError, match=match):
         _tune(tmp_path, **kw)
+
+
+def test_an_optuna_sampler_and_pruner_can_be_given_as_objects(tmp_path):
+    sampler = optuna.samplers.RandomSampler(seed=1)
+    pruner = optuna.pruners.NopPruner()
+    result = _tune(tmp_path, space=LR_ONLY, sampler=sampler, pruner=pruner, trials=3)
+    assert (result.attrs["sampler"], result.attrs["pruner"]) == ("RandomSampler", "NopPruner")
+    assert [r["state"] for r in result.trials] == ["COMPLETE"] * 3
+
+
+def test_progress_prints_one_line_per_finished_trial(tmp_path, capsys):
+    _tune(tmp_path, space=LR_ONLY, trials=2, pruner=None, progress=True)
+    lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("trial ")]
+    assert len(lines) == 2
+    assert re.fullmatch(
+        r"trial 0 \(1/2 done\): lr [0-9.e-]+ cosine  [0-9.]+  completed  verdict \w+", lines[0]
+    )
 
 
 def test_bad_arguments_are_refused_before_any_training(tmp_path, monkeypatch):

@@ -32,7 +32,6 @@ from typing import Any
 from .._version import __version__
 from ..checks import number, whole
 from ..errors import UserError
-from ..progress import progress as progress_bar
 from ..progress import wanted
 from ..tasks import Task, get_task
 from .bounds import measure
@@ -51,8 +50,8 @@ def tune(
     task: Task | str,
     space: Any = None,
     *,
-    sampler: str = "tpe",
-    pruner: str | None = "sha",
+    sampler: Any = "tpe",
+    pruner: Any = "sha",
     trials: int | None = 20,
     budget: float | None = None,
     cv: int | None = None,
@@ -68,36 +67,49 @@ def tune(
     progress: bool | None = None,
     timeout: float | None = None,
 ) -> Any:
-    """Search ``space`` on ``task`` with Optuna and return a ``TuneResult``.
+    """Search ``space`` on ``task`` with Optuna and return a :class:`~lrkit.tune.result.TuneResult`.
 
     Args:
         task: a :class:`~lrkit.tasks.Task`, a built-in name or ``"package.module:function"``.
-        space: a :class:`~lrkit.tune.space.Space`, its text form, or None (the task's default
-            space). Without an lr range, the range test sets it (``bound_lr``).
-        sampler: ``"tpe"`` (default), ``"gp"``, ``"random"`` or ``"grid"`` (the space's grid).
-        pruner: ``"sha"`` (successive halving, default), ``"hyperband"``, ``"median"`` or None.
-        trials: finished trials to reach in the study (None: no limit; then give ``budget``
-            or ``timeout``). A resumed or shared study counts the trials it holds already.
+        space: a :class:`~lrkit.tune.space.Space`, its text form, or None (the default space:
+            four schedule families). Without an lr range, the range test sets it (``bound_lr``).
+        sampler: ``"tpe"`` (default; multivariate, 5 random trials first), ``"gp"``,
+            ``"random"`` or ``"grid"`` (the space's grid, no warm start), or an Optuna sampler.
+        pruner: ``"sha"`` (successive halving, default), ``"hyperband"``, ``"median"``,
+            ``None`` (or ``"none"``), or an Optuna pruner. The named ones keep the better half
+            at rungs from a quarter of a run on (see :func:`_pruner` for why not earlier).
+        trials: finished (complete or pruned) trials to reach in the study, whichever worker
+            ran them (None: no limit; then give ``budget`` or ``timeout``). A resumed or
+            shared study counts the trials it holds already. A diverged trial does not count;
+            after ``trials`` diverged or failed ones the study stops.
         budget: stop once the study has spent this many full runs (``epochs`` of the whole
-            task) of optimizer steps: the range test, pick_lr's short runs and every trial's
-            steps (a pruned trial's by the steps it ran). The last trial may overrun it.
+            task, in optimizer steps): the range test, pick_lr's short runs and every trial's
+            steps (a pruned trial's by the steps it ran). The trial running when it runs out
+            stops at its next validation (pruned, "the tune's budget is spent").
         cv: k >= 2: each configuration trains on the k folds of ``task.folds(k, seed)``;
             None: on the task's own split.
         seeds: seeds per configuration (``seed .. seed + seeds - 1``); the metric is the mean
-            over folds x seeds, its standard deviation is recorded. Pruning reads the first
-            split's (fold 0, first seed) reports; the others then run in full.
+            over folds x seeds, its (population) standard deviation is recorded. **Pruning
+            reads the first split's reports** (fold 0, the first seed); the others then run
+            in full. A split that diverges fails the trial.
         epochs: the run length of every trial (default: the task's).
-        storage: an Optuna storage URL (``sqlite:///...``, ``postgresql://...``) or a journal
-            file path; None: ``out/study.journal``.
+        storage: an Optuna storage URL (``sqlite:///...``, ``postgresql://...``), or a journal
+            file path; None: Optuna's journal file ``study.journal`` in ``out``.
         study: the study's name (default: the task's name).
         out: the run directory of the default storage (default ``runs/tune/<study>``).
         resume: continue the study already in ``out`` (without it, an existing study there is
-            an error). A study in an explicit ``storage`` is always joined.
-        warm_start: the first trial is ``pick_lr``'s rate.
-        bound_lr: let the range test set the lr range when the space has none.
-        seed: seeds the sampler, the measurement and the splits.
+            a UserError). A study in an explicit ``storage`` is always joined (workers).
+        warm_start: ``pick_lr``'s rate (for the space's first family at the middle of its
+            ranges) is the first trial; it also sets the lr range (see :mod:`.bounds`).
+        bound_lr: let a range test set the lr range when the space has none.
+        seed: seeds the sampler, the measurements and the splits.
         progress: one line per finished trial and fit's bar (None: only on a terminal).
-        timeout: stop starting trials after this many seconds.
+        timeout: seconds after which no new trial starts.
+
+    Each validation happens every ``run / 8`` steps (so pruners see 8 reports a run).
+    Raises UserError for a bad argument (naming it), an unknown sampler or pruner (with
+    "did you mean"), a bad space, an existing study in ``out`` without ``resume``, and an
+    argument that differs from the study's (when joining one).
     """
     from . import plan  # Optuna's storages and the workers: only when a tune runs
     from .result import TuneResult
@@ -148,8 +160,8 @@ def tune(
                 "seeds": seeds,
                 "epochs": epochs,
                 "steps_per_run": run_steps,
-                "sampler": sampler,
-                "pruner": pruner,
+                "sampler": _label(sampler),
+                "pruner": _label(pruner),
                 "budget": budget,
             }
         )
@@ -203,7 +215,7 @@ def _measure(task, space, sampler, warm_start, bound_lr, budget, epochs, seed, p
         task,
         plan.reference_config(space, 1.0)[0],
         space.lr,
-        pick=warm_start and sampler != "grid",
+        pick=warm_start and _label(sampler) not in ("grid", "GridSampler"),
         budget=budget,
         epochs=epochs,
         seed=seed,
@@ -220,26 +232,48 @@ def _measure(task, space, sampler, warm_start, bound_lr, budget, epochs, seed, p
 
 # -- arguments -------------------------------------------------------------------------------
 def _check(sampler, pruner, trials, budget, cv, seeds, epochs, seed, timeout) -> dict[str, Any]:
-    sampler = _choice(sampler, SAMPLERS, "sampler")
-    pruner = None if pruner is None else _choice(pruner, PRUNERS, "pruner")
-    if pruner == "none":
-        pruner = None
-    if trials is not None:
-        whole(trials, "trials", least=1)
-    if budget is not None:
-        number(budget, "budget (full runs)", low=0, low_open=True)
-    if timeout is not None:
-        number(timeout, "timeout (seconds)", low=0, low_open=True)
+    """The checked arguments; UserError naming the bad value."""
+    try:
+        sampler = _optuna_object(sampler, "samplers", "BaseSampler") or _choice(
+            sampler, SAMPLERS, "sampler"
+        )
+        if pruner is not None:
+            pruner = _optuna_object(pruner, "pruners", "BasePruner") or _choice(
+                pruner, PRUNERS, "pruner"
+            )
+        if trials is not None:
+            whole(trials, "trials", least=1)
+        if budget is not None:
+            number(budget, "budget (full runs)", low=0, low_open=True)
+        if timeout is not None:
+            number(timeout, "timeout (seconds)", low=0, low_open=True)
+        if cv is not None and (isinstance(cv, bool) or not isinstance(cv, int) or cv < 2):
+            raise UserError(f"cv must be a whole number >= 2 (folds) or None, got {cv!r}")
+        whole(seeds, "seeds", least=1)
+        if epochs is not None:
+            whole(epochs, "epochs", least=1)
+        whole(seed, "seed", least=None)
+    except UserError:
+        raise
+    except ValueError as e:
+        raise UserError(str(e)) from None
     if trials is None and budget is None and timeout is None:
         raise UserError("trials=None needs a budget or a timeout, or the search never ends")
-    if cv is not None:
-        if isinstance(cv, bool) or not isinstance(cv, int) or cv < 2:
-            raise UserError(f"cv must be a whole number >= 2 (folds) or None, got {cv!r}")
-    whole(seeds, "seeds", least=1)
-    if epochs is not None:
-        whole(epochs, "epochs", least=1)
-    whole(seed, "seed", least=None)
-    return {"sampler": sampler, "pruner": pruner}
+    return {"sampler": sampler, "pruner": None if pruner == "none" else pruner}
+
+
+def _optuna_object(value: Any, module: str, base: str) -> Any:
+    """``value`` when it is an Optuna sampler (pruner) object, else None (a name, checked next)."""
+    if isinstance(value, str):
+        return None
+    import optuna
+
+    return value if isinstance(value, getattr(getattr(optuna, module), base)) else None
+
+
+def _label(value: Any) -> str | None:
+    """A sampler's or pruner's name, as the study records it."""
+    return value if value is None or isinstance(value, str) else type(value).__name__
 
 
 def _choice(value: Any, known: tuple[str, ...], what: str) -> str:
@@ -251,8 +285,12 @@ def _choice(value: Any, known: tuple[str, ...], what: str) -> str:
 
 
 # -- samplers and pruners ---------------------------------------------------------------------
-def _sampler(name: str, grid: dict[str, list] | None, seed: int):
+def _sampler(name: Any, grid: dict[str, list] | None, seed: int):
+    """Optuna's sampler of that name, seeded (an Optuna sampler object is used as it is)."""
     import optuna
+
+    if not isinstance(name, str):
+        return name
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -286,6 +324,8 @@ def _pruner(name: str | None, val_every: int, run_steps: int):
     import optuna
 
     first = max(val_every, round(FIRST_RUNG * run_steps))
+    if name is not None and not isinstance(name, str):
+        return name  # an Optuna pruner object, as it is
     if name is None:
         return optuna.pruners.NopPruner()
     if name == "sha":
@@ -337,7 +377,8 @@ class _Stop:
 
 
 class _Lines:
-    """One line per finished trial: number, lr, family, metric, state, verdict."""
+    """One line per finished trial (printed after fit's bar of it has closed): number,
+    trials done, lr, family, metric (mean +- std), status, verdict, and why it stopped."""
 
     def __init__(self, task: str, trials: int | None, show: bool):
         self.task, self.trials, self.show = task, trials, show
@@ -359,8 +400,7 @@ class _Lines:
         )
         if a.get("reason"):
             line += f" ({a['reason']})"
-        with progress_bar(f"tune {self.task}", None, show=True) as bar:
-            bar.note(line)
+        print(line, flush=True)  # between trials: fit's bar of the trial has closed
 
 
 @contextlib.contextmanager
