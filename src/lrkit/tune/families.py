@@ -24,6 +24,7 @@ from .ranges import Choice, Dim, Range
 __all__ = ["Param", "Family", "read_family", "top_level"]
 
 _ALIASES = {"minimum": "min", "maximum": "max"}
+_NOMINAL_STEPS = 10**9  # the run a family is resolved against when it is read
 _IDENT = re.compile(r"[A-Za-z_][\w-]*")
 _STRING = re.compile(r"""'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*\"""")
 
@@ -178,7 +179,9 @@ def read_family(spec: str, begin: int, end: int, taken: set[str]) -> Family:
 
 
 def _check(spec: str, begin: int, family: Family) -> None:
-    """Parse the family at its low ends, its high ends and each choice's values."""
+    """Parse the family at its low ends, its high ends and each choice's values, and resolve
+    each against a long nominal run: that finds shares of the run that cannot fit any run,
+    like ``wsd(warmup=60%, decay=50%)``."""
     trials = [family.low(), {p.name: _ends(p.dim)[1] for p in family.params}]
     for p in family.params:
         if isinstance(p.dim, Choice):
@@ -186,13 +189,33 @@ def _check(spec: str, begin: int, family: Family) -> None:
     for values in trials:
         padded = " " * begin + family.render(values, pad=True)
         try:
-            parse(padded)
+            schedule = parse(padded)
         except ScheduleSyntaxError as e:
             first = str(e).splitlines()[0]
             for p in family.params:
                 if begin + p.start < e.column <= begin + p.stop:
                     first += f" (from the range {p.dim.text()}: each of its values must be valid)"
             raise ScheduleSyntaxError(first, spec, e.column) from None
+        try:
+            schedule.resolve(total_steps=1000, steps_per_epoch=1)
+        except ValueError as e:  # the message of a run of 1000 steps reads best
+            if _resolves(schedule, _NOMINAL_STEPS):
+                continue  # whole steps that a longer run would hold
+            at = begin + (family.params[0].start if family.params else 0) + 1
+            raise ScheduleSyntaxError(
+                f"the family at column {begin + 1} does not fit a run at"
+                f" {family.render(values)!r}: {str(e).splitlines()[0]}; narrow its ranges",
+                spec,
+                at,
+            ) from None
+
+
+def _resolves(schedule: Any, steps: int) -> bool:
+    try:
+        schedule.resolve(total_steps=steps, steps_per_epoch=1)
+    except ValueError:
+        return False
+    return True
 
 
 def _named(draft: Family, taken: set[str]) -> Family:
