@@ -201,6 +201,22 @@ def test_params_are_named_by_family_schedule_and_argument():
     ]
 
 
+@pytest.mark.parametrize(
+    "text, names",
+    [
+        (
+            "multistep([{10..40 int}, {50..90 int}])",
+            ["multistep.milestones", "multistep.milestones_2"],
+        ),
+        ("{0.5..1} * cosine", ["cosine.scale"]),
+        ("maximum(constant({0.01..0.1}), cosine)", ["max.constant.value"]),
+        ("linear({1..5ep}, to={0..0.1}) >> cosine", ["cosine.linear.steps", "cosine.linear.to"]),
+    ],
+)
+def test_a_param_is_named_for_the_argument_it_is_given_to(text, names):
+    assert [p.name for p in parse_space(text).families[0].params] == names
+
+
 def test_a_family_name_used_twice_gets_a_suffix():
     space = parse_space("cosine(to={0..0.1}) | warmup(5%) >> cosine(to={0..0.2})")
     assert space.family_names() == ["cosine", "cosine_2"]

@@ -256,7 +256,7 @@ def _places(masked: str, params: tuple[Param, ...]) -> list[tuple[str | None, st
     starts = {p.start: p for p in params}
     for i, char in enumerate(masked):
         if i in starts:
-            found[i] = _place(stack, _key(masked, i), starts[i])
+            found[i] = _place(stack, _key(masked, i), starts[i], masked)
         if char in "([":
             call = re.search(r"(?<![\w.])([A-Za-z_][\w-]*)\s*$", masked[max(0, i - 80) : i])
             name = call and _ALIASES.get(call.group(1), call.group(1)) if char == "(" else None
@@ -268,12 +268,14 @@ def _places(masked: str, params: tuple[Param, ...]) -> list[tuple[str | None, st
     return [found[p.start] for p in params]
 
 
-def _place(stack: list[list], key: str | None, p: Param) -> tuple[str | None, str]:
+def _place(stack: list[list], key: str | None, p: Param, masked: str) -> tuple[str | None, str]:
     top = stack[-1] if stack else None
     if top and top[0] == "[" and len(stack) > 1:  # an item of a list argument
         key, top = top[2], stack[-2]
     if top and top[0] == "(" and top[1]:
         return top[1], key or _field(top[1], top[3])
+    if masked[: p.start].rstrip().endswith("*") or masked[p.stop :].lstrip().startswith("*"):
+        return None, "scale"
     named = isinstance(p.dim, Choice) and all(isinstance(v, str) for v in p.dim.values)
     return None, "schedule" if named else "value"
 
