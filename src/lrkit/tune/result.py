@@ -231,9 +231,9 @@ class TuneResult(Result):
         note = f"{', '.join(left)}: not in every complete trial, not measured" if left else ""
         return found, note
 
-    def table(self, width: int = 120) -> str:
-        """The trials table as plain text (rich's layout, no colours)."""
-        return result_table(self, width)
+    def table(self) -> str:
+        """The trials table as plain text, one line per trial (see :mod:`lrkit.tune.text`)."""
+        return result_table(self)
 
     def summary(self) -> str:
         """A few lines: the best configuration, its mean ± std, counts, importance, verdicts."""
