@@ -103,6 +103,16 @@ def test_an_internal_error_mentioning_the_url_prints_no_password(capsys, monkeyp
     assert "Traceback" in err and SECRET not in out + err
 
 
+def test_ctrl_c_says_how_to_continue_the_study(capsys, monkeypatch, tmp_path):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sys.modules["lrkit.tune"], "tune", interrupted)
+    status, _, err = call(capsys, "tune", "--task", "user_tasks:tiny", "--out", tmp_path)
+    assert status == 130 and "Traceback" not in err
+    assert f"to continue it: lrkit tune --task user_tasks:tiny --out {tmp_path} --resume" in err
+
+
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
     """One tiny tune of digits-mlp (3 trials of 1 epoch), through the command line."""
