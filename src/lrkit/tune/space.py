@@ -34,6 +34,7 @@ Errors are :class:`~lrkit.schedules.ScheduleSyntaxError` (a UserError) pointing 
 from __future__ import annotations
 
 import difflib
+import itertools
 import math
 import re
 from dataclasses import dataclass, field, replace
@@ -234,6 +235,22 @@ class Space:
                 " sampler='tpe'"
             )
         return grid
+
+    def grid_params(self, points: int = 9) -> list[dict[str, Any]]:
+        """The distinct points of :meth:`grid`, each as the params of one trial (only its
+        family's own): what ``study.enqueue_trial`` takes, without the repeats that
+        GridSampler runs when the families have params of their own."""
+        grid = self.grid(points)
+        shared = [k for k in ("lr", *SETTINGS[1:]) if k in grid]
+        out = []
+        for f in self.families:
+            keys = shared + [p.name for p in f.params if p.name in grid]
+            for combo in itertools.product(*(grid[k] for k in keys)):
+                params = dict(zip(keys, combo))
+                if len(self.families) > 1:
+                    params["family"] = f.name
+                out.append(params)
+        return out
 
 
 def _param(params: dict[str, Any], name: str, dim: Dim) -> Any:
