@@ -11,6 +11,7 @@ import sys
 import click
 import pytest
 from cli_run import call
+from pg import pg_server_fixture  # noqa: F401 (the fixture pg_server)
 
 from lrkit.cli.train_cmd import train_command
 from lrkit.cli.tune_cmd import tune_command
@@ -228,3 +229,29 @@ def test_the_json_written_is_strict_json(capsys, tmp_path):
                           "--out", tmp_path / "r", "--json", tmp_path / "t.json", "-q")  # fmt: skip
     assert status == 0, err
     json.loads((tmp_path / "t.json").read_text(), parse_constant=pytest.fail)
+
+
+def test_on_a_real_postgresql_no_output_or_file_holds_the_password(capsys, tmp_path, pg_server):
+    url = pg_server.url
+    said = []
+    for argv in (
+        ["study", "create", "--storage", url, "--task", "user_tasks:tiny", "--trials", "2", "pg"],
+        ["tune", "--storage", url, "--study", "pg", "--out", tmp_path, "--json", tmp_path / "j"],
+        ["study", "list", "--storage", url],
+        ["study", "show", "--storage", url, "pg", "--json", tmp_path / "k"],
+    ):
+        status, out, err = call(capsys, *argv)
+        assert status == 0, err
+        said.append(out + err)
+    files = [p.read_text(errors="replace") for p in tmp_path.iterdir() if p.suffix != ".png"]
+    assert len(files) >= 4  # tune.json, trials.csv and the two --json files
+    assert pg_server.password not in "".join(said + files)
+    assert f"study 'pg' in postgresql://lrkit:***@127.0.0.1:{pg_server.port}/lrkit" in said[1]
+    assert "best: trial" in said[3]
+
+
+def test_a_wrong_password_is_one_line_without_either_password(capsys, tmp_path, pg_server):
+    wrong = pg_server.url.replace(pg_server.password, "not-the-pw-" + SECRET)
+    err = refused(capsys, "tune", "--task", "user_tasks:tiny", "--storage", wrong, "--study",
+                  "x", "--out", tmp_path)  # fmt: skip
+    assert SECRET not in err and pg_server.password not in err and "lrkit:***@" in err
