@@ -208,6 +208,17 @@ def test_a_worker_option_that_differs_from_the_study_is_refused(capsys, tmp_path
     assert "--sampler 'tpe' differs from the study's sampler 'random'" in err
 
 
+def test_a_worker_may_repeat_what_the_study_recorded(capsys, tmp_path):
+    storage = "sqlite:///" + str(tmp_path / "studies.db")
+    call(capsys, "study", "create", "--storage", storage, "--task", "user_tasks:tiny",
+         "--pruner", "none", "--trials", "2", "s")  # fmt: skip
+    status, _, err = call(capsys, "tune", "--storage", storage, "--study", "s", "--pruner",
+                          "none", "--trials", "2", "--out", tmp_path / "w", "-q")  # fmt: skip
+    assert status == 0, err
+    rows = TuneResult.load(tmp_path / "w" / "tune.json").trials
+    assert [r["status"] for r in rows] == ["completed", "completed"]
+
+
 def test_study_create_refuses_a_name_in_use_and_a_space_without_a_task(capsys, tmp_path):
     storage = "sqlite:///" + str(tmp_path / "studies.db")
     assert call(capsys, "study", "create", "--storage", storage, "--task", "user_tasks:tiny",

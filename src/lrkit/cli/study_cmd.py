@@ -77,8 +77,7 @@ def create_command(ctx: click.Context, storage: str, task_name: str | None,
         raise UserError("give --task (its metric sets the direction) or --direction")
     for key in (*PLANNED, "cv", "seeds", "epochs"):
         if option_given(ctx, key):
-            value = search[key]
-            plan[key] = None if (key, value) == ("pruner", "none") else value
+            plan[key] = search[key]
     store = open_storage(storage, None)
     create_study(store, name, direction=direction, attrs={"lrkit": plan})
     where = redact(storage)

@@ -290,7 +290,8 @@ def option_given(ctx: click.Context, name: str) -> bool:
     return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
 
 
-# settings that a study made by 'lrkit study create' records, and tune's defaults for them
+# settings that a study made by 'lrkit study create' records (None there: not recorded), and
+# tune's defaults for them; the pruner "none" is recorded as such, as tune records it
 PLANNED = {"sampler": "tpe", "pruner": "sha", "trials": 20, "budget": None, "seed": 0}
 JOINED = ("cv", "seeds", "epochs")  # tune itself reads these from the study (None: the study's)
 
@@ -305,12 +306,13 @@ def _settings(task_name, search, plan, given) -> dict[str, Any]:
                         " leave --task out to use the study's, or use another --study")  # fmt: skip
     for key, default in PLANNED.items():
         value = search[key]
-        if key in given and key in plan and plan[key] != value:
+        if key in given and plan.get(key) is not None and plan[key] != value:
             raise UserError(
                 f"--{key} {value!r} differs from the study's {key} {plan[key]!r}: leave"
                 f" --{key} out to use the study's, or use another --study"
             )
-        out[key] = value if key in given else plan.get(key, default)
+        out[key] = value if key in given or plan.get(key) is None else plan[key]
+        out[key] = default if out[key] is None else out[key]
     if out["pruner"] == "none":
         out["pruner"] = None
     for key in JOINED:
