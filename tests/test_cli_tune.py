@@ -227,6 +227,10 @@ def test_study_create_refuses_a_name_in_use_and_a_space_without_a_task(capsys, t
                                        "--task", "user_tasks:tiny", "s")  # fmt: skip
     assert "need --task" in refused(capsys, "study", "create", "--storage", storage,
                                     "--lr-range", "1e-3..1", "t")  # fmt: skip
+    assert "cannot be split into folds" in refused(
+        capsys, "study", "create", "--storage", storage, "--task", "user_tasks:tiny",
+        "--cv", "3", "u",
+    )  # fmt: skip
 
 
 def test_study_show_of_a_missing_study_lists_those_there(capsys, tmp_path):

@@ -117,13 +117,7 @@ class TuneResult(Result):
             r for r in self.trials
             if r["state"] == "COMPLETE" and _finite(r["metric_mean"]) and r["config"]
         ]  # fmt: skip
-        if not done:
-            self.best, self.best_value, self.best_std, self.best_trial = (
-                None,
-                math.nan,
-                math.nan,
-                None,
-            )
+        if not done:  # the fields keep their defaults: no best, NaN value and std
             return
         row = min(done, key=key)
         self.best = Config.from_dict(row["config"])
