@@ -33,10 +33,10 @@ def test_find_help_documents_the_exit_status_3(capsys):
     assert "3 with --quiet when no lr can be trusted" in " ".join(out.split())
 
 
-def test_help_does_not_announce_tune_as_available(capsys):
+def test_help_announces_tune_with_its_commands(capsys):
     _, out, _ = call(capsys, "--help")
-    assert "find, schedule and watch" in out
-    assert "tune and watch" not in out
+    assert "find, schedule, tune and watch" in out
+    assert "tune " in out and "study " in out and "lrkit tune --task" in out
 
 
 def test_the_package_docstring_says_tune_is_not_here_yet():
