@@ -74,7 +74,8 @@ def tune(
         space: a :class:`~lrkit.tune.space.Space`, its text form, or None (the default space:
             four schedule families). Without an lr range, the range test sets it (``bound_lr``).
         sampler: ``"tpe"`` (default; multivariate, 5 random trials first), ``"gp"``,
-            ``"random"`` or ``"grid"`` (the space's grid, no warm start), or an Optuna sampler.
+            ``"random"``, ``"grid"`` (each distinct point of the space's grid once, up to
+            ``trials``; no warm start; see :func:`_sampler`), or an Optuna sampler.
         pruner: ``"sha"`` (successive halving, default), ``"hyperband"``, ``"median"``,
             ``None`` (or ``"none"``), or an Optuna pruner. The named ones keep the better half
             at rungs from a quarter of a run on (see :func:`_pruner` for why not earlier).
@@ -148,7 +149,7 @@ def tune(
             )  # fmt: skip
         if space_obj.lr is None:
             space_obj = space_obj.with_lr(*attrs["lr_window"])
-        grid = space_obj.grid() if sampler == "grid" else None
+        grid = space_obj.grid_params() if sampler == "grid" else None  # refused if too big
         attrs.update(
             {
                 "version": __version__,
@@ -173,15 +174,18 @@ def tune(
                 f" {task.name!r}'s metric {task.metric.name!r} is to {direction}"
             )
         done_before = len(study_obj.trials)
-        study_obj.sampler = _sampler(sampler, grid, seed + done_before)
+        study_obj.sampler = _sampler(sampler, seed + done_before)
         study_obj.pruner = _pruner(pruner, val_every, first_run)
         study_obj.set_user_attr("lrkit", attrs)
+        if grid is not None and done_before == 0:
+            for point in grid:  # each distinct point once, a trial each
+                study_obj.enqueue_trial(point, user_attrs={"grid": True})
         warm = attrs.get("warm_start")
         if warm and done_before == 0:
             _, params = plan.reference_config(space_obj, warm["lr"])
             study_obj.enqueue_trial(params, user_attrs={"warm_start": warm["how"]})
 
-        stop = _Stop(study_obj, trials, budget, run_steps, attrs)
+        stop = _Stop(study_obj, trials, budget, run_steps, attrs, grid=grid is not None)
         objective = Objective(
             space_obj,
             splits,
@@ -190,7 +194,7 @@ def tune(
             progress=show,
             budget_left=stop.left,
         )
-        if not (stop.spent_all() or stop.failed_all()):
+        if not stop.done():
             run_trials(
                 study_obj,
                 objective,
@@ -257,7 +261,7 @@ def _check(sampler, pruner, trials, budget, cv, seeds, epochs, seed, timeout) ->
         raise
     except ValueError as e:
         raise UserError(str(e)) from None
-    if trials is None and budget is None and timeout is None:
+    if trials is None and budget is None and timeout is None and sampler != "grid":
         raise UserError("trials=None needs a budget or a timeout, or the search never ends")
     return {"sampler": sampler, "pruner": None if pruner == "none" else pruner}
 
@@ -285,13 +289,18 @@ def _choice(value: Any, known: tuple[str, ...], what: str) -> str:
 
 
 # -- samplers and pruners ---------------------------------------------------------------------
-def _sampler(name: Any, grid: dict[str, list] | None, seed: int):
-    """Optuna's sampler of that name, seeded (an Optuna sampler object is used as it is)."""
+def _sampler(name: Any, seed: int):
+    """Optuna's sampler of that name, seeded (an Optuna sampler object is used as it is).
+
+    ``"grid"``: the space's distinct grid points (:meth:`Space.grid_params`) are queued, one
+    trial each, and the study stops when they are done; Optuna's GridSampler would run the
+    product of every family's params, most of them params of another family. Its sampler is
+    a RandomSampler that samples nothing (every param is queued).
+    """
     import optuna
 
     if not isinstance(name, str):
         return name
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if name == "tpe":
@@ -304,9 +313,7 @@ def _sampler(name: Any, grid: dict[str, list] | None, seed: int):
             )
         if name == "gp":
             return optuna.samplers.GPSampler(seed=seed, n_startup_trials=STARTUP_TRIALS)
-        if name == "random":
-            return optuna.samplers.RandomSampler(seed=seed)
-        return optuna.samplers.GridSampler(grid, seed=seed)
+        return optuna.samplers.RandomSampler(seed=seed)
 
 
 def _pruner(name: str | None, val_every: int, run_steps: int):
@@ -347,8 +354,9 @@ class _Stop:
     validation by the objective (:meth:`left`), so the budget is overrun by less than one
     validation interval (by this worker; several workers may each overrun it by that)."""
 
-    def __init__(self, study, trials, budget, run_steps, attrs):
+    def __init__(self, study, trials, budget, run_steps, attrs, grid=False):
         self.study, self.trials, self.budget, self.run_steps = study, trials, budget, run_steps
+        self.grid = grid
         self.measured = int(attrs.get("find_steps") or 0) + int(attrs.get("pick_steps") or 0)
 
     def spent(self) -> int:
@@ -371,8 +379,20 @@ class _Stop:
         failed = sum(t.user_attrs.get("status") in bad for t in trials)
         return self.trials is not None and failed >= self.trials
 
+    def grid_done(self) -> bool:
+        """A grid's points are all started (none is waiting in the queue)."""
+        if not self.grid:
+            return False
+        from optuna.trial import TrialState
+
+        waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        return not waiting
+
+    def done(self) -> bool:
+        return self.spent_all() or self.failed_all() or self.grid_done()
+
     def __call__(self, study, trial) -> None:
-        if self.spent_all() or self.failed_all():
+        if self.done():
             study.stop()
 
 
