@@ -251,6 +251,55 @@ def test_a_resumed_study_keeps_its_settings_and_refuses_others(tmp_path):
     assert [len(r["splits"]) for r in _finished(result)] == [2, 2]
 
 
+def test_a_second_tune_on_shared_storage_joins_the_study(tmp_path):
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    first = lrkit.tune("wine-mlp", LR_ONLY, storage=url, study="s", trials=2, **FAST)
+    again = lrkit.tune("wine-mlp", storage=url, study="s", trials=4, **FAST)  # no resume needed
+    assert len(_finished(again)) == 4
+    assert again.attrs["lr_window"] == first.attrs["lr_window"]  # measured once
+    assert again.attrs["space"] == first.attrs["space"]  # the study's, not the default space
+    storage = optuna.storages.RDBStorage(url)
+    trials = optuna.load_study(study_name="s", storage=storage).trials
+    assert [t.number for t in trials if "warm_start" in t.user_attrs] == [0]
+
+
+def _created(tmp_path, **plan):
+    from lrkit.tune.storage import create_study, open_storage
+
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    create_study(open_storage(url), "made", direction="maximize", attrs={"lrkit": plan})
+    return url
+
+
+def test_a_worker_reads_cv_seeds_and_space_from_a_study_made_for_it(tmp_path):
+    url = _created(tmp_path, task="wine-mlp", cv=2, seeds=2, space="lr={1e-2..1e-1}; constant")
+    result = lrkit.tune("wine-mlp", storage=url, study="made", trials=1, pruner=None, **FAST)
+    (r,) = result.trials
+    assert [(s["fold"], s["seed"]) for s in r["splits"]] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert r["config"]["schedule"] == "constant" and 1e-2 <= r["lr"] <= 1e-1
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"cv": 3}, "cv=3 differs from the study's cv=2"),
+        ({"space": "lr={1e-3..1e-2}; constant"}, "differs from the study's space"),
+    ],
+)
+def test_an_argument_that_differs_from_the_studys_is_refused(tmp_path, kw, match):
+    url = _created(tmp_path, task="wine-mlp", cv=2, space="lr={1e-2..1e-1}; constant")
+    with pytest.raises(UserError, match=match):
+        lrkit.tune("wine-mlp", storage=url, study="made", trials=1, **{**FAST, **kw})
+
+
+def test_a_study_of_another_task_is_refused(tmp_path):
+    url = _created(tmp_path, task="digits-mlp")
+    with pytest.raises(
+        UserError, match="task 'wine-mlp' differs from the study's task 'digits-mlp'"
+    ):
+        lrkit.tune("wine-mlp", storage=url, study="made", trials=1, **FAST)
+
+
 def test_the_study_is_a_plain_optuna_study_in_the_journal_file(tmp_path):
     _tune(tmp_path, trials=2)
     study = _study(tmp_path)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import math
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ PRUNERS = ("sha", "hyperband", "median", "none")
 STARTUP_TRIALS = 5  # TPE/GP: random trials before the model (Optuna's 10 suits 100+ trials)
 REDUCTION = 2  # successive halving and hyperband: keep the better half at each rung
 FIRST_RUNG = 0.25  # the first rung: a quarter of a run (earlier ones favour high lrs)
+MEASURED = ("find_steps", "pick_steps", "lr_window", "warm_start")  # what the first worker found
 UNLIMITED = 10**9  # trials=None: run_trials' count that is never reached
 
 
@@ -134,6 +136,15 @@ def tune(
     run_steps = epochs * len(task.build_loaders(seed)[0])
     show = wanted(progress)
 
+    direction = "maximize" if task.metric.higher_is_better else "minimize"
+    if existing is not None and existing.direction.name.lower() != direction:
+        raise UserError(
+            f"study {name!r} is to {existing.direction.name.lower()}, but task {task.name!r}'s"
+            f" metric {task.metric.name!r} is to {direction}: use another study"
+        )
+    if sampler == "grid":  # a grid too big is refused before anything is measured
+        (space_obj if space_obj.lr else space_obj.with_lr(1e-3, 1e-1)).grid_params()
+
     with _quiet_optuna():
         splits = [
             Split(fold, i if cv else None, seed + j)
@@ -142,14 +153,20 @@ def tune(
         ]
         first_run = epochs * len(splits[0].task.build_loaders(seed)[0])
         val_every = val_cadence(first_run)
-        if "find_steps" not in attrs:  # a study joined or resumed was measured already
+        measured = "find_steps" not in attrs  # a study joined or resumed was measured already
+        if measured:
             attrs.update(
                 _measure(task, space_obj, sampler, warm_start, bound_lr, budget, epochs, seed,
                          progress)
             )  # fmt: skip
+        study_obj = existing or plan.new_study(storage_obj, name, direction)
+        stored = study_obj.user_attrs.get("lrkit") or {}
+        if measured and "find_steps" in stored:  # another worker measured it meanwhile
+            attrs.update({k: stored[k] for k in MEASURED if k in stored})
+            measured = False
         if space_obj.lr is None:
             space_obj = space_obj.with_lr(*attrs["lr_window"])
-        grid = space_obj.grid_params() if sampler == "grid" else None  # refused if too big
+        grid = space_obj.grid_params() if sampler == "grid" else None
         attrs.update(
             {
                 "version": __version__,
@@ -166,24 +183,19 @@ def tune(
                 "budget": budget,
             }
         )
-        direction = "maximize" if task.metric.higher_is_better else "minimize"
-        study_obj = existing or plan.new_study(storage_obj, name, direction)
-        if study_obj.direction.name.lower() != direction:
-            raise UserError(
-                f"study {name!r} is to {study_obj.direction.name.lower()}, but task"
-                f" {task.name!r}'s metric {task.metric.name!r} is to {direction}"
-            )
         done_before = len(study_obj.trials)
-        study_obj.sampler = _sampler(sampler, seed + done_before)
+        # workers on shared storage seed their samplers apart, or they would start alike
+        offset = done_before + (os.getpid() if storage is not None else 0)
+        study_obj.sampler = _sampler(sampler, seed + offset)
         study_obj.pruner = _pruner(pruner, val_every, first_run)
         study_obj.set_user_attr("lrkit", attrs)
-        if grid is not None and done_before == 0:
-            for point in grid:  # each distinct point once, a trial each
+        if measured and done_before == 0:  # queued once, by the worker that measured
+            for point in grid or ():  # each distinct grid point once, a trial each
                 study_obj.enqueue_trial(point, user_attrs={"grid": True})
-        warm = attrs.get("warm_start")
-        if warm and done_before == 0:
-            _, params = plan.reference_config(space_obj, warm["lr"])
-            study_obj.enqueue_trial(params, user_attrs={"warm_start": warm["how"]})
+            warm = attrs.get("warm_start")
+            if warm:
+                _, params = plan.reference_config(space_obj, warm["lr"])
+                study_obj.enqueue_trial(params, user_attrs={"warm_start": warm["how"]})
 
         stop = _Stop(study_obj, trials, budget, run_steps, attrs, grid=grid is not None)
         objective = Objective(
