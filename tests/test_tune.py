@@ -344,6 +344,9 @@ def test_a_lower_is_better_metric_is_minimised(tmp_path):
         ({"budget": math.nan}, "budget .* got nan"),
         ({"timeout": 0}, "timeout .* got 0"),
         ({"trials": None}, "needs a budget or a timeout"),
+        ({"progress": "yes"}, "progress must be None, True or False, got 'yes'"),
+        ({"seed": 1.5}, "seed must be a whole number, got 1.5"),
+        ({"epochs": 0}, "epochs must be a whole number >= 1, got 0"),
     ],
 )
 def test_bad_arguments_are_named(tmp_path, kw, match):
@@ -366,6 +369,27 @@ def test_progress_prints_one_line_per_finished_trial(tmp_path, capsys):
     assert re.fullmatch(
         r"trial 0 \(1/2 done\): lr [0-9.e-]+ cosine  [0-9.]+  completed  verdict \w+", lines[0]
     )
+
+
+@pytest.mark.parametrize("pruner", ["sha", "hyperband", "median", None])
+def test_every_pruner_runs_a_study(tmp_path, pruner):
+    result = _tune(tmp_path, space=LR_ONLY, pruner=pruner, trials=5, epochs=4)
+    assert len(_finished(result)) == 5
+    assert result.attrs["pruner"] == pruner
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "gp", "random"])
+def test_every_sampler_searches_the_default_space(tmp_path, sampler):
+    result = _tune(tmp_path, sampler=sampler, trials=7, epochs=2)  # 5 random ones, then the model
+    assert len(_finished(result)) == 7
+    assert len({r["lr"] for r in result.trials}) == 7
+
+
+def test_a_timeout_stops_starting_trials(tmp_path):
+    _tune(tmp_path, space=LR_ONLY, trials=None, timeout=0.5, pruner=None)
+    starts = [t.datetime_start for t in _study(tmp_path).trials if t.datetime_start]
+    assert len(starts) >= 1
+    assert (max(starts) - min(starts)).total_seconds() < 0.5 + 0.25
 
 
 def test_bad_arguments_are_refused_before_any_training(tmp_path, monkeypatch):

@@ -90,9 +90,16 @@ class Objective:
             hook = _Hook(trial if i == 0 else None, total, limit)
             try:
                 history = self._fit(task, config, split.seed, hook)
-            except Exception as e:
+            except BaseException as e:  # recorded, then raised: a bug or Ctrl-C is not a result
+                if i == 0:
+                    record.doctor(None)
                 record.add(split, None, FAILED)
-                record.close(FAILED, f"{type(e).__name__}: {e}")
+                why = (
+                    "interrupted"
+                    if isinstance(e, KeyboardInterrupt)
+                    else f"{type(e).__name__}: {e}"
+                )
+                record.close(FAILED, why)
                 raise
             if i == 0:
                 record.doctor(history)
@@ -181,9 +188,11 @@ class _Record:
             }
         )
 
-    def doctor(self, history: History) -> None:
-        """The doctor's primary finding on the run (``"none"``: too short to read)."""
+    def doctor(self, history: History | None) -> None:
+        """The doctor's primary finding on the run (``"none"``: no run, or too short to read)."""
         try:
+            if history is None:
+                raise ValueError("no run")
             d = diagnose(history)
         except ValueError:
             verdict, confidence, advice = "none", 0.0, ""

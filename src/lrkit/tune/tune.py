@@ -119,7 +119,7 @@ def tune(
     from .workers import run_trials
 
     task = get_task(task)
-    args = _check(sampler, pruner, trials, budget, cv, seeds, epochs, seed, timeout)
+    args = _check(sampler, pruner, trials, budget, cv, seeds, epochs, seed, timeout, progress)
     sampler, pruner = args["sampler"], args["pruner"]
     space = None if space is None else as_space(space, task)  # a bad space: before any file
     name = study if study is not None else task.name
@@ -247,7 +247,9 @@ def _measure(task, space, sampler, warm_start, bound_lr, budget, epochs, seed, p
 
 
 # -- arguments -------------------------------------------------------------------------------
-def _check(sampler, pruner, trials, budget, cv, seeds, epochs, seed, timeout) -> dict[str, Any]:
+def _check(
+    sampler, pruner, trials, budget, cv, seeds, epochs, seed, timeout, progress
+) -> dict[str, Any]:
     """The checked arguments; UserError naming the bad value."""
     try:
         sampler = _optuna_object(sampler, "samplers", "BaseSampler") or _choice(
@@ -269,6 +271,7 @@ def _check(sampler, pruner, trials, budget, cv, seeds, epochs, seed, timeout) ->
         if epochs is not None:
             whole(epochs, "epochs", least=1)
         whole(seed, "seed", least=None)
+        wanted(progress)
     except UserError:
         raise
     except ValueError as e:
