@@ -33,18 +33,18 @@ def test_find_help_documents_the_exit_status_3(capsys):
     assert "3 with --quiet when no lr can be trusted" in " ".join(out.split())
 
 
-def test_help_does_not_announce_tune_as_available(capsys):
+def test_help_announces_tune_with_its_commands(capsys):
     _, out, _ = call(capsys, "--help")
-    assert "find, schedule and watch" in out
-    assert "tune and watch" not in out
+    assert "find, schedule, tune and watch" in out
+    assert "tune " in out and "study " in out and "lrkit tune --task" in out
 
 
-def test_the_package_docstring_says_tune_is_not_here_yet():
+def test_the_package_docstring_names_tune_among_the_pillars():
     first = lrkit.__doc__.splitlines()[0]
-    assert "tune" not in first and "find, schedule and watch" in first
-    assert "tune" in lrkit.__doc__ and "planned" in lrkit.__doc__
+    assert "find, schedule, tune and watch" in first
+    assert "planned" not in lrkit.__doc__ and ":func:`tune`" in lrkit.__doc__
 
 
-def test_the_package_description_does_not_promise_tune():
+def test_the_package_description_names_tune_now_that_it_is_here():
     description = re.search(r'^description = "(.*)"$', (ROOT / "pyproject.toml").read_text(), re.M)
-    assert description and "tune" not in description[1]
+    assert description and "find, schedule, tune and watch" in description[1]

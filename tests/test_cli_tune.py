@@ -11,6 +11,7 @@ import sys
 import click
 import pytest
 from cli_run import call
+from pg import pg_server_fixture  # noqa: F401 (the fixture pg_server)
 
 from lrkit.cli.train_cmd import train_command
 from lrkit.cli.tune_cmd import tune_command
@@ -101,6 +102,16 @@ def test_an_internal_error_mentioning_the_url_prints_no_password(capsys, monkeyp
     status, out, err = call(capsys, "tune", "--task", "user_tasks:tiny", "--out", tmp_path)
     assert status == 1 and "internal error: RuntimeError: lost postgresql://bob:***@db/x" in err
     assert "Traceback" in err and SECRET not in out + err
+
+
+def test_ctrl_c_says_how_to_continue_the_study(capsys, monkeypatch, tmp_path):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sys.modules["lrkit.tune"], "tune", interrupted)
+    status, _, err = call(capsys, "tune", "--task", "user_tasks:tiny", "--out", tmp_path)
+    assert status == 130 and "Traceback" not in err
+    assert f"to continue it: lrkit tune --task user_tasks:tiny --out {tmp_path} --resume" in err
 
 
 @pytest.fixture(scope="module")
@@ -197,6 +208,17 @@ def test_a_worker_option_that_differs_from_the_study_is_refused(capsys, tmp_path
     assert "--sampler 'tpe' differs from the study's sampler 'random'" in err
 
 
+def test_a_worker_may_repeat_what_the_study_recorded(capsys, tmp_path):
+    storage = "sqlite:///" + str(tmp_path / "studies.db")
+    call(capsys, "study", "create", "--storage", storage, "--task", "user_tasks:tiny",
+         "--pruner", "none", "--trials", "2", "s")  # fmt: skip
+    status, _, err = call(capsys, "tune", "--storage", storage, "--study", "s", "--pruner",
+                          "none", "--trials", "2", "--out", tmp_path / "w", "-q")  # fmt: skip
+    assert status == 0, err
+    rows = TuneResult.load(tmp_path / "w" / "tune.json").trials
+    assert [r["status"] for r in rows] == ["completed", "completed"]
+
+
 def test_study_create_refuses_a_name_in_use_and_a_space_without_a_task(capsys, tmp_path):
     storage = "sqlite:///" + str(tmp_path / "studies.db")
     assert call(capsys, "study", "create", "--storage", storage, "--task", "user_tasks:tiny",
@@ -205,6 +227,10 @@ def test_study_create_refuses_a_name_in_use_and_a_space_without_a_task(capsys, t
                                        "--task", "user_tasks:tiny", "s")  # fmt: skip
     assert "need --task" in refused(capsys, "study", "create", "--storage", storage,
                                     "--lr-range", "1e-3..1", "t")  # fmt: skip
+    assert "cannot be split into folds" in refused(
+        capsys, "study", "create", "--storage", storage, "--task", "user_tasks:tiny",
+        "--cv", "3", "u",
+    )  # fmt: skip
 
 
 def test_study_show_of_a_missing_study_lists_those_there(capsys, tmp_path):
@@ -218,3 +244,29 @@ def test_the_json_written_is_strict_json(capsys, tmp_path):
                           "--out", tmp_path / "r", "--json", tmp_path / "t.json", "-q")  # fmt: skip
     assert status == 0, err
     json.loads((tmp_path / "t.json").read_text(), parse_constant=pytest.fail)
+
+
+def test_on_a_real_postgresql_no_output_or_file_holds_the_password(capsys, tmp_path, pg_server):
+    url = pg_server.url
+    said = []
+    for argv in (
+        ["study", "create", "--storage", url, "--task", "user_tasks:tiny", "--trials", "2", "pg"],
+        ["tune", "--storage", url, "--study", "pg", "--out", tmp_path, "--json", tmp_path / "j"],
+        ["study", "list", "--storage", url],
+        ["study", "show", "--storage", url, "pg", "--json", tmp_path / "k"],
+    ):
+        status, out, err = call(capsys, *argv)
+        assert status == 0, err
+        said.append(out + err)
+    files = [p.read_text(errors="replace") for p in tmp_path.iterdir() if p.suffix != ".png"]
+    assert len(files) >= 4  # tune.json, trials.csv and the two --json files
+    assert pg_server.password not in "".join(said + files)
+    assert f"study 'pg' in postgresql://lrkit:***@127.0.0.1:{pg_server.port}/lrkit" in said[1]
+    assert "best: trial" in said[3]
+
+
+def test_a_wrong_password_is_one_line_without_either_password(capsys, tmp_path, pg_server):
+    wrong = pg_server.url.replace(pg_server.password, "not-the-pw-" + SECRET)
+    err = refused(capsys, "tune", "--task", "user_tasks:tiny", "--storage", wrong, "--study",
+                  "x", "--out", tmp_path)  # fmt: skip
+    assert SECRET not in err and pg_server.password not in err and "lrkit:***@" in err

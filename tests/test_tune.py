@@ -52,7 +52,7 @@ def test_each_trial_is_one_call_of_fit_per_split(tmp_path, monkeypatch):
     result = _tune(tmp_path, trials=3, seeds=2, pruner=None)
     assert len(calls) == 3 * 2
     assert [c["seed"] for c in calls] == [0, 1] * 3
-    assert [c["report"] is not None for c in calls] == [True, False] * 3  # the first split
+    assert [c["report"].trial is not None for c in calls] == [True, False] * 3  # reports: split 0
     assert all(r["steps"] == 2 * 135 for r in result.trials)  # 15 epochs of 9 batches, twice
     assert all(c["schedule"] == r["config"]["schedule"] for c, r in zip(calls[::2], result.trials))
 
@@ -77,15 +77,15 @@ def test_a_trial_validates_about_eight_times_a_run(tmp_path):
 
 
 def test_a_bad_config_is_pruned(tmp_path):
-    # the grid's lowest lr (1e-6) barely trains; successive halving stops it early
-    result = _tune(
-        tmp_path, task="digits-mlp", space=Space(lr=(1e-6, 0.1)), sampler="grid", epochs=2
-    )
-    (low,) = [r for r in result.trials if r["params"]["lr"] == pytest.approx(1e-6)]
-    assert low["state"] == "PRUNED" and low["status"] == "pruned"
-    assert low["steps"] < 46  # 2 epochs of 23 batches
-    assert re.fullmatch(r"pruned at step \d+ \(metric [0-9.]+\)", low["reason"])
-    assert low["number"] > 0  # not the first trial, which successive halving always keeps
+    # the warm start trains well; the rates below 1e-4 barely train: successive halving stops them
+    space = Space(lr=(1e-6, 0.1), schedule=SCHEDULE)
+    result = _tune(tmp_path, task="digits-mlp", space=space, epochs=2, trials=8)
+    assert result.trials[0]["state"] == "COMPLETE"
+    low = [r for r in result.trials if r["params"]["lr"] < 1e-4]
+    assert low and all(r["state"] == "PRUNED" and r["status"] == "pruned" for r in low)
+    for r in low:
+        assert 46 / 4 <= r["steps"] < 46  # 2 epochs of 23 batches; no rung before a quarter
+        assert re.fullmatch(r"pruned at step \d+ \(metric [0-9.]+\)", r["reason"])
 
 
 def test_a_diverging_lr_fails_at_once_with_its_reason(tmp_path):
@@ -213,13 +213,24 @@ def test_the_grid_sampler_covers_the_grid(tmp_path):
     assert tried == pytest.approx(sorted(space.grid()["lr"]))
 
 
-def test_a_budget_stops_the_study_within_one_trial(tmp_path):
-    result = _tune(tmp_path, budget=3.0, trials=None)
+def test_the_grid_of_several_families_runs_each_distinct_point_once(tmp_path):
+    space = Space(lr=(1e-2, 1e-1), schedule="cosine(to={0..0.1}) | constant")
+    result = _tune(tmp_path, space=space, sampler="grid", pruner=None, epochs=1, trials=None)
+    tried = [r["params"] for r in result.trials]
+    assert len(tried) == len(space.grid_params()) == 9 * 3 + 9
+    assert {tuple(sorted(p.items())) for p in tried} == {
+        tuple(sorted(p.items())) for p in space.grid_params()
+    }
+
+
+def test_a_budget_stops_the_study_within_one_validation_of_it(tmp_path):
+    result = _tune(tmp_path, space=LR_ONLY, budget=3.3, trials=None, pruner=None)
     run = result.attrs["steps_per_run"]
     spent = result.attrs["find_steps"] + result.attrs["pick_steps"]
     spent += sum(r["steps"] for r in result.trials)
-    assert 3 * run <= spent <= 3 * run + run
-    assert spent - result.trials[-1]["steps"] < 3 * run  # it stopped after the one that spent it
+    assert 3.3 * run <= spent < 3.3 * run + 17  # wine-mlp validates every 17 of its 135 steps
+    last = result.trials[-1]
+    assert last["state"] == "PRUNED" and "budget is spent" in last["reason"]
 
 
 def test_a_resumed_study_continues_to_the_trials(tmp_path):
@@ -233,11 +244,60 @@ def test_a_resumed_study_continues_to_the_trials(tmp_path):
 
 
 def test_a_resumed_study_keeps_its_settings_and_refuses_others(tmp_path):
-    _tune(tmp_path, trials=1, seeds=2)
+    _tune(tmp_path, trials=1, seeds=2, pruner=None)
     with pytest.raises(UserError, match="seeds=3 differs from the study's seeds=2"):
-        _tune(tmp_path, trials=2, seeds=3, resume=True)
-    result = _tune(tmp_path, trials=2, resume=True)  # seeds left out: the study's
+        _tune(tmp_path, trials=2, seeds=3, resume=True, pruner=None)
+    result = _tune(tmp_path, trials=2, resume=True, pruner=None)  # seeds: the study's
     assert [len(r["splits"]) for r in _finished(result)] == [2, 2]
+
+
+def test_a_second_tune_on_shared_storage_joins_the_study(tmp_path):
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    first = lrkit.tune("wine-mlp", LR_ONLY, storage=url, study="s", trials=2, **FAST)
+    again = lrkit.tune("wine-mlp", storage=url, study="s", trials=4, **FAST)  # no resume needed
+    assert len(_finished(again)) == 4
+    assert again.attrs["lr_window"] == first.attrs["lr_window"]  # measured once
+    assert again.attrs["space"] == first.attrs["space"]  # the study's, not the default space
+    storage = optuna.storages.RDBStorage(url)
+    trials = optuna.load_study(study_name="s", storage=storage).trials
+    assert [t.number for t in trials if "warm_start" in t.user_attrs] == [0]
+
+
+def _created(tmp_path, **plan):
+    from lrkit.tune.storage import create_study, open_storage
+
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    create_study(open_storage(url), "made", direction="maximize", attrs={"lrkit": plan})
+    return url
+
+
+def test_a_worker_reads_cv_seeds_and_space_from_a_study_made_for_it(tmp_path):
+    url = _created(tmp_path, task="wine-mlp", cv=2, seeds=2, space="lr={1e-2..1e-1}; constant")
+    result = lrkit.tune("wine-mlp", storage=url, study="made", trials=1, pruner=None, **FAST)
+    (r,) = result.trials
+    assert [(s["fold"], s["seed"]) for s in r["splits"]] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert r["config"]["schedule"] == "constant" and 1e-2 <= r["lr"] <= 1e-1
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"cv": 3}, "cv=3 differs from the study's cv=2"),
+        ({"space": "lr={1e-3..1e-2}; constant"}, "differs from the study's space"),
+    ],
+)
+def test_an_argument_that_differs_from_the_studys_is_refused(tmp_path, kw, match):
+    url = _created(tmp_path, task="wine-mlp", cv=2, space="lr={1e-2..1e-1}; constant")
+    with pytest.raises(UserError, match=match):
+        lrkit.tune("wine-mlp", storage=url, study="made", trials=1, **{**FAST, **kw})
+
+
+def test_a_study_of_another_task_is_refused(tmp_path):
+    url = _created(tmp_path, task="digits-mlp")
+    with pytest.raises(
+        UserError, match="task 'wine-mlp' differs from the study's task 'digits-mlp'"
+    ):
+        lrkit.tune("wine-mlp", storage=url, study="made", trials=1, **FAST)
 
 
 def test_the_study_is_a_plain_optuna_study_in_the_journal_file(tmp_path):
@@ -284,11 +344,52 @@ def test_a_lower_is_better_metric_is_minimised(tmp_path):
         ({"budget": math.nan}, "budget .* got nan"),
         ({"timeout": 0}, "timeout .* got 0"),
         ({"trials": None}, "needs a budget or a timeout"),
+        ({"progress": "yes"}, "progress must be None, True or False, got 'yes'"),
+        ({"seed": 1.5}, "seed must be a whole number, got 1.5"),
+        ({"epochs": 0}, "epochs must be a whole number >= 1, got 0"),
     ],
 )
 def test_bad_arguments_are_named(tmp_path, kw, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(UserError, match=match):
         _tune(tmp_path, **kw)
+
+
+def test_an_optuna_sampler_and_pruner_can_be_given_as_objects(tmp_path):
+    sampler = optuna.samplers.RandomSampler(seed=1)
+    pruner = optuna.pruners.NopPruner()
+    result = _tune(tmp_path, space=LR_ONLY, sampler=sampler, pruner=pruner, trials=3)
+    assert (result.attrs["sampler"], result.attrs["pruner"]) == ("RandomSampler", "NopPruner")
+    assert [r["state"] for r in result.trials] == ["COMPLETE"] * 3
+
+
+def test_progress_prints_one_line_per_finished_trial(tmp_path, capsys):
+    _tune(tmp_path, space=LR_ONLY, trials=2, pruner=None, progress=True)
+    lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("trial ")]
+    assert len(lines) == 2
+    assert re.fullmatch(
+        r"trial 0 \(1/2 done\): lr [0-9.e-]+ cosine  [0-9.]+  completed  verdict \w+", lines[0]
+    )
+
+
+@pytest.mark.parametrize("pruner", ["sha", "hyperband", "median", None])
+def test_every_pruner_runs_a_study(tmp_path, pruner):
+    result = _tune(tmp_path, space=LR_ONLY, pruner=pruner, trials=5, epochs=4)
+    assert len(_finished(result)) == 5
+    assert result.attrs["pruner"] == pruner
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "gp", "random"])
+def test_every_sampler_searches_the_default_space(tmp_path, sampler):
+    result = _tune(tmp_path, sampler=sampler, trials=7, epochs=2)  # 5 random ones, then the model
+    assert len(_finished(result)) == 7
+    assert len({r["lr"] for r in result.trials}) == 7
+
+
+def test_a_timeout_stops_starting_trials(tmp_path):
+    _tune(tmp_path, space=LR_ONLY, trials=None, timeout=0.5, pruner=None)
+    starts = [t.datetime_start for t in _study(tmp_path).trials if t.datetime_start]
+    assert len(starts) >= 1
+    assert (max(starts) - min(starts)).total_seconds() < 0.5 + 0.25
 
 
 def test_bad_arguments_are_refused_before_any_training(tmp_path, monkeypatch):

@@ -116,9 +116,9 @@ def test_the_table_has_a_row_per_trial_with_mean_std_status_verdict_and_reason()
     assert "accuracy (mean ± std)" in lines[1]
     first, second, third = lines[2:5]
     assert first.lstrip().startswith("*0") and "0.9012 ± 0.012" in first
-    assert "cosine" in first and "cosine.to=0.01" in first and "lr too low" in first
+    assert "cosine" in first and " to=0.01" in first and "lr too low" in first
     assert "diverged" in second and "loss nan at step 7" in second
-    assert "pruned" in third and "(0.55 at step 20)" in third
+    assert "pruned" in third and "(0.55)" in third and "pruned at step 20" in third
 
 
 def test_a_trial_of_one_split_shows_its_metric_without_a_spread():

@@ -108,6 +108,11 @@ def test_a_zero_length_leaves_its_sequence_part_out():
     assert config.schedule == "cosine(to=0.01)"
 
 
+def test_whole_steps_that_a_long_run_would_hold_are_not_refused():
+    space = parse_space("warmup({100..20000 int}) >> cosine(90%)")
+    assert space.family_names() == ["cosine"]
+
+
 def test_sampled_values_are_written_compactly():
     config = (
         parse_space("cosine(to={0..0.1})").with_lr(0.1, 0.1).config({"cosine.to": 0.012345678901})
@@ -129,6 +134,46 @@ def test_every_sampled_schedule_parses_and_lies_in_its_range(lo, width, seed, lo
     for params, config in sample(space, n=3, seed=seed):
         assert lo <= parse(config.schedule).to <= hi
         assert space.config(params) == config
+
+
+def _range(draw, low, high, integer=False, unit=""):
+    lo = draw(st.integers(low, high) if integer else st.floats(low, high, allow_nan=False))
+    hi = draw(st.integers(lo, high) if integer else st.floats(lo, high, allow_nan=False))
+    log = draw(st.booleans()) and lo > 0
+    return Range(lo, hi, log=log, integer=integer, unit=unit).text()
+
+
+@st.composite
+def spaces(draw):
+    """Spaces of a few families from a pool, with random ranges."""
+    pool = [
+        lambda: f"cosine(to={_range(draw, 0, 1)})",
+        lambda: f"warmup({_range(draw, 0, 20, unit='%')}) >> cosine",
+        lambda: f"one_cycle(peak_at={_range(draw, 0, 1)})",
+        lambda: f"cyclical({_range(draw, 1, 100, integer=True)}, mode={{triangular, exp_range}})",
+        lambda: f"cosine_restarts({_range(draw, 1, 3, unit='ep')})",
+        lambda: "constant",
+    ]
+    picks = draw(st.lists(st.sampled_from(pool), min_size=1, max_size=4))
+    return parse_space(" | ".join(make() for make in picks))
+
+
+@settings(max_examples=40, deadline=None)
+@given(space=spaces(), seed=st.integers(0, 2**16))
+def test_any_space_round_trips_and_samples_parseable_configs(space, seed):
+    assert parse_space(space.text()) == space
+    for params, config in sample(space.with_lr(1e-3, 1), n=3, seed=seed):
+        parse(config.schedule)
+        assert space.with_lr(1e-3, 1).config(params) == config
+
+
+def test_the_modules_examples_run():
+    import doctest
+
+    from lrkit.tune import config, space
+
+    for module in (space, config):
+        assert doctest.testmod(module).failed == 0
 
 
 # -- families ---------------------------------------------------------------------------
@@ -154,6 +199,22 @@ def test_params_are_named_by_family_schedule_and_argument():
         "wsd.warmup",
         "wsd.decay",
     ]
+
+
+@pytest.mark.parametrize(
+    "text, names",
+    [
+        (
+            "multistep([{10..40 int}, {50..90 int}])",
+            ["multistep.milestones", "multistep.milestones_2"],
+        ),
+        ("{0.5..1} * cosine", ["cosine.scale"]),
+        ("maximum(constant({0.01..0.1}), cosine)", ["max.constant.value"]),
+        ("linear({1..5ep}, to={0..0.1}) >> cosine", ["cosine.linear.steps", "cosine.linear.to"]),
+    ],
+)
+def test_a_param_is_named_for_the_argument_it_is_given_to(text, names):
+    assert [p.name for p in parse_space(text).families[0].params] == names
 
 
 def test_a_family_name_used_twice_gets_a_suffix():
@@ -281,6 +342,24 @@ def test_a_grid_runs_with_optunas_grid_sampler_through_every_point():
     assert len(configs) == 3 * (3 + 1)  # lrs x (cosine floors + constant)
 
 
+def test_grid_params_lists_each_configuration_once():
+    space = parse_space("cosine(to={0..0.1}) | constant").with_lr(1e-3, 1e-1)
+    params = space.grid_params(points=3)
+    configs = [space.config(p) for p in params]
+    assert len(params) == 3 * (3 + 1) and len(set(configs)) == len(configs)
+    assert all("cosine.to" not in p for p in params if p["family"] == "constant")
+
+
+def test_grid_params_are_enqueued_trials_of_a_study():
+    space = parse_space("cosine(to={0..0.1}) | constant").with_lr(1e-3, 1e-1)
+    study = optuna.create_study()
+    for params in space.grid_params(points=3):
+        study.enqueue_trial(params)
+    seen = set()
+    study.optimize(lambda trial: seen.add(space.suggest(trial)) or 0.0, n_trials=12)
+    assert len(seen) == 12
+
+
 def test_a_grid_too_large_is_refused_saying_how_large():
     space = parse_space(
         "cosine(to={0..0.1}, start={0.5..1}) | one_cycle(peak_at={0.1..0.5}, div={10..30})"
@@ -332,6 +411,24 @@ def test_as_space_refuses_anything_else():
         as_space(42)
 
 
+@pytest.mark.parametrize(
+    "make, fragment",
+    [
+        (lambda: Range(float("nan"), 1), "range low must be a finite number, got nan"),
+        (lambda: Range(0, float("inf")), "range high must be a finite number, got inf"),
+        (lambda: Range(2, 1), "range low 2 > high 1"),
+        (lambda: Range(0.5, 2, integer=True), "whole number"),
+        (lambda: Choice(()), "at least one value"),
+        (lambda: Choice((1, float("nan"))), "finite"),
+        (lambda: Choice(([1],)), "numbers or names"),
+    ],
+)
+def test_a_bad_range_built_in_python_is_a_user_error(make, fragment):
+    with pytest.raises(UserError, match=None) as info:
+        make()
+    assert fragment in str(info.value)
+
+
 def test_range_and_choice_can_be_built_in_python():
     space = Space(
         lr=(0.1, 0.1), schedule="constant", weight_decay=Range(0, 1e-3), batch_size=Choice((8, 16))
@@ -361,9 +458,12 @@ ERRORS = [
     ("cosine(to={0..1 lgo})", 17, "did you mean 'log'"),
     ("cosine(to={0..1 int}, start={1.5..2 int})", 29, "whole number"),
     ("warmup({1..10% int}) >> cosine", 8, "cannot be in %"),
+    ("warmup({0..10 int log}) >> cosine", 9, "a log range needs a low end > 0, got 0"),
+    ("warmup({5%..1%}) >> cosine", 8, "write the low end first: {1..5%}"),
     ("warmup({0..200%}) >> cosine", 8, "at most 100%"),
     ("cosine(to={-1..0.1})", 11, "cosine to must be >= 0, got -1"),
     ("cyclical(10, mode={triangular, triangle2})", 19, "'triangle2'"),
+    ("wsd(warmup={0..60%}, decay={10..50%})", 12, "must fit in its"),
     ("cosine(to={0.1, 0.1})", 17, "given twice"),
     ("cosine(to={0.1, })", 17, "empty item"),
     ("{0..1}(5%)", 1, "a range where a name is expected"),

@@ -1,5 +1,4 @@
-"""lrkit: a learning-rate toolkit for PyTorch — find, schedule and watch the learning rate.
-
+"""lrkit: a learning-rate toolkit for PyTorch — find, schedule, tune and watch the learning rate.
 
 The public API:
 

@@ -56,7 +56,7 @@ def create_command(ctx: click.Context, storage: str, task_name: str | None,
     """
     from .._version import __version__
     from ..errors import UserError
-    from ..tune.storage import create_study, open_storage, redact
+    from ..tune.storage import create_study, list_studies, open_storage, redact
     from .tune_cmd import load_task, option_given
 
     optuna_quiet()
@@ -71,15 +71,21 @@ def create_command(ctx: click.Context, storage: str, task_name: str | None,
         if search["space"] is not None or search["lr_range"] is not None:
             space = build_space(search["space"], search["lr_range"], task)
             plan["space"] = _text(space)
+        if search["cv"] is not None:  # a task that cannot be split is refused now, not by workers
+            task.folds(search["cv"], search["seed"] or 0)
     elif search["space"] is not None or search["lr_range"] is not None:
         raise UserError("--space and --lr-range need --task (a space is read against its task)")
     if direction is None:
         raise UserError("give --task (its metric sets the direction) or --direction")
     for key in (*PLANNED, "cv", "seeds", "epochs"):
         if option_given(ctx, key):
-            value = search[key]
-            plan[key] = None if (key, value) == ("pruner", "none") else value
+            plan[key] = search[key]
     store = open_storage(storage, None)
+    if name.strip() in list_studies(store):  # said before trying (create_study refuses it too)
+        raise UserError(
+            f"a study named {name.strip()!r} already exists in {redact(storage)!r}; give another"
+            " name, or run 'lrkit tune --storage URL --study NAME' on it to add trials"
+        )
     create_study(store, name, direction=direction, attrs={"lrkit": plan})
     where = redact(storage)
     click.echo(f"created study {name!r} ({direction}) in {where}")

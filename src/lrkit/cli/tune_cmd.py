@@ -227,6 +227,8 @@ def tune_command(ctx: click.Context, task_name: str | None, storage: str | None,
       lrkit tune --storage postgresql://lr@db.example/studies --study wine-cosine
     """
     from ..tune import tune
+    from ..tune.result import FILES
+    from ..tune.storage import JOURNAL_NAME as JOURNAL
     from ..tune.storage import redact
 
     plan = study_plan(storage, study_name) if storage is not None and study_name else {}
@@ -242,10 +244,21 @@ def tune_command(ctx: click.Context, task_name: str | None, storage: str | None,
     json_file = None if json_out is None else writable_file(json_out, "--json")
     png_file = None if png is None else writable_file(png, "--png")
 
-    result = tune(
-        task, space, storage=storage, study=name, out=folder, resume=resume,
-        warm_start=warm_start, progress=False if quiet else None, timeout=timeout, **settings,
-    )  # fmt: skip
+    if storage is None:
+        again = shlex.join(["lrkit", "tune", "--task", named, "--out", str(folder), "--resume"])
+        kept = f"study {name!r} in {folder / JOURNAL}; to continue it: {again}"
+    else:
+        kept = (f"study {name!r} in {redact(storage)} (optuna.load_study and optuna-dashboard"
+                " open it); to continue it: the same command again")  # fmt: skip
+    try:
+        result = tune(
+            task, space, storage=storage, study=name, out=folder, resume=resume,
+            warm_start=warm_start, progress=False if quiet else None, timeout=timeout,
+            **settings,
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        click.echo(f"lrkit: the {kept}", err=True)
+        raise
     result.storage = None if storage is None else redact(storage)
     result.save(folder)
     if json_file is not None:
@@ -264,19 +277,12 @@ def tune_command(ctx: click.Context, task_name: str | None, storage: str | None,
     if result.best is not None:
         click.echo(f"train the best: {result.train_line(task=named)}")
         click.echo("in Python:\n  " + result.python(named).replace("\n", "\n  "))
-    saved = [
-        p.name for p in sorted(folder.iterdir()) if p.is_file() and not p.name.endswith(".tmp")
-    ]
-    click.echo(f"results written to {folder}: {', '.join(saved)}")
+    saved = [n for n in (JOURNAL, *FILES.values()) if (folder / n).is_file()]
+    click.echo(f"results written to {folder}: {', '.join(sorted(saved))}")
     for path in (json_file, png_file):
         if path is not None:
             click.echo(f"also written: {path}")
-    if storage is None:
-        again = shlex.join(["lrkit", "tune", "--task", named, "--out", str(folder), "--resume"])
-        click.echo(f"study {name!r} in {folder / 'study.journal'}; to continue it: {again}")
-    else:
-        click.echo(f"study {name!r} in {redact(storage)} (optuna.load_study and optuna-dashboard"
-                   " open it)")  # fmt: skip
+    click.echo(kept)
 
 
 def option_given(ctx: click.Context, name: str) -> bool:
@@ -284,7 +290,8 @@ def option_given(ctx: click.Context, name: str) -> bool:
     return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
 
 
-# settings that a study made by 'lrkit study create' records, and tune's defaults for them
+# settings that a study made by 'lrkit study create' records (None there: not recorded), and
+# tune's defaults for them; the pruner "none" is recorded as such, as tune records it
 PLANNED = {"sampler": "tpe", "pruner": "sha", "trials": 20, "budget": None, "seed": 0}
 JOINED = ("cv", "seeds", "epochs")  # tune itself reads these from the study (None: the study's)
 
@@ -299,12 +306,13 @@ def _settings(task_name, search, plan, given) -> dict[str, Any]:
                         " leave --task out to use the study's, or use another --study")  # fmt: skip
     for key, default in PLANNED.items():
         value = search[key]
-        if key in given and key in plan and plan[key] != value:
+        if key in given and plan.get(key) is not None and plan[key] != value:
             raise UserError(
                 f"--{key} {value!r} differs from the study's {key} {plan[key]!r}: leave"
                 f" --{key} out to use the study's, or use another --study"
             )
-        out[key] = value if key in given else plan.get(key, default)
+        out[key] = value if key in given or plan.get(key) is None else plan[key]
+        out[key] = default if out[key] is None else out[key]
     if out["pruner"] == "none":
         out["pruner"] = None
     for key in JOINED:
@@ -338,12 +346,13 @@ def build_space(text: str | None, lr_range: tuple[float, float] | None, task: An
 
 def study_plan(storage: str, name: str) -> dict[str, Any]:
     """The ``lrkit`` attrs of study ``name`` in ``storage`` ({} when it does not exist yet)."""
-    from ..tune.storage import open_storage
+    from ..tune.storage import database_errors, open_storage
 
     store = open_storage(storage, None)
-    try:
-        study_id = store.get_study_id_from_name(name)
-    except KeyError:
-        return {}
-    attrs = store.get_study_user_attrs(study_id).get("lrkit")
+    with database_errors(store, f"reading study {name!r}"):
+        try:
+            study_id = store.get_study_id_from_name(name)
+        except KeyError:
+            return {}
+        attrs = store.get_study_user_attrs(study_id).get("lrkit")
     return dict(attrs) if isinstance(attrs, dict) else {}

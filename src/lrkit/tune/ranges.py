@@ -75,22 +75,28 @@ class Range:
     def __post_init__(self) -> None:
         if self.unit not in UNITS:
             raise UserError(f"range unit must be one of '', '%', 'ep'; got {self.unit!r}")
-        lo = number(self.low, "range low", finite=True)
-        hi = number(self.high, "range high", finite=True)
+        try:
+            lo = number(self.low, "range low", finite=True)
+            hi = number(self.high, "range high", finite=True)
+        except ValueError as e:
+            raise UserError(str(e)) from None
         if lo > hi:
             raise UserError(
                 f"range low {_exact(lo)} > high {_exact(hi)}; write the low end first:"
-                f" {{{_exact(hi)}..{_exact(lo)}}}"
+                f" {{{_exact(hi)}..{_exact(lo)}{self.unit}}}"
             )
         if self.log and lo <= 0:
             raise UserError(f"a log range needs a low end > 0, got {_exact(lo)}")
         if self.integer:
             if self.unit == "%":
                 raise UserError("an int range cannot be in %; write {1..10} for whole steps")
-            lo, hi = (
-                float(whole(v, "an int range's end", least=None))
-                for v in (_integral(self.low), _integral(self.high))
-            )
+            try:
+                lo, hi = (
+                    float(whole(v, "an int range's end", least=None))
+                    for v in (_integral(self.low), _integral(self.high))
+                )
+            except ValueError as e:
+                raise UserError(str(e)) from None
         if self.unit and lo < 0:
             raise UserError(f"a {self.unit} range needs a low end >= 0, got {_exact(lo)}")
         if self.unit == "%" and hi > 100:

@@ -120,13 +120,7 @@ class TuneResult(Result):
             r for r in self.trials
             if r["state"] == "COMPLETE" and _finite(r["metric_mean"]) and r["config"]
         ]  # fmt: skip
-        if not done:
-            self.best, self.best_value, self.best_std, self.best_trial = (
-                None,
-                math.nan,
-                math.nan,
-                None,
-            )
+        if not done:  # the fields keep their defaults: no best, NaN value and std
             return
         top = min(key(r) for r in done)
         tied = sorted(
@@ -239,9 +233,9 @@ class TuneResult(Result):
         note = f"{', '.join(left)}: not in every complete trial, not measured" if left else ""
         return found, note
 
-    def table(self, width: int = 120) -> str:
-        """The trials table as plain text (rich's layout, no colours)."""
-        return result_table(self, width)
+    def table(self) -> str:
+        """The trials table as plain text, one line per trial (see :mod:`lrkit.tune.text`)."""
+        return result_table(self)
 
     def summary(self) -> str:
         """A few lines: the best configuration, its mean ± std, counts, importance, verdicts."""

@@ -28,12 +28,21 @@ schedule (``cosine.to``, ``one_cycle.peak_at``), ``<family>.<schedule>.<arg>`` f
 >>> space.config({"lr": 0.1, "family": "cosine", "cosine.warmup.steps": 0.05, "cosine.to": 0.02})
 Config(lr=0.1, schedule='warmup(5%) >> cosine(to=0.02)', family='cosine', optimizer=None, weight_decay=None, batch_size=None)
 
-Errors are :class:`~lrkit.schedules.ScheduleSyntaxError` (a UserError) pointing at the column.
+**Checks.** Each family is read when the space is: at its ranges' low ends, at their high
+ends and at each choice's values it must parse and fit a run (``wsd(warmup={0..60%},
+decay={10..50%})`` is refused: 60% + 50% fit no run). Errors are
+:class:`~lrkit.schedules.ScheduleSyntaxError` (a UserError) with a caret under the column.
+
+**Grids.** :meth:`Space.grid` is GridSampler's search space (lr on a log grid, choices as
+they are, 3 points of a continuous family param); GridSampler knows nothing of families, so it
+runs the product of every family's params and repeats configurations.
+:meth:`Space.grid_params` lists each configuration once, for ``study.enqueue_trial``.
 """
 
 from __future__ import annotations
 
 import difflib
+import itertools
 import math
 import re
 from dataclasses import dataclass, field, replace
@@ -234,6 +243,22 @@ class Space:
                 " sampler='tpe'"
             )
         return grid
+
+    def grid_params(self, points: int = 9) -> list[dict[str, Any]]:
+        """The distinct points of :meth:`grid`, each as the params of one trial (only its
+        family's own): what ``study.enqueue_trial`` takes, without the repeats that
+        GridSampler runs when the families have params of their own."""
+        grid = self.grid(points)
+        shared = [k for k in ("lr", *SETTINGS[1:]) if k in grid]
+        out = []
+        for f in self.families:
+            keys = shared + [p.name for p in f.params if p.name in grid]
+            for combo in itertools.product(*(grid[k] for k in keys)):
+                params = dict(zip(keys, combo))
+                if len(self.families) > 1:
+                    params["family"] = f.name
+                out.append(params)
+        return out
 
 
 def _param(params: dict[str, Any], name: str, dim: Dim) -> Any:

@@ -88,7 +88,12 @@ def _remember_secret(password: str | None, raw: str | None) -> None:
 
 def _first_line(error: BaseException) -> str:
     """The database driver's own first line of ``error`` (SQLAlchemy adds the SQL and a link)."""
-    inner = getattr(error, "orig", None) or error.__cause__ or error
+    inner = error
+    for _ in range(8):  # down to the driver's own error
+        deeper = getattr(inner, "orig", None) or inner.__cause__
+        if deeper is None:
+            break
+        inner = deeper
     lines = [line.strip() for line in str(inner).splitlines() if line.strip()]
     return redact(lines[0] if lines else type(inner).__name__)
 
@@ -119,6 +124,7 @@ _where: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 def where(storage: Any) -> str:
     """A storage's URL or path for messages, its password redacted."""
+    storage = getattr(storage, "_backend", storage)  # Optuna's cache in front of an RDBStorage
     try:
         known = _where.get(storage)
     except TypeError:
@@ -299,23 +305,41 @@ def _grpc(url: str) -> optuna.storages.BaseStorage:
 @contextlib.contextmanager
 def database_errors(storage: Any, doing: str = "using the study"):
     """Turn the database (or gRPC proxy) going away into one :class:`StorageError` line that
-    names the storage (redacted) and says that the study resumes when it is back."""
-    import sqlalchemy.exc
-
+    names the storage (redacted) and says that the study resumes when it is back. An error
+    whose chain holds a database error counts (Optuna may raise another while handling one)."""
     try:
         yield
-    except (sqlalchemy.exc.DBAPIError, optuna.exceptions.StorageInternalError) as error:
-        raise StorageError(
-            f"lost the database {where(storage)!r} while {doing}: {_first_line(error)}; the "
-            "study is kept there: run the same command again when the server is back to resume"
-        ) from None
-    except Exception as error:
-        if type(error).__module__.startswith("grpc") and hasattr(error, "code"):
-            raise StorageError(
-                f"lost the gRPC storage proxy {where(storage)!r} while {doing}: "
-                f"{redact(str(error.code()))}; run the same command again when it is back"
-            ) from None
+    except StorageError:
         raise
+    except Exception as error:
+        cause = _database_cause(error)
+        if cause is None:
+            raise
+        what = "gRPC storage proxy" if _is_grpc(cause) else "database"
+        reason = redact(str(cause.code())) if _is_grpc(cause) else _first_line(cause)
+        raise StorageError(
+            f"lost the {what} {where(storage)!r} while {doing}: {reason}; the study is kept "
+            "there: run the same command again when the server is back to resume"
+        ) from None
+
+
+def _is_grpc(error: BaseException) -> bool:
+    return type(error).__module__.startswith("grpc") and hasattr(error, "code")
+
+
+def _database_cause(error: BaseException) -> BaseException | None:
+    """The database (or gRPC) error in ``error``'s chain of causes, or None."""
+    import sqlalchemy.exc
+
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, (sqlalchemy.exc.DBAPIError, optuna.exceptions.StorageInternalError)):
+            return error
+        if _is_grpc(error):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
 
 
 # --- studies -----------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """How a :class:`~lrkit.tune.result.TuneResult` reads: the trials table and the summary lines.
 
-Plain text (rich's table layout rendered without colours), so a log file, a terminal and a
-test all see the same words. Nothing here prints: the CLI does.
+Plain text, so a log file, a terminal and a test all see the same words. Nothing here
+prints: the CLI does.
 """
 
 from __future__ import annotations
@@ -27,49 +27,53 @@ def mean_std(mean: Any, std: Any) -> str:
 
 
 def params_text(row: dict[str, Any]) -> str:
-    """A trial's params beyond lr and family: ``cosine.to=0.01 warmup.steps=0.05``."""
+    """A trial's params beyond lr and family, its family's without the family's prefix:
+    ``to=0.01 warmup.steps=0.05`` for ``cosine.to`` and ``cosine.warmup.steps``."""
+    prefix = f"{row['family']}." if row.get("family") else None
     shown = []
     for name, value in sorted(row["params"].items()):
         if name in ("lr", "family"):
             continue
+        if prefix and name.startswith(prefix):
+            name = name[len(prefix) :]
         shown.append(f"{name}={fmt(value, 3) if isinstance(value, float) else value}")
     return " ".join(shown)
 
 
-def result_table(result: Any, width: int = 120) -> str:
-    """One row per trial: number, status, lr, family, params, metric mean ± std, steps,
-    verdict, reason; the best trial marked ``*``."""
-    from rich.console import Console
-    from rich.table import Table
-
+def result_table(result: Any) -> str:
+    """One line per trial: number, status, lr, family, params, metric (mean ± std over the
+    splits; a pruned trial's last report in parentheses), steps, verdict, reason; the best
+    trial marked ``*``. Plain text: columns padded to their widest cell, no cell cut, the
+    reason last and whole (a log or a grep reads every line as one trial)."""
     title = f"lrkit tune: {result.task or 'task'}"
     if result.study:
         title += f", study {result.study!r}"
-    table = Table(title=title, title_justify="left", box=None, pad_edge=False)
-    for name, justify in (("#", "right"), ("status", "left"), ("lr", "right"),
-                          ("family", "left"), ("params", "left"),
-                          (f"{result.metric} (mean ± std)", "right"), ("steps", "right"),
-                          ("verdict", "left"), ("reason", "left")):  # fmt: skip
-        table.add_column(name, justify=justify, overflow="fold")
+    head = ["#", "status", "lr", "family", "params", f"{result.metric} (mean ± std)", "steps",
+            "verdict", "reason"]  # fmt: skip
+    right = {0, 2, 5, 6}
+    rows = [head]
     for row in result.trials:
         mark = "*" if row["number"] == result.best_trial else ""
-        table.add_row(
+        rows.append([
             f"{mark}{row['number']}", row["status"], fmt(row["lr"], 3), str(row["family"] or ""),
-            params_text(row), _metric(row),
-            str(row["steps"]), row["verdict"], row["reason"],
-        )  # fmt: skip
-    console = Console(width=width, color_system=None, highlight=False, record=True)
-    with console.capture() as captured:
-        console.print(table)
-    return "\n".join(line.rstrip() for line in captured.get().splitlines())
+            params_text(row), _metric(row), str(row["steps"]), row["verdict"], row["reason"],
+        ])  # fmt: skip
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines = [title]
+    for r in rows:
+        cells = [c.rjust(w) if i in right else c.ljust(w)
+                 for i, (c, w) in enumerate(zip(r, widths, strict=True))]  # fmt: skip
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
 
 
 def _metric(row: dict[str, Any]) -> str:
-    """The mean ± std over the splits (the mean alone for one split); for a pruned trial, its
-    last report and step in parentheses (a partial run's metric, not comparable)."""
+    """The mean ± std over the splits (the mean alone for one split); a pruned trial's last
+    report in parentheses (a partial run's metric, not comparable with the others)."""
     last = row.get("last_report")
-    if row["status"] == "pruned" and last and fmt(last[1]) != "-":
-        return f"({fmt(last[1])} at step {last[0]})"
+    if row["status"] == "pruned":
+        value = last[1] if last else row["metric_mean"]
+        return f"({fmt(value)})" if fmt(value) != "-" else "-"
     if len(row.get("splits") or ()) <= 1:
         return fmt(row["metric_mean"])
     return mean_std(row["metric_mean"], row["metric_std"])
