@@ -64,9 +64,11 @@ def test_import_lrkit_does_not_import_optuna():
 
 
 def test_lrkit_tune_is_the_function_and_the_package():
+    from lrkit.tune.result import TuneResult
+
     assert callable(lrkit.tune)
-    assert lrkit.tune.Space is Space
-    assert lrkit.Space is Space
+    assert lrkit.tune.Space is Space and lrkit.Space is Space
+    assert lrkit.TuneResult is TuneResult and lrkit.tune.TuneResult is TuneResult
 
 
 def test_a_trial_validates_about_eight_times_a_run(tmp_path):
