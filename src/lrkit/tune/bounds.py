@@ -14,7 +14,7 @@ tune instead measures first:
   down), level with it at most, hence the range reaches further down than up. A range
   capped at the top holds no rate at which the range test's loss was already rising. Measured
   on five of the LR-selection tasks (lr only, budget 4 runs, seeds 0-4): 1.5/0.5 decades gave
-  a mean regret of 0.026, 1.0/0.5 0.057 (the range then missed breast-cancer-sgd's best).
+  a mean regret of 0.026; 1.0/0.5 decades 0.057 (worse on diabetes-mlp and breast-cancer-sgd).
 - **without** (``warm_start=False``, or the grid sampler, which tries its own points), a range
   test alone (:func:`~lrkit.find.find_lr`, ``FIND_STEPS`` steps at most) bounds it: from its
   top ``FIND_BELOW_TOP`` decades down to ``FIND_SPAN`` decades below that.
