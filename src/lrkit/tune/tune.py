@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import random
 from pathlib import Path
 from typing import Any
 
@@ -185,7 +186,9 @@ def tune(
         study_obj.pruner = search.pruner_of(pruner, val_every, first_run)
         study_obj.set_user_attr("lrkit", attrs)
         if measured and done_before == 0:  # queued once, by the worker that measured
-            for point in grid or ():  # each distinct grid point once, a trial each
+            # each distinct grid point once, in a seeded random order (in order of lr, each
+            # would beat the last and none be pruned)
+            for point in random.Random(seed).sample(grid or [], len(grid or [])):
                 study_obj.enqueue_trial(point, user_attrs={"grid": True})
             warm = attrs.get("warm_start")
             if warm:
