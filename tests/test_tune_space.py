@@ -108,6 +108,11 @@ def test_a_zero_length_leaves_its_sequence_part_out():
     assert config.schedule == "cosine(to=0.01)"
 
 
+def test_whole_steps_that_a_long_run_would_hold_are_not_refused():
+    space = parse_space("warmup({100..20000 int}) >> cosine(90%)")
+    assert space.family_names() == ["cosine"]
+
+
 def test_sampled_values_are_written_compactly():
     config = (
         parse_space("cosine(to={0..0.1})").with_lr(0.1, 0.1).config({"cosine.to": 0.012345678901})
@@ -194,6 +199,22 @@ def test_params_are_named_by_family_schedule_and_argument():
         "wsd.warmup",
         "wsd.decay",
     ]
+
+
+@pytest.mark.parametrize(
+    "text, names",
+    [
+        (
+            "multistep([{10..40 int}, {50..90 int}])",
+            ["multistep.milestones", "multistep.milestones_2"],
+        ),
+        ("{0.5..1} * cosine", ["cosine.scale"]),
+        ("maximum(constant({0.01..0.1}), cosine)", ["max.constant.value"]),
+        ("linear({1..5ep}, to={0..0.1}) >> cosine", ["cosine.linear.steps", "cosine.linear.to"]),
+    ],
+)
+def test_a_param_is_named_for_the_argument_it_is_given_to(text, names):
+    assert [p.name for p in parse_space(text).families[0].params] == names
 
 
 def test_a_family_name_used_twice_gets_a_suffix():
@@ -442,6 +463,7 @@ ERRORS = [
     ("warmup({0..200%}) >> cosine", 8, "at most 100%"),
     ("cosine(to={-1..0.1})", 11, "cosine to must be >= 0, got -1"),
     ("cyclical(10, mode={triangular, triangle2})", 19, "'triangle2'"),
+    ("wsd(warmup={0..60%}, decay={10..50%})", 12, "must fit in its"),
     ("cosine(to={0.1, 0.1})", 17, "given twice"),
     ("cosine(to={0.1, })", 17, "empty item"),
     ("{0..1}(5%)", 1, "a range where a name is expected"),

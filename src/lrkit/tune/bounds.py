@@ -30,9 +30,9 @@ from ..errors import UserError
 from ..tasks import Task
 from ..train import ScheduleFitWarning
 
-PICK_BELOW, PICK_ABOVE = 1.5, 0.75  # decades of the lr range below and above pick_lr's rate
+PICK_BELOW, PICK_ABOVE = 1.5, 0.5  # decades of the lr range below and above pick_lr's rate
 PICK_BUDGET = 1.5  # pick_lr's budget in full runs (pick_lr's default)...
-PICK_SHARE = 0.25  # ...or this share of a tune's budget, if less
+PICK_SHARE = 0.375  # ...or this share of a tune's budget, if less (1.5 of 4 runs)
 MIN_PICK_BUDGET = 0.3  # pick_lr needs about this much on a small task; below it, no pick
 FIND_STEPS = 100
 FIND_BELOW_TOP, FIND_SPAN = 0.25, 2.5

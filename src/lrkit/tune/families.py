@@ -24,6 +24,7 @@ from .ranges import Choice, Dim, Range
 __all__ = ["Param", "Family", "read_family", "top_level"]
 
 _ALIASES = {"minimum": "min", "maximum": "max"}
+_NOMINAL_STEPS = 10**9  # the run a family is resolved against when it is read
 _IDENT = re.compile(r"[A-Za-z_][\w-]*")
 _STRING = re.compile(r"""'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*\"""")
 
@@ -178,7 +179,9 @@ def read_family(spec: str, begin: int, end: int, taken: set[str]) -> Family:
 
 
 def _check(spec: str, begin: int, family: Family) -> None:
-    """Parse the family at its low ends, its high ends and each choice's values."""
+    """Parse the family at its low ends, its high ends and each choice's values, and resolve
+    each against a long nominal run: that finds shares of the run that cannot fit any run,
+    like ``wsd(warmup=60%, decay=50%)``."""
     trials = [family.low(), {p.name: _ends(p.dim)[1] for p in family.params}]
     for p in family.params:
         if isinstance(p.dim, Choice):
@@ -186,13 +189,33 @@ def _check(spec: str, begin: int, family: Family) -> None:
     for values in trials:
         padded = " " * begin + family.render(values, pad=True)
         try:
-            parse(padded)
+            schedule = parse(padded)
         except ScheduleSyntaxError as e:
             first = str(e).splitlines()[0]
             for p in family.params:
                 if begin + p.start < e.column <= begin + p.stop:
                     first += f" (from the range {p.dim.text()}: each of its values must be valid)"
             raise ScheduleSyntaxError(first, spec, e.column) from None
+        try:
+            schedule.resolve(total_steps=1000, steps_per_epoch=1)
+        except ValueError as e:  # the message of a run of 1000 steps reads best
+            if _resolves(schedule, _NOMINAL_STEPS):
+                continue  # whole steps that a longer run would hold
+            at = begin + (family.params[0].start if family.params else 0) + 1
+            raise ScheduleSyntaxError(
+                f"the family at column {begin + 1} does not fit a run at"
+                f" {family.render(values)!r}: {str(e).splitlines()[0]}; narrow its ranges",
+                spec,
+                at,
+            ) from None
+
+
+def _resolves(schedule: Any, steps: int) -> bool:
+    try:
+        schedule.resolve(total_steps=steps, steps_per_epoch=1)
+    except ValueError:
+        return False
+    return True
 
 
 def _named(draft: Family, taken: set[str]) -> Family:
@@ -233,7 +256,7 @@ def _places(masked: str, params: tuple[Param, ...]) -> list[tuple[str | None, st
     starts = {p.start: p for p in params}
     for i, char in enumerate(masked):
         if i in starts:
-            found[i] = _place(stack, _key(masked, i), starts[i])
+            found[i] = _place(stack, _key(masked, i), starts[i], masked)
         if char in "([":
             call = re.search(r"(?<![\w.])([A-Za-z_][\w-]*)\s*$", masked[max(0, i - 80) : i])
             name = call and _ALIASES.get(call.group(1), call.group(1)) if char == "(" else None
@@ -245,12 +268,14 @@ def _places(masked: str, params: tuple[Param, ...]) -> list[tuple[str | None, st
     return [found[p.start] for p in params]
 
 
-def _place(stack: list[list], key: str | None, p: Param) -> tuple[str | None, str]:
+def _place(stack: list[list], key: str | None, p: Param, masked: str) -> tuple[str | None, str]:
     top = stack[-1] if stack else None
     if top and top[0] == "[" and len(stack) > 1:  # an item of a list argument
         key, top = top[2], stack[-2]
     if top and top[0] == "(" and top[1]:
         return top[1], key or _field(top[1], top[3])
+    if masked[: p.start].rstrip().endswith("*") or masked[p.stop :].lstrip().startswith("*"):
+        return None, "scale"
     named = isinstance(p.dim, Choice) and all(isinstance(v, str) for v in p.dim.values)
     return None, "schedule" if named else "value"
 

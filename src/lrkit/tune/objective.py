@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,11 +68,13 @@ class Objective:
         epochs: int,
         val_every: int,
         progress: bool | None = False,
+        budget_left: Callable[[], int | None] = lambda: None,
     ):
         if not splits:
             raise ValueError("a tune needs at least one split")
         self.space, self.splits = space, splits
         self.epochs, self.val_every, self.progress = epochs, val_every, progress
+        self.budget_left = budget_left
 
     def __call__(self, trial: Any) -> float:
         import optuna
@@ -79,9 +82,12 @@ class Objective:
         config = self.space.suggest(trial)
         trial.set_user_attr("config", config.to_dict())
         record = _Record(trial)
+        left = self.budget_left()
         for i, split in enumerate(self.splits):
             task = _variant(split.task, config)
-            hook = _Pruning(trial, self._run_steps(task, split.seed)) if i == 0 else None
+            total = self._run_steps(task, split.seed)
+            limit = None if left is None else left - record.steps
+            hook = _Hook(trial if i == 0 else None, total, limit)
             try:
                 history = self._fit(task, config, split.seed, hook)
             except Exception as e:
@@ -94,7 +100,7 @@ class Objective:
                 record.add(split, history, DIVERGED)
                 record.close(DIVERGED, _diverged_reason(history, split))
                 return math.nan
-            if hook is not None and hook.pruned:
+            if hook.stopped:
                 record.add(split, history, PRUNED)
                 record.close(PRUNED, hook.reason(), metric=hook.last)
                 raise optuna.TrialPruned(hook.reason())
@@ -120,24 +126,32 @@ class Objective:
             )
 
 
-class _Pruning:
-    """fit's report hook for the first split: report each validation to the trial, and ask fit
-    to stop when the pruner prunes (never at the run's last step: that trial is complete)."""
+class _Hook:
+    """fit's report hook. On the first split (``trial`` given) it reports each validation to
+    the trial and asks fit to stop when the pruner prunes, never at the run's last step (that
+    trial is complete). On every split it stops the run once it has used the ``limit`` steps
+    the tune's budget has left (None: no limit)."""
 
-    def __init__(self, trial: Any, total: int):
-        self.trial, self.total = trial, total
-        self.pruned = False
+    def __init__(self, trial: Any, total: int, limit: int | None):
+        self.trial, self.total, self.limit = trial, total, limit
+        self.stopped = False
+        self.why = ""
         self.step = 0
         self.last: float | None = None
 
     def __call__(self, step: int, metric: float, val_loss: float) -> bool:
         self.step, self.last = step, float(metric)
-        self.trial.report(float(metric), step)
-        if step < self.total and self.trial.should_prune():
-            self.pruned = True
-        return self.pruned
+        if self.trial is not None:
+            self.trial.report(float(metric), step)
+            if step < self.total and self.trial.should_prune():
+                self.stopped, self.why = True, "pruned"
+        if not self.stopped and self.limit is not None and step >= self.limit and step < self.total:
+            self.stopped, self.why = True, "budget"
+        return self.stopped
 
     def reason(self) -> str:
+        if self.why == "budget":
+            return f"stopped at step {self.step}: the tune's budget is spent"
         return f"pruned at step {self.step} (metric {self.last:.4g})"
 
 

@@ -28,7 +28,15 @@ schedule (``cosine.to``, ``one_cycle.peak_at``), ``<family>.<schedule>.<arg>`` f
 >>> space.config({"lr": 0.1, "family": "cosine", "cosine.warmup.steps": 0.05, "cosine.to": 0.02})
 Config(lr=0.1, schedule='warmup(5%) >> cosine(to=0.02)', family='cosine', optimizer=None, weight_decay=None, batch_size=None)
 
-Errors are :class:`~lrkit.schedules.ScheduleSyntaxError` (a UserError) pointing at the column.
+**Checks.** Each family is read when the space is: at its ranges' low ends, at their high
+ends and at each choice's values it must parse and fit a run (``wsd(warmup={0..60%},
+decay={10..50%})`` is refused: 60% + 50% fit no run). Errors are
+:class:`~lrkit.schedules.ScheduleSyntaxError` (a UserError) with a caret under the column.
+
+**Grids.** :meth:`Space.grid` is GridSampler's search space (lr on a log grid, choices as
+they are, 3 points of a continuous family param); GridSampler knows nothing of families, so it
+runs the product of every family's params and repeats configurations.
+:meth:`Space.grid_params` lists each configuration once, for ``study.enqueue_trial``.
 """
 
 from __future__ import annotations

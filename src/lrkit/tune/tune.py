@@ -32,7 +32,6 @@ from typing import Any
 from .._version import __version__
 from ..checks import number, whole
 from ..errors import UserError
-from ..progress import progress as progress_bar
 from ..progress import wanted
 from ..tasks import Task, get_task
 from .bounds import measure
@@ -42,7 +41,8 @@ from .space import as_space
 SAMPLERS = ("tpe", "gp", "random", "grid")
 PRUNERS = ("sha", "hyperband", "median", "none")
 STARTUP_TRIALS = 5  # TPE/GP: random trials before the model (Optuna's 10 suits 100+ trials)
-REDUCTION = 3  # successive halving and hyperband: keep the best third at each rung
+REDUCTION = 2  # successive halving and hyperband: keep the better half at each rung
+FIRST_RUNG = 0.25  # the first rung: a quarter of a run (earlier ones favour high lrs)
 UNLIMITED = 10**9  # trials=None: run_trials' count that is never reached
 
 
@@ -50,8 +50,8 @@ def tune(
     task: Task | str,
     space: Any = None,
     *,
-    sampler: str = "tpe",
-    pruner: str | None = "sha",
+    sampler: Any = "tpe",
+    pruner: Any = "sha",
     trials: int | None = 20,
     budget: float | None = None,
     cv: int | None = None,
@@ -67,36 +67,49 @@ def tune(
     progress: bool | None = None,
     timeout: float | None = None,
 ) -> Any:
-    """Search ``space`` on ``task`` with Optuna and return a ``TuneResult``.
+    """Search ``space`` on ``task`` with Optuna and return a :class:`~lrkit.tune.result.TuneResult`.
 
     Args:
         task: a :class:`~lrkit.tasks.Task`, a built-in name or ``"package.module:function"``.
-        space: a :class:`~lrkit.tune.space.Space`, its text form, or None (the task's default
-            space). Without an lr range, the range test sets it (``bound_lr``).
-        sampler: ``"tpe"`` (default), ``"gp"``, ``"random"`` or ``"grid"`` (the space's grid).
-        pruner: ``"sha"`` (successive halving, default), ``"hyperband"``, ``"median"`` or None.
-        trials: finished trials to reach in the study (None: no limit; then give ``budget``
-            or ``timeout``). A resumed or shared study counts the trials it holds already.
+        space: a :class:`~lrkit.tune.space.Space`, its text form, or None (the default space:
+            four schedule families). Without an lr range, the range test sets it (``bound_lr``).
+        sampler: ``"tpe"`` (default; multivariate, 5 random trials first), ``"gp"``,
+            ``"random"`` or ``"grid"`` (the space's grid, no warm start), or an Optuna sampler.
+        pruner: ``"sha"`` (successive halving, default), ``"hyperband"``, ``"median"``,
+            ``None`` (or ``"none"``), or an Optuna pruner. The named ones keep the better half
+            at rungs from a quarter of a run on (see :func:`_pruner` for why not earlier).
+        trials: finished (complete or pruned) trials to reach in the study, whichever worker
+            ran them (None: no limit; then give ``budget`` or ``timeout``). A resumed or
+            shared study counts the trials it holds already. A diverged trial does not count;
+            after ``trials`` diverged or failed ones the study stops.
         budget: stop once the study has spent this many full runs (``epochs`` of the whole
-            task) of optimizer steps: the range test, pick_lr's short runs and every trial's
-            steps (a pruned trial's by the steps it ran). The last trial may overrun it.
+            task, in optimizer steps): the range test, pick_lr's short runs and every trial's
+            steps (a pruned trial's by the steps it ran). The trial running when it runs out
+            stops at its next validation (pruned, "the tune's budget is spent").
         cv: k >= 2: each configuration trains on the k folds of ``task.folds(k, seed)``;
             None: on the task's own split.
         seeds: seeds per configuration (``seed .. seed + seeds - 1``); the metric is the mean
-            over folds x seeds, its standard deviation is recorded. Pruning reads the first
-            split's (fold 0, first seed) reports; the others then run in full.
+            over folds x seeds, its (population) standard deviation is recorded. **Pruning
+            reads the first split's reports** (fold 0, the first seed); the others then run
+            in full. A split that diverges fails the trial.
         epochs: the run length of every trial (default: the task's).
-        storage: an Optuna storage URL (``sqlite:///...``, ``postgresql://...``) or a journal
-            file path; None: ``out/study.journal``.
+        storage: an Optuna storage URL (``sqlite:///...``, ``postgresql://...``), or a journal
+            file path; None: Optuna's journal file ``study.journal`` in ``out``.
         study: the study's name (default: the task's name).
         out: the run directory of the default storage (default ``runs/tune/<study>``).
         resume: continue the study already in ``out`` (without it, an existing study there is
-            an error). A study in an explicit ``storage`` is always joined.
-        warm_start: the first trial is ``pick_lr``'s rate.
-        bound_lr: let the range test set the lr range when the space has none.
-        seed: seeds the sampler, the measurement and the splits.
+            a UserError). A study in an explicit ``storage`` is always joined (workers).
+        warm_start: ``pick_lr``'s rate (for the space's first family at the middle of its
+            ranges) is the first trial; it also sets the lr range (see :mod:`.bounds`).
+        bound_lr: let a range test set the lr range when the space has none.
+        seed: seeds the sampler, the measurements and the splits.
         progress: one line per finished trial and fit's bar (None: only on a terminal).
-        timeout: stop starting trials after this many seconds.
+        timeout: seconds after which no new trial starts.
+
+    Each validation happens every ``run / 8`` steps (so pruners see 8 reports a run).
+    Raises UserError for a bad argument (naming it), an unknown sampler or pruner (with
+    "did you mean"), a bad space, an existing study in ``out`` without ``resume``, and an
+    argument that differs from the study's (when joining one).
     """
     from . import plan  # Optuna's storages and the workers: only when a tune runs
     from .result import TuneResult
@@ -147,8 +160,8 @@ def tune(
                 "seeds": seeds,
                 "epochs": epochs,
                 "steps_per_run": run_steps,
-                "sampler": sampler,
-                "pruner": pruner,
+                "sampler": _label(sampler),
+                "pruner": _label(pruner),
                 "budget": budget,
             }
         )
@@ -168,8 +181,15 @@ def tune(
             _, params = plan.reference_config(space_obj, warm["lr"])
             study_obj.enqueue_trial(params, user_attrs={"warm_start": warm["how"]})
 
-        objective = Objective(space_obj, splits, epochs=epochs, val_every=val_every, progress=show)
         stop = _Stop(study_obj, trials, budget, run_steps, attrs)
+        objective = Objective(
+            space_obj,
+            splits,
+            epochs=epochs,
+            val_every=val_every,
+            progress=show,
+            budget_left=stop.left,
+        )
         if not (stop.spent_all() or stop.failed_all()):
             run_trials(
                 study_obj,
@@ -195,7 +215,7 @@ def _measure(task, space, sampler, warm_start, bound_lr, budget, epochs, seed, p
         task,
         plan.reference_config(space, 1.0)[0],
         space.lr,
-        pick=warm_start and sampler != "grid",
+        pick=warm_start and _label(sampler) not in ("grid", "GridSampler"),
         budget=budget,
         epochs=epochs,
         seed=seed,
@@ -212,26 +232,48 @@ def _measure(task, space, sampler, warm_start, bound_lr, budget, epochs, seed, p
 
 # -- arguments -------------------------------------------------------------------------------
 def _check(sampler, pruner, trials, budget, cv, seeds, epochs, seed, timeout) -> dict[str, Any]:
-    sampler = _choice(sampler, SAMPLERS, "sampler")
-    pruner = None if pruner is None else _choice(pruner, PRUNERS, "pruner")
-    if pruner == "none":
-        pruner = None
-    if trials is not None:
-        whole(trials, "trials", least=1)
-    if budget is not None:
-        number(budget, "budget (full runs)", low=0, low_open=True)
-    if timeout is not None:
-        number(timeout, "timeout (seconds)", low=0, low_open=True)
+    """The checked arguments; UserError naming the bad value."""
+    try:
+        sampler = _optuna_object(sampler, "samplers", "BaseSampler") or _choice(
+            sampler, SAMPLERS, "sampler"
+        )
+        if pruner is not None:
+            pruner = _optuna_object(pruner, "pruners", "BasePruner") or _choice(
+                pruner, PRUNERS, "pruner"
+            )
+        if trials is not None:
+            whole(trials, "trials", least=1)
+        if budget is not None:
+            number(budget, "budget (full runs)", low=0, low_open=True)
+        if timeout is not None:
+            number(timeout, "timeout (seconds)", low=0, low_open=True)
+        if cv is not None and (isinstance(cv, bool) or not isinstance(cv, int) or cv < 2):
+            raise UserError(f"cv must be a whole number >= 2 (folds) or None, got {cv!r}")
+        whole(seeds, "seeds", least=1)
+        if epochs is not None:
+            whole(epochs, "epochs", least=1)
+        whole(seed, "seed", least=None)
+    except UserError:
+        raise
+    except ValueError as e:
+        raise UserError(str(e)) from None
     if trials is None and budget is None and timeout is None:
         raise UserError("trials=None needs a budget or a timeout, or the search never ends")
-    if cv is not None:
-        if isinstance(cv, bool) or not isinstance(cv, int) or cv < 2:
-            raise UserError(f"cv must be a whole number >= 2 (folds) or None, got {cv!r}")
-    whole(seeds, "seeds", least=1)
-    if epochs is not None:
-        whole(epochs, "epochs", least=1)
-    whole(seed, "seed", least=None)
-    return {"sampler": sampler, "pruner": pruner}
+    return {"sampler": sampler, "pruner": None if pruner == "none" else pruner}
+
+
+def _optuna_object(value: Any, module: str, base: str) -> Any:
+    """``value`` when it is an Optuna sampler (pruner) object, else None (a name, checked next)."""
+    if isinstance(value, str):
+        return None
+    import optuna
+
+    return value if isinstance(value, getattr(getattr(optuna, module), base)) else None
+
+
+def _label(value: Any) -> str | None:
+    """A sampler's or pruner's name, as the study records it."""
+    return value if value is None or isinstance(value, str) else type(value).__name__
 
 
 def _choice(value: Any, known: tuple[str, ...], what: str) -> str:
@@ -243,8 +285,12 @@ def _choice(value: Any, known: tuple[str, ...], what: str) -> str:
 
 
 # -- samplers and pruners ---------------------------------------------------------------------
-def _sampler(name: str, grid: dict[str, list] | None, seed: int):
+def _sampler(name: Any, grid: dict[str, list] | None, seed: int):
+    """Optuna's sampler of that name, seeded (an Optuna sampler object is used as it is)."""
     import optuna
+
+    if not isinstance(name, str):
+        return name
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -264,27 +310,42 @@ def _sampler(name: str, grid: dict[str, list] | None, seed: int):
 
 
 def _pruner(name: str | None, val_every: int, run_steps: int):
-    """Rungs at the first validation and every REDUCTION times further on."""
+    """The pruner, its rungs placed for lr searches.
+
+    Successive halving (and each of hyperband's brackets) keeps the better half
+    (``REDUCTION``) at rungs from ``FIRST_RUNG`` of a run on (a quarter, then a half: no
+    rung at the end, a trial that ran in full is complete), the median pruner prunes from
+    there on. Not earlier: a short horizon favours high lrs (their loss falls first, see
+    BENCHMARKS.md, "LR selection"), so rungs at the first few validations prune the lower
+    rates that end best, and trials at the pick's rate always survive them. Measured on the
+    LR-selection tasks at a budget of 4 runs, lr only: rungs at 1/8 and 3/8 of a run
+    (reduction 3) pruned every other trial on diabetes-mlp.
+    """
     import optuna
 
+    first = max(val_every, round(FIRST_RUNG * run_steps))
+    if name is not None and not isinstance(name, str):
+        return name  # an Optuna pruner object, as it is
     if name is None:
         return optuna.pruners.NopPruner()
     if name == "sha":
         return optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=val_every, reduction_factor=REDUCTION
+            min_resource=first, reduction_factor=REDUCTION
         )
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(
-            min_resource=val_every, max_resource=run_steps, reduction_factor=REDUCTION
+            min_resource=first, max_resource=run_steps, reduction_factor=REDUCTION
         )
-    return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=val_every)
+    return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=first)
 
 
 # -- running ----------------------------------------------------------------------------------
 class _Stop:
-    """A callback that stops the study once it has spent its budget of optimizer steps
-    (checked after every trial, so the last trial may overrun it), or once ``trials`` trials
-    have diverged or failed (a range where nothing trains ends with a result, not a loop)."""
+    """A callback that stops the study once it has spent its budget of optimizer steps, or
+    once ``trials`` trials have diverged or failed (a range where nothing trains ends with a
+    result, not a loop). A trial running when the budget runs out is stopped at its next
+    validation by the objective (:meth:`left`), so the budget is overrun by less than one
+    validation interval (by this worker; several workers may each overrun it by that)."""
 
     def __init__(self, study, trials, budget, run_steps, attrs):
         self.study, self.trials, self.budget, self.run_steps = study, trials, budget, run_steps
@@ -298,6 +359,12 @@ class _Stop:
     def spent_all(self) -> bool:
         return self.budget is not None and self.spent() >= self.budget * self.run_steps
 
+    def left(self) -> int | None:
+        """Steps the budget has left (None: no budget)."""
+        if self.budget is None:
+            return None
+        return max(0, math.floor(self.budget * self.run_steps) - self.spent())
+
     def failed_all(self) -> bool:
         bad = ("diverged", "failed")
         trials = self.study.get_trials(deepcopy=False)
@@ -310,7 +377,8 @@ class _Stop:
 
 
 class _Lines:
-    """One line per finished trial: number, lr, family, metric, state, verdict."""
+    """One line per finished trial (printed after fit's bar of it has closed): number,
+    trials done, lr, family, metric (mean +- std), status, verdict, and why it stopped."""
 
     def __init__(self, task: str, trials: int | None, show: bool):
         self.task, self.trials, self.show = task, trials, show
@@ -332,8 +400,7 @@ class _Lines:
         )
         if a.get("reason"):
             line += f" ({a['reason']})"
-        with progress_bar(f"tune {self.task}", None, show=True) as bar:
-            bar.note(line)
+        print(line, flush=True)  # between trials: fit's bar of the trial has closed
 
 
 @contextlib.contextmanager
