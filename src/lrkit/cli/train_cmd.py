@@ -15,8 +15,12 @@ import click
 from ..checks import number
 from ..errors import UserError
 from .app import cli, read_schedule, reading, user_input, writable_dir
-from .options import LR_MAX, PathArg, epochs_type, lr_type, seed_type
+from .options import LR_MAX, FiniteFloat, PathArg, WholeNumber, epochs_type, lr_type, seed_type
 from .schedule_cmd import lr_values, sample_steps
+
+OPTIMIZER_NAMES = ("sgd", "adam", "adamw")  # lrkit.tasks.OPTIMIZERS (not imported: no torch here)
+WEIGHT_DECAY_MAX = 1e6
+BATCH_SIZE_MAX = 10**7
 
 TASK_HELP = (
     "A built-in task (see 'lrkit tasks') or your own 'package.module:function' returning an"
@@ -79,6 +83,30 @@ def tasks_command() -> None:
     " Example: --seed 1",
 )
 @click.option(
+    "--optimizer",
+    type=click.Choice(OPTIMIZER_NAMES, case_sensitive=False),
+    default=None,
+    help="Another optimizer over the task's own param groups: sgd (momentum 0.9), adam or"
+    " adamw, torch's defaults otherwise; default: the task's. Example: --optimizer adamw",
+)
+@click.option(
+    "--weight-decay",
+    "weight_decay",
+    type=FiniteFloat(0, WEIGHT_DECAY_MAX),
+    default=None,
+    help="Weight decay of every param group that decays; a group the task keeps at 0 while"
+    " another decays (wine-mlp's biases) stays at 0; default: the task's."
+    " Example: --weight-decay 0.01",
+)
+@click.option(
+    "--batch-size",
+    "batch_size",
+    type=WholeNumber(1, BATCH_SIZE_MAX),
+    default=None,
+    help="Examples per training batch (the bundled tasks, and a task with data=TaskData(...));"
+    " default: the task's. Example: --batch-size 32",
+)
+@click.option(
     "--out",
     type=PathArg(file_okay=False),
     default=None,
@@ -115,6 +143,9 @@ def train_command(
     spec: str | None,
     epochs: int | None,
     seed: int | None,
+    optimizer: str | None,
+    weight_decay: float | None,
+    batch_size: int | None,
     out: str | None,
     logdir: str | None,
     guard: bool,
@@ -132,6 +163,7 @@ def train_command(
       lrkit train --task digits-mlp --lr 0.05 --logdir runs/logs
       lrkit train --task digits-mlp --lr 0.5 --guard
       lrkit train --task digits-mlp --lr-from runs/demo/find.json
+      lrkit train --task wine-mlp --optimizer sgd --weight-decay 1e-4 --batch-size 32
     """
     from ..tasks import get_task
     from ..train import ScheduleFitWarning, fit, schedule_misfit
@@ -139,7 +171,11 @@ def train_command(
 
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())  # so that --task mymodule:make_task finds ./mymodule.py
+    changes = variant_flags(optimizer, weight_decay, batch_size)
     task = get_task(task_name)
+    if changes:
+        with user_input(changes):
+            task = task.variant(optimizer, weight_decay, batch_size)
     if lr_from is not None:
         lr = lr_from_file(lr_from, lr, task, quiet)
     epochs = epochs or task.epochs
@@ -179,7 +215,7 @@ def train_command(
         click.get_current_context().exit(1)
     elapsed = time.perf_counter() - started
     if not quiet:
-        print_summary(history, elapsed)
+        print_summary(history, elapsed, changes)
         if guarding:
             click.echo(guard_summary(guarding))
         click.echo(doctor_summary(callbacks[0] if watching else history))
@@ -188,6 +224,14 @@ def train_command(
     click.echo(f"history written to {folder / 'history.json'}")
     if logdir is not None:
         click.echo(f"signals written to {logdir}")
+
+
+def variant_flags(optimizer: str | None, weight_decay: float | None, batch_size: int | None) -> str:
+    """The variant options given, as typed: ``--optimizer sgd --batch-size 32`` ("" for none)."""
+    given = [("--optimizer", optimizer), ("--weight-decay", weight_decay)]
+    given += [("--batch-size", batch_size)]
+    return " ".join(f"{name} {value:g}" if isinstance(value, float) else f"{name} {value}"
+                    for name, value in given if value is not None)  # fmt: skip
 
 
 def fresh_logdir(logdir: str) -> Path:
@@ -247,8 +291,9 @@ def default_out(task_name: str) -> Path:
     return Path("runs") / f"{safe}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def print_summary(history, elapsed: float) -> None:
-    """A rich table: task, lr, schedule, steps, final and best metric, status, time."""
+def print_summary(history, elapsed: float, changes: str = "") -> None:
+    """A rich table: task (and the variant options given), lr, schedule, steps, final and
+    best metric, status, time."""
     from rich.console import Console
     from rich.table import Table
 
@@ -259,7 +304,7 @@ def print_summary(history, elapsed: float) -> None:
     table = Table(title="lrkit train", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("task", history.task)
+    table.add_row("task", history.task + (f" ({changes})" if changes else ""))
     table.add_row("lr", f"{history.lr:g}")
     table.add_row("schedule", history.schedule)
     if history.resolved_schedule != history.schedule:

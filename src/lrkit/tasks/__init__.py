@@ -2,16 +2,24 @@
 
 Bundled tasks (data shipped inside installed packages, no downloads; each trains in seconds):
 ``digits-mlp`` (the default), ``digits-cnn``, ``wine-mlp``, ``diabetes-mlp``, ``pychar-gru``.
+Each describes its training data with a :class:`TaskData`, so ``Task.folds`` splits it for
+cross-validation and ``Task.variant`` changes its optimizer, weight decay or batch size.
 """
 
 from . import pychar, sklearn_tasks  # noqa: F401  (registers the bundled tasks)
 from .data import accuracy, r2, rmse, split_indices, tensor_loader
+from .folds import TaskData, fold_indices, tensor_data
+from .optimizers import OPTIMIZERS
 from .registry import DEFAULT_TASK, TASKS, get_task, list_tasks, register_task
 from .task import Metric, Task, adamw
 
 __all__ = [
     "Task",
     "Metric",
+    "TaskData",
+    "tensor_data",
+    "fold_indices",
+    "OPTIMIZERS",
     "get_task",
     "list_tasks",
     "register_task",

@@ -3,7 +3,8 @@
 The text is a fixed list of standard-library modules, read from the interpreter's stdlib
 folder (``sysconfig``) or, failing that, wherever ``inspect`` finds their source. The
 vocabulary is every character in that text; the first 90% trains, the last 10% validates.
-The metric is the validation loss in bits per character (lower is better).
+The metric is the validation loss in bits per character (lower is better). Folds of the
+training part are contiguous blocks of chunks, so a fold validates on text it never saw.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .data import tensor_loader
+from .folds import TaskData
 from .registry import register_task
 from .task import Metric, Task
 
@@ -82,6 +84,20 @@ class CharGRU(nn.Module):
         return self.head(out)
 
 
+def _make_loaders(train_index, val_index, batch_size: int):
+    """Loaders over the training chunks ``train_index`` and the chunks ``val_index`` (None:
+    the validation text's)."""
+
+    def train():
+        return tensor_loader(_data()[1][train_index], batch_size=batch_size, shuffle=True)
+
+    def val():
+        chunks = _data()[2] if val_index is None else _data()[1][val_index]
+        return tensor_loader(chunks, batch_size=128)
+
+    return train, val
+
+
 def lm_step(model: nn.Module, batch) -> torch.Tensor:
     """Mean next-character cross-entropy (nats) of a batch of chunks."""
     (chunk,) = batch
@@ -111,8 +127,7 @@ def pychar_gru() -> Task:
         description="character-level GRU on Python stdlib source",
         make_model=model,
         make_optimizer=lambda params, lr: torch.optim.Adam(params, lr=lr),
-        make_train_loader=lambda: tensor_loader(_data()[1], batch_size=32, shuffle=True),
-        make_val_loader=lambda: tensor_loader(_data()[2], batch_size=128),
+        data=TaskData(len(_data()[1]), _make_loaders, batch_size=32, split="contiguous"),
         step_fn=lm_step,
         metric=Metric("bits_per_char", bits_per_char, higher_is_better=False),
         epochs=3,

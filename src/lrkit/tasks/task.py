@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -32,7 +32,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..checks import check_lr, whole
+from ..errors import UserError
 from ..runtime import seed_everything, torch_threads
+from .folds import TaskData, check_batch_size, check_folds, fold_indices
+from .optimizers import check_optimizer, check_weight_decay, variant_optimizer
 
 Params = Iterable[torch.Tensor] | Iterable[dict[str, Any]]
 StepFn = Callable[[nn.Module, Any], torch.Tensor]
@@ -70,8 +73,6 @@ def adamw(params: Params, lr: float) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=lr)
 
 
-
-
 @dataclass(frozen=True)
 class Task:
     """A model, its optimizer, loss, data and metric: what ``fit`` and the CLI train.
@@ -87,13 +88,19 @@ class Task:
       is better);
     - ``epochs``, ``lr`` and ``seed`` are the run's defaults;
     - ``threads``: CPU threads for torch while the task trains (None: leave torch's setting).
-      Tiny models train fastest on one thread, and much faster when the CPU is shared.
+      Tiny models train fastest on one thread, and much faster when the CPU is shared;
+    - ``data``: a :class:`~lrkit.tasks.TaskData` describing the training data (how many
+      examples, how to split them, loaders over a subset at a batch size), which
+      :meth:`folds` and :meth:`variant` need (``batch_size``); with ``data`` given, the two
+      loader factories may be left out: they are ``data.loaders()``. ``data`` describes
+      the same data as the loaders: a copy that replaces the loaders replaces ``data`` too
+      (or sets it to None).
     """
 
     name: str
     make_model: Callable[[], nn.Module]
-    make_train_loader: Callable[[], Iterable]
-    make_val_loader: Callable[[], Iterable]
+    make_train_loader: Callable[[], Iterable] | None = None
+    make_val_loader: Callable[[], Iterable] | None = None
     make_optimizer: Callable[[Params, float], torch.optim.Optimizer] = adamw
     criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy
     step_fn: StepFn | None = None
@@ -103,10 +110,25 @@ class Task:
     seed: int = 0
     description: str = ""
     threads: int | None = None
+    data: TaskData | None = None
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"a task name must be a non-empty string, got {self.name!r}")
+        if self.data is not None and not isinstance(self.data, TaskData):
+            raise TypeError(
+                f"task {self.name!r}: data must be an lrkit.tasks.TaskData, got {self.data!r}"
+            )
+        if self.make_train_loader is None or self.make_val_loader is None:
+            if self.data is None:
+                raise TypeError(
+                    f"task {self.name!r}: give make_train_loader and make_val_loader, or data"
+                )
+            train, val = self.data.loaders()
+            if self.make_train_loader is None:
+                object.__setattr__(self, "make_train_loader", train)
+            if self.make_val_loader is None:
+                object.__setattr__(self, "make_val_loader", val)
         for field in ("make_model", "make_train_loader", "make_val_loader", "make_optimizer"):
             if not callable(getattr(self, field)):
                 raise TypeError(
@@ -196,9 +218,86 @@ class Task:
                 metric = float(self.metric.fn(model, loader))
         return metric, val_loss
 
+    # -- copies for tuning -----------------------------------------------------------
+    def folds(self, k: int, seed: int = 0) -> list[Task]:
+        """``k`` copies of the task for k-fold cross-validation of its training data.
 
+        Copy ``i`` trains on the other ``k - 1`` folds and validates on fold ``i``; the task's
+        own validation data stay out. The split is :func:`~lrkit.tasks.fold_indices` of the
+        task's ``data`` (stratified for classification, shuffled by ``seed``; contiguous blocks
+        for sequences); preprocessing statistics come from each copy's training part. Each
+        copy has ``data`` of its own, so it can be re-batched (:meth:`variant`) in turn.
 
+        Raises a UserError for ``k`` not a whole number >= 2, more folds than training
+        examples (or than the smallest class's examples), or a task without ``data``.
+        """
+        k, seed = check_folds(k, seed)
+        data = self._data("be split into folds")
+        copies = []
+        for i, (train, val) in enumerate(fold_indices(data, k, seed)):
+            fold = data.subset(train, val)
+            make_train, make_val = fold.loaders()
+            note = f"fold {i + 1} of {k} (seed {seed})"
+            copies.append(
+                replace(
+                    self,
+                    make_train_loader=make_train,
+                    make_val_loader=make_val,
+                    data=fold,
+                    description=f"{self.description}; {note}" if self.description else note,
+                )
+            )
+        return copies
 
+    def variant(
+        self,
+        optimizer: str | None = None,
+        weight_decay: float | None = None,
+        batch_size: int | None = None,
+    ) -> Task:
+        """A copy of the task with another optimizer, weight decay or train batch size.
+
+        ``optimizer``: ``"sgd"`` (momentum 0.9), ``"adam"`` or ``"adamw"``, built over the
+        task's own param groups; ``weight_decay``: set on every group that decays (a group at
+        0 while another decays is a no-decay group and stays at 0, as ``wine-mlp``'s biases);
+        ``batch_size``: the train loader's batch size (needs the task's ``data``). None keeps
+        the task's; with all three None the task itself is returned. The rule in full:
+        :mod:`lrkit.tasks.optimizers`.
+
+        >>> from lrkit.tasks import get_task
+        >>> task = get_task("wine-mlp").variant("sgd", weight_decay=1e-3, batch_size=32)
+        >>> opt = task.build_optimizer(task.build_model())
+        >>> type(opt).__name__, [g["weight_decay"] for g in opt.param_groups]
+        ('SGD', [0.001, 0.0])
+        >>> len(task.build_loaders()[0])
+        5
+        """
+        changes: dict[str, Any] = {}
+        if optimizer is not None:
+            optimizer = check_optimizer(optimizer)
+        if weight_decay is not None:
+            weight_decay = check_weight_decay(weight_decay)
+        if optimizer is not None or weight_decay is not None:
+            changes["make_optimizer"] = variant_optimizer(
+                self.make_optimizer, optimizer, weight_decay, self.name
+            )
+        if batch_size is not None:
+            check_batch_size(batch_size)
+            data = self._data("change its batch size").with_batch_size(batch_size)
+            changes.update(make_train_loader=data.loaders()[0], data=data)
+        return replace(self, **changes) if changes else self
+
+    def _data(self, what: str) -> TaskData:
+        if self.data is None:
+            raise UserError(
+                f"task {self.name!r} cannot {what}: it has no data description. Give the Task"
+                " data=lrkit.tasks.tensor_data((x, y), (x_val, y_val), batch_size=...) when its"
+                " data are tensors, or else data=lrkit.tasks.TaskData(size=<training examples>,"
+                " make_loaders=<(train_index, val_index, batch_size) -> (make_train_loader,"
+                " make_val_loader)>, batch_size=<its batch size>, split='stratified' (with"
+                " labels=<each example's class>) | 'kfold' | 'contiguous')"
+            )
+        return self.data
 
 
 def _batch_size(batch: Any) -> int:
