@@ -15,8 +15,10 @@ import shlex
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..checks import check_lr, whole
+from ..checks import check_lr, number, shown, whole
 from ..errors import UserError
+
+OPTIMIZERS = ("sgd", "adam", "adamw")  # what ``Task.variant(optimizer=...)`` builds
 
 
 @dataclass(frozen=True)
@@ -32,11 +34,27 @@ class Config:
     batch_size: int | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "lr", check_lr(self.lr, "lr"))
-        if not isinstance(self.schedule, str) or not self.schedule.strip():
-            raise UserError(f"schedule must be a non-empty text spec, got {self.schedule!r}")
-        if self.batch_size is not None:
-            whole(self.batch_size, "batch_size", least=1)
+        """Every value checked: lr a finite number > 0, weight decay >= 0, batch size >= 1."""
+        try:
+            object.__setattr__(self, "lr", check_lr(self.lr, "lr"))
+            if self.weight_decay is not None:
+                wd = number(self.weight_decay, "weight_decay", low=0)
+                object.__setattr__(self, "weight_decay", wd)
+            if self.batch_size is not None:
+                object.__setattr__(
+                    self, "batch_size", whole(self.batch_size, "batch_size", least=1)
+                )
+        except ValueError as e:
+            raise UserError(str(e)) from None
+        for name in ("schedule", "family"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                raise UserError(f"{name} must be a non-empty text, got {shown(value)}")
+        if self.optimizer is not None and self.optimizer not in OPTIMIZERS:
+            raise UserError(
+                f"optimizer must be one of {', '.join(OPTIMIZERS)} (or None: the task's own),"
+                f" got {shown(self.optimizer)}"
+            )
 
     def train_args(self) -> list[str]:
         """The ``lrkit train`` options that train this configuration."""
@@ -71,16 +89,18 @@ class Config:
         return f"import lrkit\nlrkit.fit({target}, lr={self.lr:.6g}, schedule={self.schedule!r})"
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields that are set (None left out); ``Config.from_dict`` reads it back."""
         return {k: v for k, v in asdict(self).items() if v is not None}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Config:
+        """The Config of :meth:`to_dict`'s output; UserError for an unknown field."""
         if not isinstance(data, dict):
-            raise ValueError(f"a config must be an object, got {data!r}")
+            raise UserError(f"a config must be an object, got {shown(data)}")
         known = {"lr", "schedule", "family", "optimizer", "weight_decay", "batch_size"}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(
+            raise UserError(
                 f"unknown config field {unknown[0]!r}; known: {', '.join(sorted(known))}"
             )
         return cls(**data)

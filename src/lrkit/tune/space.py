@@ -1,83 +1,387 @@
-"""The search space of a tune: the peak lr's range and the schedules to try.
+"""The search space of a tune: the peak lr's range, the schedule families and their ranges,
+and optionally the optimizer, weight decay and batch size.
 
-(A first, minimal form: an lr range searched on a log scale and one fixed schedule. The text
-form with ranges, several families and the optional optimizer, weight decay and batch size are
-added on top of this interface.)
+**The text form** is the schedule text form with ranges where values go, alternatives
+separated by ``|``, and settings before them separated by ``;``::
+
+    lr={1e-4..1}; optimizer={sgd, adamw}; weight_decay={0..1e-3};
+    warmup({0..10%}) >> cosine(to={1e-3..1e-1 log}) | one_cycle(peak_at={0.1..0.5}) | constant
+
+A range stands wherever the schedule text takes a number, a percentage or epochs:
+``{lo..hi}`` (uniform), ``{lo..hi log}`` (log scale, lo > 0), ``{lo..hi int}`` (whole numbers,
+``int log`` too), ``{0..10%}`` (a fraction of the run: 0 to 0.1 of it), ``{1..3ep}`` (epochs);
+``{a, b, c}`` is a choice (numbers, 5%, 2ep, bare names like ``{triangular, triangular2}``).
+A range of one value (``{0.1}``, ``{2..2}``) is fixed. A ``>>`` part that a zero length leaves
+empty is left out (``warmup(0%) >> cosine`` is ``cosine``). Settings: ``lr`` (always log
+scale; left out, the range test sets it), ``optimizer`` (``sgd``, ``adam``, ``adamw``,
+``none`` for the task's own), ``weight_decay``, ``batch_size``: a value or a range.
+
+**Optuna params** (define-by-run: only the chosen family's are sampled): ``lr``, ``family``
+(with more than one alternative), ``<family>.<arg>`` for an argument of the family's main
+schedule (``cosine.to``, ``one_cycle.peak_at``), ``<family>.<schedule>.<arg>`` for another's
+(``cosine.warmup.steps``); a name used twice gets a suffix (``cosine_2``); ``optimizer``,
+``weight_decay``, ``batch_size``. A ``%`` range's param is the fraction (0.05 for 5%).
+
+>>> space = Space.from_text("lr={1e-3..1}; warmup({0..10%}) >> cosine(to={0..0.1}) | constant")
+>>> [f.name for f in space.families]
+['cosine', 'constant']
+>>> space.config({"lr": 0.1, "family": "cosine", "cosine.warmup.steps": 0.05, "cosine.to": 0.02})
+Config(lr=0.1, schedule='warmup(5%) >> cosine(to=0.02)', family='cosine', optimizer=None, weight_decay=None, batch_size=None)
+
+**Checks.** Each family is read when the space is: at its ranges' low ends, at their high
+ends and at each choice's values it must parse and fit a run (``wsd(warmup={0..60%},
+decay={10..50%})`` is refused: 60% + 50% fit no run). Errors are
+:class:`~lrkit.schedules.ScheduleSyntaxError` (a UserError) with a caret under the column.
+
+**Grids.** :meth:`Space.grid` is GridSampler's search space (lr on a log grid, choices as
+they are, 3 points of a continuous family param); GridSampler knows nothing of families, so it
+runs the product of every family's params and repeats configurations.
+:meth:`Space.grid_params` lists each configuration once, for ``study.enqueue_trial``.
 """
 
 from __future__ import annotations
 
+import difflib
+import itertools
 import math
-from dataclasses import dataclass, replace
+import re
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..checks import check_lr
+from ..checks import check_lr, whole
 from ..errors import UserError
-from ..schedules import parse
+from ..schedules import ScheduleSyntaxError
 from .config import Config
+from .families import Family, read_family, top_level
+from .ranges import Choice, Dim, Range, written
+from .settings import SETTINGS, lr_range, setting, setting_text
+
+__all__ = ["Space", "as_space", "parse_space", "default_space", "Range", "Choice", "MAX_GRID"]
+
+MAX_GRID = 10_000  # a grid with more points is refused
+DEFAULT_SCHEDULES = (
+    "warmup({0..10%}) >> cosine(to={0..0.1})",
+    "one_cycle(peak_at={0.1..0.5})",
+    "wsd(warmup={0..10%}, decay={10..40%})",
+    "constant",
+)
+_FAMILY_POINTS = 3  # grid points of a family's continuous param
 
 
 @dataclass(frozen=True)
 class Space:
-    """``lr``: the ``(low, high)`` range of the peak lr, searched on a log scale (None: the
-    range test's window decides); ``schedule``: the schedule every trial uses (text)."""
+    """``lr``: the ``(low, high)`` range of the peak lr, log scale (None: the range test
+    decides); ``schedule``: the families, one text with ``|`` between alternatives (or a
+    list of texts); ``optimizer``, ``weight_decay``, ``batch_size``: None (the task's own), a
+    value, or a range (a :class:`Range`, a :class:`Choice`, a list of values or a text like
+    ``"{0..1e-3}"``)."""
 
     lr: tuple[float, float] | None = None
     schedule: str = "warmup(5%) >> cosine"
+    optimizer: Any = None
+    weight_decay: Any = None
+    batch_size: Any = None
+    families: tuple[Family, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.lr is not None:
-            lo, hi = (check_lr(v, "lr range bound") for v in self.lr)
+            lr = self.lr if isinstance(self.lr, tuple | list) else (self.lr, self.lr)
+            if len(lr) != 2:
+                raise UserError(f"lr range must be (low, high), got {self.lr!r}")
+            try:
+                lo, hi = (check_lr(v, "lr range bound") for v in lr)
+            except ValueError as e:
+                raise UserError(str(e)) from None
             if lo > hi:
                 raise UserError(f"lr range: low {lo:g} > high {hi:g}; give low <= high")
             object.__setattr__(self, "lr", (lo, hi))
-        parse(self.schedule)  # a ScheduleSyntaxError pointing at the column
+        texts = [self.schedule] if isinstance(self.schedule, str) else self.schedule
+        if not isinstance(texts, list | tuple) or not all(isinstance(t, str) for t in texts):
+            raise UserError(f"schedule must be a text or a list of texts, got {self.schedule!r}")
+        if not texts:
+            raise UserError("the space has no schedule; give at least one, e.g. 'constant'")
+        taken: set[str] = set()
+        families = tuple(f for text in texts for f in _families(text, 0, len(text), taken))
+        object.__setattr__(self, "families", families)
+        object.__setattr__(self, "schedule", " | ".join(f.text for f in families))
+        for key in SETTINGS[1:]:
+            object.__setattr__(self, key, setting(key, getattr(self, key)))
+
+    # -- reading and writing --
+    @classmethod
+    def from_text(cls, text: str) -> Space:
+        """The space written in the text form (see the module's doc)."""
+        return parse_space(text)
+
+    def text(self) -> str:
+        """The space in its text form; ``Space.from_text(s.text()) == s``."""
+        parts = []
+        if self.lr is not None:
+            lo, hi = self.lr
+            parts.append(
+                f"lr={written(lo)}" if lo == hi else f"lr={{{written(lo)}..{written(hi)}}}"
+            )
+        for key in SETTINGS[1:]:
+            dim = getattr(self, key)
+            if dim is not None:
+                parts.append(f"{key}={_dim_text(dim)}")
+        return "; ".join([*parts, self.schedule])
+
+    __str__ = text
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"lr": list(self.lr) if self.lr else None, "schedule": self.schedule}
+        for key in SETTINGS[1:]:
+            dim = getattr(self, key)
+            if dim is not None:
+                data[key] = (
+                    dim.values[0] if dim.fixed and isinstance(dim, Choice) else _dim_text(dim)
+                )
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Space:
+        if not isinstance(data, dict):
+            raise UserError(f"a space must be an object, got {data!r}")
+        known = ("lr", "schedule", *SETTINGS[1:])
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise UserError(f"unknown space field {unknown[0]!r}; known: {', '.join(known)}")
+        lr = data.get("lr")
+        return cls(**{**data, "lr": tuple(lr) if isinstance(lr, list) else lr})
 
     def with_lr(self, low: float, high: float) -> Space:
         """This space with the lr range ``(low, high)``."""
         return replace(self, lr=(low, high))
 
+    # -- sampling --
     def suggest(self, trial: Any) -> Config:
-        """Sample one configuration through an ``optuna.Trial`` (param ``lr``, log scale)."""
+        """Sample one configuration through an ``optuna.Trial``; only the chosen family's
+        params are suggested."""
         if self.lr is None:
             raise UserError(
                 "the space has no lr range yet: give one, or let tune's range test set it"
             )
         lo, hi = self.lr
         lr = lo if lo == hi else trial.suggest_float("lr", lo, hi, log=True)
-        return Config(lr=lr, schedule=self.schedule, family=_family(self.schedule))
-
-    def grid(self, points: int = 9) -> dict[str, list[Any]]:
-        """A grid for Optuna's GridSampler: ``points`` lrs evenly spaced in log over the range."""
-        if self.lr is None:
-            raise UserError("a grid needs an lr range")
-        lo, hi = self.lr
-        if lo == hi or points == 1:
-            return {"lr": [lo]}
-        step = (math.log10(hi) - math.log10(lo)) / (points - 1)
-        return {"lr": [10 ** (math.log10(lo) + i * step) for i in range(points)]}
+        family = self.families[0]
+        if len(self.families) > 1:
+            family = self._family(trial.suggest_categorical("family", self.family_names()))
+        values = {p.name: p.dim.suggest(trial, p.name) for p in family.params}
+        settings = {
+            key: getattr(self, key).suggest(trial, key)
+            for key in SETTINGS[1:]
+            if getattr(self, key) is not None
+        }
+        return Config(lr=lr, schedule=family.schedule(values), family=family.name, **settings)
 
     def config(self, params: dict[str, Any]) -> Config:
-        """The Config of a finished trial's params (what :meth:`suggest` sampled)."""
-        return Config(
-            lr=params.get("lr", self.lr[0] if self.lr else 0.0),
-            schedule=self.schedule,
-            family=_family(self.schedule),
+        """The Config of a finished trial's ``params`` (what :meth:`suggest` sampled)."""
+        if not isinstance(params, dict):
+            raise UserError(f"params must be a dict, got {type(params).__name__}")
+        if "lr" in params:
+            lr = params["lr"]
+        elif self.lr is not None and self.lr[0] == self.lr[1]:
+            lr = self.lr[0]
+        else:
+            raise UserError("the params have no 'lr'")
+        if len(self.families) == 1:
+            family = self.families[0]
+        elif "family" in params:
+            family = self._family(params["family"])
+        else:
+            raise UserError(
+                f"the params have no 'family' (one of {', '.join(self.family_names())})"
+            )
+        values = {p.name: _param(params, p.name, p.dim) for p in family.params}
+        settings = {
+            key: _param(params, key, getattr(self, key))
+            for key in SETTINGS[1:]
+            if getattr(self, key) is not None
+        }
+        return Config(lr=lr, schedule=family.schedule(values), family=family.name, **settings)
+
+    def family_names(self) -> list[str]:
+        return [f.name for f in self.families]
+
+    def _family(self, name: Any) -> Family:
+        for f in self.families:
+            if f.name == name:
+                return f
+        raise UserError(f"unknown family {name!r}; the space has {', '.join(self.family_names())}")
+
+    def grid(self, points: int = 9) -> dict[str, list[Any]]:
+        """A search space for Optuna's GridSampler: ``points`` lrs evenly in log over the
+        range, every choice, and a few points (3) of each continuous family param.
+
+        GridSampler does not know that a family's params only matter for that family, so the
+        grid is the product of all of them: a UserError when it passes :data:`MAX_GRID`.
+        """
+        points = whole(points, "grid points", least=1)
+        if self.lr is None:
+            raise UserError("a grid needs an lr range: give one, or let tune's range test set it")
+        grid: dict[str, list[Any]] = {}
+        lo, hi = self.lr
+        if lo != hi:
+            grid["lr"] = Range(lo, hi, log=True).grid(points)
+        if len(self.families) > 1:
+            grid["family"] = self.family_names()
+        for f in self.families:
+            for p in f.params:
+                if not p.dim.fixed:
+                    grid[p.name] = p.dim.grid(min(points, _FAMILY_POINTS))
+        for key in SETTINGS[1:]:
+            dim = getattr(self, key)
+            if dim is not None and not dim.fixed:
+                grid[key] = dim.grid(min(points, _FAMILY_POINTS))
+        size = math.prod(len(v) for v in grid.values())
+        if size > MAX_GRID:
+            shape = " x ".join(f"{len(v)} {k}" for k, v in grid.items())
+            raise UserError(
+                f"a grid of this space would have {size:,} points ({shape}), more than"
+                f" {MAX_GRID:,}; give fewer families, choices or grid points, or use"
+                " sampler='tpe'"
+            )
+        return grid
+
+    def grid_params(self, points: int = 9) -> list[dict[str, Any]]:
+        """The distinct points of :meth:`grid`, each as the params of one trial (only its
+        family's own): what ``study.enqueue_trial`` takes, without the repeats that
+        GridSampler runs when the families have params of their own."""
+        grid = self.grid(points)
+        shared = [k for k in ("lr", *SETTINGS[1:]) if k in grid]
+        out = []
+        for f in self.families:
+            keys = shared + [p.name for p in f.params if p.name in grid]
+            for combo in itertools.product(*(grid[k] for k in keys)):
+                params = dict(zip(keys, combo))
+                if len(self.families) > 1:
+                    params["family"] = f.name
+                out.append(params)
+        return out
+
+
+def _param(params: dict[str, Any], name: str, dim: Dim) -> Any:
+    if dim.fixed:
+        return dim.ends()[0] if isinstance(dim, Range) else dim.values[0]
+    if name not in params:
+        raise UserError(f"the params have no {name!r}")
+    value = params[name]
+    if not dim.contains(value):
+        raise UserError(f"param {name}={value!r} is outside the space's {dim.text()}")
+    return value
+
+
+def _dim_text(dim: Dim) -> str:
+    if isinstance(dim, Choice) and dim.fixed:
+        return dim.texts[0]
+    return dim.text()
+
+
+# -- the text form -------------------------------------------------------------------------
+def parse_space(text: str) -> Space:
+    """The space written in ``text`` (see the module's doc); ScheduleSyntaxError at the column."""
+    if not isinstance(text, str):
+        raise UserError(f"a space text must be a str, got {type(text).__name__}")
+    if not text.strip():
+        raise ScheduleSyntaxError(
+            "empty space at column 1; expected a schedule such as 'warmup({0..10%}) >> cosine'",
+            text,
+            1,
         )
+    bounds = [-1, *top_level(text, 0, len(text), ";"), len(text)]
+    settings: dict[str, Any] = {}
+    schedules: list[tuple[int, int]] = []
+    for a, b in zip(bounds, bounds[1:]):
+        a += 1
+        m = re.match(r"\s*([A-Za-z_]\w*)\s*=(?!=)", text[a:b])
+        if m is None:
+            if text[a:b].strip() or len(bounds) == 2:
+                schedules.append((a, b))
+            continue
+        key, col = m.group(1), a + m.start(1) + 1
+        if key not in SETTINGS:
+            close = difflib.get_close_matches(key, SETTINGS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ScheduleSyntaxError(
+                f"unknown setting {key!r} at column {col}{hint}; settings: {', '.join(SETTINGS)}",
+                text,
+                col,
+            )
+        if key in settings:
+            raise ScheduleSyntaxError(f"setting {key!r} given twice at column {col}", text, col)
+        value_at = a + m.end()
+        dim = setting_text(key, text, value_at, b)
+        try:
+            settings[key] = lr_range(dim) if key == "lr" else setting(key, dim)
+        except ValueError as e:
+            col = value_at + len(text[value_at:b]) - len(text[value_at:b].lstrip()) + 1
+            raise ScheduleSyntaxError(f"invalid {key} at column {col}: {e}", text, col) from None
+    if not schedules:
+        raise ScheduleSyntaxError(
+            f"the space has no schedule at column {len(text) + 1}; add one after the settings,"
+            " e.g. '; warmup({0..10%}) >> cosine'",
+            text,
+            len(text) + 1,
+        )
+    if len(schedules) > 1:
+        col = schedules[1][0] + 1
+        raise ScheduleSyntaxError(
+            f"a second schedule part at column {col}; separate alternatives with '|', not ';'",
+            text,
+            col,
+        )
+    a, b = schedules[0]
+    _families(text, a, b, set())  # errors point into the whole text
+    return Space(schedule=text[a:b], **settings)
 
 
-def _family(schedule: str) -> str:
-    """The name of the schedule's main part: ``warmup(5%) >> cosine`` -> ``cosine``."""
-    last = schedule.split(">>")[-1].strip()
-    return last.split("(")[0].strip() or "constant"
+def _families(text: str, begin: int, end: int, taken: set[str]) -> list[Family]:
+    bounds = [begin - 1, *top_level(text, begin, end, "|"), end]
+    families = []
+    for a, b in zip(bounds, bounds[1:]):
+        a += 1
+        while a < b and text[a].isspace():
+            a += 1
+        while b > a and text[b - 1].isspace():
+            b -= 1
+        if a == b:
+            if len(bounds) == 2:
+                raise ScheduleSyntaxError(
+                    f"empty space at column {a + 1}; expected a schedule such as"
+                    " 'warmup({0..10%}) >> cosine'",
+                    text,
+                    a + 1,
+                )
+            raise ScheduleSyntaxError(
+                f"an empty alternative at column {a + 1}; expected a schedule between the '|'",
+                text,
+                a + 1,
+            )
+        families.append(read_family(text, a, b, taken))
+    return families
 
 
-def as_space(space: Any) -> Space:
-    """A Space as is; None: the default space; a text spec: that schedule, lr from the range test."""
-    if space is None:
-        return Space()
-    if isinstance(space, Space):
-        return space
-    if isinstance(space, str):
-        return Space(schedule=space)
-    raise UserError(f"space must be a Space or a schedule text, got {type(space).__name__}")
+def default_space(task: Any = None) -> Space:
+    """The space tune searches when given none: the lr from the range test, and warmup with a
+    cosine decay, one-cycle, warmup-stable-decay and a constant rate, each with its own ranges
+    (the same for every bundled task; narrow it by giving your own)."""
+    return Space(lr=None, schedule=list(DEFAULT_SCHEDULES))
+
+
+def as_space(value: Any, task: Any = None) -> Space:
+    """A Space as is; None: :func:`default_space`; a text: :func:`parse_space`; a list of
+    texts: those alternatives; a dict: the Space's fields. UserError otherwise."""
+    if value is None:
+        return default_space(task)
+    if isinstance(value, Space):
+        return value
+    if isinstance(value, str):
+        return parse_space(value)
+    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+        return Space(schedule=list(value))
+    if isinstance(value, dict):
+        return Space.from_dict(value)
+    raise UserError(
+        f"space must be a Space, a text, a list of texts or a dict, got {type(value).__name__}"
+    )
