@@ -168,7 +168,8 @@ def show_command(storage: str, name: str, json_out: str | None, png: str | None)
     click.echo(result.table())
     click.echo(result.summary())
     if result.best is not None:
-        click.echo(f"train the best: {result.train_line()}")
+        spec = result.attrs.get("task_spec")  # the task as 'study create' was given it
+        click.echo(f"train the best: {result.train_line(task=spec)}")
     if json_file is not None:
         result.to_json(json_file)
         click.echo(f"JSON written to {json_file}")
