@@ -335,6 +335,22 @@ def _toy_task():
     )
 
 
+def test_a_trial_that_raises_is_recorded_as_failed_and_the_error_raised(tmp_path):
+    import dataclasses
+
+    def broken(model, batch):
+        raise RuntimeError("the data loader fell over")
+
+    task = dataclasses.replace(_toy_task(), step_fn=broken)
+    with pytest.raises(RuntimeError, match="fell over"):
+        _tune(tmp_path, task=task, trials=2, space=Space(lr=(1e-3, 1e-1)), warm_start=False)
+    (trial,) = _study(tmp_path, "toy").trials
+    assert trial.state == optuna.trial.TrialState.FAIL
+    assert trial.user_attrs["status"] == "failed"
+    assert trial.user_attrs["reason"] == "RuntimeError: the data loader fell over"
+    assert trial.user_attrs["verdict"] == "none"
+
+
 def test_a_lower_is_better_metric_is_minimised(tmp_path):
     result = _tune(tmp_path, task=_toy_task(), trials=2, space=Space(lr=(1e-3, 1e-1)))
     assert result.direction == "minimize"  # the task's val_loss
