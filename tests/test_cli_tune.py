@@ -169,6 +169,23 @@ def test_quiet_prints_only_the_train_line(capsys, tmp_path):
     assert out.count("\n") == 1 and out.startswith("lrkit train --task user_tasks:tiny --lr ")
 
 
+def test_quiet_exits_3_with_the_reason_when_no_trial_completed(capsys, monkeypatch, tmp_path):
+    import optuna
+    from optuna.distributions import FloatDistribution
+
+    study = optuna.create_study()
+    study.add_trial(optuna.trial.create_trial(
+        state=optuna.trial.TrialState.FAIL, params={"lr": 0.5},
+        distributions={"lr": FloatDistribution(1e-3, 1, log=True)},
+        user_attrs={"status": "diverged", "reason": "loss nan at step 3"},
+    ))  # fmt: skip
+    monkeypatch.setattr(sys.modules["lrkit.tune"], "tune",
+                        lambda *a, **k: TuneResult.from_study(study))  # fmt: skip
+    status, out, err = call(capsys, "tune", "--task", "user_tasks:tiny", "--out", tmp_path, "-q")
+    assert status == 3 and out == ""
+    assert "no trial completed (1 diverged); first reason: loss nan at step 3" in err
+
+
 def test_a_second_tune_in_the_same_folder_needs_resume_and_then_continues(capsys, tmp_path):
     base = ["tune", "--task", "user_tasks:tiny", "--out", tmp_path, "-q"]
     assert call(capsys, *base, "--trials", "2")[0] == 0
@@ -195,6 +212,7 @@ def test_workers_read_what_study_create_recorded(capsys, tmp_path):
     assert len(result.trials) == 3 and result.attrs["sampler"] == "random"
     status, out, _ = call(capsys, "study", "show", "--storage", storage, "shared")
     assert status == 0 and "lrkit tune: tiny, study 'shared'" in out and "best: trial" in out
+    assert "train the best: lrkit train --task user_tasks:tiny " in out
     status, out, _ = call(capsys, "study", "list", "--storage", storage)
     assert status == 0 and out.splitlines()[1].split()[:4] == ["shared", "tiny", "minimize", "3"]
 

@@ -64,9 +64,11 @@ def test_import_lrkit_does_not_import_optuna():
 
 
 def test_lrkit_tune_is_the_function_and_the_package():
+    from lrkit.tune.result import TuneResult
+
     assert callable(lrkit.tune)
-    assert lrkit.tune.Space is Space
-    assert lrkit.Space is Space
+    assert lrkit.tune.Space is Space and lrkit.Space is Space
+    assert lrkit.TuneResult is TuneResult and lrkit.tune.TuneResult is TuneResult
 
 
 def test_a_trial_validates_about_eight_times_a_run(tmp_path):
@@ -140,6 +142,13 @@ def test_the_lr_range_comes_from_the_range_test_when_not_given(tmp_path):
     assert lo < pick < hi
     assert result.attrs["find_steps"] > 0
     assert all(lo <= r["params"]["lr"] <= hi for r in result.trials)
+
+
+def test_the_bounded_range_wastes_no_trial_on_a_diverging_rate(tmp_path):
+    # digits-mlp (SGD, Nesterov) diverges from lr 3 on: the range test's top keeps clear of it
+    result = _tune(tmp_path, task="digits-mlp", space=LR_ONLY, trials=10, epochs=2)
+    assert result.attrs["lr_window"][1] < 3
+    assert not [r for r in result.trials if r["status"] == "diverged"]
 
 
 def test_a_given_lr_range_is_kept_and_the_warm_start_clipped_into_it(tmp_path):
@@ -324,6 +333,22 @@ def _toy_task():
         make_val_loader=lambda: tensor_loader(x, y, batch_size=64),
         epochs=2,
     )
+
+
+def test_a_trial_that_raises_is_recorded_as_failed_and_the_error_raised(tmp_path):
+    import dataclasses
+
+    def broken(model, batch):
+        raise RuntimeError("the data loader fell over")
+
+    task = dataclasses.replace(_toy_task(), step_fn=broken)
+    with pytest.raises(RuntimeError, match="fell over"):
+        _tune(tmp_path, task=task, trials=2, space=Space(lr=(1e-3, 1e-1)), warm_start=False)
+    (trial,) = _study(tmp_path, "toy").trials
+    assert trial.state == optuna.trial.TrialState.FAIL
+    assert trial.user_attrs["status"] == "failed"
+    assert trial.user_attrs["reason"] == "RuntimeError: the data loader fell over"
+    assert trial.user_attrs["verdict"] == "none"
 
 
 def test_a_lower_is_better_metric_is_minimised(tmp_path):

@@ -11,8 +11,8 @@ The public API:
 - ``lrkit.watch``: :class:`Watch`, the signals of a running training, their sinks and
   :func:`read_run`; :func:`diagnose`, verdicts on the lr with evidence and advice;
   :class:`Guard`, which skips bad updates and rolls back a divergence;
-- ``lrkit.tune``: :func:`tune`, a measured search over rates and schedules (Optuna, imported
-  only when ``lrkit.tune`` is first used), its :class:`Space` and :class:`Config`.
+- ``lrkit.tune``: :func:`tune`, a measured search over rates and schedules (on Optuna,
+  imported only when first used), its :class:`Space`, :class:`Config` and :class:`TuneResult`.
 """
 
 from ._version import __version__
@@ -50,14 +50,15 @@ __all__ = [
     "tune",
     "Space",
     "Config",
+    "TuneResult",
 ]
 
-_LAZY = ("tune", "Space", "Config")  # from lrkit.tune, imported on first use
+_LAZY = ("tune", "Space", "Config", "TuneResult")  # from lrkit.tune, imported on first use
 
 
 def __getattr__(name: str):
-    """``lrkit.tune``, ``lrkit.Space``, ``lrkit.Config``: imported on first use, so ``import
-    lrkit`` stays light (Optuna itself is imported only when a tune runs)."""
+    """``lrkit.tune``, ``lrkit.Space``, ``lrkit.Config``, ``lrkit.TuneResult``: imported on
+    first use, so ``import lrkit`` stays light (Optuna: only when a tune or a result needs it)."""
     if name in _LAZY:
         import importlib
 

@@ -7,6 +7,7 @@ them instead of being told again. The password of a storage URL is never printed
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 import click
@@ -94,7 +95,9 @@ def create_command(ctx: click.Context, storage: str, task_name: str | None,
     )
     if shown:
         click.echo(f"recorded: {shown}")
-    click.echo(f"on every worker: lrkit tune --storage {where} --study {name}")
+    hidden = " (the password shown as ***: give it as here, or in $LRKIT_STORAGE)"
+    click.echo(f"on every worker: lrkit tune --storage {shlex.quote(where)} --study"
+               f" {shlex.quote(name)}{hidden if where != storage else ''}")  # fmt: skip
 
 
 def optuna_quiet() -> None:
@@ -165,7 +168,8 @@ def show_command(storage: str, name: str, json_out: str | None, png: str | None)
     click.echo(result.table())
     click.echo(result.summary())
     if result.best is not None:
-        click.echo(f"train the best: {result.train_line()}")
+        spec = result.attrs.get("task_spec")  # the task as 'study create' was given it
+        click.echo(f"train the best: {result.train_line(task=spec)}")
     if json_file is not None:
         result.to_json(json_file)
         click.echo(f"JSON written to {json_file}")

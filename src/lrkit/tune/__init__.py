@@ -3,7 +3,8 @@
 - :func:`tune`: the search (a range test and ``pick_lr`` first, then Optuna's sampler and
   pruner over trials that are calls of :func:`~lrkit.train.fit`), see :mod:`lrkit.tune.tune`;
 - :class:`Config`: one point of a search space (lr, schedule, optional optimizer...);
-- :class:`Space`: the search space.
+- :class:`Space`: the search space;
+- :class:`TuneResult`: what a tune found (imported, with Optuna, on first use).
 
 Each trial's ``user_attrs`` (JSON-able): ``config`` (``Config.to_dict()``), ``status``
 (``"completed"``, ``"pruned"``, ``"diverged"``, ``"failed"``), ``reason``, ``metric_mean``,
@@ -23,7 +24,7 @@ from .config import Config
 from .space import Space, as_space
 from .tune import tune
 
-__all__ = ["Config", "Space", "as_space", "tune"]
+__all__ = ["Config", "Space", "as_space", "tune", "TuneResult"]
 
 
 class _CallableModule(types.ModuleType):
@@ -33,6 +34,13 @@ class _CallableModule(types.ModuleType):
 
     def __call__(self, *args, **kwargs):
         return tune(*args, **kwargs)
+
+    def __getattr__(self, name: str):
+        if name == "TuneResult":  # it imports Optuna: only when asked for
+            from .result import TuneResult
+
+            return TuneResult
+        raise AttributeError(f"module {self.__name__!r} has no attribute {name!r}")
 
 
 sys.modules[__name__].__class__ = _CallableModule

@@ -6,14 +6,17 @@ when ``cv`` is None) times each seed ``seed .. seed + seeds - 1``. Every split i
 ``fit`` with the run's epochs, a validation every ``val_every`` steps and, on the **first
 split only**, a report hook: each validation's metric goes to ``trial.report(metric, step)``,
 and when the pruner says so the hook asks fit to stop and the trial is pruned
-(``optuna.TrialPruned``). The other splits run in full once the first has passed. The trial's
-value is the mean of the splits' final metrics (``metric_mean``); their standard deviation
+(``optuna.TrialPruned``). The other splits run in full once the first has passed. On every
+split the hook also stops the run once the tune's budget is spent (``budget_left``): the trial
+is then pruned too, its reason saying so. A pruned trial's ``metric_mean`` is its last report.
+The trial's value is the mean of the splits' final metrics (``metric_mean``); their standard deviation
 (``metric_std``, numpy's population std, as scikit-learn's ``cv_results_``) is recorded.
 
 A split whose loss goes non-finite (fit's status ``"diverged"``: fit stops at the next loss
 read-back) ends the trial at once: it is recorded with ``status="diverged"`` and the step and
 loss in ``reason``, and returns NaN, which Optuna records as a failed trial (state FAIL), so
-the sampler learns nothing from it and the pruners never compare against it.
+the sampler learns nothing from it and the pruners never compare against it. A split that
+raises (or is interrupted) is recorded as ``"failed"`` and the error raised on.
 
 Every trial records, in its ``user_attrs`` (see the trial-record schema in the tune package):
 ``config``, ``status``, ``reason``, ``metric_mean``, ``metric_std``, ``splits``, ``steps``

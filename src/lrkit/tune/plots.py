@@ -26,7 +26,8 @@ def plot_result(result: Any, path: str | Path | None = None) -> Any:
     Left: each complete trial's mean metric (with its std as an error bar) against its lr on
     a log axis, a colour per family; pruned trials as crosses at their last report; failed
     and diverged trials as red triangles along the bottom. The best trial is starred.
-    Right: the same metrics against the trial number, and the best so far as a step line.
+    Right: the complete trials' metrics against the trial number, the best so far as a step
+    line, and pruned trials' last reports as grey crosses.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -92,12 +93,23 @@ def _history(result: Any, ax: Any) -> None:
         for y in ys:
             best = y if best is None else pick(best, y)
             so_far.append(best)
-        ax.plot(xs, ys, "o", color="C0", ms=4, alpha=0.6, label="trial")
-        ax.step(xs, so_far, where="post", color="C3", lw=1.8, label="best so far")
-        ax.legend(fontsize=7)
+        ax.plot(xs, ys, "o", color="C0", ms=4, alpha=0.6, label="complete trial")
+        last = max(r["number"] for r in result.trials)  # the line runs to the last trial
+        ax.step([*xs, last], [*so_far, so_far[-1]], where="post", color="C3", lw=1.8,
+                label="best so far")  # fmt: skip
     else:
         ax.text(0.5, 0.5, result.no_best_reason() or "no trial completed", ha="center",
                 va="center", transform=ax.transAxes, fontsize=9, wrap=True)  # fmt: skip
+    pruned = [r for r in result.trials if r["status"] == "pruned" and r.get("last_report")
+              and _finite(r["last_report"][1])]  # fmt: skip
+    if pruned:
+        ax.plot([r["number"] for r in pruned], [r["last_report"][1] for r in pruned], "x",
+                color="0.55", ms=5, label="pruned (last report)")  # fmt: skip
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("trial")
     ax.set_ylabel(result.metric)
     ax.set_title("optimisation history", fontsize=10)

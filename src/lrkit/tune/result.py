@@ -25,9 +25,8 @@ complete trials; a tie goes to the smaller spread, then to the earlier trial.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,10 +35,13 @@ from ..errors import UserError
 from ..results import Result, decode_floats, encode_floats, write_whole
 from .config import Config
 from .storage import redact
-from .text import result_table, summary_lines
+from .text import result_table, summary_lines, trials_csv
 
 VERSION = 1
 MIN_IMPORTANCE_TRIALS = 4  # fewer complete trials than this: no importance is measured
+# fANOVA's forest: Optuna's default (64 trees of depth 64) took 21 s on 1,000 trials of 3 params
+# on a shared 2-core machine, 16 trees of depth 8 0.7 s, with the same importances to 0.01
+FANOVA_TREES, FANOVA_DEPTH = 16, 8
 STATES = {"COMPLETE": "completed", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running",
           "WAITING": "waiting"}  # fmt: skip
 CONFIG_KEYS = ("lr", "family", "optimizer", "weight_decay", "batch_size")
@@ -189,8 +191,9 @@ class TuneResult(Result):
 
     def importance(self, evaluator: Any = "fanova") -> dict[str, float]:
         """Each searched param's importance (Optuna's :func:`get_param_importances`, which
-        sum to 1), from the complete trials; ``evaluator``: ``"fanova"`` (default),
-        ``"ped-anova"`` or an Optuna evaluator. Empty when it cannot be measured (see
+        sum to 1), from the complete trials; ``evaluator``: ``"fanova"`` (default; a forest
+        of 16 trees of depth 8, fast on a thousand trials), ``"ped-anova"`` or an Optuna
+        evaluator. Empty when it cannot be measured (see
         :meth:`importance_note`); a single param is all the importance: ``{"lr": 1.0}``."""
         return self._importance(evaluator)[0]
 
@@ -213,25 +216,39 @@ class TuneResult(Result):
             )
         import optuna
 
-        study = optuna.create_study(direction=self.direction)
-        dists = {k: optuna.distributions.json_to_distribution(v)
-                 for k, v in self.distributions.items()}  # fmt: skip
-        for r in done:
-            params = {k: v for k, v in r["params"].items() if k in dists}
-            study.add_trial(optuna.trial.create_trial(
-                params=params, distributions={k: dists[k] for k in params},
-                value=float(r["metric_mean"]),
-            ))  # fmt: skip
+        level = optuna.logging.get_verbosity()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created" line
         try:
-            found = optuna.importance.get_param_importances(study, evaluator=evaluator)
+            with warnings.catch_warnings():  # e.g. "too few trials": the note says so instead
+                warnings.simplefilter("ignore")
+                found = optuna.importance.get_param_importances(
+                    self._study(done), evaluator=evaluator
+                )
         except (ValueError, RuntimeError, ZeroDivisionError) as e:
             return {}, f"not measured: {e}"
+        finally:
+            optuna.logging.set_verbosity(level)
         found = {k: float(v) for k, v in found.items() if _finite(v)}
         if not found:
             return {}, "not measured: no param is in every complete trial"
         left = [k for k in searched if k not in found]
         note = f"{', '.join(left)}: not in every complete trial, not measured" if left else ""
         return found, note
+
+    def _study(self, rows: list[dict[str, Any]]) -> Any:
+        """An in-memory Optuna study of ``rows`` (complete trials), for the importances."""
+        import optuna
+
+        study = optuna.create_study(direction=self.direction)
+        dists = {k: optuna.distributions.json_to_distribution(v)
+                 for k, v in self.distributions.items()}  # fmt: skip
+        for r in rows:
+            params = {k: v for k, v in r["params"].items() if k in dists}
+            study.add_trial(optuna.trial.create_trial(
+                params=params, distributions={k: dists[k] for k in params},
+                value=float(r["metric_mean"]),
+            ))  # fmt: skip
+        return study
 
     def table(self) -> str:
         """The trials table as plain text, one line per trial (see :mod:`lrkit.tune.text`)."""
@@ -262,16 +279,7 @@ class TuneResult(Result):
     def to_csv(self, path: str | Path | None = None) -> str:
         """The trials table as CSV text (one row per trial, a column per param); also
         written whole to ``path`` when given."""
-        params = sorted({k for r in self.trials for k in r["params"]} - {"lr", "family"})
-        columns = ["number", "state", "status", "lr", "family", "schedule", *params,
-                   "metric_mean", "metric_std", "steps", "verdict", "reason", "duration_s"]  # fmt: skip
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(columns)
-        for r in self.trials:
-            values = {**r, **r["params"], "schedule": (r["config"] or {}).get("schedule", "")}
-            writer.writerow(["" if values.get(c) is None else values.get(c) for c in columns])
-        text = out.getvalue()
+        text = trials_csv(self)
         if path is not None:
             write_whole(Path(path), text)
         return text
@@ -370,7 +378,7 @@ def _evaluator(evaluator: Any) -> Any:
     from optuna.importance import FanovaImportanceEvaluator, PedAnovaImportanceEvaluator
 
     if evaluator in (None, "fanova"):
-        return FanovaImportanceEvaluator(seed=0)
+        return FanovaImportanceEvaluator(n_trees=FANOVA_TREES, max_depth=FANOVA_DEPTH, seed=0)
     if evaluator in ("ped-anova", "pedanova"):
         return PedAnovaImportanceEvaluator()
     if isinstance(evaluator, str):

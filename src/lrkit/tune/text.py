@@ -6,6 +6,8 @@ prints: the CLI does.
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 from typing import Any
 
@@ -65,6 +67,20 @@ def result_table(result: Any) -> str:
                  for i, (c, w) in enumerate(zip(r, widths, strict=True))]  # fmt: skip
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
+
+
+def trials_csv(result: Any) -> str:
+    """The trials as CSV text: one row per trial, a column per param (lr and family first)."""
+    params = sorted({k for r in result.trials for k in r["params"]} - {"lr", "family"})
+    columns = ["number", "state", "status", "lr", "family", "schedule", *params,
+               "metric_mean", "metric_std", "steps", "verdict", "reason", "duration_s"]  # fmt: skip
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    for r in result.trials:
+        values = {**r, **r["params"], "schedule": (r["config"] or {}).get("schedule", "")}
+        writer.writerow(["" if values.get(c) is None else values.get(c) for c in columns])
+    return out.getvalue()
 
 
 def _metric(row: dict[str, Any]) -> str:
@@ -127,4 +143,4 @@ def summary_lines(result: Any) -> list[str]:
     return lines
 
 
-__all__ = ["result_table", "summary_lines", "fmt", "mean_std"]
+__all__ = ["trials_csv", "result_table", "summary_lines", "fmt", "mean_std"]

@@ -22,11 +22,9 @@ measuring), see the trial-record schema in the package's doc.
 
 from __future__ import annotations
 
-import contextlib
 import difflib
-import math
 import os
-import warnings
+import random
 from pathlib import Path
 from typing import Any
 
@@ -35,15 +33,13 @@ from ..checks import number, whole
 from ..errors import UserError
 from ..progress import wanted
 from ..tasks import Task, get_task
+from . import search
 from .bounds import measure
 from .objective import Objective, Split, val_cadence
 from .space import as_space
 
 SAMPLERS = ("tpe", "gp", "random", "grid")
 PRUNERS = ("sha", "hyperband", "median", "none")
-STARTUP_TRIALS = 5  # TPE/GP: random trials before the model (Optuna's 10 suits 100+ trials)
-REDUCTION = 2  # successive halving and hyperband: keep the better half at each rung
-FIRST_RUNG = 0.25  # the first rung: a quarter of a run (earlier ones favour high lrs)
 MEASURED = ("find_steps", "pick_steps", "lr_window", "warm_start")  # what the first worker found
 UNLIMITED = 10**9  # trials=None: run_trials' count that is never reached
 
@@ -77,10 +73,10 @@ def tune(
             four schedule families). Without an lr range, the range test sets it (``bound_lr``).
         sampler: ``"tpe"`` (default; multivariate, 5 random trials first), ``"gp"``,
             ``"random"``, ``"grid"`` (each distinct point of the space's grid once, up to
-            ``trials``; no warm start; see :func:`_sampler`), or an Optuna sampler.
+            ``trials``; no warm start; see :func:`.search.sampler_of`), or an Optuna sampler.
         pruner: ``"sha"`` (successive halving, default), ``"hyperband"``, ``"median"``,
             ``None`` (or ``"none"``), or an Optuna pruner. The named ones keep the better half
-            at rungs from a quarter of a run on (see :func:`_pruner` for why not earlier).
+            at rungs from a quarter of a run on (:func:`.search.pruner_of` says why not earlier).
         trials: finished (complete or pruned) trials to reach in the study, whichever worker
             ran them (None: no limit; then give ``budget`` or ``timeout``). A resumed or
             shared study counts the trials it holds already. A diverged trial does not count;
@@ -145,7 +141,7 @@ def tune(
     if sampler == "grid":  # a grid too big is refused before anything is measured
         (space_obj if space_obj.lr else space_obj.with_lr(1e-3, 1e-1)).grid_params()
 
-    with _quiet_optuna():
+    with search.quiet_optuna():
         splits = [
             Split(fold, i if cv else None, seed + j)
             for i, fold in enumerate(plan.folds(task, cv, seed))
@@ -186,18 +182,20 @@ def tune(
         done_before = len(study_obj.trials)
         # workers on shared storage seed their samplers apart, or they would start alike
         offset = done_before + (os.getpid() if storage is not None else 0)
-        study_obj.sampler = _sampler(sampler, seed + offset)
-        study_obj.pruner = _pruner(pruner, val_every, first_run)
+        study_obj.sampler = search.sampler_of(sampler, seed + offset)
+        study_obj.pruner = search.pruner_of(pruner, val_every, first_run)
         study_obj.set_user_attr("lrkit", attrs)
         if measured and done_before == 0:  # queued once, by the worker that measured
-            for point in grid or ():  # each distinct grid point once, a trial each
+            # each distinct grid point once, in a seeded random order (in order of lr, each
+            # would beat the last and none be pruned)
+            for point in random.Random(seed).sample(grid or [], len(grid or [])):
                 study_obj.enqueue_trial(point, user_attrs={"grid": True})
             warm = attrs.get("warm_start")
             if warm:
                 _, params = plan.reference_config(space_obj, warm["lr"])
                 study_obj.enqueue_trial(params, user_attrs={"warm_start": warm["how"]})
 
-        stop = _Stop(study_obj, trials, budget, run_steps, attrs, grid=grid is not None)
+        stop = search.Stop(study_obj, trials, budget, run_steps, attrs, grid=grid is not None)
         objective = Objective(
             space_obj,
             splits,
@@ -212,7 +210,7 @@ def tune(
                 objective,
                 trials if trials is not None else UNLIMITED,
                 callbacks=[stop],
-                on_trial=_Lines(task.name, trials, show),
+                on_trial=search.Lines(task.name, trials, show),
                 timeout=timeout,
             )
     return TuneResult.from_study(study_obj, storage=storage)
@@ -301,151 +299,3 @@ def _choice(value: Any, known: tuple[str, ...], what: str) -> str:
     close = difflib.get_close_matches(str(value).lower(), known, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     raise UserError(f"unknown {what} {value!r}{hint}; known: {', '.join(known)}")
-
-
-# -- samplers and pruners ---------------------------------------------------------------------
-def _sampler(name: Any, seed: int):
-    """Optuna's sampler of that name, seeded (an Optuna sampler object is used as it is).
-
-    ``"grid"``: the space's distinct grid points (:meth:`Space.grid_params`) are queued, one
-    trial each, and the study stops when they are done; Optuna's GridSampler would run the
-    product of every family's params, most of them params of another family. Its sampler is
-    a RandomSampler that samples nothing (every param is queued).
-    """
-    import optuna
-
-    if not isinstance(name, str):
-        return name
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        if name == "tpe":
-            return optuna.samplers.TPESampler(
-                seed=seed,
-                n_startup_trials=STARTUP_TRIALS,
-                multivariate=True,
-                group=True,
-                constant_liar=True,
-            )
-        if name == "gp":
-            return optuna.samplers.GPSampler(seed=seed, n_startup_trials=STARTUP_TRIALS)
-        return optuna.samplers.RandomSampler(seed=seed)
-
-
-def _pruner(name: str | None, val_every: int, run_steps: int):
-    """The pruner, its rungs placed for lr searches.
-
-    Successive halving (and each of hyperband's brackets) keeps the better half
-    (``REDUCTION``) at rungs from ``FIRST_RUNG`` of a run on (a quarter, then a half: no
-    rung at the end, a trial that ran in full is complete), the median pruner prunes from
-    there on. Not earlier: a short horizon favours high lrs (their loss falls first, see
-    BENCHMARKS.md, "LR selection"), so rungs at the first few validations prune the lower
-    rates that end best, and trials at the pick's rate always survive them. Measured on the
-    LR-selection tasks at a budget of 4 runs, lr only: rungs at 1/8 and 3/8 of a run
-    (reduction 3) pruned every other trial on diabetes-mlp.
-    """
-    import optuna
-
-    first = max(val_every, round(FIRST_RUNG * run_steps))
-    if name is not None and not isinstance(name, str):
-        return name  # an Optuna pruner object, as it is
-    if name is None:
-        return optuna.pruners.NopPruner()
-    if name == "sha":
-        return optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=first, reduction_factor=REDUCTION
-        )
-    if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(
-            min_resource=first, max_resource=run_steps, reduction_factor=REDUCTION
-        )
-    return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=first)
-
-
-# -- running ----------------------------------------------------------------------------------
-class _Stop:
-    """A callback that stops the study once it has spent its budget of optimizer steps, or
-    once ``trials`` trials have diverged or failed (a range where nothing trains ends with a
-    result, not a loop). A trial running when the budget runs out is stopped at its next
-    validation by the objective (:meth:`left`), so the budget is overrun by less than one
-    validation interval (by this worker; several workers may each overrun it by that)."""
-
-    def __init__(self, study, trials, budget, run_steps, attrs, grid=False):
-        self.study, self.trials, self.budget, self.run_steps = study, trials, budget, run_steps
-        self.grid = grid
-        self.measured = int(attrs.get("find_steps") or 0) + int(attrs.get("pick_steps") or 0)
-
-    def spent(self) -> int:
-        """Optimizer steps spent so far: measuring and every trial."""
-        trials = self.study.get_trials(deepcopy=False)
-        return self.measured + sum(int(t.user_attrs.get("steps") or 0) for t in trials)
-
-    def spent_all(self) -> bool:
-        return self.budget is not None and self.spent() >= self.budget * self.run_steps
-
-    def left(self) -> int | None:
-        """Steps the budget has left (None: no budget)."""
-        if self.budget is None:
-            return None
-        return max(0, math.floor(self.budget * self.run_steps) - self.spent())
-
-    def failed_all(self) -> bool:
-        bad = ("diverged", "failed")
-        trials = self.study.get_trials(deepcopy=False)
-        failed = sum(t.user_attrs.get("status") in bad for t in trials)
-        return self.trials is not None and failed >= self.trials
-
-    def grid_done(self) -> bool:
-        """A grid's points are all started (none is waiting in the queue)."""
-        if not self.grid:
-            return False
-        from optuna.trial import TrialState
-
-        waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-        return not waiting
-
-    def done(self) -> bool:
-        return self.spent_all() or self.failed_all() or self.grid_done()
-
-    def __call__(self, study, trial) -> None:
-        if self.done():
-            study.stop()
-
-
-class _Lines:
-    """One line per finished trial (printed after fit's bar of it has closed): number,
-    trials done, lr, family, metric (mean +- std), status, verdict, and why it stopped."""
-
-    def __init__(self, task: str, trials: int | None, show: bool):
-        self.task, self.trials, self.show = task, trials, show
-
-    def __call__(self, trial, finished: int) -> None:
-        if not self.show:
-            return
-        a = trial.user_attrs
-        config = a.get("config") or {}
-        value = a.get("metric_mean")
-        shown = "-" if value is None else f"{value:.4g}"
-        if a.get("metric_std"):
-            shown += f" +- {a['metric_std']:.2g}"
-        of = f"/{self.trials}" if self.trials is not None else ""
-        line = (
-            f"trial {trial.number} ({finished}{of} done): lr {config.get('lr', math.nan):.3g}"
-            f" {config.get('family', '')}  {shown}  {a.get('status', trial.state.name.lower())}"
-            f"  verdict {a.get('verdict', '-')}"
-        )
-        if a.get("reason"):
-            line += f" ({a['reason']})"
-        print(line, flush=True)  # between trials: fit's bar of the trial has closed
-
-
-@contextlib.contextmanager
-def _quiet_optuna():
-    """Optuna's own INFO/WARNING lines off while tune prints its own (restored after)."""
-    import optuna
-
-    level = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    try:
-        yield
-    finally:
-        optuna.logging.set_verbosity(level)
