@@ -19,6 +19,11 @@ reads what it has and trains only what is missing.
     .venv/bin/python benchmarks/lr_selection.py --jobs 2             # everything
     .venv/bin/python benchmarks/lr_selection.py --tasks wine-mlp --methods pick_lr,default
     .venv/bin/python benchmarks/lr_selection.py --quick              # 3 fast tasks, no Optuna
+
+Method ``tune-4`` (and ``tune-4-seed1`` ... ``-seed4``) is ``lrkit.tune`` on the lr alone, the
+benchmark's schedule, a budget of 4 full runs in all (its range test, pick_lr's short runs and
+every trial, a pruned one by the steps it ran), the lr range from its own range test; its rate
+is the best complete trial's. Its cache key holds a hash of ``src/lrkit/tune`` as well.
 """
 
 from __future__ import annotations

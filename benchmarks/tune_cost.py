@@ -16,14 +16,17 @@ Three measurements, each side by side in one run (the machine is shared and nois
    and 2 worker processes, each ``lrkit.tune(..., storage=<journal>, study=<name>)`` on
    ``wine-mlp`` (3 epochs, random sampler, no pruner); the rate is the study's finished trials
    over the span from its first trial's start to its last trial's end (the workers' start-up
-   is not counted). The arms alternate 1, 2, 2, 1...
+   is not counted). The arms alternate 1, 2, 2, 1... The same with trials that sleep 0.1 s and
+   use no CPU (``run_trials`` on the journal file) shows what the workers' coordination allows
+   when the cores are not the limit.
 3. **Storage overhead per trial**, a trivial objective (``x**2``), random sampler: Optuna's
    ``study.optimize`` on its in-memory storage, tune's ``run_trials`` on the in-memory storage,
    and ``run_trials`` on the journal file; blocks of ``--trivial`` trials, each on a fresh study,
    rotating through the arms; medians of the blocks' time per trial.
 
-    .venv/bin/python benchmarks/tune_cost.py              # 5 tasks; about 6 min on 2 cores
-    .venv/bin/python benchmarks/tune_cost.py --quick      # 2 tasks, fewer rounds; about 2 min
+    .venv/bin/python benchmarks/tune_cost.py              # 5 tasks; about 5 min on 2 cores
+    .venv/bin/python benchmarks/tune_cost.py --quick      # 2 tasks, fewer rounds; about 1 min
+    .venv/bin/python benchmarks/tune_cost.py --seed 1 --skip workers,storage   # another order
 """
 
 from __future__ import annotations
@@ -56,15 +59,17 @@ def _tune(task: str, space, out: str, **kw):
 
 def _reach(result, target: float, noise: float, hib: bool, measured: int) -> dict:
     """Steps until the study's best complete trial is within ``noise`` of ``target``."""
+    rows = sorted(result.trials, key=lambda r: r["number"])
+    whole = measured + sum(int(r["steps"]) for r in rows)
     spent, best = measured, None
-    for row in sorted(result.trials, key=lambda r: r["number"]):
+    for row in rows:
         spent += int(row["steps"])
         if row["status"] == "completed" and math.isfinite(row["metric_mean"]):
             v = row["metric_mean"]
             best = v if best is None or (v > best if hib else v < best) else best
         if best is not None and (best >= target - noise if hib else best <= target + noise):
-            return {"steps": spent, "reached": True, "best": best}
-    return {"steps": spent, "reached": False, "best": best}
+            return {"steps": spent, "reached": True, "best": best, "whole": whole}
+    return {"steps": spent, "reached": False, "best": best, "whole": whole}
 
 
 def steps_to_grid_best(task_name: str, seed: int) -> dict:
@@ -130,8 +135,20 @@ lrkit.tune("wine-mlp", "lr={1e-3..3e-1}; warmup(5%) >> cosine", sampler="random"
 """
 
 
-def trials_per_minute(workers: int, trials: int, seed: int) -> dict:
-    """Measurement 2: ``workers`` processes on one journal-file study of ``trials`` trials."""
+SLEEPER = """
+import sys, time, optuna
+from lrkit.tune.storage import create_study, open_storage
+from lrkit.tune.workers import run_trials
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+study = create_study(open_storage(sys.argv[1]), "w", exist_ok=True,
+                     sampler=optuna.samplers.RandomSampler(seed=int(sys.argv[3])))
+run_trials(study, lambda t: time.sleep(0.1) or t.suggest_float("x", 0, 1), int(sys.argv[2]))
+"""
+
+
+def trials_per_minute(workers: int, trials: int, seed: int, script: str = WORKER) -> dict:
+    """Measurement 2: ``workers`` processes on one journal-file study of ``trials`` trials
+    (``script``: a tune of wine-mlp, or ``SLEEPER``, trials that sleep 0.1 s and use no CPU)."""
     import optuna
 
     env = dict(os.environ, OMP_NUM_THREADS="1", TQDM_DISABLE="1")
@@ -139,7 +156,7 @@ def trials_per_minute(workers: int, trials: int, seed: int) -> dict:
         path = f"{tmp}/study.journal"
         procs = [
             subprocess.Popen(
-                [sys.executable, "-c", WORKER, path, str(trials), str(seed + i)], env=env
+                [sys.executable, "-c", script, path, str(trials), str(seed + i)], env=env
             )  # fmt: skip
             for i in range(workers)
         ]
@@ -249,7 +266,10 @@ def main(argv: list[str] | None = None) -> int:
         order = [1, 2, 2, 1] * args.worker_rounds
         runs = [trials_per_minute(w, args.worker_trials, args.seed) for w in order]
         report["workers"] = runs
-        _print_workers(runs)
+        _print_workers(runs, "wine-mlp, 3 epochs a trial")
+        runs = [trials_per_minute(w, args.worker_trials, args.seed, SLEEPER) for w in order]
+        report["workers_sleeping"] = runs
+        _print_workers(runs, "trials that sleep 0.1 s: the coordination alone")
     if "storage" not in skip:
         report["storage"] = storage_overhead(args.trivial, args.rounds)
         _print_storage(report["storage"], args.trivial, args.rounds)
@@ -261,9 +281,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _print_steps(rows: list[dict]) -> None:
-    print("\n1. optimizer steps to reach the full grid's best (ratio to the full grid's steps)")
-    print("task | run steps | grid best lr -> metric (noise) | arm | steps | ratio | trials"
-          " (complete) | best lr")  # fmt: skip
+    print("\n1. optimizer steps to reach the full grid's best (ratio to the full grid's steps);"
+          f" load {_load()}")  # fmt: skip
+    print("task | run steps | grid best lr -> metric (noise) | arm | steps to reach | ratio |"
+          " whole study: steps, ratio | trials (complete) | best lr")  # fmt: skip
     totals = {}
     for r in rows:
         for arm, a in r["arms"].items():
@@ -273,19 +294,21 @@ def _print_steps(rows: list[dict]) -> None:
             print(
                 f"{r['task']} | {r['run_steps']} | {r['grid_best_lr']:.3g} ->"
                 f" {r['grid_best']:.4f} ({r['noise']:.4f}) | {arm} | {a['steps']} |"
-                f" {ratio:.3f}{mark} | {a['trials']} ({a['complete']}) | {lr}"
+                f" {ratio:.3f}{mark} | {a['whole']}, {a['whole'] / r['full_steps']:.3f} |"
+                f" {a['trials']} ({a['complete']}) | {lr}"
             )
-            t = totals.setdefault(arm, [0, 0, 0])
+            t = totals.setdefault(arm, [0, 0, 0, 0])
             t[0] += a["steps"]
             t[1] += r["full_steps"]
             t[2] += a["reached"]
-    for arm, (steps, full, reached) in totals.items():
-        print(f"all tasks, {arm}: {steps} / {full} steps = {steps / full:.3f};"
-              f" reached on {reached} of {len(rows)}")  # fmt: skip
+            t[3] += a["whole"]
+    for arm, (steps, full, reached, whole) in totals.items():
+        print(f"all tasks, {arm}: to reach {steps} / {full} steps = {steps / full:.3f}"
+              f" (reached on {reached} of {len(rows)}); whole study {whole / full:.3f}")  # fmt: skip
 
 
-def _print_workers(runs: list[dict]) -> None:
-    print("\n2. trials per minute, one journal-file study (wine-mlp, 3 epochs a trial)")
+def _print_workers(runs: list[dict], what: str) -> None:
+    print(f"\n2. trials per minute, one journal-file study ({what}); load {_load()}")
     for w in (1, 2):
         rates = [r["per_min"] for r in runs if r["workers"] == w]
         spans = [f"{r['finished']} in {r['span_s']:.1f} s" for r in runs if r["workers"] == w]
@@ -298,8 +321,13 @@ def _print_workers(runs: list[dict]) -> None:
     print(f"trials not finished (surplus or failed) over all runs: {extra}")
 
 
+def _load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
 def _print_storage(out: dict, trials: int, rounds: int) -> None:
-    print(f"\n3. seconds per trial, trivial objective ({rounds} blocks of {trials} trials per arm)")
+    print(f"\n3. time per trial, trivial objective ({rounds} blocks of {trials} trials per arm);"
+          f" load {_load()}")  # fmt: skip
     for name, v in out.items():
         print(f"{name}: {v['ms_per_trial']:.2f} ms/trial; over Optuna in-memory"
               f" {v['overhead_ms']:+.2f} ms (x{v['ratio']:.2f})")  # fmt: skip
