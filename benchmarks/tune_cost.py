@@ -14,8 +14,8 @@ Three measurements, each side by side in one run (the machine is shared and nois
    the pick included; the figure is that over the full grid's steps (goal: at most 1/3).
 2. **Trials per minute** of one study (Optuna's journal file, tune's default storage) with 1
    and 2 worker processes, each ``lrkit.tune(..., storage=<journal>, study=<name>)`` on
-   ``wine-mlp`` (3 epochs, random sampler, no pruner); the rate is the study's finished trials
-   over the span from its first trial's start to its last trial's end (the workers' start-up
+   ``wine-mlp`` (its 15 epochs, random sampler, no pruner); the rate is the study's finished
+   trials over the span from its first trial's start to its last trial's end (the workers' start-up
    is not counted). The arms alternate 1, 2, 2, 1... The same with trials that sleep 0.1 s and
    use no CPU (``run_trials`` on the journal file) shows what the workers' coordination allows
    when the cores are not the limit.
@@ -130,7 +130,7 @@ def steps_to_grid_best(task_name: str, seed: int) -> dict:
 WORKER = """
 import sys, lrkit
 lrkit.tune("wine-mlp", "lr={1e-3..3e-1}; warmup(5%) >> cosine", sampler="random", pruner=None,
-           trials=int(sys.argv[2]), epochs=3, storage=sys.argv[1], study="w", warm_start=False,
+           trials=int(sys.argv[2]), storage=sys.argv[1], study="w", warm_start=False,
            seed=int(sys.argv[3]), progress=False)
 """
 
@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         order = [1, 2, 2, 1] * args.worker_rounds
         runs = [trials_per_minute(w, args.worker_trials, args.seed) for w in order]
         report["workers"] = runs
-        _print_workers(runs, "wine-mlp, 3 epochs a trial")
+        _print_workers(runs, "wine-mlp, 15 epochs = 135 steps a trial")
         runs = [trials_per_minute(w, args.worker_trials, args.seed, SLEEPER) for w in order]
         report["workers_sleeping"] = runs
         _print_workers(runs, "trials that sleep 0.1 s: the coordination alone")
