@@ -164,6 +164,21 @@ def test_without_a_warm_start_a_range_test_alone_bounds_the_lr(tmp_path):
     assert attrs["find_steps"] > 0 and attrs["lr_window"] is not None
 
 
+def test_on_a_short_run_pick_lr_gets_its_minimum_budget_and_the_range_test_one_run(tmp_path):
+    with_pick = _tune(tmp_path / "a", space=LR_ONLY, trials=1, epochs=3)  # 27-step runs
+    assert with_pick.attrs["warm_start"] is not None
+    assert with_pick.attrs["find_steps"] + with_pick.attrs["pick_steps"] <= 52  # 20 + 8 x 4
+    alone = _tune(tmp_path / "b", space=LR_ONLY, trials=1, epochs=3, warm_start=False)
+    assert alone.attrs["find_steps"] <= 27
+
+
+def test_the_opening_line_says_where_the_lr_range_came_from(tmp_path, capsys):
+    _tune(tmp_path, space=LR_ONLY, trials=1, progress=True)
+    first = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("tune "))
+    assert re.match(r"tune wine-mlp: lr \S+\.\.\S+ \(from the range test\); first trial: lr", first)
+    assert "a run is 135 steps, validated every 17" in first
+
+
 def test_no_lr_range_and_no_range_test_is_refused(tmp_path):
     with pytest.raises(UserError, match="no lr range and bound_lr=False"):
         _tune(tmp_path, trials=2, bound_lr=False)

@@ -149,6 +149,21 @@ class Lines:
         print(line, flush=True)  # between trials: fit's bar of the trial has closed
 
 
+def opening(task: str, space: Any, attrs: dict[str, Any], run_steps: int, val_every: int) -> str:
+    """The line printed before the trials: the lr range, where it came from, the warm start,
+    what measuring cost and the validation cadence."""
+    lo, hi = space.lr
+    measured = int(attrs.get("find_steps") or 0) + int(attrs.get("pick_steps") or 0)
+    source = "from the range test" if measured else "given"
+    warm = attrs.get("warm_start")
+    first = f"; first trial: lr {warm['lr']:.3g} ({warm['how']})" if warm else ""
+    cost = f"; measuring cost {measured / run_steps:.2f} runs" if measured else ""
+    return (
+        f"tune {task}: lr {lo:.3g}..{hi:.3g} ({source}){first}{cost};"
+        f" a run is {run_steps} steps, validated every {val_every}"
+    )
+
+
 @contextlib.contextmanager
 def quiet_optuna():
     """Optuna's own INFO/WARNING lines off while tune prints its own (restored after)."""

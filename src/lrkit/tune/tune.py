@@ -194,6 +194,8 @@ def tune(
             if warm:
                 _, params = plan.reference_config(space_obj, warm["lr"])
                 study_obj.enqueue_trial(params, user_attrs={"warm_start": warm["how"]})
+        if show:
+            print(search.opening(task.name, space_obj, attrs, run_steps, val_every), flush=True)
 
         stop = search.Stop(study_obj, trials, budget, run_steps, attrs, grid=grid is not None)
         objective = Objective(
