@@ -84,7 +84,8 @@ def tune(
         budget: stop once the study has spent this many full runs (``epochs`` of the whole
             task, in optimizer steps): the range test, pick_lr's short runs and every trial's
             steps (a pruned trial's by the steps it ran). The trial running when it runs out
-            stops at its next validation (pruned, "the tune's budget is spent").
+            stops at its last validation within it (pruned, "the tune's budget is spent"):
+            the study never spends more (one worker).
         cv: k >= 2: each configuration trains on the k folds of ``task.folds(k, seed)``;
             None: on the task's own split.
         seeds: seeds per configuration (``seed .. seed + seeds - 1``); the metric is the mean
@@ -197,7 +198,9 @@ def tune(
         if show:
             print(search.opening(task.name, space_obj, attrs, run_steps, val_every), flush=True)
 
-        stop = search.Stop(study_obj, trials, budget, run_steps, attrs, grid=grid is not None)
+        stop = search.Stop(
+            study_obj, trials, budget, run_steps, attrs, every=val_every, grid=grid is not None
+        )
         objective = Objective(
             space_obj,
             splits,
