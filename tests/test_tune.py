@@ -118,6 +118,20 @@ def test_the_warm_start_trains_the_first_family_at_the_middle_of_its_ranges(tmp_
     assert result.trials[0]["params"]["family"] == "cosine"
 
 
+def test_pick_lr_measures_with_the_spaces_own_optimizer(tmp_path):
+    result = _tune(tmp_path, space=Space(schedule=SCHEDULE, optimizer="sgd"), trials=1)
+    sgd = lrkit.get_task("wine-mlp").variant(optimizer="sgd")
+    pick = pick_lr(sgd, SCHEDULE, budget=1.5, seed=0, progress=False)
+    assert result.attrs["warm_start"]["lr"] == pytest.approx(pick.lr)
+    assert result.trials[0]["config"]["optimizer"] == "sgd"
+
+
+def test_the_warm_start_trains_the_task_s_own_optimizer_when_the_space_may(tmp_path):
+    space = Space(schedule=SCHEDULE, optimizer=[None, "sgd"])
+    result = _tune(tmp_path, space=space, trials=1)
+    assert result.trials[0]["params"]["optimizer"] is None
+
+
 def test_the_default_space_searches_several_families(tmp_path):
     result = _tune(tmp_path, trials=6, epochs=2)
     assert len({r["family"] for r in result.trials}) > 1

@@ -230,9 +230,14 @@ def _measure(task, space, sampler, warm_start, bound_lr, budget, epochs, seed, p
             "the space has no lr range and bound_lr=False: give the space an lr range"
             " (e.g. lr={1e-4..1e-1 log}) or let the range test set it (bound_lr=True)"
         )
+    lo = space.lr[0] if space.lr else 1.0
+    config, _ = plan.reference_config(space, lo)
+    reference = task.variant(
+        optimizer=config.optimizer, weight_decay=config.weight_decay, batch_size=config.batch_size
+    )
     found = measure(
-        task,
-        plan.reference_config(space, 1.0)[0],
+        reference,
+        config.schedule,
         space.lr,
         pick=warm_start and _label(sampler) not in ("grid", "GridSampler"),
         budget=budget,
