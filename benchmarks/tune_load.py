@@ -18,10 +18,14 @@ together. Measured per run:
   commits + rollbacks) and server CPU per trial (user + system time of the postmaster and all
   its backends, from /proc, before and after).
 
+``--pgbench S`` also measures the server itself: the loopback round trip and pgbench's
+transactions per second (see ``server_capacity``).
+
 Bounded: each run is given ``--timeout`` seconds (then its workers are killed and the run is
 reported incomplete).
 
     python benchmarks/tune_load.py --workers 1,8,32 --trials 1000
+    python benchmarks/tune_load.py --workers 1 --trials 200 --pgbench 10
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -99,6 +104,39 @@ class Sampler(threading.Thread):
                 self.done.wait(self.every)
 
 
+def server_capacity(server: PostgresServer, seconds: float) -> dict:
+    """The server's own figures on this machine, for the extrapolation: the loopback round trip
+    of ``SELECT 1`` (median of 2,000) and pgbench's transactions per second, ``-N`` (a
+    write transaction of 3 updates and an insert, like Optuna's) and ``-S`` (one read), 8
+    clients, ``seconds`` each."""
+    import statistics
+
+    import psycopg
+
+    with psycopg.connect(
+        host="127.0.0.1", port=server.port, user="lrkit", password=server.password, dbname=DATABASE
+    ) as conn:
+        times = []
+        for _ in range(2000):
+            began = time.perf_counter()
+            conn.execute("SELECT 1").fetchone()
+            times.append(time.perf_counter() - began)
+    figures = {"SELECT 1 round trip ms": round(1000 * statistics.median(times), 3)}
+    pgbench = [str(server.bin / "pgbench"), "-h", "127.0.0.1", "-p", str(server.port)]
+    pgbench += ["-U", "lrkit", DATABASE]
+    env = dict(os.environ, PGPASSWORD=server.password)
+    subprocess.run([*pgbench[:-1], "-i", "-s", "1", "-q", DATABASE], env=env, check=True,
+                   capture_output=True)  # fmt: skip
+    for mode in ("-N", "-S"):
+        done = subprocess.run(
+            [*pgbench, mode, "-c", "8", "-j", "2", "-T", str(int(seconds))],
+            env=env, check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        tps = [line for line in done.stdout.splitlines() if line.startswith("tps")][0]
+        figures[f"pgbench {mode} tps"] = round(float(tps.split("=")[1].split()[0]))
+    return figures
+
+
 def one_run(server: PostgresServer, workers: int, trials: int, timeout: float, folder: Path):
     name = f"load-{workers}"
     create_study(open_storage(server.url), name)
@@ -157,11 +195,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-connections", type=int, default=100)
     parser.add_argument("--timeout", type=float, default=600, help="seconds per run at most")
     parser.add_argument("--json", default=None, help="write the rows here too")
+    parser.add_argument(
+        "--pgbench", type=float, default=0, help="also measure the server (seconds per pgbench run)"
+    )
     args = parser.parse_args(argv)
     counts = [int(n) for n in args.workers.split(",")]
     rows = []
     with PostgresServer(max_connections=args.max_connections, durable=True) as server:
         version = server.query("SHOW server_version")
+        if args.pgbench:
+            capacity = server_capacity(server, args.pgbench)
+            print(json.dumps(capacity), flush=True)
+            rows.append(capacity)
         with tempfile.TemporaryDirectory() as folder:
             for workers in counts:
                 row = one_run(server, workers, args.trials, args.timeout, Path(folder))
@@ -175,11 +220,13 @@ def main(argv: list[str] | None = None) -> int:
     print("| " + " | ".join(columns) + " |")
     print("|" + "---|" * len(columns))
     for row in rows:
-        print("| " + " | ".join(str(row[c]) for c in columns) + " |")
+        if "workers" in row:
+            print("| " + " | ".join(str(row[c]) for c in columns) + " |")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
-    ok = all(r["lost"] == 0 and r["duplicated runs"] == 0 for r in rows)
-    ok = ok and all(r["peak connections"] <= r["max_connections"] for r in rows)
+    runs_ = [r for r in rows if "workers" in r]
+    ok = all(r["lost"] == 0 and r["duplicated runs"] == 0 for r in runs_)
+    ok = ok and all(r["peak connections"] <= r["max_connections"] for r in runs_)
     return 0 if ok else 1
 
 
