@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -42,9 +43,7 @@ def find_bin() -> Path | None:
         ok = (Path(wanted) / "initdb").exists() and (Path(wanted) / "pg_ctl").exists()
         return Path(wanted) if ok else None
     candidates = ["/usr/lib/postgresql/15/bin"]
-    candidates += sorted(
-        glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]), reverse=True
-    )
+    candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=_version, reverse=True)
     found = shutil.which("pg_ctl")
     if found:
         candidates.append(str(Path(found).parent))
@@ -52,6 +51,10 @@ def find_bin() -> Path | None:
         if folder and (Path(folder) / "initdb").exists() and (Path(folder) / "pg_ctl").exists():
             return Path(folder)
     return None
+
+
+def _version(folder: str) -> tuple[int, ...]:
+    return tuple(int(n) for n in re.findall(r"\d+", folder.split("/")[-2]))
 
 
 def free_port() -> int:

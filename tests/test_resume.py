@@ -74,7 +74,15 @@ def _run(tmp_path, mode: str) -> dict:
     script = tmp_path / "train.py"
     script.write_text(SCRIPT)
     out = tmp_path / f"{mode}.pt"
-    args = [sys.executable, str(script), mode, str(tmp_path / "ckpt.pt"), str(out), str(TOTAL), str(SAVE_AT)]
+    args = [
+        sys.executable,
+        str(script),
+        mode,
+        str(tmp_path / "ckpt.pt"),
+        str(out),
+        str(TOTAL),
+        str(SAVE_AT),
+    ]
     done = subprocess.run(args, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return torch.load(out, weights_only=True)

@@ -118,6 +118,20 @@ def test_the_warm_start_trains_the_first_family_at_the_middle_of_its_ranges(tmp_
     assert result.trials[0]["params"]["family"] == "cosine"
 
 
+def test_pick_lr_measures_with_the_spaces_own_optimizer(tmp_path):
+    result = _tune(tmp_path, space=Space(schedule=SCHEDULE, optimizer="sgd"), trials=1)
+    sgd = lrkit.get_task("wine-mlp").variant(optimizer="sgd")
+    pick = pick_lr(sgd, SCHEDULE, budget=1.5, seed=0, progress=False)
+    assert result.attrs["warm_start"]["lr"] == pytest.approx(pick.lr)
+    assert result.trials[0]["config"]["optimizer"] == "sgd"
+
+
+def test_the_warm_start_trains_the_task_s_own_optimizer_when_the_space_may(tmp_path):
+    space = Space(schedule=SCHEDULE, optimizer=[None, "sgd"])
+    result = _tune(tmp_path, space=space, trials=1)
+    assert result.trials[0]["params"]["optimizer"] is None
+
+
 def test_the_default_space_searches_several_families(tmp_path):
     result = _tune(tmp_path, trials=6, epochs=2)
     assert len({r["family"] for r in result.trials}) > 1
@@ -162,6 +176,21 @@ def test_without_a_warm_start_a_range_test_alone_bounds_the_lr(tmp_path):
     attrs = result.attrs
     assert attrs["warm_start"] is None and attrs["pick_steps"] == 0
     assert attrs["find_steps"] > 0 and attrs["lr_window"] is not None
+
+
+def test_on_a_short_run_pick_lr_gets_its_minimum_budget_and_the_range_test_one_run(tmp_path):
+    with_pick = _tune(tmp_path / "a", space=LR_ONLY, trials=1, epochs=3)  # 27-step runs
+    assert with_pick.attrs["warm_start"] is not None
+    assert with_pick.attrs["find_steps"] + with_pick.attrs["pick_steps"] <= 52  # 20 + 8 x 4
+    alone = _tune(tmp_path / "b", space=LR_ONLY, trials=1, epochs=3, warm_start=False)
+    assert alone.attrs["find_steps"] <= 27
+
+
+def test_the_opening_line_says_where_the_lr_range_came_from(tmp_path, capsys):
+    _tune(tmp_path, space=LR_ONLY, trials=1, progress=True)
+    first = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("tune "))
+    assert re.match(r"tune wine-mlp: lr \S+\.\.\S+ \(from the range test\); first trial: lr", first)
+    assert "a run is 135 steps, validated every 17" in first
 
 
 def test_no_lr_range_and_no_range_test_is_refused(tmp_path):
@@ -232,14 +261,23 @@ def test_the_grid_of_several_families_runs_each_distinct_point_once(tmp_path):
     }
 
 
-def test_a_budget_stops_the_study_within_one_validation_of_it(tmp_path):
+def test_a_budget_counts_the_measurements_and_is_never_exceeded(tmp_path):
     result = _tune(tmp_path, space=LR_ONLY, budget=3.3, trials=None, pruner=None)
     run = result.attrs["steps_per_run"]
-    spent = result.attrs["find_steps"] + result.attrs["pick_steps"]
-    spent += sum(r["steps"] for r in result.trials)
-    assert 3.3 * run <= spent < 3.3 * run + 17  # wine-mlp validates every 17 of its 135 steps
-    last = result.trials[-1]
-    assert last["state"] == "PRUNED" and "budget is spent" in last["reason"]
+    measured = result.attrs["find_steps"] + result.attrs["pick_steps"]
+    spent = measured + sum(r["steps"] for r in result.trials)
+    assert measured > 0
+    assert 3.3 * run - 17 < spent <= 3.3 * run  # wine-mlp validates every 17 of its 135 steps
+
+
+def test_the_trial_running_when_the_budget_runs_out_stops_at_its_last_validation_within(
+    tmp_path,
+):
+    space = Space(lr=(1e-2, 1e-1), schedule=SCHEDULE)  # nothing to measure
+    result = _tune(tmp_path, space=space, budget=1.5, trials=None, warm_start=False, pruner=None)
+    assert [(r["state"], r["steps"]) for r in result.trials] == [("COMPLETE", 135), ("PRUNED", 51)]
+    assert result.trials[1]["reason"] == "stopped at step 51: the tune's budget is spent"
+    # 202 steps of budget: 135 + 51, as the validation after 51 (at 68) would pass it
 
 
 def test_a_resumed_study_continues_to_the_trials(tmp_path):

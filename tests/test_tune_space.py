@@ -136,9 +136,10 @@ def test_every_sampled_schedule_parses_and_lies_in_its_range(lo, width, seed, lo
         assert space.config(params) == config
 
 
-def _range(draw, low, high, integer=False, unit=""):
+def _range(draw, low, high, integer=False, unit="", least_high=None):
     lo = draw(st.integers(low, high) if integer else st.floats(low, high, allow_nan=False))
-    hi = draw(st.integers(lo, high) if integer else st.floats(lo, high, allow_nan=False))
+    floor = lo if least_high is None else max(lo, least_high)
+    hi = draw(st.integers(floor, high) if integer else st.floats(floor, high, allow_nan=False))
     log = draw(st.booleans()) and lo > 0
     return Range(lo, hi, log=log, integer=integer, unit=unit).text()
 
@@ -148,7 +149,8 @@ def spaces(draw):
     """Spaces of a few families from a pool, with random ranges."""
     pool = [
         lambda: f"cosine(to={_range(draw, 0, 1)})",
-        lambda: f"warmup({_range(draw, 0, 20, unit='%')}) >> cosine",
+        # a warmup range that ends below one step of any run is refused (test below): not here
+        lambda: f"warmup({_range(draw, 0, 20, unit='%', least_high=1)}) >> cosine",
         lambda: f"one_cycle(peak_at={_range(draw, 0, 1)})",
         lambda: f"cyclical({_range(draw, 1, 100, integer=True)}, mode={{triangular, exp_range}})",
         lambda: f"cosine_restarts({_range(draw, 1, 3, unit='ep')})",
@@ -542,3 +544,8 @@ def test_config_train_line_carries_every_setting():
 def test_config_python_builds_a_variant_when_settings_are_given():
     code = Config(0.05, "constant", "constant", "adam").python("digits-mlp")
     assert "lrkit.get_task('digits-mlp').variant(optimizer='adam')" in code
+
+
+def test_a_warmup_range_below_one_step_of_any_run_is_refused_when_read():
+    with pytest.raises(ScheduleSyntaxError, match="warmup steps must be"):
+        parse_space("warmup({0..1e-300%}) >> cosine")

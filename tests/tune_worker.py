@@ -4,7 +4,7 @@ As a script: one worker on one study, a trivial objective (``x`` in [0, 1], valu
 appends ``<trial number> <pid>`` to ``--log`` each time it runs, so a test can count runs::
 
     python tests/tune_worker.py --storage URL --study NAME --trials N [--sleep S]
-        [--heartbeat H] [--log PATH] [--hang-first MARKER]
+        [--heartbeat H] [--log PATH] [--hang-first MARKER] [--verbose]
 
 ``--hang-first MARKER``: the worker's first trial writes MARKER and then hangs (to be killed).
 A UserError (a bad URL, the database going away) prints one line ``lrkit: error: ...`` and
@@ -28,12 +28,15 @@ SRC = HERE.parent / "src"
 
 def worker_command(storage: str, study: str, trials: int, **options) -> list[str]:
     """The command line of one worker of this script (options: sleep, heartbeat, log,
-    hang_first)."""
+    hang_first, verbose=True)."""
     command = [sys.executable, str(HERE / "tune_worker.py"), "--storage", storage]
     command += ["--study", study, "--trials", str(trials)]
     for key, value in options.items():
-        if value is not None:
-            command += [f"--{key.replace('_', '-')}", str(value)]
+        flag = f"--{key.replace('_', '-')}"
+        if value is True:
+            command.append(flag)
+        elif value is not None and value is not False:
+            command += [flag, str(value)]
     return command
 
 
@@ -90,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heartbeat", type=float, default=None)
     parser.add_argument("--log", default=None)
     parser.add_argument("--hang-first", default=None)
+    parser.add_argument("--verbose", action="store_true", help="every log line, down to DEBUG")
     args = parser.parse_args(argv)
 
     import optuna
@@ -98,7 +102,12 @@ def main(argv: list[str] | None = None) -> int:
     from lrkit.tune.storage import create_study, open_storage
     from lrkit.tune.workers import run_trials
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.DEBUG if args.verbose else optuna.logging.WARNING)
+    if args.verbose:  # SQLAlchemy's engine and pool, psycopg, Optuna: all of it on stderr
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG)
+        logging.getLogger("sqlalchemy").setLevel(logging.DEBUG)
     hung = [args.hang_first is None]
 
     def objective(trial: optuna.Trial) -> float:

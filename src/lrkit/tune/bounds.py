@@ -5,8 +5,9 @@ tune instead measures first:
 
 - **with a warm start** (the default), :func:`~lrkit.find.pick_lr` (a range test, then short
   runs in successive halving) picks a rate for the space's first schedule, with a budget of
-  ``PICK_BUDGET`` runs, or ``PICK_SHARE`` of the tune's budget if less (1.5 of 4; no pick
-  under ``MIN_PICK_BUDGET``); that rate is the first trial, and, when the space has no lr
+  ``PICK_BUDGET`` runs, or ``PICK_SHARE`` of the tune's budget if less (1.5 of 4), and at
+  least pick_lr's minimum (:func:`pick_minimum`; no pick when that is over half the tune's
+  budget); that rate is the first trial, and, when the space has no lr
   range, the range is ``PICK_BELOW`` decades below the pick to ``PICK_ABOVE`` decades above
   it (1.5 and 0.5), capped at the range test's top (where its loss stops improving). Short
   runs favour high rates (see BENCHMARKS.md, "LR selection"): the full runs' optimum lay 0 to
@@ -16,7 +17,8 @@ tune instead measures first:
   on five of the LR-selection tasks (lr only, budget 4 runs, seeds 0-4): 1.5/0.5 decades gave
   a mean regret of 0.026; 1.0/0.5 decades 0.057 (worse on diabetes-mlp and breast-cancer-sgd).
 - **without** (``warm_start=False``, or the grid sampler, which tries its own points), a range
-  test alone (:func:`~lrkit.find.find_lr`, ``FIND_STEPS`` steps at most) bounds it: from its
+  test alone (:func:`~lrkit.find.find_lr`, ``FIND_STEPS`` steps at most, and at most one
+  run's, at least ``MIN_SWEEP``) bounds it: from its
   top ``FIND_BELOW_TOP`` decades down to ``FIND_SPAN`` decades below that.
 
 Both cost optimizer steps, recorded as ``find_steps`` (the range test) and ``pick_steps`` (the
@@ -25,6 +27,7 @@ short runs), and counted in a tune's budget.
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -32,14 +35,14 @@ from typing import Any
 import numpy as np
 
 from ..errors import UserError
+from ..find.pick import CANDIDATES, MIN_HORIZON, MIN_SWEEP
 from ..tasks import Task
 from ..train import ScheduleFitWarning
 
 PICK_BELOW, PICK_ABOVE = 1.5, 0.5  # decades of the lr range below and above pick_lr's rate
 PICK_BUDGET = 1.5  # pick_lr's budget in full runs (pick_lr's default)...
 PICK_SHARE = 0.375  # ...or this share of a tune's budget, if less (1.5 of 4 runs)
-MIN_PICK_BUDGET = 0.3  # pick_lr needs about this much on a small task; below it, no pick
-FIND_STEPS = 100
+FIND_STEPS = 100  # the range test alone: at most this many steps, and at most one run's
 FIND_BELOW_TOP, FIND_SPAN = 0.25, 2.5
 
 
@@ -67,14 +70,22 @@ def measure(
 ) -> Bounds:
     """Run the range test (and ``pick_lr`` when ``pick``) on ``task`` with ``schedule``; the
     lr range to search when ``lr_range`` is None, and the warm start."""
+    run_steps = epochs * len(task.build_loaders(seed)[0])
     pick_budget = PICK_BUDGET if budget is None else min(PICK_BUDGET, PICK_SHARE * budget)
-    if pick and pick_budget < MIN_PICK_BUDGET:
+    pick_budget = max(pick_budget, pick_minimum(run_steps))  # a short run: pick's minimum
+    if pick and budget is not None and pick_budget > budget / 2:
         pick = False  # a budget too small to afford a pick still affords a range test
     if pick:
         return _from_pick(task, schedule, lr_range, pick_budget, epochs, seed, progress)
     if lr_range is not None:
         return Bounds(None, None, 0, 0)
-    return _from_range_test(task, seed, progress)
+    return _from_range_test(task, seed, min(FIND_STEPS, max(MIN_SWEEP, run_steps)), progress)
+
+
+def pick_minimum(run_steps: int) -> float:
+    """pick_lr's smallest budget in runs of ``run_steps`` steps (a range test of
+    ``MIN_SWEEP`` steps and one round of ``CANDIDATES`` short runs of ``MIN_HORIZON``)."""
+    return math.ceil((MIN_SWEEP + MIN_HORIZON * CANDIDATES) / run_steps * 1000) / 1000
 
 
 def _from_pick(task, schedule, lr_range, budget, epochs, seed, progress) -> Bounds:
@@ -89,7 +100,10 @@ def _from_pick(task, schedule, lr_range, budget, epochs, seed, progress) -> Boun
         except ValueError:  # a budget too small for pick's short runs: a range test alone
             if lr_range is not None:
                 return Bounds(None, None, 0, 0)
-            return _from_range_test(task, seed, progress)
+            run_steps = epochs * len(task.build_loaders(seed)[0])
+            return _from_range_test(
+                task, seed, min(FIND_STEPS, max(MIN_SWEEP, run_steps)), progress
+            )
     find_steps = int(p.find.get("steps", 0))
     top = float(p.find.get("top", p.window[1]))
     found = None
@@ -101,12 +115,12 @@ def _from_pick(task, schedule, lr_range, budget, epochs, seed, progress) -> Boun
     return Bounds(found, warm, find_steps, int(p.steps) - find_steps)
 
 
-def _from_range_test(task: Task, seed: int, progress: bool | None) -> Bounds:
+def _from_range_test(task: Task, seed: int, steps: int, progress: bool | None) -> Bounds:
     import dataclasses
 
     from ..find import find_lr
 
-    result = find_lr(dataclasses.replace(task, seed=seed), steps=FIND_STEPS, progress=progress)
+    result = find_lr(dataclasses.replace(task, seed=seed), steps=steps, progress=progress)
     lrs, losses = np.asarray(result.lrs, dtype=float), np.asarray(result.losses, dtype=float)
     ok = np.isfinite(losses)
     if not ok.any():

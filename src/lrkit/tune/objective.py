@@ -43,6 +43,7 @@ from .config import Config
 REPORTS = 8  # validations (pruner reports) per run: the default cadence is run / REPORTS steps
 
 COMPLETED, PRUNED, DIVERGED, FAILED = "completed", "pruned", "diverged", "failed"
+BUDGET_SPENT = "the tune's budget is spent"
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,11 @@ class Objective:
             task = _variant(split.task, config)
             total = self._run_steps(task, split.seed)
             limit = None if left is None else left - record.steps
-            hook = _Hook(trial if i == 0 else None, total, limit)
+            if limit is not None and limit < min(self.val_every, total):  # no step would count
+                why = f"stopped before split {i + 1} of {len(self.splits)}: {BUDGET_SPENT}"
+                record.close(PRUNED, why)
+                raise optuna.TrialPruned(why)
+            hook = _Hook(trial if i == 0 else None, total, limit, self.val_every)
             try:
                 history = self._fit(task, config, split.seed, hook)
             except BaseException as e:  # recorded, then raised: a bug or Ctrl-C is not a result
@@ -139,11 +144,11 @@ class Objective:
 class _Hook:
     """fit's report hook. On the first split (``trial`` given) it reports each validation to
     the trial and asks fit to stop when the pruner prunes, never at the run's last step (that
-    trial is complete). On every split it stops the run once it has used the ``limit`` steps
-    the tune's budget has left (None: no limit)."""
+    trial is complete). On every split it stops the run at the last validation before the
+    ``limit`` of steps the tune's budget has left (None: no limit), so the budget is kept."""
 
-    def __init__(self, trial: Any, total: int, limit: int | None):
-        self.trial, self.total, self.limit = trial, total, limit
+    def __init__(self, trial: Any, total: int, limit: int | None, every: int):
+        self.trial, self.total, self.limit, self.every = trial, total, limit, every
         self.stopped = False
         self.why = ""
         self.step = 0
@@ -155,13 +160,14 @@ class _Hook:
             self.trial.report(float(metric), step)
             if step < self.total and self.trial.should_prune():
                 self.stopped, self.why = True, "pruned"
-        if not self.stopped and self.limit is not None and step >= self.limit and step < self.total:
-            self.stopped, self.why = True, "budget"
+        if not self.stopped and self.limit is not None and step < self.total:
+            if min(step + self.every, self.total) > self.limit:  # the next validation: over
+                self.stopped, self.why = True, "budget"
         return self.stopped
 
     def reason(self) -> str:
         if self.why == "budget":
-            return f"stopped at step {self.step}: the tune's budget is spent"
+            return f"stopped at step {self.step}: {BUDGET_SPENT}"
         return f"pruned at step {self.step} (metric {self.last:.4g})"
 
 

@@ -91,11 +91,12 @@ def folds(task: Task, cv: int | None, seed: int) -> list[Task]:
     return [task] if cv is None else list(task.folds(cv, seed))
 
 
-def reference_config(space: Any, lr: float) -> tuple[str, dict[str, Any]]:
-    """The schedule pick_lr picks the warm start's rate for, and the warm-start trial's
-    params: the space's first family with each of its params at the middle of its range (a
-    choice's first value), and ``lr``. A setting (optimizer...) whose choices include None
-    (the task's own, which pick_lr trains with) is set to None; the others are sampled."""
+def reference_config(space: Any, lr: float) -> tuple[Any, dict[str, Any]]:
+    """The configuration pick_lr picks the warm start's rate for, and the warm-start trial's
+    params (so that trial trains exactly it): the space's first family with each of its
+    params at the middle of its range (a choice's first value), and ``lr``; a setting
+    (optimizer, weight decay, batch size) that the space varies is the task's own (None)
+    where its choices allow, else the middle of its range too."""
     family = space.families[0]
     values = {p.name: p.dim.grid(1)[0] for p in family.params}
     params: dict[str, Any] = {"lr": lr, **values}
@@ -103,6 +104,6 @@ def reference_config(space: Any, lr: float) -> tuple[str, dict[str, Any]]:
         params["family"] = family.name
     for key in ("optimizer", "weight_decay", "batch_size"):
         dim = getattr(space, key, None)
-        if dim is not None and not dim.fixed and dim.contains(None):
-            params[key] = None
-    return family.schedule(values), params
+        if dim is not None and not dim.fixed:
+            params[key] = None if dim.contains(None) else dim.grid(1)[0]
+    return space.config(params), params

@@ -74,15 +74,17 @@ def pruner_of(name: str | None, val_every: int, run_steps: int):
 
 
 class Stop:
-    """A callback that stops the study once it has spent its budget of optimizer steps, or
-    once ``trials`` trials have diverged or failed (a range where nothing trains ends with a
-    result, not a loop). A trial running when the budget runs out is stopped at its next
-    validation by the objective (:meth:`left`), so the budget is overrun by less than one
-    validation interval (by this worker; several workers may each overrun it by that)."""
+    """A callback that stops the study once its budget of optimizer steps has less left than
+    one validation interval (``every``), once ``trials`` trials have diverged or failed (a
+    range where nothing trains ends with a result, not a loop), or when a grid is done. The
+    trial running when the budget runs out stops at its last validation within it (the
+    objective reads :meth:`left`), so one worker never spends more than the budget (several
+    workers on one study each see the others' finished trials only, and may overrun it by
+    what their trials in flight ran)."""
 
-    def __init__(self, study, trials, budget, run_steps, attrs, grid=False):
+    def __init__(self, study, trials, budget, run_steps, attrs, *, every=1, grid=False):
         self.study, self.trials, self.budget, self.run_steps = study, trials, budget, run_steps
-        self.grid = grid
+        self.every, self.grid = every, grid
         self.measured = int(attrs.get("find_steps") or 0) + int(attrs.get("pick_steps") or 0)
 
     def spent(self) -> int:
@@ -91,7 +93,9 @@ class Stop:
         return self.measured + sum(int(t.user_attrs.get("steps") or 0) for t in trials)
 
     def spent_all(self) -> bool:
-        return self.budget is not None and self.spent() >= self.budget * self.run_steps
+        """No budget left for even one validation interval of a trial."""
+        left = self.left()
+        return left is not None and left < min(self.every, self.run_steps)
 
     def left(self) -> int | None:
         """Steps the budget has left (None: no budget)."""
@@ -147,6 +151,21 @@ class Lines:
         if a.get("reason"):
             line += f" ({a['reason']})"
         print(line, flush=True)  # between trials: fit's bar of the trial has closed
+
+
+def opening(task: str, space: Any, attrs: dict[str, Any], run_steps: int, val_every: int) -> str:
+    """The line printed before the trials: the lr range, where it came from, the warm start,
+    what measuring cost and the validation cadence."""
+    lo, hi = space.lr
+    measured = int(attrs.get("find_steps") or 0) + int(attrs.get("pick_steps") or 0)
+    source = "from the range test" if measured else "given"
+    warm = attrs.get("warm_start")
+    first = f"; first trial: lr {warm['lr']:.3g} ({warm['how']})" if warm else ""
+    cost = f"; measuring cost {measured / run_steps:.2f} runs" if measured else ""
+    return (
+        f"tune {task}: lr {lo:.3g}..{hi:.3g} ({source}){first}{cost};"
+        f" a run is {run_steps} steps, validated every {val_every}"
+    )
 
 
 @contextlib.contextmanager

@@ -267,10 +267,10 @@ def _postgres(url: str, interval: float) -> optuna.storages.BaseStorage:
     parsed = _parse(url, given)
     if not parsed.host:
         raise StorageError(f"storage URL {redact(given)!r} names no host; {ACCEPTED}")
-    # Each worker holds at most 2 connections at once (its trial and the trial's heartbeat
-    # thread); the overflow covers a short burst. Connections that failed are dropped by the pool.
+    # A worker keeps one connection open between calls; a second at once (the trial's
+    # heartbeat thread, Optuna's schema check) is opened for the call and closed after it.
     kwargs = {
-        "pool_size": 2,
+        "pool_size": 1,
         "max_overflow": 2,
         "connect_args": {"connect_timeout": CONNECT_TIMEOUT},
     }

@@ -84,7 +84,8 @@ def tune(
         budget: stop once the study has spent this many full runs (``epochs`` of the whole
             task, in optimizer steps): the range test, pick_lr's short runs and every trial's
             steps (a pruned trial's by the steps it ran). The trial running when it runs out
-            stops at its next validation (pruned, "the tune's budget is spent").
+            stops at its last validation within it (pruned, "the tune's budget is spent"):
+            the study never spends more (one worker).
         cv: k >= 2: each configuration trains on the k folds of ``task.folds(k, seed)``;
             None: on the task's own split.
         seeds: seeds per configuration (``seed .. seed + seeds - 1``); the metric is the mean
@@ -194,8 +195,12 @@ def tune(
             if warm:
                 _, params = plan.reference_config(space_obj, warm["lr"])
                 study_obj.enqueue_trial(params, user_attrs={"warm_start": warm["how"]})
+        if show:
+            print(search.opening(task.name, space_obj, attrs, run_steps, val_every), flush=True)
 
-        stop = search.Stop(study_obj, trials, budget, run_steps, attrs, grid=grid is not None)
+        stop = search.Stop(
+            study_obj, trials, budget, run_steps, attrs, every=val_every, grid=grid is not None
+        )
         objective = Objective(
             space_obj,
             splits,
@@ -225,9 +230,14 @@ def _measure(task, space, sampler, warm_start, bound_lr, budget, epochs, seed, p
             "the space has no lr range and bound_lr=False: give the space an lr range"
             " (e.g. lr={1e-4..1e-1 log}) or let the range test set it (bound_lr=True)"
         )
+    lo = space.lr[0] if space.lr else 1.0
+    config, _ = plan.reference_config(space, lo)
+    reference = task.variant(
+        optimizer=config.optimizer, weight_decay=config.weight_decay, batch_size=config.batch_size
+    )
     found = measure(
-        task,
-        plan.reference_config(space, 1.0)[0],
+        reference,
+        config.schedule,
         space.lr,
         pick=warm_start and _label(sampler) not in ("grid", "GridSampler"),
         budget=budget,

@@ -175,7 +175,9 @@ class _Run:
         plan, ahead = _plan(study, self.trials)
         if self.on_trial is not None:
             self.on_trial(trial, sum(t.state in FINISHED for t in ahead))
-        if plan != "run" or self.out_of_time() or self.failed > self.max_failed:
+        if self.failed > self.max_failed:
+            self.stopped = True
+        if plan != "run" or self.out_of_time() or self.stopped:
             study.stop()
 
     def raise_if_failed(self) -> None:
