@@ -77,6 +77,7 @@ def test_sqlite_gets_optunas_heartbeat_grace_period_and_retry_callback(tmp_path)
     assert storage.grace_period == 6
     callback = storage.get_heartbeat_stale_trial_callback()
     assert isinstance(callback, optuna.storages.RetryHeartbeatStaleTrialCallback)
+    assert callback._max_retry == 3
 
 
 @pytest.mark.parametrize("heartbeat", [0, -1, float("nan"), float("inf"), True])
