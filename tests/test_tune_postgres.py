@@ -56,7 +56,16 @@ def test_two_worker_processes_finish_one_study_with_no_lost_or_duplicated_trial(
 ):
     new_study(pg_server, "two")
     log = tmp_path / "runs.log"
-    command = worker_command(pg_server.url, "two", 24, sleep=0.02, heartbeat=HEARTBEAT, log=log)
+    (tmp_path / "up").mkdir()
+    command = worker_command(
+        pg_server.url,
+        "two",
+        24,
+        sleep=0.02,
+        heartbeat=HEARTBEAT,
+        log=log,
+        together=f"2:{tmp_path / 'up'}",
+    )
     results = finish([start(command), start(command)])
     assert [status for status, _, _ in results] == [0, 0], results
     study = load_study(open_storage(pg_server.url), "two")
@@ -65,7 +74,7 @@ def test_two_worker_processes_finish_one_study_with_no_lost_or_duplicated_trial(
     ran = runs(log)
     assert sorted(ran) == sorted(set(ran))  # no trial ran twice
     assert {t.number for t in done} <= set(ran)
-    assert len({pid for pid in (t.system_attrs["lrkit:worker"]["pid"] for t in done)}) == 2
+    assert len({t.system_attrs["lrkit:worker"]["pid"] for t in done}) == 2  # both worked
     assert_honest_fails(study)
 
 
@@ -169,7 +178,15 @@ def test_two_workers_through_optunas_grpc_proxy(pg_server, tmp_path):
     proxy = start([sys.executable, "-c", code, pg_server.url, str(port)])
     try:
         log = tmp_path / "runs.log"
-        command = worker_command(f"grpc://127.0.0.1:{port}", "proxied", 16, sleep=0.02, log=log)
+        (tmp_path / "up").mkdir()
+        command = worker_command(
+            f"grpc://127.0.0.1:{port}",
+            "proxied",
+            16,
+            sleep=0.02,
+            log=log,
+            together=f"2:{tmp_path / 'up'}",
+        )
         results = finish([start(command), start(command)])
         assert [status for status, _, _ in results] == [0, 0], results
     finally:
@@ -177,6 +194,7 @@ def test_two_workers_through_optunas_grpc_proxy(pg_server, tmp_path):
         finish([proxy], timeout=10)
     study = load_study(open_storage(pg_server.url), "proxied")
     assert len(finished(study)) == 16
+    assert len({t.system_attrs["lrkit:worker"]["pid"] for t in finished(study)}) == 2
     ran = runs(log)
     assert len(ran) == len(set(ran))
 
