@@ -227,3 +227,27 @@ def test_the_password_is_in_no_output_of_any_worker(pg_server, tmp_path):
     assert "sqlalchemy" in said[0].lower()  # the logs were on
     assert 'database "nodb" does not exist' in said[1] and "***" in said[1]
     assert pg_server.password not in "".join(said)
+
+
+def test_two_lrkit_tune_workers_finish_one_postgresql_study_together(pg_server, tmp_path):
+    """The README's recipe for several machines, with real `lrkit` processes: `study create`
+    once, then `lrkit tune --storage URL --study NAME` on two workers."""
+    lrkit = [sys.executable, "-c", "import sys; from lrkit.cli import main; sys.exit(main())"]
+    create = lrkit + ["study", "create", "--storage", pg_server.url, "--task", "wine-mlp"]
+    create += ["--space", "lr={1e-3..1e-1}; warmup(5%) >> cosine", "--epochs", "2"]
+    create += ["--trials", "8", "--sampler", "random", "shared"]
+    [(status, out, err)] = finish([start(create)])
+    assert status == 0, err
+    worker = lrkit + ["tune", "--storage", pg_server.url, "--study", "shared", "--quiet"]
+    results = finish([start(worker + ["--out", str(tmp_path / w)]) for w in "ab"], timeout=240)
+    assert [status for status, _, _ in results] == [0, 0], results
+    for _, out, err in results:
+        assert out.startswith("lrkit train --task wine-mlp --lr ")  # each prints the best
+        assert pg_server.password not in out + err
+    study = load_study(open_storage(pg_server.url), "shared")
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
+                                                    optuna.trial.TrialState.PRUNED))  # fmt: skip
+    assert len(done) == 8  # no trial lost, none beyond the 8
+    assert len({t.number for t in done}) == 8
+    assert all(t.user_attrs["status"] in ("completed", "pruned") for t in done)
+    assert_honest_fails(study)
