@@ -460,3 +460,13 @@ def test_bad_arguments_are_refused_before_any_training(tmp_path, monkeypatch):
     with pytest.raises(UserError):
         _tune(tmp_path, sampler="nope")
     assert not (tmp_path / "study").exists()
+
+
+def test_tune_writes_its_result_into_the_run_directory(tmp_path):
+    from lrkit.tune import TuneResult
+
+    result = _tune(tmp_path, space=LR_ONLY, trials=3)
+    saved = TuneResult.load(tmp_path / "study" / "tune.json")
+    assert saved.best == result.best and len(saved.trials) == len(result.trials)
+    rows = (tmp_path / "study" / "trials.csv").read_text().splitlines()
+    assert len(rows) == len(result.trials) + 1  # a header, then one row per trial

@@ -56,7 +56,16 @@ def test_two_worker_processes_finish_one_study_with_no_lost_or_duplicated_trial(
 ):
     new_study(pg_server, "two")
     log = tmp_path / "runs.log"
-    command = worker_command(pg_server.url, "two", 24, sleep=0.02, heartbeat=HEARTBEAT, log=log)
+    (tmp_path / "up").mkdir()
+    command = worker_command(
+        pg_server.url,
+        "two",
+        24,
+        sleep=0.02,
+        heartbeat=HEARTBEAT,
+        log=log,
+        together=f"2:{tmp_path / 'up'}",
+    )
     results = finish([start(command), start(command)])
     assert [status for status, _, _ in results] == [0, 0], results
     study = load_study(open_storage(pg_server.url), "two")
@@ -65,7 +74,7 @@ def test_two_worker_processes_finish_one_study_with_no_lost_or_duplicated_trial(
     ran = runs(log)
     assert sorted(ran) == sorted(set(ran))  # no trial ran twice
     assert {t.number for t in done} <= set(ran)
-    assert len({pid for pid in (t.system_attrs["lrkit:worker"]["pid"] for t in done)}) == 2
+    assert len({t.system_attrs["lrkit:worker"]["pid"] for t in done}) == 2  # both worked
     assert_honest_fails(study)
 
 
@@ -169,7 +178,15 @@ def test_two_workers_through_optunas_grpc_proxy(pg_server, tmp_path):
     proxy = start([sys.executable, "-c", code, pg_server.url, str(port)])
     try:
         log = tmp_path / "runs.log"
-        command = worker_command(f"grpc://127.0.0.1:{port}", "proxied", 16, sleep=0.02, log=log)
+        (tmp_path / "up").mkdir()
+        command = worker_command(
+            f"grpc://127.0.0.1:{port}",
+            "proxied",
+            16,
+            sleep=0.02,
+            log=log,
+            together=f"2:{tmp_path / 'up'}",
+        )
         results = finish([start(command), start(command)])
         assert [status for status, _, _ in results] == [0, 0], results
     finally:
@@ -177,6 +194,7 @@ def test_two_workers_through_optunas_grpc_proxy(pg_server, tmp_path):
         finish([proxy], timeout=10)
     study = load_study(open_storage(pg_server.url), "proxied")
     assert len(finished(study)) == 16
+    assert len({t.system_attrs["lrkit:worker"]["pid"] for t in finished(study)}) == 2
     ran = runs(log)
     assert len(ran) == len(set(ran))
 
@@ -209,3 +227,27 @@ def test_the_password_is_in_no_output_of_any_worker(pg_server, tmp_path):
     assert "sqlalchemy" in said[0].lower()  # the logs were on
     assert 'database "nodb" does not exist' in said[1] and "***" in said[1]
     assert pg_server.password not in "".join(said)
+
+
+def test_two_lrkit_tune_workers_finish_one_postgresql_study_together(pg_server, tmp_path):
+    """The README's recipe for several machines, with real `lrkit` processes: `study create`
+    once, then `lrkit tune --storage URL --study NAME` on two workers."""
+    lrkit = [sys.executable, "-c", "import sys; from lrkit.cli import main; sys.exit(main())"]
+    create = lrkit + ["study", "create", "--storage", pg_server.url, "--task", "wine-mlp"]
+    create += ["--space", "lr={1e-3..1e-1}; warmup(5%) >> cosine", "--epochs", "2"]
+    create += ["--trials", "8", "--sampler", "random", "shared"]
+    [(status, out, err)] = finish([start(create)])
+    assert status == 0, err
+    worker = lrkit + ["tune", "--storage", pg_server.url, "--study", "shared", "--quiet"]
+    results = finish([start(worker + ["--out", str(tmp_path / w)]) for w in "ab"], timeout=240)
+    assert [status for status, _, _ in results] == [0, 0], results
+    for _, out, err in results:
+        assert out.startswith("lrkit train --task wine-mlp --lr ")  # each prints the best
+        assert pg_server.password not in out + err
+    study = load_study(open_storage(pg_server.url), "shared")
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
+                                                    optuna.trial.TrialState.PRUNED))  # fmt: skip
+    assert len(done) == 8  # no trial lost, none beyond the 8
+    assert len({t.number for t in done}) == 8
+    assert all(t.user_attrs["status"] in ("completed", "pruned") for t in done)
+    assert_honest_fails(study)

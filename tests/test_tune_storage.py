@@ -77,6 +77,7 @@ def test_sqlite_gets_optunas_heartbeat_grace_period_and_retry_callback(tmp_path)
     assert storage.grace_period == 6
     callback = storage.get_heartbeat_stale_trial_callback()
     assert isinstance(callback, optuna.storages.RetryHeartbeatStaleTrialCallback)
+    assert callback._max_retry == 3
 
 
 @pytest.mark.parametrize("heartbeat", [0, -1, float("nan"), float("inf"), True])
@@ -337,12 +338,19 @@ def test_a_trial_started_on_a_stale_view_is_surplus_marked_and_not_run(tmp_path,
 
 def test_two_processes_share_one_journal_file(tmp_path):
     journal, log = str(tmp_path / "study.journal"), tmp_path / "runs.log"
-    command = worker_command(journal, "shared", 16, sleep=0.02, log=log)
+    (tmp_path / "up").mkdir()
+    command = worker_command(
+        journal, "shared", 16, sleep=0.02, log=log, together=f"2:{tmp_path / 'up'}"
+    )
     results = finish([start(command), start(command)])
     assert [status for status, _, _ in results] == [0, 0], results
     study = load_study(open_storage(journal), "shared")
     assert counts(study).get("COMPLETE") == 16
     assert len(runs(log)) == len(set(runs(log)))
+    workers_seen = {
+        t.system_attrs["lrkit:worker"]["pid"] for t in study.trials if t.state.name == "COMPLETE"
+    }
+    assert len(workers_seen) == 2
 
 
 def test_a_journal_study_killed_mid_way_resumes_and_completes(tmp_path):

@@ -4,9 +4,11 @@ As a script: one worker on one study, a trivial objective (``x`` in [0, 1], valu
 appends ``<trial number> <pid>`` to ``--log`` each time it runs, so a test can count runs::
 
     python tests/tune_worker.py --storage URL --study NAME --trials N [--sleep S]
-        [--heartbeat H] [--log PATH] [--hang-first MARKER] [--verbose]
+        [--heartbeat H] [--log PATH] [--hang-first MARKER] [--verbose] [--together N:FOLDER]
 
 ``--hang-first MARKER``: the worker's first trial writes MARKER and then hangs (to be killed).
+``--together N:FOLDER``: the worker starts its trials only once N workers have signed in to
+FOLDER (so that slow start-ups cannot leave one worker all the trials).
 A UserError (a bad URL, the database going away) prints one line ``lrkit: error: ...`` and
 exits 2, as the command line does.
 
@@ -28,7 +30,7 @@ SRC = HERE.parent / "src"
 
 def worker_command(storage: str, study: str, trials: int, **options) -> list[str]:
     """The command line of one worker of this script (options: sleep, heartbeat, log,
-    hang_first, verbose=True)."""
+    hang_first, verbose=True, together="N:FOLDER")."""
     command = [sys.executable, str(HERE / "tune_worker.py"), "--storage", storage]
     command += ["--study", study, "--trials", str(trials)]
     for key, value in options.items():
@@ -94,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log", default=None)
     parser.add_argument("--hang-first", default=None)
     parser.add_argument("--verbose", action="store_true", help="every log line, down to DEBUG")
+    parser.add_argument("--together", default=None, help="N:FOLDER: start once N workers are up")
     args = parser.parse_args(argv)
 
     import optuna
@@ -123,6 +126,12 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(args.sleep)
         return x
 
+    if args.together:  # a start line: each worker signs in, then waits for the others
+        count, _, folder = args.together.partition(":")
+        Path(folder, str(os.getpid())).touch()
+        deadline = time.monotonic() + 120
+        while len(list(Path(folder).iterdir())) < int(count) and time.monotonic() < deadline:
+            time.sleep(0.02)
     try:
         storage = open_storage(args.storage, heartbeat=args.heartbeat)
         sampler = optuna.samplers.RandomSampler(seed=os.getpid())

@@ -14,7 +14,8 @@
 The database storages (SQLite, PostgreSQL) get Optuna's heartbeat: a running trial records a
 heartbeat every ``heartbeat`` seconds (default 30); a trial silent for twice that is failed by
 the next worker that looks (``optuna.storages.fail_stale_trials``) and Optuna's
-``RetryHeartbeatStaleTrialCallback`` queues it again with the same parameters.
+``RetryHeartbeatStaleTrialCallback`` queues it again with the same parameters (at most 3 times:
+a trial that kills its worker each time gives its place to a fresh one).
 
 A bad URL, a server that cannot be reached within 5 s or a missing driver raise
 :class:`StorageError`: one line naming the URL with its password replaced by ``***``
@@ -38,6 +39,7 @@ from lrkit.errors import UserError
 
 CONNECT_TIMEOUT = 5  # seconds to reach a database server or a gRPC proxy
 DEFAULT_HEARTBEAT = 30.0  # seconds between a running trial's heartbeats; grace: twice that
+MAX_RETRY = 3  # a trial whose worker died is queued again at most this often (then a fresh one)
 JOURNAL_NAME = "study.journal"
 ACCEPTED = (
     "accepted: a journal file path, sqlite:///PATH, postgresql://USER:PASSWORD@HOST:PORT/DB, "
@@ -217,7 +219,7 @@ def _rdb(
     shown = redact(given)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        retry = optuna.storages.RetryHeartbeatStaleTrialCallback()
+        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
         try:
             storage = _RDBStorage(
                 parsed.render_as_string(hide_password=False),

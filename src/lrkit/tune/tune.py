@@ -31,6 +31,7 @@ from typing import Any
 from .._version import __version__
 from ..checks import number, whole
 from ..errors import UserError
+from ..paths import writable_dir
 from ..progress import wanted
 from ..tasks import Task, get_task
 from . import search
@@ -106,13 +107,16 @@ def tune(
         progress: one line per finished trial and fit's bar (None: only on a terminal).
         timeout: seconds after which no new trial starts.
 
+    The result is also written into the run directory (``out``, or the default storage's
+    folder): ``tune.json`` (:meth:`TuneResult.load` reads it) and ``trials.csv``.
+
     Each validation happens every ``run / 8`` steps (so pruners see 8 reports a run).
     Raises UserError for a bad argument (naming it), an unknown sampler or pruner (with
     "did you mean"), a bad space, an existing study in ``out`` without ``resume``, and an
     argument that differs from the study's (when joining one).
     """
     from . import plan  # Optuna's storages and the workers: only when a tune runs
-    from .result import TuneResult
+    from .result import FILES, TuneResult
     from .workers import run_trials
 
     task = get_task(task)
@@ -218,7 +222,12 @@ def tune(
                 on_trial=search.Lines(task.name, trials, show),
                 timeout=timeout,
             )
-    return TuneResult.from_study(study_obj, storage=storage)
+    result = TuneResult.from_study(study_obj, storage=storage)
+    folder = run_dir if run_dir is not None else None if out is None else writable_dir(out, "out")
+    if folder is not None:  # where the user finds the results (the journal's folder)
+        result.to_json(folder / FILES["json"])
+        result.to_csv(folder / FILES["csv"])
+    return result
 
 
 def _measure(task, space, sampler, warm_start, bound_lr, budget, epochs, seed, progress):

@@ -48,7 +48,7 @@ from optuna.trial import FrozenTrial, TrialState
 from lrkit.checks import number, whole
 from lrkit.errors import UserError
 
-from .storage import database_errors
+from .storage import MAX_RETRY, database_errors
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 SURPLUS = "lrkit:surplus"  # system attribute of a surplus trial
@@ -242,7 +242,7 @@ def _fail_dead_local(study: optuna.Study) -> int:
             continue  # another worker failed it first
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            retry = optuna.storages.RetryHeartbeatStaleTrialCallback()
+            retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
         retry(study, storage.get_trial(trial._trial_id))
         count += 1
     return count
