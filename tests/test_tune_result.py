@@ -80,6 +80,19 @@ def test_a_pruned_trial_never_wins_even_with_a_better_report():
     assert TuneResult.from_study(study).best.lr == 0.01
 
 
+def test_a_tie_on_mean_and_spread_goes_to_the_middle_lr_of_the_flat_top():
+    study = make_study()
+    for lr in (0.2, 0.01, 0.05, 0.1):  # a flat top over a decade and more, in trial order
+        add(study, lr, 1.0)
+    add(study, 0.5, 0.8)
+    # of 0.01, 0.05, 0.1, 0.2 the two in the middle are 0.05 (trial 2) and 0.1 (trial 3)
+    assert TuneResult.from_study(study).best.lr == 0.05
+    study = make_study()
+    for lr in (0.3, 0.01, 0.05):
+        add(study, lr, 1.0)
+    assert TuneResult.from_study(study).best.lr == 0.05  # not the earlier edge, 0.3
+
+
 def test_a_tie_on_the_mean_goes_to_the_smaller_spread_then_the_earlier_trial():
     study = make_study()
     add(study, 0.01, 0.9, std=0.05)
