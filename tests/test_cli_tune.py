@@ -149,6 +149,15 @@ def test_a_tiny_tune_on_digits_prints_the_table_the_best_and_where_it_saved(digi
     assert "to continue it: lrkit tune --task digits-mlp --out" in out and "--resume" in out
 
 
+def test_off_a_terminal_it_still_prints_a_line_per_trial_before_the_table(digits_run):
+    _, out, _, _ = digits_run  # stdout is a StringIO here, as a log file would be
+    lines = out.splitlines()
+    trials = [i for i, x in enumerate(lines) if x.startswith("trial ")]
+    assert len(trials) == 3 and "(3/3 done)" in lines[trials[-1]]
+    assert lines[0].startswith("tune digits-mlp: lr ")  # the range and where it came from
+    assert trials[-1] < lines.index("lrkit tune: digits-mlp, study 'digits-mlp'")
+
+
 def test_the_saved_result_loads_and_its_train_line_parses_with_train(digits_run):
     _, out, _, folder = digits_run
     result = TuneResult.load(folder / "tune.json")

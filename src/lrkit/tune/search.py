@@ -149,7 +149,7 @@ class Lines:
             f"  verdict {a.get('verdict', '-')}"
         )
         if a.get("reason"):
-            line += f" ({a['reason']})"
+            line += f"; {a['reason']}"
         print(line, flush=True)  # between trials: fit's bar of the trial has closed
 
 
@@ -160,7 +160,7 @@ def opening(task: str, space: Any, attrs: dict[str, Any], run_steps: int, val_ev
     measured = int(attrs.get("find_steps") or 0) + int(attrs.get("pick_steps") or 0)
     source = "from the range test" if measured else "given"
     warm = attrs.get("warm_start")
-    first = f"; first trial: lr {warm['lr']:.3g} ({warm['how']})" if warm else ""
+    first = f"; first trial: lr {warm['lr']:.3g} from {warm['how']}" if warm else ""
     cost = f"; measuring cost {measured / run_steps:.2f} runs" if measured else ""
     return (
         f"tune {task}: lr {lo:.3g}..{hi:.3g} ({source}){first}{cost};"

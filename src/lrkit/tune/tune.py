@@ -104,7 +104,8 @@ def tune(
             ranges) is the first trial; it also sets the lr range (see :mod:`.bounds`).
         bound_lr: let a range test set the lr range when the space has none.
         seed: seeds the sampler, the measurements and the splits.
-        progress: one line per finished trial and fit's bar (None: only on a terminal).
+        progress: True: a line before the trials, one per finished trial and fit's bar of
+            each; None (default): the lines, and the bars only on a terminal; False: nothing.
         timeout: seconds after which no new trial starts.
 
     The result is also written into the run directory (``out``, or the default storage's
@@ -135,7 +136,8 @@ def tune(
     space_obj = plan.join_space(space, task, attrs)
     cv, seeds, epochs = plan.join_settings(attrs, task, cv, seeds, epochs)
     run_steps = epochs * len(task.build_loaders(seed)[0])
-    show = wanted(progress)
+    show = wanted(progress)  # fit's bars: on a terminal (None) or when asked
+    lines = progress is not False  # a line per trial: also into a log file (as Optuna's)
 
     direction = "maximize" if task.metric.higher_is_better else "minimize"
     if existing is not None and existing.direction.name.lower() != direction:
@@ -199,7 +201,7 @@ def tune(
             if warm:
                 _, params = plan.reference_config(space_obj, warm["lr"])
                 study_obj.enqueue_trial(params, user_attrs={"warm_start": warm["how"]})
-        if show:
+        if lines:
             print(search.opening(task.name, space_obj, attrs, run_steps, val_every), flush=True)
 
         stop = search.Stop(
@@ -219,7 +221,7 @@ def tune(
                 objective,
                 trials if trials is not None else UNLIMITED,
                 callbacks=[stop],
-                on_trial=search.Lines(task.name, trials, show),
+                on_trial=search.Lines(task.name, trials, lines),
                 timeout=timeout,
             )
     result = TuneResult.from_study(study_obj, storage=storage)
