@@ -66,6 +66,16 @@ def test_a_plain_path_is_a_journal_file(tmp_path):
     assert list_studies(open_storage(str(tmp_path / "my.journal"))) == ["s"]
 
 
+@pytest.mark.parametrize("text", ["garbage\n", '{"a": 1}\n', "[1]\n", '{"op_code": 99}\n'])
+def test_a_file_that_is_not_a_journal_is_refused_before_anything_is_written(tmp_path, text):
+    # Optuna reads a single bad line as a half-written last record, then fails mid-study
+    path = tmp_path / "notes.journal"
+    path.write_text(text)
+    with pytest.raises(StorageError, match="is not an Optuna journal file"):
+        create_study(open_storage(str(path)), "s")
+    assert path.read_text() == text
+
+
 def test_no_url_and_no_run_folder_is_an_error():
     with pytest.raises(StorageError, match="no storage URL and no run directory"):
         open_storage(None)

@@ -25,6 +25,7 @@ A bad URL, a server that cannot be reached within 5 s or a missing driver raise
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import warnings
 import weakref
@@ -183,11 +184,33 @@ def _journal(path: Path) -> optuna.storages.BaseStorage:
     if path.is_dir():
         raise StorageError(f"journal file {str(path)!r} is a folder; give a file path")
     try:
+        _journal_head(path)
         storage = JournalStorage(JournalFileBackend(str(path)))
-    except (OSError, ValueError) as error:
+    except OSError as error:
         raise StorageError(f"cannot open the journal file {str(path)!r}: {error}") from None
+    except (ValueError, LookupError, TypeError, AttributeError) as error:  # lines not Optuna's
+        raise StorageError(
+            f"{str(path)!r} is not an Optuna journal file ({type(error).__name__}: {error});"
+            " give a new file's path or one a tune wrote"
+        ) from None
     _where[storage] = str(path)
     return storage
+
+
+def _journal_head(path: Path) -> None:
+    """ValueError unless ``path`` is absent, empty or starts with an Optuna journal record (a
+    JSON object with a known ``op_code``); Optuna itself reads a single bad line as a
+    half-written last record and fails only once it has appended to it."""
+    from optuna.storages.journal._storage import JournalOperation
+
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with path.open("rb") as file:
+        line = file.readline(1 << 20)
+    record = json.loads(line)
+    codes = {op.value for op in JournalOperation}
+    if not isinstance(record, dict) or record.get("op_code") not in codes:
+        raise ValueError(f"its first line is no journal record: {line[:60]!r}")
 
 
 def _parse(url: str, given: str | None = None):
