@@ -298,6 +298,21 @@ def test_a_resumed_study_keeps_its_settings_and_refuses_others(tmp_path):
     assert [len(r["splits"]) for r in _finished(result)] == [2, 2]
 
 
+def test_a_study_resumed_with_cv_when_it_ran_on_the_tasks_own_split_is_refused(tmp_path):
+    # the study records cv=None (the task's split): folds now would mix incomparable metrics
+    _tune(tmp_path, space=LR_ONLY, trials=1, epochs=1, pruner=None)
+    with pytest.raises(UserError, match="cv=3 differs from the study's cv=None"):
+        _tune(tmp_path, space=LR_ONLY, trials=2, epochs=1, cv=3, resume=True)
+
+
+@pytest.mark.parametrize("kw", [{"task": "diabetes-mlp"}, {"study": "another"}])
+def test_a_second_study_in_a_run_folder_is_refused(tmp_path, kw):
+    # it would overwrite the first study's tune.json, trials.csv and tune.png
+    _tune(tmp_path, space=LR_ONLY, trials=1, epochs=1)
+    with pytest.raises(UserError, match="holds study 'wine-mlp' already"):
+        _tune(tmp_path, space=LR_ONLY, trials=1, epochs=1, resume=True, **kw)
+
+
 def test_a_second_tune_on_shared_storage_joins_the_study(tmp_path):
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     first = lrkit.tune("wine-mlp", LR_ONLY, storage=url, study="s", trials=2, **FAST)

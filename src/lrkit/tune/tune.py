@@ -122,6 +122,8 @@ def tune(
     name = study if study is not None else task.name
     storage_obj, run_dir = plan.open_study_storage(storage, out, name)
     existing = plan.existing_study(storage_obj, name)
+    if storage is None:  # one study per run folder: its tune.json, trials.csv and tune.png
+        plan.only_study_in(storage_obj, name, run_dir)
     if existing is not None and storage is None and not resume:
         raise UserError(
             f"a study {name!r} exists already in {str(run_dir)!r}: pass resume=True"
