@@ -378,6 +378,19 @@ def test_a_journal_study_killed_mid_way_resumes_and_completes(tmp_path):
     for trial in killed:  # the trial running at the kill was queued again with its params
         [retry] = [t for t in study.trials if t.system_attrs.get("failed_trial") == trial.number]
         assert retry.params == trial.params and retry.state == TrialState.COMPLETE
+        assert "was gone mid-trial" in trial.user_attrs["reason"]  # the table says why it failed
+
+
+def test_a_lock_left_by_a_killed_writer_is_seen_as_stale(tmp_path, monkeypatch):
+    # Optuna's lock is a symlink to the journal; made from a relative path (the default
+    # runs/tune/<study>/study.journal) it dangled, Optuna could never stat it to see it was
+    # stale, and the next tune in that folder busy-waited forever
+    monkeypatch.chdir(tmp_path)
+    storage = open_storage(None, "runs/tune/s")
+    create_study(storage, "s")
+    storage._backend._lock.acquire()  # as a worker killed mid-write leaves it
+    lock = tmp_path / "runs/tune/s/study.journal.lock"
+    assert lock.is_symlink() and lock.exists()  # exists() follows the link
 
 
 # --- the PostgreSQL fixture's promise: in CI a missing server fails, elsewhere it skips --------

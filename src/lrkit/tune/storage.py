@@ -185,7 +185,10 @@ def _journal(path: Path) -> optuna.storages.BaseStorage:
         raise StorageError(f"journal file {str(path)!r} is a folder; give a file path")
     try:
         _journal_head(path)
-        storage = JournalStorage(JournalFileBackend(str(path)))
+        # absolute: Optuna's lock is a symlink to this path, and a relative one dangles
+        # (runs/x/study.journal.lock -> runs/x/study.journal), so a lock left by a killed
+        # worker was never seen as stale and the next tune waited for it forever
+        storage = JournalStorage(JournalFileBackend(str(path.absolute())))
     except OSError as error:
         raise StorageError(f"cannot open the journal file {str(path)!r}: {error}") from None
     except (ValueError, LookupError, TypeError, AttributeError) as error:  # lines not Optuna's
