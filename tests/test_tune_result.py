@@ -270,3 +270,22 @@ def test_the_module_example_runs():
 
     result = doctest.testmod(lrkit.tune.result)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_queued_trials_not_run_are_one_line_not_a_row_each():
+    # the grid sampler queues every point; with fewer trials asked for, the rest wait
+    study = make_study()
+    add(study, 0.01, 0.90)
+    for lr in (0.02, 0.03, 0.04):
+        study.enqueue_trial({"lr": lr})
+    result = TuneResult.from_study(study)
+    table, summary = result.table(), result.summary()
+    assert "waiting" not in table and "3 more queued trials (grid points) not run" in table
+    assert summary.startswith("lrkit tune: digits-mlp, 1 trials (1 completed); 3 more queued")
+
+
+def test_a_budget_spent_before_any_trial_says_so():
+    result = TuneResult.from_study(
+        make_study(budget=0.5, steps_per_run=18, find_steps=20, pick_steps=0)
+    )
+    assert "the budget of 0.5 full runs (9 steps) left no room" in result.no_best_reason()

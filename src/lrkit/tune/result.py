@@ -151,9 +151,20 @@ class TuneResult(Result):
         """Why there is no best configuration ("" when there is one)."""
         if self.best is not None:
             return ""
-        if not self.trials:
+        counts = ", ".join(
+            f"{n} {status}" for status, n in sorted(self.counts().items()) if status != "waiting"
+        )
+        if not counts:
+            budget, run = self.attrs.get("budget"), self.attrs.get("steps_per_run")
+            if budget is not None and run:
+                spent = (self.attrs.get("find_steps") or 0) + (self.attrs.get("pick_steps") or 0)
+                return (
+                    f"no trial ran: the budget of {budget:g} full runs ({round(budget * run)}"
+                    f" steps) left no room for one after measuring the lr range ({spent} steps);"
+                    " give a larger --budget"
+                )
             return "no trial ran"
-        counts = ", ".join(f"{n} {status}" for status, n in sorted(self.counts().items()))
+
         reasons = [r["reason"] for r in self.trials if r["reason"]]
         first = f"; first reason: {reasons[0]}" if reasons else ""
         return f"no trial completed ({counts}){first}"
