@@ -423,7 +423,8 @@ def test_a_lower_is_better_metric_is_minimised(tmp_path):
         ({"timeout": 0}, "timeout .* got 0"),
         ({"trials": None}, "needs a budget or a timeout"),
         ({"progress": "yes"}, "progress must be None, True or False, got 'yes'"),
-        ({"seed": 1.5}, "seed must be a whole number, got 1.5"),
+        ({"seed": 1.5}, "seed must be a whole number >= 0, got 1.5"),
+        ({"seed": -1}, "seed must be a whole number >= 0, got -1"),
         ({"epochs": 0}, "epochs must be a whole number >= 1, got 0"),
     ],
 )
@@ -468,6 +469,11 @@ def test_a_timeout_stops_starting_trials(tmp_path):
     starts = [t.datetime_start for t in _study(tmp_path).trials if t.datetime_start]
     assert len(starts) >= 1
     assert (max(starts) - min(starts)).total_seconds() < 0.5 + 0.25
+
+
+def test_an_out_that_is_not_a_path_is_named():
+    with pytest.raises(UserError, match="out must be a folder path, got int 3"):
+        lrkit.tune("wine-mlp", out=3, **FAST)
 
 
 def test_bad_arguments_are_refused_before_any_training(tmp_path, monkeypatch):

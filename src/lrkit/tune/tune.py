@@ -118,6 +118,8 @@ def tune(
     task = get_task(task)
     args = _check(sampler, pruner, trials, budget, cv, seeds, epochs, seed, timeout, progress)
     sampler, pruner = args["sampler"], args["pruner"]
+    if out is not None and not isinstance(out, str | os.PathLike):
+        raise UserError(f"out must be a folder path, got {type(out).__name__} {out!r}")
     space = None if space is None else as_space(space, task)  # a bad space: before any file
     name = study if study is not None else task.name
     storage_obj, run_dir = plan.open_study_storage(storage, out, name)
@@ -280,7 +282,7 @@ def _check(
         whole(seeds, "seeds", least=1)
         if epochs is not None:
             whole(epochs, "epochs", least=1)
-        whole(seed, "seed", least=None)
+        whole(seed, "seed", least=0)
         wanted(progress)
     except UserError:
         raise
