@@ -194,6 +194,13 @@ def test_loading_a_missing_study_lists_the_studies_there(tmp_path):
         load_study(storage, "c")
 
 
+def test_a_missing_study_in_a_journal_file_names_the_file(tmp_path):
+    path = str(tmp_path / "my.journal")
+    create_study(open_storage(path), "s")
+    with pytest.raises(UserError, match=f"no study named 'other' in '{path}'"):
+        load_study(open_storage(path), "other")
+
+
 def test_loading_from_an_empty_storage_says_there_are_none(tmp_path):
     with pytest.raises(UserError, match="studies there: none"):
         load_study(open_storage(None, tmp_path), "c")

@@ -127,11 +127,14 @@ _where: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 def where(storage: Any) -> str:
     """A storage's URL or path for messages, its password redacted."""
-    storage = getattr(storage, "_backend", storage)  # Optuna's cache in front of an RDBStorage
-    try:
-        known = _where.get(storage)
-    except TypeError:
-        known = None
+    known = None
+    # the storage opened, or the one behind Optuna's cache (a journal's _backend is its file)
+    for candidate in (storage, getattr(storage, "_backend", None)):
+        try:
+            known = known or _where.get(candidate)
+        except TypeError:
+            pass
+    storage = getattr(storage, "_backend", storage)
     return known or redact(getattr(storage, "url", None) or type(storage).__name__)
 
 
