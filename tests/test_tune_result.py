@@ -243,6 +243,17 @@ def test_the_plot_of_a_study_with_no_complete_trial_is_drawn(tmp_path):
     assert (tmp_path / "tune.png").stat().st_size > 0
 
 
+@pytest.mark.parametrize(("name", "magic"), [("plot.txt", b"\x89PNG"), ("plot.pdf", b"%PDF")])
+def test_the_plot_is_a_png_unless_its_suffix_names_a_format_matplotlib_writes(
+    tmp_path, name, magic
+):
+    # 'lrkit tune --png plot.txt' failed with a traceback at the very end of the tune
+    study = make_study()
+    add(study, 0.1, 0.95)
+    TuneResult.from_study(study).plot(tmp_path / name)
+    assert (tmp_path / name).read_bytes().startswith(magic)
+
+
 def test_save_to_a_folder_writes_the_json_the_csv_and_the_plot(tmp_path):
     study = make_study()
     add(study, 0.05, 0.9, family="cosine", to=0.02)
