@@ -313,6 +313,19 @@ def test_a_second_study_in_a_run_folder_is_refused(tmp_path, kw):
         _tune(tmp_path, space=LR_ONLY, trials=1, epochs=1, resume=True, **kw)
 
 
+def test_the_train_line_and_python_of_a_tune_with_another_seed_reproduce_its_best(tmp_path):
+    # tune(seed=3) trains its trials with seed 3; without --seed the line trained seed 0
+    space = Space(schedule=SCHEDULE, lr=(1e-2, 1e-1))
+    result = _tune(tmp_path, space=space, trials=1, epochs=2, warm_start=False, seed=3)
+    assert result.train_line().endswith("--epochs 2 --seed 3")
+    assert result.python().endswith("epochs=2, seed=3)")
+    again = lrkit.fit(
+        "wine-mlp", lr=result.best.lr, schedule=result.best.schedule, epochs=2, seed=3,
+        progress=False,
+    )  # fmt: skip
+    assert again.final_metric == result.best_value
+
+
 def test_a_second_tune_on_shared_storage_joins_the_study(tmp_path):
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     first = lrkit.tune("wine-mlp", LR_ONLY, storage=url, study="s", trials=2, **FAST)

@@ -184,13 +184,21 @@ class TuneResult(Result):
         tune's ``--epochs``); ``task``: the task as the line should name it (default: the
         study's task name). UserError saying why when no trial completed."""
         name = task or self.task or "TASK"
-        return self._need_best().train_line(name, *self._epochs(), *extra)
+        return self._need_best().train_line(name, *self._epochs(), *self._seed(), *extra)
+
+    def _seed(self) -> list[str]:
+        """``--seed S`` when the best trial's first split trained with a seed S other than 0
+        (``tune(seed=3)``), so the line trains what that split did; else nothing."""
+        row = next((r for r in self.trials if r["number"] == self.best_trial), None)
+        seed = ((row or {}).get("splits") or [{}])[0].get("seed")
+        return ["--seed", str(seed)] if isinstance(seed, int) and seed != 0 else []
 
     def python(self, task: str | None = None) -> str:
         """Python that trains the best configuration with :func:`lrkit.fit`."""
         code = self._need_best().python(task or self.task or "TASK")
-        epochs = self._epochs()
-        return code[:-1] + f", epochs={epochs[1]})" if epochs and code.endswith(")") else code
+        epochs, seed = self._epochs(), self._seed()
+        more = (f", epochs={epochs[1]}" if epochs else "") + (f", seed={seed[1]}" if seed else "")
+        return code[:-1] + more + ")" if code.endswith(")") else code
 
     def importance(self, evaluator: Any = "fanova") -> dict[str, float]:
         """Each searched param's importance (Optuna's :func:`get_param_importances`, which
