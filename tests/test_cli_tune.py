@@ -57,6 +57,8 @@ def test_help_explains_every_option_with_its_default(capsys):
         (["--trials", "0"], "--trials must be a whole number in [1, 1000000], got 0"),
         (["--storage", "mysql+x://u@h/db"], "unknown storage scheme 'mysql+x://'"),
         (["--storage", "postgresql:/nohost"], "malformed storage URL"),
+        (["--task", ""], "--task is empty"),  # was digits-mlp in silence
+        (["--study", " "], "--study is empty"),  # was the task's name in silence
     ],
     ids=lambda x: " ".join(x) if isinstance(x, list) else None,
 )

@@ -49,6 +49,25 @@ def test_validation_split_is_the_same_on_every_build():
     assert all(torch.equal(a, b) for a, b in zip(first, again))
 
 
+@pytest.mark.parametrize("name", BUNDLED)
+def test_a_pass_over_the_validation_data_leaves_the_global_generator_alone(name):
+    _, val = get_task(name).build_loaders(seed=0)
+    before = torch.get_rng_state()
+    for _ in val:
+        pass
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_how_often_a_run_validates_does_not_change_its_training():
+    # a tune trial validates every run/8 steps; the 'lrkit train' line it prints validates
+    # once an epoch, and must reproduce the trial's metric
+    runs = [
+        fit("wine-mlp", lr=0.06, schedule="cosine", epochs=2, seed=0, progress=False, **kw)
+        for kw in ({}, {"val_every": 2})
+    ]
+    assert runs[0].epochs_log[-1]["val_loss"] == runs[1].epochs_log[-1]["val_loss"]
+
+
 def test_digits_split_covers_every_example_once():
     train, val = get_task("digits-mlp").build_loaders()
     sizes = sum(len(x) for x, _ in train) + sum(len(x) for x, _ in val)

@@ -298,6 +298,34 @@ def test_a_resumed_study_keeps_its_settings_and_refuses_others(tmp_path):
     assert [len(r["splits"]) for r in _finished(result)] == [2, 2]
 
 
+def test_a_study_resumed_with_cv_when_it_ran_on_the_tasks_own_split_is_refused(tmp_path):
+    # the study records cv=None (the task's split): folds now would mix incomparable metrics
+    _tune(tmp_path, space=LR_ONLY, trials=1, epochs=1, pruner=None)
+    with pytest.raises(UserError, match="cv=3 differs from the study's cv=None"):
+        _tune(tmp_path, space=LR_ONLY, trials=2, epochs=1, cv=3, resume=True)
+
+
+@pytest.mark.parametrize("kw", [{"task": "diabetes-mlp"}, {"study": "another"}])
+def test_a_second_study_in_a_run_folder_is_refused(tmp_path, kw):
+    # it would overwrite the first study's tune.json, trials.csv and tune.png
+    _tune(tmp_path, space=LR_ONLY, trials=1, epochs=1)
+    with pytest.raises(UserError, match="holds study 'wine-mlp' already"):
+        _tune(tmp_path, space=LR_ONLY, trials=1, epochs=1, resume=True, **kw)
+
+
+def test_the_train_line_and_python_of_a_tune_with_another_seed_reproduce_its_best(tmp_path):
+    # tune(seed=3) trains its trials with seed 3; without --seed the line trained seed 0
+    space = Space(schedule=SCHEDULE, lr=(1e-2, 1e-1))
+    result = _tune(tmp_path, space=space, trials=1, epochs=2, warm_start=False, seed=3)
+    assert result.train_line().endswith("--epochs 2 --seed 3")
+    assert result.python().endswith("epochs=2, seed=3)")
+    again = lrkit.fit(
+        "wine-mlp", lr=result.best.lr, schedule=result.best.schedule, epochs=2, seed=3,
+        progress=False,
+    )  # fmt: skip
+    assert again.final_metric == result.best_value
+
+
 def test_a_second_tune_on_shared_storage_joins_the_study(tmp_path):
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     first = lrkit.tune("wine-mlp", LR_ONLY, storage=url, study="s", trials=2, **FAST)
@@ -408,7 +436,8 @@ def test_a_lower_is_better_metric_is_minimised(tmp_path):
         ({"timeout": 0}, "timeout .* got 0"),
         ({"trials": None}, "needs a budget or a timeout"),
         ({"progress": "yes"}, "progress must be None, True or False, got 'yes'"),
-        ({"seed": 1.5}, "seed must be a whole number, got 1.5"),
+        ({"seed": 1.5}, "seed must be a whole number >= 0, got 1.5"),
+        ({"seed": -1}, "seed must be a whole number >= 0, got -1"),
         ({"epochs": 0}, "epochs must be a whole number >= 1, got 0"),
     ],
 )
@@ -453,6 +482,11 @@ def test_a_timeout_stops_starting_trials(tmp_path):
     starts = [t.datetime_start for t in _study(tmp_path).trials if t.datetime_start]
     assert len(starts) >= 1
     assert (max(starts) - min(starts)).total_seconds() < 0.5 + 0.25
+
+
+def test_an_out_that_is_not_a_path_is_named():
+    with pytest.raises(UserError, match="out must be a folder path, got int 3"):
+        lrkit.tune("wine-mlp", out=3, **FAST)
 
 
 def test_bad_arguments_are_refused_before_any_training(tmp_path, monkeypatch):

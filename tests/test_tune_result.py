@@ -256,6 +256,17 @@ def test_the_plot_of_a_study_with_no_complete_trial_is_drawn(tmp_path):
     assert (tmp_path / "tune.png").stat().st_size > 0
 
 
+@pytest.mark.parametrize(("name", "magic"), [("plot.txt", b"\x89PNG"), ("plot.pdf", b"%PDF")])
+def test_the_plot_is_a_png_unless_its_suffix_names_a_format_matplotlib_writes(
+    tmp_path, name, magic
+):
+    # 'lrkit tune --png plot.txt' failed with a traceback at the very end of the tune
+    study = make_study()
+    add(study, 0.1, 0.95)
+    TuneResult.from_study(study).plot(tmp_path / name)
+    assert (tmp_path / name).read_bytes().startswith(magic)
+
+
 def test_save_to_a_folder_writes_the_json_the_csv_and_the_plot(tmp_path):
     study = make_study()
     add(study, 0.05, 0.9, family="cosine", to=0.02)
@@ -283,3 +294,22 @@ def test_the_module_example_runs():
 
     result = doctest.testmod(lrkit.tune.result)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_queued_trials_not_run_are_one_line_not_a_row_each():
+    # the grid sampler queues every point; with fewer trials asked for, the rest wait
+    study = make_study()
+    add(study, 0.01, 0.90)
+    for lr in (0.02, 0.03, 0.04):
+        study.enqueue_trial({"lr": lr})
+    result = TuneResult.from_study(study)
+    table, summary = result.table(), result.summary()
+    assert "waiting" not in table and "3 more queued trials (grid points) not run" in table
+    assert summary.startswith("lrkit tune: digits-mlp, 1 trials (1 completed); 3 more queued")
+
+
+def test_a_budget_spent_before_any_trial_says_so():
+    result = TuneResult.from_study(
+        make_study(budget=0.5, steps_per_run=18, find_steps=20, pick_steps=0)
+    )
+    assert "the budget of 0.5 full runs (9 steps) left no room" in result.no_best_reason()

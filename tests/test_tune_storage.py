@@ -66,6 +66,16 @@ def test_a_plain_path_is_a_journal_file(tmp_path):
     assert list_studies(open_storage(str(tmp_path / "my.journal"))) == ["s"]
 
 
+@pytest.mark.parametrize("text", ["garbage\n", '{"a": 1}\n', "[1]\n", '{"op_code": 99}\n'])
+def test_a_file_that_is_not_a_journal_is_refused_before_anything_is_written(tmp_path, text):
+    # Optuna reads a single bad line as a half-written last record, then fails mid-study
+    path = tmp_path / "notes.journal"
+    path.write_text(text)
+    with pytest.raises(StorageError, match="is not an Optuna journal file"):
+        create_study(open_storage(str(path)), "s")
+    assert path.read_text() == text
+
+
 def test_no_url_and_no_run_folder_is_an_error():
     with pytest.raises(StorageError, match="no storage URL and no run directory"):
         open_storage(None)
@@ -182,6 +192,13 @@ def test_loading_a_missing_study_lists_the_studies_there(tmp_path):
     create_study(storage, "a")
     with pytest.raises(UserError, match="no study named 'c' .* studies there: 'a', 'b'"):
         load_study(storage, "c")
+
+
+def test_a_missing_study_in_a_journal_file_names_the_file(tmp_path):
+    path = str(tmp_path / "my.journal")
+    create_study(open_storage(path), "s")
+    with pytest.raises(UserError, match=f"no study named 'other' in '{path}'"):
+        load_study(open_storage(path), "other")
 
 
 def test_loading_from_an_empty_storage_says_there_are_none(tmp_path):
@@ -368,6 +385,19 @@ def test_a_journal_study_killed_mid_way_resumes_and_completes(tmp_path):
     for trial in killed:  # the trial running at the kill was queued again with its params
         [retry] = [t for t in study.trials if t.system_attrs.get("failed_trial") == trial.number]
         assert retry.params == trial.params and retry.state == TrialState.COMPLETE
+        assert "was gone mid-trial" in trial.user_attrs["reason"]  # the table says why it failed
+
+
+def test_a_lock_left_by_a_killed_writer_is_seen_as_stale(tmp_path, monkeypatch):
+    # Optuna's lock is a symlink to the journal; made from a relative path (the default
+    # runs/tune/<study>/study.journal) it dangled, Optuna could never stat it to see it was
+    # stale, and the next tune in that folder busy-waited forever
+    monkeypatch.chdir(tmp_path)
+    storage = open_storage(None, "runs/tune/s")
+    create_study(storage, "s")
+    storage._backend._lock.acquire()  # as a worker killed mid-write leaves it
+    lock = tmp_path / "runs/tune/s/study.journal.lock"
+    assert lock.is_symlink() and lock.exists()  # exists() follows the link
 
 
 # --- the PostgreSQL fixture's promise: in CI a missing server fails, elsewhere it skips --------

@@ -231,6 +231,9 @@ def tune_command(ctx: click.Context, task_name: str | None, storage: str | None,
     from ..tune.storage import JOURNAL_NAME as JOURNAL
     from ..tune.storage import redact
 
+    for option, value in (("--task", task_name), ("--study", study_name)):
+        if value is not None and not value.strip():  # not the default in disguise
+            raise UserError(f"{option} is empty: give a name, or leave {option} out")
     plan = study_plan(storage, study_name) if storage is not None and study_name else {}
     given = {k for k in ("task_name", *search) if option_given(ctx, k)}
     settings = _settings(task_name, search, plan, given)

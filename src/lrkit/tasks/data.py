@@ -21,7 +21,10 @@ def tensor_loader(*tensors: torch.Tensor, batch_size: int, shuffle: bool = False
     """A DataLoader over equally long tensors that fetches each batch with one indexing op.
 
     Shuffling draws from torch's global generator at the start of every epoch, so a seeded
-    run sees the same order.
+    run sees the same order. An unshuffled loader (validation) draws nothing from it: torch's
+    DataLoader takes a seed from the global generator on every pass unless given its own, and
+    then how often a run validates would change its training order (a tune trial, validating
+    every few steps, would not be reproduced by the same run validating once an epoch).
 
     >>> loader = tensor_loader(torch.arange(10), torch.arange(10), batch_size=4)
     >>> len(loader), [len(x) for x, _ in loader]
@@ -30,7 +33,8 @@ def tensor_loader(*tensors: torch.Tensor, batch_size: int, shuffle: bool = False
     dataset = TensorDataset(*tensors)
     order = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
     batches = BatchSampler(order, batch_size=batch_size, drop_last=False)
-    return DataLoader(dataset, sampler=batches, batch_size=None)
+    own = None if shuffle else torch.Generator()  # see above: keeps the global one untouched
+    return DataLoader(dataset, sampler=batches, batch_size=None, generator=own)
 
 
 def split_indices(

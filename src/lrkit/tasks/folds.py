@@ -157,7 +157,7 @@ def fold_indices(data: TaskData, k: int, seed: int = 0) -> list[tuple[np.ndarray
         if counts.min() < k:
             raise UserError(
                 f"cv={k} stratified folds need at least {k} training examples of every class,"
-                f" but class {classes[counts.argmin()]!r} has {counts.min()}"
+                f" but class {classes[counts.argmin()].item()!r} has {counts.min()}"
             )
         splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
         pairs = splitter.split(index, data.labels)

@@ -38,6 +38,18 @@ def existing_study(storage: Any, name: str):
     return load_study(storage, name)
 
 
+def only_study_in(storage: Any, name: str, run_dir: Path) -> None:
+    """UserError when the run folder's journal holds a study other than ``name``: a second
+    study there would overwrite the first one's tune.json, trials.csv and tune.png."""
+    others = [s for s in list_studies(storage) if s != name]
+    if others:
+        raise UserError(
+            f"the run folder {str(run_dir)!r} holds study {others[0]!r} already (one study per"
+            f" folder; study {name!r} would overwrite its results): give another out folder"
+            " (--out)"
+        )
+
+
 def new_study(storage: Any, name: str, direction: str):
     """Create the study (or load it, when another worker created it a moment ago)."""
     return create_study(storage, name, direction=direction, exist_ok=True)
@@ -74,7 +86,7 @@ def join_settings(
     out = []
     for key, value, default in (("cv", cv, None), ("seeds", seeds, 1), ("epochs", epochs, None)):
         stored = attrs.get(key)
-        if key not in attrs or stored is None:
+        if key not in attrs:  # recorded as None (cv: the task's own split) binds too
             out.append(value)
             continue
         if value not in (default, stored):

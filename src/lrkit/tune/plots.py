@@ -117,8 +117,12 @@ def _history(result: Any, ax: Any) -> None:
 
 
 def save_whole(fig: Any, path: Path, dpi: int = 110) -> None:
-    """Save ``fig`` to ``path`` through ``path.tmp`` and a rename: the file is whole or absent."""
-    fmt = path.suffix.lstrip(".").lower() or "png"
+    """Save ``fig`` to ``path`` through ``path.tmp`` and a rename: the file is whole or absent.
+    The format is the suffix's when matplotlib writes it (``.pdf``, ``.svg``), else PNG (a
+    ``--png plot.txt`` given after an hour's tune must not fail at the end)."""
+    fmt = path.suffix.lstrip(".").lower()
+    if fmt not in fig.canvas.get_supported_filetypes():
+        fmt = "png"
     tmp = path.with_name(path.name + ".tmp")
     try:
         fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight")

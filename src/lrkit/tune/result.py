@@ -159,9 +159,20 @@ class TuneResult(Result):
         """Why there is no best configuration ("" when there is one)."""
         if self.best is not None:
             return ""
-        if not self.trials:
+        counts = ", ".join(
+            f"{n} {status}" for status, n in sorted(self.counts().items()) if status != "waiting"
+        )
+        if not counts:
+            budget, run = self.attrs.get("budget"), self.attrs.get("steps_per_run")
+            if budget is not None and run:
+                spent = (self.attrs.get("find_steps") or 0) + (self.attrs.get("pick_steps") or 0)
+                return (
+                    f"no trial ran: the budget of {budget:g} full runs ({round(budget * run)}"
+                    f" steps) left no room for one after measuring the lr range ({spent} steps);"
+                    " give a larger --budget"
+                )
             return "no trial ran"
-        counts = ", ".join(f"{n} {status}" for status, n in sorted(self.counts().items()))
+
         reasons = [r["reason"] for r in self.trials if r["reason"]]
         first = f"; first reason: {reasons[0]}" if reasons else ""
         return f"no trial completed ({counts}){first}"
@@ -181,13 +192,21 @@ class TuneResult(Result):
         tune's ``--epochs``); ``task``: the task as the line should name it (default: the
         study's task name). UserError saying why when no trial completed."""
         name = task or self.task or "TASK"
-        return self._need_best().train_line(name, *self._epochs(), *extra)
+        return self._need_best().train_line(name, *self._epochs(), *self._seed(), *extra)
+
+    def _seed(self) -> list[str]:
+        """``--seed S`` when the best trial's first split trained with a seed S other than 0
+        (``tune(seed=3)``), so the line trains what that split did; else nothing."""
+        row = next((r for r in self.trials if r["number"] == self.best_trial), None)
+        seed = ((row or {}).get("splits") or [{}])[0].get("seed")
+        return ["--seed", str(seed)] if isinstance(seed, int) and seed != 0 else []
 
     def python(self, task: str | None = None) -> str:
         """Python that trains the best configuration with :func:`lrkit.fit`."""
         code = self._need_best().python(task or self.task or "TASK")
-        epochs = self._epochs()
-        return code[:-1] + f", epochs={epochs[1]})" if epochs and code.endswith(")") else code
+        epochs, seed = self._epochs(), self._seed()
+        more = (f", epochs={epochs[1]}" if epochs else "") + (f", seed={seed[1]}" if seed else "")
+        return code[:-1] + more + ")" if code.endswith(")") else code
 
     def importance(self, evaluator: Any = "fanova") -> dict[str, float]:
         """Each searched param's importance (Optuna's :func:`get_param_importances`, which

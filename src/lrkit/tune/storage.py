@@ -25,6 +25,7 @@ A bad URL, a server that cannot be reached within 5 s or a missing driver raise
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import warnings
 import weakref
@@ -126,11 +127,14 @@ _where: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 def where(storage: Any) -> str:
     """A storage's URL or path for messages, its password redacted."""
-    storage = getattr(storage, "_backend", storage)  # Optuna's cache in front of an RDBStorage
-    try:
-        known = _where.get(storage)
-    except TypeError:
-        known = None
+    known = None
+    # the storage opened, or the one behind Optuna's cache (a journal's _backend is its file)
+    for candidate in (storage, getattr(storage, "_backend", None)):
+        try:
+            known = known or _where.get(candidate)
+        except TypeError:
+            pass
+    storage = getattr(storage, "_backend", storage)
     return known or redact(getattr(storage, "url", None) or type(storage).__name__)
 
 
@@ -183,11 +187,36 @@ def _journal(path: Path) -> optuna.storages.BaseStorage:
     if path.is_dir():
         raise StorageError(f"journal file {str(path)!r} is a folder; give a file path")
     try:
-        storage = JournalStorage(JournalFileBackend(str(path)))
-    except (OSError, ValueError) as error:
+        _journal_head(path)
+        # absolute: Optuna's lock is a symlink to this path, and a relative one dangles
+        # (runs/x/study.journal.lock -> runs/x/study.journal), so a lock left by a killed
+        # worker was never seen as stale and the next tune waited for it forever
+        storage = JournalStorage(JournalFileBackend(str(path.absolute())))
+    except OSError as error:
         raise StorageError(f"cannot open the journal file {str(path)!r}: {error}") from None
+    except (ValueError, LookupError, TypeError, AttributeError) as error:  # lines not Optuna's
+        raise StorageError(
+            f"{str(path)!r} is not an Optuna journal file ({type(error).__name__}: {error});"
+            " give a new file's path or one a tune wrote"
+        ) from None
     _where[storage] = str(path)
     return storage
+
+
+def _journal_head(path: Path) -> None:
+    """ValueError unless ``path`` is absent, empty or starts with an Optuna journal record (a
+    JSON object with a known ``op_code``); Optuna itself reads a single bad line as a
+    half-written last record and fails only once it has appended to it."""
+    from optuna.storages.journal._storage import JournalOperation
+
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with path.open("rb") as file:
+        line = file.readline(1 << 20)
+    record = json.loads(line)
+    codes = {op.value for op in JournalOperation}
+    if not isinstance(record, dict) or record.get("op_code") not in codes:
+        raise ValueError(f"its first line is no journal record: {line[:60]!r}")
 
 
 def _parse(url: str, given: str | None = None):

@@ -54,7 +54,7 @@ def result_table(result: Any) -> str:
             "verdict", "reason"]  # fmt: skip
     right = {0, 2, 5, 6}
     rows = [head]
-    for row in result.trials:
+    for row in ran(result):
         mark = "*" if row["number"] == result.best_trial else ""
         rows.append([
             f"{mark}{row['number']}", row["status"], fmt(row["lr"], 3), str(row["family"] or ""),
@@ -66,7 +66,23 @@ def result_table(result: Any) -> str:
         cells = [c.rjust(w) if i in right else c.ljust(w)
                  for i, (c, w) in enumerate(zip(r, widths, strict=True))]  # fmt: skip
         lines.append("  ".join(cells).rstrip())
+    waiting = len(result.trials) - len(ran(result))
+    if waiting:
+        lines.append(f"({queued(waiting)})")
     return "\n".join(lines)
+
+
+def ran(result: Any) -> list[dict[str, Any]]:
+    """The trials that started: not those queued and waiting (a grid's points beyond the
+    trials asked for)."""
+    return [r for r in result.trials if r["status"] != "waiting"]
+
+
+def queued(n: int) -> str:
+    return (
+        f"{n} more queued trial{'s' * (n != 1)} (grid points) not run: --resume with more"
+        " --trials runs them"
+    )
 
 
 def trials_csv(result: Any) -> str:
@@ -103,9 +119,14 @@ def numbers(found: list[int]) -> str:
 
 def summary_lines(result: Any) -> list[str]:
     """The best configuration and its mean ± std, the counts, importance and verdicts."""
-    counts = ", ".join(f"{n} {status}" for status, n in sorted(result.counts().items()))
-    head = f"lrkit tune: {result.task or 'task'}, {len(result.trials)} trials"
-    lines = [head + (f" ({counts})" if counts else "")]
+    counts = ", ".join(
+        f"{n} {status}" for status, n in sorted(result.counts().items()) if status != "waiting"
+    )
+    started = len(ran(result))
+    waiting = len(result.trials) - started
+    head = f"lrkit tune: {result.task or 'task'}, {started} trials"
+    head += (f" ({counts})" if counts else "") + (f"; {queued(waiting)}" if waiting else "")
+    lines = [head]
     if result.best is None:
         lines.append(f"no best configuration: {result.no_best_reason()}")
     else:

@@ -123,10 +123,14 @@ def tune(
     task = get_task(task)
     args = _check(sampler, pruner, trials, budget, cv, seeds, epochs, seed, timeout, progress)
     sampler, pruner = args["sampler"], args["pruner"]
+    if out is not None and not isinstance(out, str | os.PathLike):
+        raise UserError(f"out must be a folder path, got {type(out).__name__} {out!r}")
     space = None if space is None else as_space(space, task)  # a bad space: before any file
     name = study if study is not None else task.name
     storage_obj, run_dir = plan.open_study_storage(storage, out, name)
     existing = plan.existing_study(storage_obj, name)
+    if storage is None:  # one study per run folder: its tune.json, trials.csv and tune.png
+        plan.only_study_in(storage_obj, name, run_dir)
     if existing is not None and storage is None and not resume:
         raise UserError(
             f"a study {name!r} exists already in {str(run_dir)!r}: pass resume=True"
@@ -289,7 +293,7 @@ def _check(
         whole(seeds, "seeds", least=1)
         if epochs is not None:
             whole(epochs, "epochs", least=1)
-        whole(seed, "seed", least=None)
+        whole(seed, "seed", least=0)
         wanted(progress)
     except UserError:
         raise

@@ -236,6 +236,8 @@ def _fail_dead_local(study: optuna.Study) -> int:
         if not worker or worker["host"] != _HOST or _alive(worker["pid"], worker["started"]):
             continue
         try:
+            gone = f"its worker (pid {worker['pid']}) was gone mid-trial; the trial runs again"
+            storage.set_trial_user_attr(trial._trial_id, "reason", gone)
             if not storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
                 continue
         except optuna.exceptions.UpdateFinishedTrialError:
