@@ -299,3 +299,10 @@ def test_a_wrong_password_is_one_line_without_either_password(capsys, tmp_path, 
     err = refused(capsys, "tune", "--task", "user_tasks:tiny", "--storage", wrong, "--study",
                   "x", "--out", tmp_path)  # fmt: skip
     assert SECRET not in err and pg_server.password not in err and "lrkit:***@" in err
+
+
+def test_resume_without_a_study_there_says_a_new_one_starts(capsys, tmp_path):
+    status, _, err = call(capsys, "tune", "--task", "user_tasks:tiny", "--trials", "1",
+                          "--out", tmp_path / "typo", "--resume")  # fmt: skip
+    assert status == 0
+    assert "no study 'tiny' to resume in" in err and "a new one starts" in err

@@ -25,6 +25,7 @@ from __future__ import annotations
 import difflib
 import os
 import random
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +87,8 @@ def tune(
             task, in optimizer steps): the range test, pick_lr's short runs and every trial's
             steps (a pruned trial's by the steps it ran). The trial running when it runs out
             stops at its last validation within it (pruned, "the tune's budget is spent"):
-            the study never spends more (one worker).
+            the study never spends more (one worker), but for measuring's minimum (a range
+            test of about 20 steps, spent whatever the budget).
         cv: k >= 2: each configuration trains on the k folds of ``task.folds(k, seed)``;
             None: on the task's own split.
         seeds: seeds per configuration (``seed .. seed + seeds - 1``); the metric is the mean
@@ -135,6 +137,13 @@ def tune(
         raise UserError(
             f"a study {name!r} exists already in {str(run_dir)!r}: pass resume=True"
             " (--resume) to continue it, or another out folder or study name"
+        )
+    if existing is None and resume and progress is not False:  # a typo in out, say
+        print(
+            f"tune {task.name}: no study {name!r} to resume in"
+            f" {str(run_dir) if run_dir is not None else 'the storage'}: a new one starts",
+            file=sys.stderr,
+            flush=True,
         )
     attrs = dict(existing.user_attrs.get("lrkit") or {}) if existing is not None else {}
     space_obj = plan.join_space(space, task, attrs)
