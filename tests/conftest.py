@@ -37,3 +37,14 @@ def _tests_importable(monkeypatch):
     import sys
 
     monkeypatch.setattr(sys, "path", [TESTS, *sys.path])
+
+
+@pytest.fixture
+def quiet_optuna():
+    """Optuna's log at ERROR only while a test runs (its INFO lines would fill the output)."""
+    import optuna
+
+    before = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    yield
+    optuna.logging.set_verbosity(before)

@@ -23,12 +23,7 @@ from lrkit.tune.workers import SURPLUS, run_trials
 HEARTBEAT = 1  # s; the grace period is twice that: a dead worker's trial is retried in ~2 s
 
 
-@pytest.fixture(autouse=True)
-def _quiet_optuna():
-    before = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    yield
-    optuna.logging.set_verbosity(before)
+pytestmark = pytest.mark.usefixtures("quiet_optuna")  # conftest.py
 
 
 def new_study(server, name: str) -> optuna.Study:

@@ -30,12 +30,7 @@ from lrkit.tune.workers import SURPLUS, run_trials
 SECRET = "hunter2-Secret"
 
 
-@pytest.fixture(autouse=True)
-def _quiet_optuna():
-    before = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    yield
-    optuna.logging.set_verbosity(before)
+pytestmark = pytest.mark.usefixtures("quiet_optuna")  # conftest.py
 
 
 def x(trial: optuna.Trial) -> float:
