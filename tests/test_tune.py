@@ -298,6 +298,14 @@ def test_a_resumed_study_keeps_its_settings_and_refuses_others(tmp_path):
     assert [len(r["splits"]) for r in _finished(result)] == [2, 2]
 
 
+def test_a_resumed_study_keeps_its_seed_and_refuses_another(tmp_path):
+    _tune(tmp_path, space=LR_ONLY, trials=1, epochs=1, pruner=None, seed=3)
+    with pytest.raises(UserError, match="seed=5 differs from the study's seed=3"):
+        _tune(tmp_path, space=LR_ONLY, trials=2, epochs=1, pruner=None, seed=5, resume=True)
+    result = _tune(tmp_path, space=LR_ONLY, trials=2, epochs=1, pruner=None, resume=True)
+    assert [r["splits"][0]["seed"] for r in _finished(result)] == [3, 3]  # not the default 0
+
+
 def test_a_study_resumed_with_cv_when_it_ran_on_the_tasks_own_split_is_refused(tmp_path):
     # the study records cv=None (the task's split): folds now would mix incomparable metrics
     _tune(tmp_path, space=LR_ONLY, trials=1, epochs=1, pruner=None)

@@ -74,17 +74,24 @@ def join_space(space: Any, task: Task, attrs: dict[str, Any]):
 
 
 def join_settings(
-    attrs: dict[str, Any], task: Task, cv: int | None, seeds: int, epochs: int | None
-) -> tuple[int | None, int, int]:
-    """cv, seeds and epochs: the study's when it has them, UserError when one given differs;
-    epochs default to the task's."""
+    attrs: dict[str, Any],
+    task: Task,
+    cv: int | None,
+    seeds: int,
+    epochs: int | None,
+    seed: int = 0,
+) -> tuple[int | None, int, int, int]:
+    """cv, seeds, epochs and seed: the study's when it has them, UserError when one given
+    differs (a default given counts as not given); epochs default to the task's. A resumed
+    study keeps its seed, or its new trials would train other seeds (and other folds)."""
     if attrs.get("task") not in (None, task.name):
         raise UserError(
             f"task {task.name!r} differs from the study's task {attrs['task']!r}: give the"
             " study's task or another study"
         )
     out = []
-    for key, value, default in (("cv", cv, None), ("seeds", seeds, 1), ("epochs", epochs, None)):
+    given = (("cv", cv, None), ("seeds", seeds, 1), ("epochs", epochs, None), ("seed", seed, 0))
+    for key, value, default in given:
         stored = attrs.get(key)
         if key not in attrs:  # recorded as None (cv: the task's own split) binds too
             out.append(value)
@@ -95,7 +102,7 @@ def join_settings(
                 f" {key}, leave it out, or use another study"
             )
         out.append(stored)
-    return out[0], out[1], (out[2] if out[2] is not None else task.epochs)
+    return out[0], out[1], (out[2] if out[2] is not None else task.epochs), out[3]
 
 
 def folds(task: Task, cv: int | None, seed: int) -> list[Task]:

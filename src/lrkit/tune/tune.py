@@ -147,7 +147,7 @@ def tune(
         )
     attrs = dict(existing.user_attrs.get("lrkit") or {}) if existing is not None else {}
     space_obj = plan.join_space(space, task, attrs)
-    cv, seeds, epochs = plan.join_settings(attrs, task, cv, seeds, epochs)
+    cv, seeds, epochs, seed = plan.join_settings(attrs, task, cv, seeds, epochs, seed)
     run_steps = epochs * len(task.build_loaders(seed)[0])
     show = wanted(progress)  # fit's bars: on a terminal (None) or when asked
     lines = progress is not False  # a line per trial: also into a log file (as Optuna's)
@@ -193,6 +193,7 @@ def tune(
                 "cv": cv,
                 "seeds": seeds,
                 "epochs": epochs,
+                "seed": seed,
                 "steps_per_run": run_steps,
                 "sampler": _label(sampler),
                 "pruner": _label(pruner),
