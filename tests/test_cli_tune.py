@@ -306,3 +306,14 @@ def test_resume_without_a_study_there_says_a_new_one_starts(capsys, tmp_path):
                           "--out", tmp_path / "typo", "--resume")  # fmt: skip
     assert status == 0
     assert "no study 'tiny' to resume in" in err and "a new one starts" in err
+
+
+@pytest.mark.parametrize("command", [["list"], ["show", "nope"]])
+@pytest.mark.parametrize("form", ["{}", "sqlite:///{}"])
+def test_study_list_and_show_of_a_missing_file_are_refused_and_create_nothing(
+    capsys, tmp_path, command, form
+):
+    path = tmp_path / "new.journal"
+    status, _, err = call(capsys, "study", command[0], "--storage", form.format(path), *command[1:])
+    assert status == 2 and "no storage file" in err and err.count("\n") == 1
+    assert not path.exists()

@@ -8,10 +8,12 @@ them instead of being told again. The password of a storage URL is never printed
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 from typing import Any
 
 import click
 
+from ..errors import UserError
 from .app import cli, writable_file
 from .options import PathArg
 from .train_cmd import TASK_HELP
@@ -56,7 +58,6 @@ def create_command(ctx: click.Context, storage: str, task_name: str | None,
           --space 'warmup({0..10%}) >> cosine(to={1e-3..1e-1 log})' --cv 3 --seeds 2 wine
     """
     from .._version import __version__
-    from ..errors import UserError
     from ..tune.storage import create_study, list_studies, open_storage, redact
     from .tune_cmd import load_task, option_given
 
@@ -126,7 +127,7 @@ def list_command(storage: str) -> None:
     from ..tune.storage import database_errors, open_storage, redact
     from ..tune.text import fmt
 
-    store = open_storage(storage, None)
+    store = open_storage(_existing(storage), None)
     with database_errors(store, "listing the studies"):
         summaries = optuna.get_all_study_summaries(store, include_best_trial=True)
     if not summaries:
@@ -163,7 +164,7 @@ def show_command(storage: str, name: str, json_out: str | None, png: str | None)
 
     json_file = None if json_out is None else writable_file(json_out, "--json")
     png_file = None if png is None else writable_file(png, "--png")
-    study = load_study(open_storage(storage, None), name)
+    study = load_study(open_storage(_existing(storage), None), name)
     result = TuneResult.from_study(study, storage=storage)
     click.echo(result.table())
     click.echo(result.summary())
@@ -176,3 +177,20 @@ def show_command(storage: str, name: str, json_out: str | None, png: str | None)
     if png_file is not None:
         result.plot(png_file)
         click.echo(f"plot written to {png_file}")
+
+
+def _existing(storage: str) -> str:
+    """``storage``, for a command that only reads it: a journal or SQLite file that is not
+    there is a UserError (opening it would leave an empty file behind)."""
+    text = storage.strip()
+    path = None
+    if "://" not in text:
+        path = Path(text)
+    elif text.lower().startswith("sqlite:///"):
+        path = Path(text[len("sqlite:///") :])
+    if path is not None and text and not path.exists():
+        raise UserError(
+            f"no storage file {str(path)!r}: a study is made by 'lrkit study create' or"
+            " 'lrkit tune'; check the path"
+        )
+    return storage
