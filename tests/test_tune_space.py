@@ -398,7 +398,9 @@ def test_every_default_family_parses_at_every_grid_point():
         names = [p.name for p in family.params]
         for i in range(3):
             params = {"lr": 0.1, "family": family.name, **{n: grid[n][i] for n in names}}
-            parse(space.config(params).schedule)
+            config = space.config(params)
+            assert config.family == family.name
+            parse(config.schedule)  # a ScheduleSyntaxError fails the test
 
 
 def test_as_space_takes_each_documented_form():

@@ -7,16 +7,13 @@ Drawn on matplotlib's Agg canvas (no window, no display needed); a PNG is writte
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import Any
 
+from ..checks import is_finite_number
+
 FAILED = ("failed", "diverged")
-
-
-def _finite(x: Any) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def plot_result(result: Any, path: str | Path | None = None) -> Any:
@@ -44,20 +41,20 @@ def plot_result(result: Any, path: str | Path | None = None) -> Any:
 
 
 def _metric_against_lr(result: Any, ax: Any) -> None:
-    rows = [r for r in result.trials if _finite(r.get("lr"))]
+    rows = [r for r in result.trials if is_finite_number(r.get("lr"))]
     families = sorted({str(r["family"] or "") for r in rows})
     colour = {f: f"C{i % 10}" for i, f in enumerate(families)}
     for family in families:
         done = [r for r in rows if r["family"] == family and r["state"] == "COMPLETE"
-                and _finite(r["metric_mean"])]  # fmt: skip
+                and is_finite_number(r["metric_mean"])]  # fmt: skip
         if done:
             done.sort(key=lambda r: r["lr"])
-            errs = [r["metric_std"] if _finite(r["metric_std"]) else 0.0 for r in done]
+            errs = [r["metric_std"] if is_finite_number(r["metric_std"]) else 0.0 for r in done]
             ax.errorbar([r["lr"] for r in done], [r["metric_mean"] for r in done], yerr=errs,
                         fmt="o", ms=5, capsize=2, color=colour[family],
                         label=family or "complete")  # fmt: skip
         pruned = [r for r in rows if r["family"] == family and r["status"] == "pruned"
-                  and r.get("last_report") and _finite(r["last_report"][1])]  # fmt: skip
+                  and r.get("last_report") and is_finite_number(r["last_report"][1])]  # fmt: skip
         if pruned:
             ax.plot([r["lr"] for r in pruned], [r["last_report"][1] for r in pruned], "x",
                     color=colour[family], ms=6, alpha=0.7,
@@ -69,7 +66,7 @@ def _metric_against_lr(result: Any, ax: Any) -> None:
                 transform=ax.get_xaxis_transform(), label="failed / diverged",
                 clip_on=False)  # fmt: skip
     best = result.best
-    if best is not None and _finite(result.best_value):
+    if best is not None and is_finite_number(result.best_value):
         ax.plot([best.lr], [result.best_value], "*", color="gold", mec="black", ms=15,
                 zorder=5, label=f"best lr {best.lr:.3g}")  # fmt: skip
     if rows:
@@ -83,7 +80,9 @@ def _metric_against_lr(result: Any, ax: Any) -> None:
 
 
 def _history(result: Any, ax: Any) -> None:
-    done = [r for r in result.trials if r["state"] == "COMPLETE" and _finite(r["metric_mean"])]
+    done = [
+        r for r in result.trials if r["state"] == "COMPLETE" and is_finite_number(r["metric_mean"])
+    ]
     done.sort(key=lambda r: r["number"])
     if done:
         xs = [r["number"] for r in done]
@@ -101,7 +100,7 @@ def _history(result: Any, ax: Any) -> None:
         ax.text(0.5, 0.5, result.no_best_reason() or "no trial completed", ha="center",
                 va="center", transform=ax.transAxes, fontsize=9, wrap=True)  # fmt: skip
     pruned = [r for r in result.trials if r["status"] == "pruned" and r.get("last_report")
-              and _finite(r["last_report"][1])]  # fmt: skip
+              and is_finite_number(r["last_report"][1])]  # fmt: skip
     if pruned:
         ax.plot([r["number"] for r in pruned], [r["last_report"][1] for r in pruned], "x",
                 color="0.55", ms=5, label="pruned (last report)")  # fmt: skip

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..checks import is_finite_number
 from ..errors import UserError
 from ..results import Result, decode_floats, encode_floats, write_whole
 from .config import Config
@@ -116,11 +117,11 @@ class TuneResult(Result):
 
         def key(row: dict[str, Any]) -> tuple[float, float]:
             std = row["metric_std"]
-            return (sign * row["metric_mean"], std if _finite(std) else math.inf)
+            return (sign * row["metric_mean"], std if is_finite_number(std) else math.inf)
 
         done = [
             r for r in self.trials
-            if r["state"] == "COMPLETE" and _finite(r["metric_mean"]) and r["config"]
+            if r["state"] == "COMPLETE" and is_finite_number(r["metric_mean"]) and r["config"]
         ]  # fmt: skip
         if not done:  # the fields keep their defaults: no best, NaN value and std
             return
@@ -222,7 +223,11 @@ class TuneResult(Result):
 
     def _importance(self, evaluator: Any) -> tuple[dict[str, float], str]:
         evaluator = _evaluator(evaluator)
-        done = [r for r in self.trials if r["state"] == "COMPLETE" and _finite(r["metric_mean"])]
+        done = [
+            r
+            for r in self.trials
+            if r["state"] == "COMPLETE" and is_finite_number(r["metric_mean"])
+        ]
         searched = sorted({k for r in done for k in r["params"]})
         if not searched:
             return {}, "no param was searched by a complete trial"
@@ -247,7 +252,7 @@ class TuneResult(Result):
             return {}, f"not measured: {e}"
         finally:
             optuna.logging.set_verbosity(level)
-        found = {k: float(v) for k, v in found.items() if _finite(v)}
+        found = {k: float(v) for k, v in found.items() if is_finite_number(v)}
         if not found:
             return {}, "not measured: no param is in every complete trial"
         left = [k for k in searched if k not in found]
@@ -405,12 +410,8 @@ def _evaluator(evaluator: Any) -> Any:
     return evaluator
 
 
-def _finite(x: Any) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
-
-
 def _show(x: float) -> str:
-    return f"{x:.4g}" if _finite(x) else "-"
+    return f"{x:.4g}" if is_finite_number(x) else "-"
 
 
 __all__ = ["TuneResult", "FILES"]
