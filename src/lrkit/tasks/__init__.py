@@ -9,6 +9,7 @@ cross-validation and ``Task.variant`` changes its optimizer, weight decay or bat
 from . import pychar, sklearn_tasks  # noqa: F401  (registers the bundled tasks)
 from .data import accuracy, r2, rmse, split_indices, tensor_loader
 from .folds import TaskData, fold_indices, tensor_data
+from .lrfree import OptimizerInfo, is_schedule_free, optimizer_info
 from .optimizers import OPTIMIZERS
 from .registry import DEFAULT_TASK, TASKS, get_task, list_tasks, register_task
 from .task import Metric, Task, adamw
@@ -20,6 +21,9 @@ __all__ = [
     "tensor_data",
     "fold_indices",
     "OPTIMIZERS",
+    "OptimizerInfo",
+    "optimizer_info",
+    "is_schedule_free",
     "get_task",
     "list_tasks",
     "register_task",
