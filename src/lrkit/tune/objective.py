@@ -89,8 +89,11 @@ class Objective:
         config = self.space.suggest(trial)
         trial.set_user_attr("config", config.to_dict())
         record = _Record(trial)
-        total = self._run_steps(_variant(self.splits[0].task, config), self.splits[0].seed)
-        skipped = lrfree.skip_reason(config.optimizer, config.schedule, total)
+        skipped = None
+        if lrfree.schedule_free(config.optimizer):  # only a constant or a warmup trains it
+            first = self.splits[0]
+            total = self._run_steps(_variant(first.task, config), first.seed)
+            skipped = lrfree.skip_reason(config.optimizer, config.schedule, total)
         if skipped is not None:  # a schedule-free optimizer drew a decaying schedule
             record.close(PRUNED, skipped)
             raise optuna.TrialPruned(skipped)
