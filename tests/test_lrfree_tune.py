@@ -88,6 +88,14 @@ def test_an_unknown_optimizer_in_a_space_says_did_you_mean():
         Space.from_text("optimizer={adamw, prodigi}; constant")
 
 
+def test_a_choice_whose_package_is_missing_is_refused_when_the_space_is_built(monkeypatch):
+    from lrkit.tasks import lrfree as tasks_lrfree
+
+    monkeypatch.setattr(tasks_lrfree.importlib.util, "find_spec", lambda name, *a: None)
+    with pytest.raises(UserError, match=r"'schedulefree'.*pip install 'lrkit\[lrfree\]'"):
+        Space.from_text("optimizer={adamw, schedulefree-sgd}; constant")
+
+
 def test_the_lr_window_is_measured_with_an_optimizer_that_takes_an_absolute_lr():
     space = Space.from_text("optimizer={prodigy, schedulefree-adamw, sgd}; constant")
     config, params = plan.reference_config(space, 0.01)

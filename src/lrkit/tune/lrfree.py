@@ -19,6 +19,9 @@ treats each as its authors recommend (:mod:`lrkit.tasks.lrfree` cites them):
   costing no budget. A grid never holds such a pair (nor the same lr-free point at several
   lrs).
 - the others (``sgd``, ``adam``, ``adamw``, none): as before.
+
+A choice whose package is not installed is refused when the space is built, naming it and
+``pip install 'lrkit[lrfree]'``.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from ..errors import UserError
 from ..schedules import parse
 from ..schedules.lrfree import rising_then_held
 from ..tasks import optimizer_info
+from ..tasks.lrfree import require
 from .ranges import Choice
 
 NOMINAL_STEPS = 1000  # the run a family is checked against before the run's length is known
@@ -75,8 +79,12 @@ def holds(schedule: str, total_steps: int | None) -> bool:
 
 
 def check_space(families: tuple[Any, ...], optimizer: Any) -> None:
-    """A UserError when a schedule-free choice of the space has no family it can train with
-    (checked at each family's low and high ends)."""
+    """A UserError when an optimizer choice's package is not installed, or when a
+    schedule-free choice of the space has no family it can train with (checked at each
+    family's low and high ends)."""
+    for name in choices(optimizer):
+        if name is not None:
+            require(name)
     refused = [v for v in choices(optimizer) if schedule_free(v)]
     if not refused:
         return
