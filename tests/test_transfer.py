@@ -242,6 +242,25 @@ def test_a_build_killed_while_writing_leaves_no_half_file_and_the_next_one_build
     assert len(builds) == 1 and cache_path(FAST).is_file()
 
 
+BUILD = """
+from lrkit.train import pretrained
+state = pretrained.pretrained_body(pretrained.Pretraining(epochs=1))
+print(sorted(state))
+"""
+
+
+def test_two_processes_building_at_once_both_get_the_body_and_leave_one_whole_file(cache):
+    folder, _ = cache
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    command = [sys.executable, "-c", textwrap.dedent(BUILD)]
+    procs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True) for _ in "ab"]
+    outs = [p.communicate(timeout=120)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0] and outs[0] == outs[1] != ""
+    assert [p.name for p in folder.iterdir()] == [cache_path(FAST).name]
+    saved = torch.load(cache_path(FAST), weights_only=True)
+    assert saved["key"] == cache_key(FAST)
+
+
 # -- a folder that cannot be written --------------------------------------------------------------
 
 
