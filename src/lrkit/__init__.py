@@ -19,7 +19,7 @@ from ._version import __version__
 from .errors import UserError
 from .find import Pick, pick_lr
 from .schedules import Driver, Schedule, ScheduleSyntaxError, load_schedule, parse
-from .tasks import Metric, Task, get_task, list_tasks, optimizer_info
+from .tasks import Metric, Task, get_task, layerwise_groups, list_tasks, optimizer_info
 from .train import History, ScheduleFitWarning, fit
 from .watch import Diagnosis, Guard, GuardExhausted, Signals, Watch, diagnose, read_run
 
@@ -35,6 +35,7 @@ __all__ = [
     "Metric",
     "get_task",
     "list_tasks",
+    "layerwise_groups",
     "fit",
     "History",
     "ScheduleFitWarning",
