@@ -110,6 +110,8 @@ def variant_optimizer(
             if weight_decay is not None and decays_here:
                 wd = weight_decay
             kept.append({"params": group["params"], "lr": group["lr"], "weight_decay": wd})
+            if "name" in group:  # a layer-wise group's name (lrkit find shows it)
+                kept[-1]["name"] = group["name"]
         if lrfree.optimizer_info(optimizer).lr_free:
             kept = lrfree.multiplier_groups(optimizer, kept, lr, task)
         return OPTIMIZERS[optimizer](kept, lr)
