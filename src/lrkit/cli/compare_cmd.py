@@ -62,7 +62,7 @@ class SameLr(click.ParamType):
 @click.option("--seeds", type=WholeNumber(1, 1000), default=3, show_default=True,
               help="Full runs of every entry (seeds --seed and up); an interval needs 2."
               " Example: --seeds 5")  # fmt: skip
-@click.option("--lr", "lr_how", type=Named(("pick", "tune")), default="pick", show_default=True,
+@click.option("--lr", type=Named(("pick", "tune")), default="pick", show_default=True,
               help="How each entry's own rate is chosen: pick (pick_lr for its schedule) or tune"
               " (a small Optuna search over the lr alone). Example: --lr tune")  # fmt: skip
 @click.option("--same-lr", "same_lr", type=SameLr(), default=None,
@@ -88,7 +88,7 @@ class SameLr(click.ParamType):
               help="Also write the result as JSON to FILE. Example: --json compare.json")  # fmt: skip
 @click.option("--png", type=PathArg(dir_okay=False), default=None,
               help="Also save the plot to FILE. Example: --png compare.png")  # fmt: skip
-def compare_command(task_name: str, schedules: str, seeds: int, lr_how: str,
+def compare_command(task_name: str, schedules: str, seeds: int, lr: str,
                     same_lr: float | str | None, budget: float | None, epochs: int | None,
                     target: float | None, seed: int, out: str | None, json_out: str | None,
                     png: str | None) -> None:  # fmt: skip
@@ -118,7 +118,7 @@ def compare_command(task_name: str, schedules: str, seeds: int, lr_how: str,
     folder = writable_dir(out if out is not None else DEFAULT_ROOT / task.name, "--out")
     json_file = None if json_out is None else writable_file(json_out, "--json")
     png_file = None if png is None else writable_file(png, "--png")
-    result = compare(task, entries, seeds=seeds, lr=lr_how, same_lr=same_lr, epochs=epochs,
+    result = compare(task, entries, seeds=seeds, lr=lr, same_lr=same_lr, epochs=epochs,
                      target=target, budget=budget, seed=seed, progress=True)  # fmt: skip
     result.save(folder)
     if json_file is not None:

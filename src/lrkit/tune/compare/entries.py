@@ -165,14 +165,16 @@ def parse_entry(text: str) -> Entry:
         raise UserError(f"an entry must be a non-empty string, got {shown(text)}")
     label = text.strip()
     found: dict[str, str] = {}
+    words: dict[str, str] = {}
     for part in split_top(label, "+"):
         kind, value = _part(part, label)
         if kind in found:
             raise UserError(
-                f"entry {label!r} names two {_KINDS[kind]}s, {found[kind]!r} and {value!r}:"
-                " give one (join a schedule, an optimizer and a fine-tuning mode with '+')"
+                f"entry {label!r} names two {_KINDS[kind]}s, {words[kind]!r} and"
+                f" {part.strip()!r}: give one (join a schedule, an optimizer and a fine-tuning"
+                " mode with '+')"
             )
-        found[kind] = value
+        found[kind], words[kind] = value, part.strip()
     return Entry(
         label=label,
         schedule=found.get("schedule", "constant"),

@@ -117,11 +117,12 @@ def verdict(summaries: dict[str, Summary], higher_is_better: bool, digits: int =
         return Verdict(best, (), f"{best} wins: {_show(s, digits)}; {why}")
     tied = [k for k in ranked if summaries[k].has_interval and not summaries[k].diverged
             and not _separated(s, summaries[k], higher_is_better)]  # fmt: skip
-    numbers = "; ".join(f"{k} {_show(summaries[k], digits)}" for k in tied)
     return Verdict(
         None,
         tuple(tied),
-        f"tied: the intervals of {', '.join(tied)} overlap the best's ({numbers})",
+        f"tied: the best by mean, {best} {_show(s, digits)}, overlaps the runner-up {second}"
+        f" {_show(r, digits)}; tied with the best: {', '.join(tied)}"
+        f" ({len(tied)} of {len(ranked)} entries)",
     )
 
 
@@ -140,7 +141,7 @@ def _separated(best: Summary, other: Summary, higher: bool) -> bool:
 def _show(s: Summary, digits: int) -> str:
     if not s.has_interval:
         return f"{_num(s.mean, digits)} ({_runs(s.n)}, no interval)"
-    return f"{_num(s.mean, digits)} ± {_num(s.std, digits)} {_interval(s, digits)}"
+    return f"{_num(s.mean, digits)} ± {_num(s.std, 2)} {_interval(s, digits)}"
 
 
 def _interval(s: Summary, digits: int) -> str:

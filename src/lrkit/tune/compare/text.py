@@ -61,7 +61,7 @@ def _block(result: Any, rows: list[Any]) -> list[str]:
             *[getattr(r, a) or "-" for _, a in extra],
             _num(r.lr, 3),
             r.how,
-            f"{_num(s.mean)} ± {_num(s.std)}" if s.n >= 2 else f"{_num(s.mean)} (1 run)"
+            f"{_num(s.mean)} ± {_num(s.std, 2)}" if s.n >= 2 else f"{_num(s.mean)} (1 run)"
             if s.n == 1 else "-",
             f"[{_num(s.low)}, {_num(s.high)}]" if s.has_interval else "no interval",
             f"{_num(hit['steps'], 4)} ({hit['reached']}/{hit['runs']})",
