@@ -6,6 +6,8 @@
 """
 
 import os
+import shutil
+import tempfile
 
 import pytest
 import torch
@@ -15,6 +17,19 @@ settings.register_profile("default", max_examples=100, deadline=None)
 settings.register_profile("ci", parent=settings.get_profile("default"), derandomize=True)
 settings.register_profile("thorough", max_examples=2000, deadline=None)
 settings.load_profile("ci" if os.environ.get("CI", "").lower() == "true" else "default")
+
+_CACHE = tempfile.mkdtemp(prefix="lrkit-test-cache-")
+
+
+def pytest_configure(config):
+    """The whole session caches into a folder of its own (``LRKIT_CACHE``, inherited by the
+    subprocesses tests start), never into the user's ``~/.cache``: the digits-transfer task
+    pretrains its body there once per session."""
+    os.environ["LRKIT_CACHE"] = _CACHE
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(_CACHE, ignore_errors=True)
 
 
 @pytest.fixture

@@ -72,6 +72,7 @@ def test_classification_tasks_split_stratified_and_regression_shuffled():
     assert splits == {
         "digits-mlp": "stratified",
         "digits-cnn": "stratified",
+        "digits-transfer": "stratified",
         "wine-mlp": "stratified",
         "diabetes-mlp": "kfold",
         "pychar-gru": "contiguous",

@@ -14,7 +14,7 @@ from lrkit.tasks import task as task_module
 from lrkit.tasks.pychar import _data, corpus
 from lrkit.train import fit
 
-BUNDLED = ["diabetes-mlp", "digits-cnn", "digits-mlp", "pychar-gru", "wine-mlp"]
+BUNDLED = ["diabetes-mlp", "digits-cnn", "digits-mlp", "digits-transfer", "pychar-gru", "wine-mlp"]
 
 
 def test_list_tasks_names_the_bundled_tasks_sorted():

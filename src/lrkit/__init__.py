@@ -21,7 +21,7 @@ from ._version import __version__
 from .errors import UserError
 from .find import Pick, pick_lr
 from .schedules import Driver, Schedule, ScheduleSyntaxError, load_schedule, parse
-from .tasks import Metric, Task, get_task, list_tasks
+from .tasks import Metric, Task, get_task, layerwise_groups, list_tasks
 from .train import History, ScheduleFitWarning, fit
 from .watch import Diagnosis, Guard, GuardExhausted, Signals, Watch, diagnose, read_run
 
@@ -37,6 +37,7 @@ __all__ = [
     "Metric",
     "get_task",
     "list_tasks",
+    "layerwise_groups",
     "fit",
     "History",
     "ScheduleFitWarning",

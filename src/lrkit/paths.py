@@ -25,3 +25,21 @@ def writable_dir(path: str | Path, what: str) -> Path:
     if not os.access(out, os.W_OK | os.X_OK):
         raise UserError(f"cannot write into {what} folder {str(out)!r}: permission denied")
     return out
+
+
+CACHE_ENV = "LRKIT_CACHE"
+
+
+def cache_dir() -> Path:
+    """The folder lrkit caches what it builds in (the transfer task's pretrained weights).
+
+    ``$LRKIT_CACHE`` when set, else ``$XDG_CACHE_HOME/lrkit``, else ``~/.cache/lrkit``. The
+    folder is not created here: whoever writes into it first does, and says which folder and
+    ``LRKIT_CACHE`` when it cannot (``LRKIT_CACHE=/tmp/lrkit-cache`` gives that folder).
+    """
+    own = os.environ.get(CACHE_ENV, "").strip()
+    if own:
+        return Path(own).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "lrkit"

@@ -166,6 +166,16 @@ def print_find(result, task_name: str) -> None:
         table.add_row(name, "none" if lr is None else f"{lr:.3g}", mark)
     console = Console(highlight=False)
     console.print(table)
+    rates = result.group_lr()
+    if len(result.group_lrs) > 1 and rates is not None:
+        console.print("each param group at the chosen lr (the groups keep their ratios):")
+        groups = Table()
+        groups.add_column("group", style="bold")
+        groups.add_column("lr", justify="right")
+        groups.add_column("ratio", justify="right")
+        for name, lr in zip(result.group_names, rates):
+            groups.add_row(name, f"{lr:.3g}", f"{lr / result.lr:.3g}")
+        console.print(groups)
     console.print(tail)
     console.print(f"[bold]{head}[/bold]" if result.lr is not None else head)
     if not result.confidence.ok:

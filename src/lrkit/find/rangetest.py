@@ -143,6 +143,9 @@ def find_lr(
     return FindResult.from_curves(
         sweeps,
         ratios=parts.ratios,
+        names=[
+            str(g.get("name", f"group {i}")) for i, g in enumerate(parts.optimizer.param_groups)
+        ],
         rule=cfg.rule,
         mode=cfg.mode,
         extra={"task": parts.name, **settings},

@@ -55,6 +55,8 @@ class FindResult(Result):
     - ``lrs``, ``losses`` (smoothed), ``raw_losses``: the curve, cut before its first
       non-finite loss; with several seeds, the median curves on a common lr grid;
     - ``group_lrs``: each param group's lr at every point (groups keep their ratios);
+      ``group_names``: each group's ``"name"`` (as :func:`~lrkit.layerwise_groups` sets it),
+      else ``"group <i>"``; :meth:`group_lr` gives each group's rate at the suggestion;
     - ``suggestions``: every rule's suggestion (None where a rule finds nothing);
     - ``lr``: the chosen rule's suggestion, or None when ``confidence.ok`` is False (the
       rules' numbers are still in ``suggestions``) or the rule found nothing;
@@ -81,10 +83,13 @@ class FindResult(Result):
     seed_curves: list[dict[str, list[float]]] | None = None
     band: tuple[np.ndarray, np.ndarray] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    group_names: list[str] | None = None
 
     def __post_init__(self) -> None:
         self.lrs, self.losses = _array(self.lrs), _array(self.losses)
         self.raw_losses = _array(self.raw_losses)
+        if self.group_names is None:
+            self.group_names = [f"group {i}" for i in range(len(self.group_lrs))]
         if self.band is not None:
             self.band = (_array(self.band[0]), _array(self.band[1]))
 
@@ -97,13 +102,15 @@ class FindResult(Result):
         rule: str,
         mode: str = "exp",
         extra: dict[str, Any] | None = None,
+        names: list[str] | None = None,
     ) -> FindResult:
         """The result of one or more sweeps over the same planned lrs.
 
         Several curves give the median (smoothed and raw) at the lrs every sweep reached,
         and the band from the lowest to the highest smoothed loss there. Every rule sees the
         (median) curve; the chosen ``rule``'s suggestion becomes ``lr`` when the curve is
-        trusted. ``ratios``: each param group's lr over the reported one.
+        trusted. ``ratios``: each param group's lr over the reported one; ``names``: each
+        group's name.
         """
         n = min(len(c.lrs) for c in curves)
         lrs = np.asarray(curves[0].lrs[:n], dtype=float)
@@ -140,6 +147,7 @@ class FindResult(Result):
             else None,
             band=(smoothed.min(axis=0), smoothed.max(axis=0)) if several else None,
             extra=dict(extra or {}),
+            group_names=None if names is None else list(names),
         )
 
     # -- reading -----------------------------------------------------------------------------
@@ -147,6 +155,23 @@ class FindResult(Result):
     def seeds(self) -> int:
         """How many sweeps the curve comes from."""
         return len(self.seed_curves) if self.seed_curves else 1
+
+    def group_lr(self, lr: float | None = None) -> list[float] | None:
+        """Each param group's rate when the swept lr is ``lr`` (default: the suggestion),
+        in the order of ``group_names``: ``lr`` times the group's ratio to the largest group
+        (the groups keep their ratios). None without an lr, or without a point to read the
+        ratios from.
+
+        >>> r = FindResult([1e-3, 1e-2], [1.0, 0.9], [1.0, 0.9], [[5e-4, 5e-3], [1e-3, 1e-2]],
+        ...                {}, 0.004, "lrkit", Confidence(True, "ok"), "", 2)
+        >>> [round(x, 6) for x in r.group_lr()], r.group_names
+        ([0.002, 0.004], ['group 0', 'group 1'])
+        """
+        lr = self.lr if lr is None else lr
+        if lr is None or not len(self.lrs) or not self.group_lrs:
+            return None
+        first = float(self.lrs[0])
+        return [float(lr) * float(g[0]) / first for g in self.group_lrs]
 
     def summary(self) -> str:
         """One or two readable lines: the chosen lr, its confidence, the curve, the stop."""
@@ -191,6 +216,8 @@ class FindResult(Result):
             "losses": self.losses.tolist(),
             "raw_losses": self.raw_losses.tolist(),
             "group_lrs": [list(map(float, g)) for g in self.group_lrs],
+            "group_names": list(self.group_names),
+            "group_lr": self.group_lr(),
             "suggestions": dict(self.suggestions),
             "lr": self.lr,
             "rule": self.rule,

@@ -4,6 +4,7 @@ from .callbacks import EVENTS, Callback, ProgressBar, State
 from .history import History
 from .loop import fit
 from .misfit import ScheduleFitWarning, schedule_misfit
+from .pretrained import digits_transfer  # noqa: F401  (registers the digits-transfer task)
 from .snapshot import RNGState, Snapshot
 
 __all__ = [
