@@ -21,7 +21,7 @@ from ._version import __version__
 from .errors import UserError
 from .find import Pick, pick_lr
 from .schedules import Driver, Schedule, ScheduleSyntaxError, load_schedule, parse
-from .tasks import Metric, Task, get_task, layerwise_groups, list_tasks
+from .tasks import Metric, Task, get_task, layerwise_groups, list_tasks, optimizer_info
 from .train import History, ScheduleFitWarning, fit
 from .watch import Diagnosis, Guard, GuardExhausted, Signals, Watch, diagnose, read_run
 
@@ -56,6 +56,7 @@ __all__ = [
     "TuneResult",
     "compare",
     "CompareResult",
+    "optimizer_info",
 ]
 
 _LAZY = ("tune", "Space", "Config", "TuneResult")  # from lrkit.tune, imported on first use

@@ -18,7 +18,16 @@ from .app import cli, read_schedule, reading, user_input, writable_dir
 from .options import LR_MAX, FiniteFloat, PathArg, WholeNumber, epochs_type, lr_type, seed_type
 from .schedule_cmd import lr_values, sample_steps
 
-OPTIMIZER_NAMES = ("sgd", "adam", "adamw")  # lrkit.tasks.OPTIMIZERS (not imported: no torch here)
+# lrkit.tasks.OPTIMIZERS (not imported: no torch here)
+OPTIMIZER_NAMES = (
+    "sgd",
+    "adam",
+    "adamw",
+    "prodigy",
+    "dadapt-adam",
+    "schedulefree-adamw",
+    "schedulefree-sgd",
+)
 WEIGHT_DECAY_MAX = 1e6
 BATCH_SIZE_MAX = 10**7
 
@@ -86,8 +95,12 @@ def tasks_command() -> None:
     "--optimizer",
     type=click.Choice(OPTIMIZER_NAMES, case_sensitive=False),
     default=None,
+    metavar="NAME",
     help="Another optimizer over the task's own param groups: sgd (momentum 0.9), adam or"
-    " adamw, torch's defaults otherwise; default: the task's. Example: --optimizer adamw",
+    " adamw, torch's defaults otherwise; or, with pip install 'lrkit[lrfree]', the lr-free"
+    " prodigy and dadapt-adam (--lr is then a multiplier of the rate they estimate, 1.0 by"
+    " default) or the schedule-free schedulefree-adamw and schedulefree-sgd (--schedule"
+    " constant or a warmup only); default: the task's. Example: --optimizer prodigy",
 )
 @click.option(
     "--weight-decay",

@@ -29,6 +29,7 @@ from ..checks import is_number, whole
 from .base import Schedule, check_choice
 from .config import as_schedule
 from .groups import as_float, check_base_lrs, momentum_key, steps_or_none
+from .lrfree import check_schedule
 from .plateau import Plateau
 
 _AFTER_END = ("hold", "error")
@@ -63,6 +64,11 @@ class Driver(LRScheduler):
     schedule with plateaus can use ``"interval": "epoch", "reduce_on_plateau": True,
     "monitor": "val_loss"`` and Lightning calls ``driver.step(val_loss)`` once an epoch.
     Hugging Face's Trainer takes ``optimizers=(optimizer, driver)``.
+
+    On Prodigy and D-Adaptation each group's lr is a multiplier of the rate they estimate and
+    the schedule multiplies it; a schedule-free optimizer (AdamW, SGD) takes only a constant or
+    a warmup then a hold, its authors recommending no decay (UserError otherwise; see
+    :mod:`lrkit.schedules.lrfree`).
 
     A Driver is a whole schedule: it refuses to run inside torch's ``SequentialLR`` or
     ``ChainedScheduler`` (ValueError), which would fight it over the lr; compose the parts with
@@ -102,6 +108,7 @@ class Driver(LRScheduler):
         self.schedule = _resolved(schedule, "schedule", total_steps, steps_per_epoch)
         self.momentum = _resolved(momentum, "momentum", total_steps, steps_per_epoch)
         self.weight_decay = _resolved(weight_decay, "weight_decay", total_steps, steps_per_epoch)
+        check_schedule(optimizer, self.schedule, self.momentum, self.total_steps)
 
         self.base_lrs = check_base_lrs(base_lr, groups, self.schedule)
         self._momentum_key = None

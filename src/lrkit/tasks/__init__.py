@@ -14,6 +14,7 @@ from .data import accuracy, r2, rmse, split_indices, tensor_loader
 from .finetune import FINETUNE, finetune
 from .folds import TaskData, fold_indices, tensor_data
 from .layerwise import layerwise_groups, model_layers
+from .lrfree import OptimizerInfo, is_schedule_free, optimizer_info
 from .optimizers import OPTIMIZERS
 from .registry import DEFAULT_TASK, TASKS, get_task, list_tasks, register_task
 from .task import Metric, Task, adamw
@@ -25,6 +26,9 @@ __all__ = [
     "tensor_data",
     "fold_indices",
     "OPTIMIZERS",
+    "OptimizerInfo",
+    "optimizer_info",
+    "is_schedule_free",
     "get_task",
     "list_tasks",
     "register_task",

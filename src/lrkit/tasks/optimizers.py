@@ -5,7 +5,12 @@ parameters, each group's lr and weight decay — so a task that splits off a no-
 (``wine-mlp``: biases) keeps it.
 
 - ``optimizer``: ``"sgd"`` (``torch.optim.SGD`` with momentum 0.9), ``"adam"`` or ``"adamw"``
-  (torch's defaults otherwise) is built over those groups; None keeps the task's optimizer.
+  (torch's defaults otherwise), or one of the optional learning-rate-free ``"prodigy"``,
+  ``"dadapt-adam"`` and schedule-free ``"schedulefree-adamw"``, ``"schedulefree-sgd"``
+  (:mod:`lrkit.tasks.lrfree`: their settings, their authors' advice, and how an lr-free
+  optimizer's group lrs become multipliers) is built over those groups; None keeps the
+  task's optimizer. An optional one whose package is missing is a UserError naming
+  ``pip install 'lrkit[lrfree]'``.
 - ``weight_decay``: the new weight decay of every group that decays. A group decays unless
   the task marks it as a no-decay group: its weight decay is 0 while another group's is above
   0. So a task with one group (or groups that all decay alike) gets it everywhere, and
@@ -29,11 +34,17 @@ import torch
 
 from ..checks import number, shown
 from ..errors import UserError
+from . import lrfree
 
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "sgd": lambda groups, lr: torch.optim.SGD(groups, lr=lr, momentum=0.9),
     "adam": lambda groups, lr: torch.optim.Adam(groups, lr=lr),
     "adamw": lambda groups, lr: torch.optim.AdamW(groups, lr=lr),
+    # optional packages, imported when built (lrkit.tasks.lrfree)
+    "prodigy": lambda groups, lr: lrfree.build("prodigy", groups, lr),
+    "dadapt-adam": lambda groups, lr: lrfree.build("dadapt-adam", groups, lr),
+    "schedulefree-adamw": lambda groups, lr: lrfree.build("schedulefree-adamw", groups, lr),
+    "schedulefree-sgd": lambda groups, lr: lrfree.build("schedulefree-sgd", groups, lr),
 }
 
 
@@ -99,6 +110,8 @@ def variant_optimizer(
             if weight_decay is not None and decays_here:
                 wd = weight_decay
             kept.append({"params": group["params"], "lr": group["lr"], "weight_decay": wd})
+        if lrfree.optimizer_info(optimizer).lr_free:
+            kept = lrfree.multiplier_groups(optimizer, kept, lr, task)
         return OPTIMIZERS[optimizer](kept, lr)
 
     make.lrkit_variant = (make_optimizer, optimizer, weight_decay)

@@ -35,6 +35,7 @@ from ..checks import check_lr, whole
 from ..errors import UserError
 from ..runtime import seed_everything, torch_threads
 from .folds import TaskData, check_batch_size, check_folds, fold_indices
+from .lrfree import optimizer_info, require
 from .optimizers import check_optimizer, check_weight_decay, variant_optimizer
 
 Params = Iterable[torch.Tensor] | Iterable[dict[str, Any]]
@@ -262,7 +263,10 @@ class Task:
         0 while another decays is a no-decay group and stays at 0, as ``wine-mlp``'s biases);
         ``batch_size``: the train loader's batch size (needs the task's ``data``). None keeps
         the task's; with all three None the task itself is returned. The rule in full:
-        :mod:`lrkit.tasks.optimizers`.
+        :mod:`lrkit.tasks.optimizers`. An lr-free optimizer (``"prodigy"``,
+        ``"dadapt-adam"``) sets the copy's lr to its default multiplier, 1.0, and a later
+        variant with another optimizer puts the task's own lr back
+        (:mod:`lrkit.tasks.lrfree`).
 
         >>> from lrkit.tasks import get_task
         >>> task = get_task("wine-mlp").variant("sgd", weight_decay=1e-3, batch_size=32)
@@ -275,12 +279,17 @@ class Task:
         changes: dict[str, Any] = {}
         if optimizer is not None:
             optimizer = check_optimizer(optimizer)
+            require(optimizer)
+            changes.update(_variant_lr(self, optimizer))
         if weight_decay is not None:
             weight_decay = check_weight_decay(weight_decay)
         if optimizer is not None or weight_decay is not None:
-            changes["make_optimizer"] = variant_optimizer(
-                self.make_optimizer, optimizer, weight_decay, self.name
-            )
+            make = variant_optimizer(self.make_optimizer, optimizer, weight_decay, self.name)
+            own = getattr(self.make_optimizer, "lrkit_task_lr", None)
+            if optimizer is not None:  # the lr before an lr-free variant set its multiplier
+                own = (own or self.lr) if optimizer_info(optimizer).lr_free else None
+            make.lrkit_task_lr = own
+            changes["make_optimizer"] = make
         if batch_size is not None:
             check_batch_size(batch_size)
             data = self._data("change its batch size").with_batch_size(batch_size)
@@ -298,6 +307,16 @@ class Task:
                 " labels=<each example's class>) | 'kfold' | 'contiguous')"
             )
         return self.data
+
+
+def _variant_lr(task: Task, optimizer: str) -> dict[str, Any]:
+    """The lr change of a variant to ``optimizer``: an lr-free one's default multiplier, or
+    the task's own lr back when the task's optimizer was an lr-free variant (none otherwise)."""
+    own = getattr(task.make_optimizer, "lrkit_task_lr", None)
+    info = optimizer_info(optimizer)
+    if info.lr_free:
+        return {"lr": info.default_lr}
+    return {} if own is None else {"lr": own}
 
 
 def _batch_size(batch: Any) -> int:

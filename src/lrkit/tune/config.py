@@ -17,8 +17,9 @@ from typing import Any
 
 from ..checks import check_lr, number, shown, whole
 from ..errors import UserError
+from ..tasks import OPTIMIZERS as _BUILT
 
-OPTIMIZERS = ("sgd", "adam", "adamw")  # what ``Task.variant(optimizer=...)`` builds
+OPTIMIZERS = tuple(_BUILT)  # what ``Task.variant(optimizer=...)`` builds
 
 
 @dataclass(frozen=True)
