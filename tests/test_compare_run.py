@@ -10,11 +10,19 @@ import pytest
 
 import lrkit
 from lrkit.errors import UserError
+from lrkit.tasks import optimizer_info
 from lrkit.tune.compare import Entry, compare
-from lrkit.tune.compare import entries as entries_module
+from lrkit.tune.compare import run as run_module
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SAME = 0.003  # far below what pick_lr picks on wine-mlp
+
+
+def needs(package):
+    """Skip, saying why, only when an optional optimizer's package is missing (CI has them)."""
+    name = {"prodigyopt": "prodigy", "schedulefree": "schedulefree-adamw"}[package]
+    return pytest.mark.skipif(not optimizer_info(name).available,
+                              reason=f"{package} is not installed (pip install lrkit[lrfree])")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -82,10 +90,40 @@ def test_an_entry_with_its_own_lr_keeps_it_and_spends_nothing():
     assert (r.rows[0].lr, r.rows[0].how, r.rows[0].cost) == (0.02, "given", 0.0)
 
 
-def test_an_lr_free_optimizer_is_not_picked_but_runs_at_1(monkeypatch):
-    monkeypatch.setattr(entries_module, "is_lr_free", lambda name: name == "sgd")
-    r = compare("wine-mlp", ["sgd"], seeds=1, epochs=1, progress=False)
-    assert (r.rows[0].lr, r.rows[0].how, r.rows[0].cost) == (1.0, "lr-free", 0.0)
+@needs("prodigyopt")
+def test_an_lr_free_optimizer_is_not_picked_but_runs_at_1_and_has_no_same_lr_row():
+    r = compare("wine-mlp", ["prodigy", "constant"], seeds=1, same_lr=0.01, budget=0.5,
+                progress=False)  # fmt: skip
+    prodigy = r.rows[0]
+    assert (prodigy.lr, prodigy.how, prodigy.cost, prodigy.optimizer) == (1.0, "lr-free", 0.0,
+                                                                         "prodigy")  # fmt: skip
+    assert prodigy.runs[0].status == "completed"
+    assert [row.label for row in r.mode_rows("same")] == ["constant"]
+
+
+@needs("schedulefree")
+def test_a_schedule_free_optimizer_alone_gets_a_warmup_and_a_decay_is_refused_naming_the_entry():
+    r = compare("wine-mlp", ["schedulefree-adamw"], seeds=1, budget=0.5, progress=False)
+    assert r.rows[0].schedule == "warmup(5%)" and r.rows[0].runs[0].status == "completed"
+    with pytest.raises(UserError, match="entry 'cosine\\+schedulefree-adamw': .*no decaying"):
+        compare("wine-mlp", ["cosine+schedulefree-adamw"], seeds=1, budget=0.5, progress=False)
+
+
+def test_finetune_entries_train_the_task_that_lrkit_tasks_finetune_makes(monkeypatch):
+    made = []
+
+    def spy(task, how):
+        made.append((task.name, how))
+        return real(task, how)
+
+    real = run_module.finetune
+    monkeypatch.setattr(run_module, "finetune", spy)
+    r = compare("wine-mlp", ["frozen", "layerwise+cosine"], seeds=1, budget=0.5, progress=False)
+    assert made == [("wine-mlp", "frozen"), ("wine-mlp", "layerwise")]
+    assert [(row.finetune, row.runs[0].status) for row in r.rows] == [
+        ("frozen", "completed"),
+        ("layerwise", "completed"),
+    ]
 
 
 def test_progress_prints_a_line_per_rate_and_per_run(capsys):

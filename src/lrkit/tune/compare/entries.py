@@ -27,9 +27,12 @@ An entry string is one or more parts joined with ``+`` (``cosine+sgd``, ``layerw
   of this table first, so a bare ``cosine`` here is the warmup-cosine above (write
   ``cosine(100%)`` for the catalogue's plain cosine);
 - an **optimizer name** of :data:`lrkit.tasks.OPTIMIZERS` (``sgd``, ``adam``, ``adamw``,
-  ``prodigy``...): the task's variant with that optimizer (the schedule, when the entry names
-  none: ``constant``);
-- a **fine-tuning mode** of :data:`FINETUNE` (``scratch``, ``full``, ``layerwise``,
+  ``prodigy``, ``dadapt-adam``, ``schedulefree-adamw``, ``schedulefree-sgd``): the task's
+  variant with that optimizer (the schedule, when the entry names none: ``constant``; for a
+  schedule-free optimizer ``warmup(5%)``, a rise then a hold, as its authors recommend: the
+  Driver refuses a decaying one). An lr-free optimizer (Prodigy, D-Adaptation) runs at lr
+  1.0, a multiplier of the rate it estimates: its rate is not chosen;
+- a **fine-tuning mode** of :data:`lrkit.tasks.FINETUNE` (``scratch``, ``full``, ``layerwise``,
   ``frozen``): :func:`lrkit.tasks.finetune` of the task (the schedule: ``constant`` when none
   is named);
 - any **schedule spec** of the text form (``warmup(10%) >> cosine(to=0.01)``).
@@ -50,7 +53,7 @@ from typing import Any
 from ...checks import check_lr, shown
 from ...errors import UserError
 from ...schedules import Schedule, as_schedule
-from ...tasks import OPTIMIZERS
+from ...tasks import FINETUNE, OPTIMIZERS, optimizer_info
 
 SCHEDULES: dict[str, str] = {
     "constant": "constant",
@@ -65,17 +68,15 @@ SCHEDULES: dict[str, str] = {
     "inverse_sqrt": "warmup(5%) >> inverse_sqrt(5%)",
 }
 DEFAULT_ENTRIES = ("constant", "step", "cosine", "cyclic", "onecycle", "wsd")
-FINETUNE_MODES = ("scratch", "full", "layerwise", "frozen")  # lrkit.tasks.FINETUNE's, until then
-# optimizers whose lr multiplies a rate they estimate themselves (until lrkit.tasks.optimizer_info)
-_LR_FREE = {"prodigy", "dadapt-adam"}
+SCHEDULE_FREE_DEFAULT = "warmup(5%)"  # a schedule-free optimizer's schedule when none is named
 
 
 @dataclass(frozen=True)
 class Entry:
     """One thing to compare: ``label`` (the table's name for it), ``schedule`` (a spec text, or
     a Schedule: kept as its text form), ``optimizer`` (a name of ``lrkit.tasks.OPTIMIZERS``;
-    None: the task's own), ``finetune`` (a mode of :data:`FINETUNE`; None: the task as it
-    is) and ``lr`` (a fixed peak lr; None: chosen by compare, or 1.0 for an lr-free
+    None: the task's own), ``finetune`` (a mode of ``lrkit.tasks.FINETUNE``, applied by
+    ``lrkit.tasks.finetune``; None: the task as it is) and ``lr`` (a fixed peak lr; None: chosen by compare, or 1.0 for an lr-free
     optimizer)."""
 
     label: str
@@ -134,23 +135,14 @@ def optimizers() -> tuple[str, ...]:
 
 def finetune_modes() -> tuple[str, ...]:
     """The fine-tuning modes an entry accepts (``lrkit.tasks.FINETUNE``)."""
-    from ... import tasks
-
-    return tuple(getattr(tasks, "FINETUNE", FINETUNE_MODES))
+    return tuple(FINETUNE)
 
 
 def is_lr_free(optimizer: str) -> bool:
-    """True for an optimizer whose lr multiplies the rate it estimates (Prodigy, D-Adaptation):
-    compare does not pick its rate, it runs at 1.0."""
-    from ... import tasks
-
-    info = getattr(tasks, "optimizer_info", None)
-    if info is not None:
-        try:
-            return bool(info(optimizer).lr_free)
-        except ValueError:
-            return False
-    return optimizer in _LR_FREE
+    """True for an optimizer whose lr multiplies the rate it estimates (Prodigy, D-Adaptation;
+    ``lrkit.tasks.optimizer_info(name).lr_free``): compare does not choose its rate, it runs
+    at 1.0."""
+    return bool(optimizer_info(optimizer).lr_free)
 
 
 # -- the text form ---------------------------------------------------------------------------
@@ -175,9 +167,12 @@ def parse_entry(text: str) -> Entry:
                 " mode with '+')"
             )
         found[kind], words[kind] = value, part.strip()
+    default = "constant"
+    if "optimizer" in found and optimizer_info(found["optimizer"]).schedule_free:
+        default = SCHEDULE_FREE_DEFAULT  # its authors: no decay, a warmup
     return Entry(
         label=label,
-        schedule=found.get("schedule", "constant"),
+        schedule=found.get("schedule", default),
         optimizer=found.get("optimizer"),
         finetune=found.get("finetune"),
     )

@@ -38,7 +38,7 @@ from ...errors import UserError
 from ...find import pick_lr
 from ...paths import writable_dir
 from ...progress import wanted
-from ...tasks import Task, get_task
+from ...tasks import Task, finetune, get_task
 from ...train import fit
 from .entries import Entry, as_entries
 from .result import LR_POINTS, CompareResult, Row, SeedRun
@@ -202,15 +202,10 @@ class _Lines:
 def _variant(task: Task, entry: Entry) -> Task:
     """The task as the entry trains it: its fine-tuning mode, then its optimizer."""
     if entry.finetune is not None:
-        from ... import tasks
-
-        finetune = getattr(tasks, "finetune", None)
-        if finetune is None:
-            raise UserError(
-                f"entry {entry.label!r}: fine-tuning entries need lrkit.tasks.finetune, which"
-                " this lrkit does not have"
-            )
-        task = finetune(task, entry.finetune)
+        try:
+            task = finetune(task, entry.finetune)
+        except ValueError as e:  # UserError included: a task that cannot be fine-tuned
+            raise UserError(f"entry {entry.label!r}: {e}") from None
     if entry.optimizer is not None:
         task = task.variant(optimizer=entry.optimizer)
     return task
@@ -293,20 +288,22 @@ class _Initial:
 
 
 def _seed_run(history: Any, seed: int, initial: float) -> SeedRun:
+    """One run's record. Its best is the best validation itself (by the metric's direction;
+    several validations an epoch may share an epoch number)."""
     log = history.epochs_log
     ok = history.status == "completed" and log and math.isfinite(log[-1]["metric"])
-    best_epoch = history.best_epoch
-    best_step = None
-    if best_epoch is not None:
-        best = history.best_metric
-        best_step = next(int(e.get("step", 0)) for e in log if e["metric"] == best)
+    best = None
+    for e in log:
+        m = e["metric"]
+        if math.isfinite(m) and (best is None or _better(m, best["metric"], history)):
+            best = e
     return SeedRun(
         seed=seed,
         status=history.status,
         final=float(log[-1]["metric"]) if ok else math.nan,
-        best=float(history.best_metric) if history.best_metric is not None else math.nan,
-        best_epoch=best_epoch,
-        best_step=best_step,
+        best=math.nan if best is None else float(best["metric"]),
+        best_epoch=None if best is None else int(best["epoch"]),
+        best_step=None if best is None else int(best.get("step", 0)),
         initial=initial,
         steps=int(history.steps),
         seconds=float(history.time),
@@ -321,6 +318,10 @@ def _seed_run(history: Any, seed: int, initial: float) -> SeedRun:
         ],  # fmt: skip
         reason=history.reason if history.status != "completed" else "",
     )
+
+
+def _better(a: float, b: float, history: Any) -> bool:
+    return a > b if history.higher_is_better else a < b
 
 
 def _lr_curve(history: Any) -> list[list[float]]:
