@@ -27,6 +27,13 @@ DEFAULT_ROOT = Path("runs") / "compare"
 DEFAULT_SCHEDULES = "constant,step,cosine,cyclic,onecycle,wsd"
 
 
+class MetricValue(FiniteFloat):
+    """A finite number of any size, in the metric's units (no range shown in --help)."""
+
+    def _describe_range(self) -> str:
+        return ""
+
+
 class SameLr(click.ParamType):
     """``auto`` or a peak lr in (0, LR_MAX]."""
 
@@ -74,7 +81,7 @@ class SameLr(click.ParamType):
               " (tune). Example: --budget 1")  # fmt: skip
 @click.option("--epochs", type=epochs_type(), default=None,
               help="Length of every run; default: the task's. Example: --epochs 5")  # fmt: skip
-@click.option("--target", type=FiniteFloat(), default=None,
+@click.option("--target", type=MetricValue(), default=None,
               help="The metric a run must reach for 'steps to target'; default: 95% of the way"
               " from the worst untrained model to the best entry's mean final."
               " Example: --target 0.95")  # fmt: skip
