@@ -24,6 +24,8 @@ BASE = {
     ("schedule", "show"): (["--steps", "10"], ["cosine"]),
     ("tune",): (["--task", "user_tasks:tiny", "--trials", "1", "--quiet", "--out", "{tmp}"], []),
     ("study", "create"): (["--storage", "{tmp}.journal", "--task", "user_tasks:tiny"], ["s"]),
+    ("compare",): (["--task", "user_tasks:tiny", "--schedules", "constant", "--seeds", "1",
+                    "--budget", "3", "--out", "{tmp}"], []),  # fmt: skip
 }
 
 

@@ -27,8 +27,17 @@ DEFAULT_ROOT = Path("runs") / "compare"
 DEFAULT_SCHEDULES = "constant,step,cosine,cyclic,onecycle,wsd"
 
 
+TARGET_MAX = 1e15  # far beyond any metric's value
+
+
 class MetricValue(FiniteFloat):
-    """A finite number of any size, in the metric's units (no range shown in --help)."""
+    """A finite number in the metric's units, within +-TARGET_MAX (no range shown in --help)."""
+
+    def __init__(self) -> None:
+        super().__init__(-TARGET_MAX, TARGET_MAX)
+
+    def accepted(self) -> str:
+        return f"a finite number within ±{TARGET_MAX:g}, in the metric's units"
 
     def _describe_range(self) -> str:
         return ""
