@@ -42,7 +42,7 @@ from ...tasks import Task, finetune, get_task
 from ...train import fit
 from .entries import Entry, as_entries
 from .result import LR_POINTS, CompareResult, Row, SeedRun
-from .stats import default_target
+from .stats import default_target, target_ends
 from .text import target_words
 
 LR_MODES = ("pick", "tune")
@@ -134,16 +134,7 @@ def compare(
             rows.append(_row(entry, variants[entry.label], same_rate, "same", "same", plan, say))
 
     higher = task.metric.higher_is_better
-    initial = [r.initial for row in rows for r in row.runs]
-    finals = [row.summary().mean for row in rows]
-    if opts["target"] is None:
-        goal = default_target(initial, finals, higher)
-        pick = max if higher else min
-        worst = (min if higher else max)([v for v in initial if math.isfinite(v)] or [math.nan])
-        best = pick([v for v in finals if math.isfinite(v)] or [math.nan])
-        target_how = target_words(False, worst, best)
-    else:
-        goal, target_how = opts["target"], target_words(True, math.nan, math.nan)
+    goal, target_how = _target(opts["target"], rows, higher)
     result = CompareResult(
         task=task.name,
         metric=task.metric.name,
@@ -191,8 +182,10 @@ class _Lines:
 
     def run(self, label: str, run: SeedRun, metric: str) -> None:
         self.done += 1
-        if run.status == "completed":
+        if run.status == "completed" and run.best_epoch is not None:
             said = f"{metric} {run.final:.4g} (best {run.best:.4g} at epoch {run.best_epoch + 1})"
+        elif run.status == "completed":
+            said = f"{metric} {run.final:.4g} (no finite validation metric)"
         else:
             said = f"{run.status}: {run.reason}"
         self(f"[{self.done}/{self.total}] {label} seed {run.seed}: {said}, {run.seconds:.2f} s")
@@ -259,6 +252,16 @@ def _same_rate(
     p = pick_lr(task, "constant", budget=BUDGET["pick"], epochs=plan.epochs, seed=plan.seed,
                 progress=False)  # fmt: skip
     return float(p.lr), "pick_lr for constant"
+
+
+def _target(given: float | None, rows: list[Row], higher: bool) -> tuple[float, str]:
+    """The target and how it was set: ``given``, or the default over every row's runs."""
+    if given is not None:
+        return given, target_words(True, math.nan, math.nan)
+    initial = [r.initial for row in rows for r in row.runs]
+    finals = [row.summary().mean for row in rows]
+    worst, best = target_ends(initial, finals, higher)
+    return default_target(initial, finals, higher), target_words(False, worst, best)
 
 
 def _row(entry, task, rate, how, mode, plan, say, cost=0.0, secs=0.0) -> Row:
