@@ -110,52 +110,73 @@ def compare(
     )
 
     rows: list[Row] = []
-    say.total = len(items) * plan.seeds
+    same: list[Any] = [None, ""]  # the same lr and how it was chosen, once known
+    try:
+        _own_rows(items, variants, plan, say, rows)
+        if opts["same_lr"] is not None:
+            same[:] = _same_rate(opts["same_lr"], task, items, rows, plan)
+            _same_rows(items, variants, plan, say, rows, same[0], same[1])
+    except KeyboardInterrupt:
+        if folder is not None and rows:  # what finished is kept, and says it is partial
+            note = f"interrupted: only the {len(rows)} rows that finished before it"
+            _result(task, plan, rows, opts["target"], *same, started, note).save(folder)
+            say(f"{note} are saved in {folder}")
+        raise
+    result = _result(task, plan, rows, opts["target"], *same, started)
+    if folder is not None:
+        result.save(folder)
+    return result
+
+
+def _own_rows(items: list[Entry], variants: dict, plan: _Plan, say: _Lines, rows: list) -> None:
+    """Each entry at its own rate, appended to ``rows`` as it finishes."""
+    say.done, say.total = 0, len(items) * plan.seeds
     for entry in items:
         rate, how, cost, secs = _own_lr(entry, variants[entry.label], plan)
         say(f"{entry.label}: lr {rate:.4g} by {_HOW[how]}" + (f" ({cost:.2f} runs, {secs:.1f} s)"
                                                          if how in LR_MODES else ""))  # fmt: skip
         rows.append(_row(entry, variants[entry.label], rate, how, "own", plan, say, cost, secs))
 
-    same_rate, same_how = None, ""
-    if opts["same_lr"] is not None:
-        same_rate, same_how = _same_rate(opts["same_lr"], task, items, rows, plan)
-        say(f"same lr for every entry: {same_rate:.4g} ({same_how})")
-        say.done, say.total = 0, sum(1 for e in items if not e.lr_free) * plan.seeds
-        for entry, own in zip(items, list(rows)):
-            if entry.lr_free:
-                continue
-            if own.lr == same_rate:  # the very runs again: reuse them
-                say.done += plan.seeds
-                say(f"{entry.label}: its own rate is the same lr: its runs are reused")
-                rows.append(dataclasses.replace(own, mode="same", how="same", cost=0.0,
-                                                seconds=0.0, runs=list(own.runs)))  # fmt: skip
-                continue
-            rows.append(_row(entry, variants[entry.label], same_rate, "same", "same", plan, say))
 
+def _same_rows(items, variants, plan, say, rows, rate: float, how: str) -> None:
+    """Every entry but the lr-free ones at ``rate``, appended to ``rows``; an entry whose own
+    rate it is reuses its runs."""
+    say(f"same lr for every entry: {rate:.4g} ({how})")
+    say.done, say.total = 0, sum(1 for e in items if not e.lr_free) * plan.seeds
+    for entry, own in zip(items, list(rows)):
+        if entry.lr_free:
+            continue
+        if own.lr == rate:  # the very runs again: reuse them
+            say.done += plan.seeds
+            say(f"{entry.label}: its own rate is the same lr: its runs are reused")
+            rows.append(dataclasses.replace(own, mode="same", how="same", cost=0.0, seconds=0.0,
+                                            runs=list(own.runs)))  # fmt: skip
+            continue
+        rows.append(_row(entry, variants[entry.label], rate, "same", "same", plan, say))
+
+
+def _result(task, plan, rows, target, same_rate, same_how, started, note="") -> CompareResult:
     higher = task.metric.higher_is_better
-    goal, target_how = _target(opts["target"], rows, higher)
-    result = CompareResult(
+    goal, target_how = _target(target, rows, higher)
+    return CompareResult(
         task=task.name,
         metric=task.metric.name,
         higher_is_better=higher,
         seeds=plan.seeds,
-        seed=seed,
-        epochs=epochs,
-        steps=total,
+        seed=plan.seed,
+        epochs=plan.epochs,
+        steps=plan.total,
         lr_how=plan.lr,
         budget=plan.budget,
         target=goal,
         target_how=target_how,
-        rows=rows,
+        rows=list(rows),
         same_lr=same_rate,
         same_how=same_how,
         seconds=time.perf_counter() - started,
         version=__version__,
+        note=note,
     )
-    if folder is not None:
-        result.save(folder)
-    return result
 
 
 @dataclasses.dataclass(frozen=True)
