@@ -134,9 +134,9 @@ def compare_command(task_name: str, schedules: str, seeds: int, lr: str,
     folder = writable_dir(out if out is not None else DEFAULT_ROOT / task.name, "--out")
     json_file = None if json_out is None else writable_file(json_out, "--json")
     png_file = None if png is None else writable_file(png, "--png")
+    # compare saves into folder itself: on an interrupt, what finished is saved too
     result = compare(task, entries, seeds=seeds, lr=lr, same_lr=same_lr, epochs=epochs,
-                     target=target, budget=budget, seed=seed, progress=True)  # fmt: skip
-    result.save(folder)
+                     target=target, budget=budget, seed=seed, out=folder, progress=True)  # fmt: skip
     if json_file is not None:
         result.to_json(json_file)
     if png_file is not None:
