@@ -131,3 +131,9 @@ def test_each_short_names_spec_is_documented_in_the_module_and_the_readme():
     for name, spec in SCHEDULES.items():
         assert f"``{name}``: ``{spec}``" in entries.__doc__, name
         assert f"| `{name}` | `{spec}` |" in readme, name
+
+
+def test_a_catalogue_name_missing_its_arguments_gets_the_parsers_message_not_unknown():
+    with pytest.raises(UserError) as e:
+        parse_entry("cyclical")
+    assert "unknown entry part" not in str(e.value) and "entry 'cyclical'" in str(e.value)

@@ -47,7 +47,7 @@ from typing import Any
 
 from ...checks import check_lr, shown
 from ...errors import UserError
-from ...schedules import Schedule, as_schedule
+from ...schedules import REGISTRY, Schedule, as_schedule
 from ...tasks import FINETUNE, OPTIMIZERS, optimizer_info
 
 SCHEDULES: dict[str, str] = {
@@ -190,7 +190,7 @@ def _part(part: str, label: str) -> tuple[str, str]:
     try:
         as_schedule(word, "schedule")
     except ValueError as e:
-        if re.fullmatch(r"[A-Za-z_][\w-]*", word):  # a bare word: a name that is not known
+        if re.fullmatch(r"[A-Za-z_][\w-]*", word) and word not in REGISTRY:  # a name unknown
             raise UserError(_unknown(word, label)) from None
         raise UserError(f"entry {label!r}: {_first_line(e)}") from None
     return "schedule", word
