@@ -12,7 +12,9 @@ The public API:
   :func:`read_run`; :func:`diagnose`, verdicts on the lr with evidence and advice;
   :class:`Guard`, which skips bad updates and rolls back a divergence;
 - ``lrkit.tune``: :func:`tune`, a measured search over rates and schedules (on Optuna,
-  imported only when first used), its :class:`Space`, :class:`Config` and :class:`TuneResult`.
+  imported only when first used), its :class:`Space`, :class:`Config` and :class:`TuneResult`;
+  :func:`compare`, entries side by side at their own rates over seeds, and its
+  :class:`CompareResult` (imported on first use too).
 """
 
 from ._version import __version__
@@ -52,10 +54,13 @@ __all__ = [
     "Space",
     "Config",
     "TuneResult",
+    "compare",
+    "CompareResult",
     "optimizer_info",
 ]
 
 _LAZY = ("tune", "Space", "Config", "TuneResult")  # from lrkit.tune, imported on first use
+_LAZY_COMPARE = ("compare", "CompareResult")  # from lrkit.tune.compare, on first use
 
 
 def __getattr__(name: str):
@@ -66,4 +71,8 @@ def __getattr__(name: str):
 
         module = importlib.import_module(".tune", __name__)
         return module if name == "tune" else getattr(module, name)
+    if name in _LAZY_COMPARE:
+        import importlib
+
+        return getattr(importlib.import_module(".tune.compare", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -5,6 +5,7 @@ internal error (with its traceback), 130 interrupted.
 """
 
 from . import (  # noqa: F401  (registers the commands)
+    compare_cmd,
     doctor_cmd,
     find_cmd,
     schedule_cmd,
