@@ -208,6 +208,13 @@ def test_best_metric_is_the_lowest_when_lower_is_better():
     assert (history.best_metric, history.best_epoch) == (0.2, 1)
 
 
+def test_best_metric_is_the_best_validation_when_an_epoch_has_several():
+    history = History(higher_is_better=True)
+    for epoch, metric in [(0, 0.5), (0, 0.8), (1, 0.6), (1, 0.7)]:  # val_every: two an epoch
+        history.add_epoch(epoch, metric, val_loss=1.0, time=0.0)
+    assert (history.best_metric, history.best_epoch) == (0.8, 0)
+
+
 def test_progress_bar_shows_steps_loss_and_lr(capsys):
     fit(user_tasks.tiny(), lr=0.1, progress=True)
     out = capsys.readouterr().out

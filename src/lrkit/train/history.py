@@ -111,27 +111,31 @@ class History:
         """The metric after the last validated epoch (None before any)."""
         return self.epochs_log[-1]["metric"] if self.epochs_log else None
 
-    @property
-    def best_epoch(self) -> int | None:
-        """The epoch (0-based) with the best metric (None before any)."""
+    def _best(self) -> dict[str, float] | None:
+        """The validation with the best metric (the first of equals; None before any)."""
         best = None
         for e in self.epochs_log:
             m = e["metric"]
             if math.isnan(m):
                 continue
-            if best is None or (m > best[1] if self.higher_is_better else m < best[1]):
-                best = (e["epoch"], m)
-        return None if best is None else best[0]
+            if best is None or (
+                m > best["metric"] if self.higher_is_better else m < best["metric"]
+            ):
+                best = e
+        return best
+
+    @property
+    def best_epoch(self) -> int | None:
+        """The epoch (0-based) of the validation with the best metric (None before any)."""
+        best = self._best()
+        return None if best is None else best["epoch"]
 
     @property
     def best_metric(self) -> float | None:
-        """The best metric over the epochs, by ``higher_is_better`` (None before any)."""
-        epoch = self.best_epoch
-        return (
-            None
-            if epoch is None
-            else next(e["metric"] for e in self.epochs_log if e["epoch"] == epoch)
-        )
+        """The best metric over the validations, by ``higher_is_better`` (None before any);
+        with several validations an epoch (``val_every``), the best of them all."""
+        best = self._best()
+        return None if best is None else best["metric"]
 
     # -- plain data -------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
