@@ -178,7 +178,7 @@ def test_two_workers_through_optunas_grpc_proxy(pg_server, tmp_path):
             f"grpc://127.0.0.1:{port}",
             "proxied",
             16,
-            sleep=0.02,
+            sleep=0.15,  # long enough that a loaded machine still lets both workers take trials
             log=log,
             together=f"2:{tmp_path / 'up'}",
         )
