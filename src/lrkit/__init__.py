@@ -19,6 +19,7 @@ from ._version import __version__
 from .errors import UserError
 from .find import Pick, pick_lr
 from .schedules import Driver, Schedule, ScheduleSyntaxError, load_schedule, parse
+from .schedules.scaling import ScaledLr, scale_lr
 from .tasks import Metric, Task, get_task, list_tasks
 from .train import History, ScheduleFitWarning, fit
 from .watch import Diagnosis, Guard, GuardExhausted, Signals, Watch, diagnose, read_run
@@ -51,9 +52,16 @@ __all__ = [
     "Space",
     "Config",
     "TuneResult",
+    "scale_lr",
+    "ScaledLr",
+    "batch_size_study",
+    "BatchSizeStudy",
+    "clip_study",
+    "ClipStudy",
 ]
 
 _LAZY = ("tune", "Space", "Config", "TuneResult")  # from lrkit.tune, imported on first use
+_THUMB = ("batch_size_study", "BatchSizeStudy", "clip_study", "ClipStudy")  # lrkit.tune.thumb
 
 
 def __getattr__(name: str):
@@ -64,4 +72,8 @@ def __getattr__(name: str):
 
         module = importlib.import_module(".tune", __name__)
         return module if name == "tune" else getattr(module, name)
+    if name in _THUMB:
+        import importlib
+
+        return getattr(importlib.import_module(".tune.thumb", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
