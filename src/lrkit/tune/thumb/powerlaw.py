@@ -62,11 +62,13 @@ def fit_power_law(batch_sizes: Sequence[float], lrs: Sequence[float]) -> PowerLa
     """
     from scipy import stats
 
-    x, y = np.log(np.asarray(batch_sizes, dtype=float)), np.log(np.asarray(lrs, dtype=float))
-    if len(x) != len(y) or len(x) < 3:
-        raise ValueError(f"a fit needs at least 3 (batch, lr) pairs, got {len(x)}")
-    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+    b, lr = np.asarray(batch_sizes, dtype=float), np.asarray(lrs, dtype=float)
+    if len(b) != len(lr) or len(b) < 3:
+        raise ValueError(f"a fit needs at least 3 (batch, lr) pairs, got {min(len(b), len(lr))}")
+    values = np.concatenate([b, lr])
+    if not (np.all(np.isfinite(values)) and np.all(values > 0)):
         raise ValueError("every batch size and lr of a fit must be a finite number > 0")
+    x, y = np.log(b), np.log(lr)
     sxx = float(np.sum((x - x.mean()) ** 2))
     if sxx == 0:
         raise ValueError("a fit needs at least 2 different batch sizes")

@@ -1,0 +1,71 @@
+"""Does gradient clipping allow higher rates? ``lrkit.clip_study`` on every bundled task.
+
+For each task, its defaults: thresholds 0.25x, 1x and 4x the median gradient norm of a short
+run at the task's lr; lrs from the task's lr / 10 up, 0.25 decades apart, each arm climbing
+until it fails twice in a row; ``warmup(5%) >> cosine`` over the task's epochs; a run trains
+when it does not diverge and its final metric is within 5% (relative) of the study's best;
+``--seeds`` seeds per point (default 1). Writes ``benchmarks/thumb/<task>-clip.json`` and
+``.png`` and prints a Markdown table: the largest trainable lr per arm and the verdicts.
+
+    .venv/bin/python benchmarks/thumb_clip.py --jobs 1                 # about 8 min on 2 cores
+    .venv/bin/python benchmarks/thumb_clip.py --tasks digits-mlp       # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent / "thumb"
+TASKS = ("digits-mlp", "digits-cnn", "wine-mlp", "diabetes-mlp", "pychar-gru")
+
+
+def one(task_name: str, seeds: int) -> dict:
+    import torch
+
+    import lrkit
+
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    study = lrkit.clip_study(task_name, seeds=seeds, progress=False)
+    OUT.mkdir(exist_ok=True)
+    study.to_json(OUT / f"{task_name}-clip.json")
+    study.plot(OUT / f"{task_name}-clip.png")
+    return {"task": task_name, "study": study, "seconds": time.perf_counter() - start}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tasks", default=",".join(TASKS))
+    ap.add_argument("--seeds", type=int, default=1)
+    ap.add_argument("--jobs", type=int, default=1)
+    args = ap.parse_args()
+    names = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    if args.jobs > 1:
+        with ProcessPoolExecutor(args.jobs) as pool:
+            results = list(pool.map(one, names, [args.seeds] * len(names)))
+    else:
+        results = [one(n, args.seeds) for n in names]
+    print(
+        "| task | median grad norm | largest trainable lr: none / 0.25x / 1x / 4x | best metric: none / 0.25x / 1x / 4x | runs | seconds |"
+    )
+    print("|---|---|---|---|---|---|")
+    for r in results:
+        s = r["study"]
+        tops = " / ".join(
+            "-" if s.largest(i) is None else f"{s.largest(i):.3g}" for i in range(len(s.arms))
+        )
+        bests = []
+        for i in range(len(s.arms)):
+            ok = [x["metric"] for x in s.runs if x["arm"] == i and not x["diverged"]]
+            bests.append("-" if not ok else f"{(max if s.higher_is_better else min)(ok):.4g}")
+        print(f"| {r['task']} | {s.median_norm:.3g} | {tops} | {' / '.join(bests)} ({s.metric_name})"
+              f" | {len(s.runs)} | {r['seconds']:.0f} |")  # fmt: skip
+    for r in results:
+        print(f"\n{r['task']}:\n{r['study'].table()}\n{r['study'].verdict}")
+
+
+if __name__ == "__main__":
+    main()
