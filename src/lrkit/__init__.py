@@ -12,7 +12,10 @@ The public API:
   :func:`read_run`; :func:`diagnose`, verdicts on the lr with evidence and advice;
   :class:`Guard`, which skips bad updates and rolls back a divergence;
 - ``lrkit.tune``: :func:`tune`, a measured search over rates and schedules (on Optuna,
-  imported only when first used), its :class:`Space`, :class:`Config` and :class:`TuneResult`.
+  imported only when first used), its :class:`Space`, :class:`Config` and :class:`TuneResult`;
+- rules of thumb: :func:`scale_lr` (the linear and square-root batch-size rules, with their
+  sources), :func:`batch_size_study` and :func:`clip_study` (which rule holds, and whether
+  clipping allows higher rates, measured; from ``lrkit.tune.thumb``, imported on first use).
 """
 
 from ._version import __version__
