@@ -93,3 +93,33 @@ def test_study_clip_refuses_bad_input_in_one_line_with_status_2(capsys, args, me
     status, out, err = call(capsys, "study", "clip", "--task", "wine-mlp", *args)
     assert status == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and message in err, err
+
+
+def test_scale_lr_prints_the_new_lr_its_source_and_the_warmup(capsys):
+    status, out, err = call(capsys, "scale-lr", "0.1", "--from-batch", "256", "--to-batch", "1024")
+    assert status == 0, err
+    lines = out.splitlines()
+    assert lines[0] == "lr 0.4 at batch 1024 (linear rule: x4 the lr 0.1 at batch 256)"
+    assert "Goyal" in lines[1] and "warmup(5ep, start=0.25)" in lines[2]
+
+
+def test_scale_lr_quiet_prints_only_the_number(capsys):
+    args = ("scale-lr", "1e-3", "--from-batch", "32", "--to-batch", "128", "--rule", "sqrt", "-q")
+    status, out, _ = call(capsys, *args)
+    assert status == 0 and out == "0.002\n"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["nan", "--from-batch", "1", "--to-batch", "2"], "LR must be"),
+        (["inf", "--from-batch", "1", "--to-batch", "2"], "LR must be"),
+        (["0", "--from-batch", "1", "--to-batch", "2"], "LR must be"),
+        (["0.1", "--from-batch", "0", "--to-batch", "2"], "--from-batch must be a whole number"),
+        (["0.1", "--from-batch", "2", "--to-batch", "2.5"], "--to-batch must be a whole number"),
+        (["0.1", "--from-batch", "2", "--to-batch", "4", "--rule", "cube"], "known: linear, sqrt"),
+    ],
+)
+def test_scale_lr_refuses_bad_input_in_one_line_with_status_2(capsys, args, message):
+    status, out, err = call(capsys, "scale-lr", *args)
+    assert status == 2 and out == "" and len(err.strip().splitlines()) == 1 and message in err, err

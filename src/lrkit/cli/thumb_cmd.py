@@ -1,4 +1,5 @@
-"""``lrkit study batch-size`` and ``lrkit study clip``: rules of thumb about the lr, measured.
+"""``lrkit study batch-size`` and ``lrkit study clip``: rules of thumb about the lr, measured;
+``lrkit scale-lr``: one rule applied.
 
 Both print a line per run, then a table and the verdict, save JSON and a PNG into ``--out``
 (default ``runs/study/<study>/<task>``) and say where in their last line.
@@ -12,10 +13,11 @@ from typing import Any
 import click
 
 from ..errors import UserError
-from .app import writable_dir
+from .app import cli, writable_dir
 from .options import FiniteFloat, OptionError, PathArg, WholeNumber, epochs_type, lr_type, seed_type
 from .study_cmd import study_group
 from .train_cmd import TASK_HELP
+from .tune_cmd import Named
 
 DEFAULT_ROOT = Path("runs") / "study"
 
@@ -194,3 +196,38 @@ def clip_command(task_name: str, schedule: str, epochs: int | None, seed: int, s
     click.echo(result.verdict)
     result.save(folder)
     click.echo(f"results written to {folder}: {', '.join(FILES.values())}")
+
+
+@cli.command(name="scale-lr")
+@click.argument("lr", type=lr_type())
+@click.option("--from-batch", "from_batch", type=WholeNumber(1, 10**9), required=True,
+              help="The batch size LR was tuned at. Example: --from-batch 256")  # fmt: skip
+@click.option("--to-batch", "to_batch", type=WholeNumber(1, 10**9), required=True,
+              help="The batch size to train at. Example: --to-batch 1024")  # fmt: skip
+@click.option("--rule", type=Named(("linear", "sqrt")),
+              default="linear", show_default=True,
+              help="linear (SGD, Goyal et al. 2017) or sqrt (Adam, Malladi et al. 2022)."
+              " Example: --rule sqrt")  # fmt: skip
+@click.option("--quiet", "-q", is_flag=True, help="Print only the new lr. Example: -q")
+def scale_lr_command(lr: float, from_batch: int, to_batch: int, rule: str, quiet: bool) -> None:
+    """The lr for another batch size by the linear or the square-root rule, with its source
+    and, when the lr rises, the warmup to use ('lrkit study batch-size' measures which rule
+    holds on your model).
+
+    \b
+    Examples:
+      lrkit scale-lr 0.1 --from-batch 256 --to-batch 1024
+      lrkit scale-lr 3e-4 --from-batch 32 --to-batch 256 --rule sqrt
+      LR=$(lrkit scale-lr 0.1 --from-batch 256 --to-batch 1024 -q)
+    """
+    from ..schedules.scaling import scale_lr
+
+    scaled = scale_lr(lr, from_batch, to_batch, rule=rule)
+    if quiet:
+        click.echo(f"{scaled.lr:.6g}")
+        return
+    click.echo(f"lr {scaled.lr:.6g} at batch {to_batch} ({scaled.rule} rule: x{scaled.factor:.4g}"
+               f" the lr {lr:g} at batch {from_batch})")  # fmt: skip
+    click.echo(f"source: {scaled.source}")
+    if scaled.warmup:
+        click.echo(f"warmup: {scaled.warmup}")

@@ -148,8 +148,8 @@ class BatchSizeStudy(Result):
         )
 
     def plot(self, path: str | Path | None = None) -> Any:
-        """Best lr against batch size on log-log axes: the measured picks, the fit (with
-        ``k``), and the linear and square-root rules' lines through the smallest batch's lr.
+        """Best lr against batch size on log-log axes: the measured picks (each seed's as a grey
+        dot), the fit (with ``k``), and the linear and square-root rules' lines through the smallest batch's lr.
         ``path`` saves it; returns the Figure."""
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -158,7 +158,12 @@ class BatchSizeStudy(Result):
         FigureCanvasAgg(fig)
         ax = fig.subplots()
         b, lrs = self.batch_sizes, self.lrs
-        ax.plot(b, lrs, "o", color="black", label="best lr (pick_lr)", zorder=3)
+        if self.seeds > 1:
+            each = [(r["batch_size"], x) for r in self.rows for x in r.get("lrs", [])]
+            ax.plot([e[0] for e in each], [e[1] for e in each], ".", color="grey", alpha=0.6,
+                    label=f"each pick ({self.seeds} seeds)")  # fmt: skip
+        label = "best lr (pick_lr)" if self.seeds == 1 else "geometric mean of the picks"
+        ax.plot(b, lrs, "o", color="black", label=label, zorder=3)
         ends = [min(b), max(b)]
         ax.plot(ends, [self.fit.predict(x) for x in ends], "-", color="C0",
                 label=f"fit: k = {self.k:.2f} [{self.fit.low:.2f}, {self.fit.high:.2f}]")  # fmt: skip
