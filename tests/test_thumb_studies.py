@@ -219,3 +219,10 @@ def test_import_lrkit_does_not_import_the_studies_until_asked():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "True", "False"]
     assert lrkit.clip_study is clip_study and lrkit.BatchSizeStudy is BatchSizeStudy
+
+
+def test_a_lucky_run_above_a_failure_does_not_raise_the_largest_trainable_lr():
+    study = _study(0.3, 0.3)
+    study.runs.append({"arm": 0, "lr": 1.0, "metric": 0.5, "diverged": False})
+    study.runs.append({"arm": 0, "lr": 3.0, "metric": 0.9, "diverged": False})
+    assert study.trains(study.runs[-1]) and study.largest(0) == pytest.approx(0.3)

@@ -16,8 +16,10 @@ The method:
    final, since the best metric can only improve.
 3. **Trains.** A run *trains* when no seed diverged and its final metric is within
    ``tolerance`` (relative: 0.05 is 5% of the best's magnitude) of the best final metric of
-   any run of the study. The *largest trainable lr* of an arm is the largest lr of the grid at
-   which it trains; its resolution is one grid step (x1.78).
+   any run of the study. The *largest trainable lr* of an arm is the top of its first unbroken
+   stretch of lrs that train (a lucky run above a failure does not count); its resolution is
+   one grid step (x1.78). A metric such as accuracy can stay high while the validation loss
+   explodes (an over-confident model): each run's final ``val_loss`` is kept in the results.
 
 The verdict compares each threshold's largest trainable lr with the one without clipping:
 "clipping at 1.2 (1x the median norm 1.2) raised the largest trainable lr from 0.1 to 0.56
@@ -212,18 +214,20 @@ def _run(task: Task, lr: float, arm: Arm, schedule: str, epochs: int, seed: int,
          seeds: int) -> dict[str, Any]:  # fmt: skip
     """One (arm, lr): ``seeds`` full runs; the mean final metric, diverged if any did."""
     start = time.perf_counter()
-    metrics, statuses = [], []
+    metrics, losses, statuses = [], [], []
     for s in range(seed, seed + seeds):
         history = fit(task, lr, schedule, epochs=epochs, seed=s, clip_grad=arm.threshold,
                       progress=False)  # fmt: skip
         statuses.append(history.status)
         final = history.final_metric
         metrics.append(math.nan if final is None else float(final))
+        losses.append(float(history.epochs_log[-1]["val_loss"]) if history.epochs_log else math.nan)
     diverged = any(s != "completed" for s in statuses) or not all(map(math.isfinite, metrics))
     return {
         "lr": float(lr),
         "metric": math.nan if diverged else sum(metrics) / len(metrics),
         "metrics": metrics,
+        "val_loss": sum(losses) / len(losses),
         "diverged": diverged,
         "statuses": statuses,
         "seconds": time.perf_counter() - start,

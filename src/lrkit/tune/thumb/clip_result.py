@@ -42,7 +42,7 @@ def within(metric: float, best: float, tolerance: float, higher_is_better: bool)
 @dataclass
 class ClipStudy(Result):
     """The runs of a clip study (``runs``: one dict per (arm, lr) with ``arm`` (index into
-    ``arms``), ``lr``, ``metric``, ``diverged``), and what they say: :meth:`largest`,
+    ``arms``), ``lr``, ``metric``, ``val_loss``, ``diverged``), and what they say: :meth:`largest`,
     :meth:`trains`, :attr:`verdicts`."""
 
     task: str
@@ -77,9 +77,16 @@ class ClipStudy(Result):
         )
 
     def largest(self, arm: int) -> float | None:
-        """The largest lr at which arm ``arm`` trains (None: at none of the grid's)."""
-        ok = [r["lr"] for r in self.runs if r["arm"] == arm and self.trains(r)]
-        return max(ok) if ok else None
+        """The largest trainable lr of arm ``arm``: the top of its first unbroken stretch of
+        lrs that train, climbing from the lowest (None: it trained at none). A run that trains
+        again above a failure (noise at the edge) does not move it."""
+        top = None
+        for r in sorted((r for r in self.runs if r["arm"] == arm), key=lambda r: r["lr"]):
+            if self.trains(r):
+                top = r["lr"]
+            elif top is not None:
+                break
+        return top
 
     def _top_of_grid(self, arm: int) -> bool:
         tried = [r["lr"] for r in self.runs if r["arm"] == arm]
