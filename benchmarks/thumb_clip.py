@@ -18,11 +18,11 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parent / "thumb"
+OUT = Path(__file__).resolve().parent / "thumb"  # --out changes it
 TASKS = ("digits-mlp", "digits-cnn", "wine-mlp", "diabetes-mlp", "pychar-gru")
 
 
-def one(task_name: str, seeds: int) -> dict:
+def one(task_name: str, seeds: int, out: Path = OUT) -> dict:
     import torch
 
     import lrkit
@@ -30,9 +30,9 @@ def one(task_name: str, seeds: int) -> dict:
     torch.set_num_threads(1)
     start = time.perf_counter()
     study = lrkit.clip_study(task_name, seeds=seeds, progress=False)
-    OUT.mkdir(exist_ok=True)
-    study.to_json(OUT / f"{task_name}-clip.json")
-    study.plot(OUT / f"{task_name}-clip.png")
+    out.mkdir(parents=True, exist_ok=True)
+    study.to_json(out / f"{task_name}-clip.json")
+    study.plot(out / f"{task_name}-clip.png")
     return {"task": task_name, "study": study, "seconds": time.perf_counter() - start}
 
 
@@ -41,30 +41,51 @@ def main() -> None:
     ap.add_argument("--tasks", default=",".join(TASKS))
     ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=OUT, help="folder for the JSON and PNG files")
+    ap.add_argument("--report", action="store_true", help="only print the tables of --out's JSON")
     args = ap.parse_args()
     names = [t.strip() for t in args.tasks.split(",") if t.strip()]
-    if args.jobs > 1:
+    if args.report:
+        from lrkit.tune.thumb import ClipStudy
+
+        results = [{"task": n, "study": ClipStudy.load(args.out / f"{n}-clip.json")} for n in names]
+    elif args.jobs > 1:
         with ProcessPoolExecutor(args.jobs) as pool:
-            results = list(pool.map(one, names, [args.seeds] * len(names)))
+            results = list(pool.map(one, names, [args.seeds] * len(names), [args.out] * len(names)))
     else:
-        results = [one(n, args.seeds) for n in names]
-    print(
-        "| task | median grad norm | largest trainable lr: none / 0.25x / 1x / 4x | best metric: none / 0.25x / 1x / 4x | runs | seconds |"
-    )
-    print("|---|---|---|---|---|---|")
+        results = [one(n, args.seeds, args.out) for n in names]
+    print(markdown(results))
+    for r in results:
+        print(
+            f"\n{r['task']}:\n{r['study'].table()}\n{r['study'].grid_table()}\n{r['study'].verdict}"
+        )
+
+
+def markdown(results: list[dict]) -> str:
+    """The summary table: per task, each arm's largest trainable lr, the validation loss
+    there, the best final metric, the runs and their seconds."""
+    lines = [
+        "| task | median grad norm | largest trainable lr: none / 0.25x / 1x / 4x"
+        " | val loss there | best metric | runs | seconds |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         s = r["study"]
-        tops = " / ".join(
-            "-" if s.largest(i) is None else f"{s.largest(i):.3g}" for i in range(len(s.arms))
-        )
-        bests = []
+        tops, losses, bests = [], [], []
         for i in range(len(s.arms)):
-            ok = [x["metric"] for x in s.runs if x["arm"] == i and not x["diverged"]]
+            mine = [x for x in s.runs if x["arm"] == i]
+            top = s.largest(i)
+            tops.append("-" if top is None else f"{top:.3g}")
+            at = [x.get("val_loss", float("nan")) for x in mine if x["lr"] == top]
+            losses.append(f"{at[0]:.3g}" if at else "-")
+            ok = [x["metric"] for x in mine if not x["diverged"]]
             bests.append("-" if not ok else f"{(max if s.higher_is_better else min)(ok):.4g}")
-        print(f"| {r['task']} | {s.median_norm:.3g} | {tops} | {' / '.join(bests)} ({s.metric_name})"
-              f" | {len(s.runs)} | {r['seconds']:.0f} |")  # fmt: skip
-    for r in results:
-        print(f"\n{r['task']}:\n{r['study'].table()}\n{r['study'].verdict}")
+        seconds = sum(x["seconds"] for x in s.runs)
+        lines.append(
+            f"| {r['task']} | {s.median_norm:.3g} | {' / '.join(tops)} | {' / '.join(losses)}"
+            f" | {' / '.join(bests)} ({s.metric_name}) | {len(s.runs)} | {seconds:.0f} |"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -226,3 +226,11 @@ def test_a_lucky_run_above_a_failure_does_not_raise_the_largest_trainable_lr():
     study.runs.append({"arm": 0, "lr": 1.0, "metric": 0.5, "diverged": False})
     study.runs.append({"arm": 0, "lr": 3.0, "metric": 0.9, "diverged": False})
     assert study.trains(study.runs[-1]) and study.largest(0) == pytest.approx(0.3)
+
+
+def test_the_verdict_names_a_validation_loss_that_exploded_while_the_metric_held():
+    study = _study(0.3, 1.0)
+    for r in study.runs:
+        r["val_loss"] = 5000.0 if (r["arm"], r["lr"]) == (1, 1.0) else 0.2
+    assert "validation loss there, 5e+03, is x2.5e+04 the study's best" in study.verdicts[0]
+    assert study.loss_note(0) == ""

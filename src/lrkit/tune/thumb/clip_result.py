@@ -12,7 +12,7 @@ from ...results import Result
 from .report import save_figure, table
 
 FILES = {"json": "clip.json", "png": "clip.png"}
-GRID_RATIO = 10**0.25  # one step of the default grid
+LOSS_WARN = 10.0  # a validation loss this many times the study's best is named in the verdict
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,24 @@ class ClipStudy(Result):
             return f"{arm.threshold:.3g} ({arm.multiple:g}x the median norm {self.median_norm:.3g})"
         return f"{arm.threshold:.3g}"
 
+    def loss_note(self, arm: int) -> str:
+        """A warning when the validation loss at the arm's largest trainable lr is over
+        ``LOSS_WARN`` times the study's best (the metric held but the model became
+        over-confident); empty otherwise, or when the runs kept no val_loss."""
+        top = self.largest(arm)
+        losses = [r.get("val_loss", math.nan) for r in self.runs if not r["diverged"]]
+        losses = [x for x in losses if math.isfinite(x)]
+        at = [r.get("val_loss", math.nan) for r in self.runs if r["arm"] == arm and r["lr"] == top]
+        if top is None or not losses or not at or not math.isfinite(at[0]) or min(losses) <= 0:
+            return ""
+        ratio = at[0] / min(losses)
+        if ratio <= LOSS_WARN:
+            return ""
+        return (
+            f" (but its validation loss there, {at[0]:.3g}, is x{ratio:.2g} the study's best:"
+            f" the {self.metric_name} held, the model is over-confident)"
+        )
+
     @property
     def verdicts(self) -> list[str]:
         """One line per threshold: did clipping there raise the largest trainable lr?"""
@@ -115,7 +133,7 @@ class ClipStudy(Result):
                              " no lr of the grid trained")  # fmt: skip
             elif top > base * 1.0001:
                 lines.append(f"{name} raised the largest trainable lr from {base:.3g} to"
-                             f" {top:.3g} (x{top / base:.2g}){edge}")  # fmt: skip
+                             f" {top:.3g} (x{top / base:.2g}){edge}{self.loss_note(i)}")  # fmt: skip
             elif top < base / 1.0001:
                 lines.append(f"{name} lowered the largest trainable lr from {base:.3g} to"
                              f" {top:.3g} (x{top / base:.2g})")  # fmt: skip
@@ -130,6 +148,7 @@ class ClipStudy(Result):
             "largest trainable lr without clipping: "
             + ("none of the grid" if self.largest(0) is None else f"{self.largest(0):.3g}")
             + (" (the top of the grid)" if self._top_of_grid(0) else "")
+            + self.loss_note(0)
             + f"; a run trains when it does not diverge and ends within {self.tolerance:g}"
             f" (relative) of the best {self.metric_name} {self.best_metric:.4g}"
         )
