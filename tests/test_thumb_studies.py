@@ -234,3 +234,21 @@ def test_the_verdict_names_a_validation_loss_that_exploded_while_the_metric_held
         r["val_loss"] = 5000.0 if (r["arm"], r["lr"]) == (1, 1.0) else 0.2
     assert "validation loss there, 5e+03, is x2.5e+04 the study's best" in study.verdicts[0]
     assert study.loss_note(0) == ""
+
+
+def test_an_arm_that_fails_while_still_improving_keeps_climbing(monkeypatch):
+    """Below its peak a run fails for being too slow: the arm climbs on until it is past it."""
+
+    def run(task, lr, arm, schedule, epochs, seed, seeds):
+        # tiny's metric is its validation loss: no clipping 0.1 at every lr up to 1; the
+        # clipped arm improves until lr 1, where it reaches 0.1 too
+        metric = 0.1 if arm.threshold is None else 0.5 - 0.4 * min(lr, 1.0)
+        diverged = lr > 1.0001
+        return {"lr": lr, "metric": math.nan if diverged else metric, "metrics": [],
+                "diverged": diverged, "statuses": [], "seconds": 0.0}  # fmt: skip
+
+    monkeypatch.setattr(clip_module, "_run", run)
+    study = clip_study(tiny(), [1.0], lrs=[0.1, 0.2, 0.4, 0.7, 1.0, 2.0, 4.0, 8.0], progress=False)
+    clipped = [r["lr"] for r in study.runs if r["arm"] == 1]
+    assert clipped == [0.1, 0.2, 0.4, 0.7, 1.0, 2.0, 4.0]  # stops after two divergences
+    assert study.largest(1) == pytest.approx(1.0)

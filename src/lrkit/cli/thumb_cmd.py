@@ -155,7 +155,7 @@ def batch_size_command(task_name: str, schedule: str, epochs: int | None, seed: 
               " short run at the task's lr. Example: --thresholds 0.5,1,4")  # fmt: skip
 @click.option("--lrs", type=NumberList(lr_type()), default=None,
               help="The lrs to climb; default: from the task's lr / 10 up, 0.25 decades apart,"
-              " until each arm fails twice in a row. Example: --lrs 0.01,0.03,0.1,0.3,1")  # fmt: skip
+              " until each arm is past its peak (two runs that neither train nor beat its best). Example: --lrs 0.01,0.03,0.1,0.3,1")  # fmt: skip
 @click.option("--tolerance", type=FiniteFloat(0, 1, low_open=True, high_open=True), default=0.05,
               show_default=True, help="A run trains when it does not diverge and its final"
               " metric is within this fraction of the best's. Example: --tolerance 0.02")  # fmt: skip

@@ -11,9 +11,9 @@ The method:
    to ``GRID_POINTS`` of them; or the lrs given. Every arm (no clipping, then each threshold)
    trains a full run (:func:`~lrkit.train.fit` with ``clip_grad``) at each lr in turn, all arms
    at one lr before the next, with ``seeds`` seeds (the metric is their mean; any seed's
-   divergence is the run's). An arm stops climbing after two failures in a row once it has
-   trained at some lr (or after two divergences in a row): a failure seen while climbing is
-   final, since the best metric can only improve.
+   divergence is the run's). An arm stops climbing after two runs in a row that neither train
+   nor improve on the arm's own best metric: it is past its peak (a run that fails while
+   climbing fails at the end too, since the study's best can only improve).
 3. **Trains.** A run *trains* when no seed diverged and its final metric is within
    ``tolerance`` (relative: 0.05 is 5% of the best's magnitude) of the best final metric of
    any run of the study. The *largest trainable lr* of an arm is the top of its first unbroken
@@ -175,10 +175,9 @@ def clip_study(
     ]
     hib = task.metric.higher_is_better
     runs: list[dict[str, Any]] = []
-    best = math.nan
-    streak = [0] * len(arms)
-    diverged_streak = [0] * len(arms)
-    trained = [False] * len(arms)
+    best = math.nan  # the best final metric of the study so far
+    own = [math.nan] * len(arms)  # each arm's own best so far
+    streak = [0] * len(arms)  # runs in a row that neither train nor improve on the arm's best
     alive = [True] * len(arms)
     for lr in grid:
         if not any(alive):
@@ -189,17 +188,14 @@ def clip_study(
             run = _run(task, lr, arm, schedule, epochs, seed, seeds)
             runs.append({"arm": i, **run})
             m = run["metric"]
-            if (
-                not run["diverged"]
-                and math.isfinite(m)
-                and (math.isnan(best) or task.metric.better(m, best))
-            ):
+            improved = not run["diverged"] and task.metric.better(m, own[i])
+            if improved:
+                own[i] = m
+            if improved and task.metric.better(m, best):
                 best = m
             ok = not run["diverged"] and within(m, best, tolerance, hib)
-            trained[i] |= ok
-            streak[i] = 0 if ok else streak[i] + 1
-            diverged_streak[i] = diverged_streak[i] + 1 if run["diverged"] else 0
-            alive[i] = not ((streak[i] >= 2 and trained[i]) or diverged_streak[i] >= 2)
+            streak[i] = 0 if ok or improved else streak[i] + 1
+            alive[i] = streak[i] < 2
             shown_metric = "diverged" if run["diverged"] else f"{task.metric.name} {m:.4g}"
             say(f"{arm.label}: lr {lr:.4g}: {shown_metric} ({run['seconds']:.1f} s)"
                 + ("" if alive[i] else "; stops climbing"))  # fmt: skip
