@@ -1,11 +1,12 @@
 """Does gradient clipping allow higher rates? ``lrkit.clip_study`` on every bundled task.
 
-For each task, its defaults: thresholds 0.25x, 1x and 4x the median gradient norm of a short
-run at the task's lr; lrs from the task's lr / 10 up, 0.25 decades apart, each arm climbing
-until it is past its peak (two runs in a row that neither train nor beat its own best); ``warmup(5%) >> cosine`` over the task's epochs; a run trains
-when it does not diverge and its final metric is within 5% (relative) of the study's best;
-``--seeds`` seeds per point (default 1). Writes ``benchmarks/thumb/<task>-clip.json`` and
-``.png`` and prints a Markdown table: the largest trainable lr per arm and the verdicts.
+For each task, its defaults: thresholds 0.25x, 1x and 4x the median gradient norm of a short run
+at the task's lr; lrs from the task's lr / 10 up, 0.25 decades apart, each arm climbing until it
+is past its peak (two runs in a row that neither train nor beat its own best); ``warmup(5%) >>
+cosine`` over the task's epochs; a run trains when it does not diverge and its final metric is
+within 5% (relative) of the study's best; ``--seeds`` seeds per point (default 1). Writes
+``benchmarks/thumb/<task>-clip.json`` and ``.png`` and prints a Markdown table: the largest
+trainable lr per arm and the verdicts.
 
     .venv/bin/python benchmarks/thumb_clip.py --jobs 1                 # about 8 min on 2 cores
     .venv/bin/python benchmarks/thumb_clip.py --tasks digits-mlp       # a quick look
