@@ -11,10 +11,10 @@ Two rules, for ``lr`` tuned at batch size ``from_batch`` and wanted at ``to_batc
 - ``"sqrt"``: ``lr * sqrt(k)``. The square-root rule for Adam-type optimizers: Malladi, Lyu,
   Panigrahi and Arora 2022, "On the SDEs and Scaling Rules for Adaptive Gradient Algorithms"
   (NeurIPS 2022, arXiv:2205.10287) derive it for Adam and RMSprop from their SDE
-  approximations (their full rule also sets ``1 - beta1``, ``1 - beta2`` times k and ``eps``
-  over sqrt(k); this function scales the lr only). Krizhevsky 2014, "One weird trick for
-  parallelizing convolutional neural networks" (arXiv:1404.5997), gave the older argument for
-  SGD: sqrt(k) keeps the variance of the update constant.
+  approximations (their rule also adjusts Adam's betas and eps with the batch size; this
+  function scales the lr only). Krizhevsky 2014, "One weird trick for parallelizing
+  convolutional neural networks" (arXiv:1404.5997), gave the older variance argument for
+  sqrt(k) with SGD, though in practice he, like Goyal et al., scaled SGD's lr linearly.
 
 Both rules are rules of thumb, and both break down past some batch size;
 ``lrkit study batch-size`` measures which holds on a given model, and up to where.
@@ -45,7 +45,7 @@ SOURCES = {
     " arXiv:1706.02677 (linear scaling with a gradual warmup, for SGD)",
     "sqrt": "Malladi et al. 2022, 'On the SDEs and Scaling Rules for Adaptive Gradient"
     " Algorithms', NeurIPS 2022, arXiv:2205.10287 (square-root scaling, for Adam and"
-    " RMSprop); earlier for SGD: Krizhevsky 2014, arXiv:1404.5997",
+    " RMSprop); the variance argument for it with SGD: Krizhevsky 2014, arXiv:1404.5997",
 }
 
 
