@@ -8,7 +8,7 @@ within 5% (relative) of the study's best; ``--seeds`` seeds per point (default 1
 ``benchmarks/thumb/<task>-clip.json`` and ``.png`` and prints a Markdown table: the largest
 trainable lr per arm and the verdicts.
 
-    .venv/bin/python benchmarks/thumb_clip.py --jobs 1                 # about 8 min on 2 cores
+    .venv/bin/python benchmarks/thumb_clip.py --jobs 1                 # about 6 min on 2 cores
     .venv/bin/python benchmarks/thumb_clip.py --tasks digits-mlp       # a quick look
 """
 
