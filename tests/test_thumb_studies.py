@@ -252,3 +252,12 @@ def test_an_arm_that_fails_while_still_improving_keeps_climbing(monkeypatch):
     clipped = [r["lr"] for r in study.runs if r["arm"] == 1]
     assert clipped == [0.1, 0.2, 0.4, 0.7, 1.0, 2.0, 4.0]  # stops after two divergences
     assert study.largest(1) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("module", ["batch_size", "clip"])
+def test_the_study_examples_run(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(f"lrkit.tune.thumb.{module}"))
+    assert result.attempted >= 2 and result.failed == 0

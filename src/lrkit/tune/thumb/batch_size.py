@@ -226,6 +226,10 @@ def batch_size_study(
 
     Raises UserError for batch sizes that do not fit (not whole numbers >= 1, larger than
     the training data, repeated, fewer than 3), naming them and the data's size.
+
+    >>> study = batch_size_study("wine-mlp", [32, 8, 16], epochs=1, progress=False)
+    >>> study.batch_sizes, study.fit.n, study.verdict.startswith("k = ")
+    ([8, 16, 32], 3, True)
     """
     task = get_task(task)
     say = say_with(progress)

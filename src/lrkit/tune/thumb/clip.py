@@ -154,6 +154,13 @@ def clip_study(
         seed: the first seed (runs use ``seed .. seed + seeds - 1``).
         progress: a line per run: True prints it, a function is called with it, None prints
             only when stdout is a terminal.
+
+    Raises UserError for a bad threshold or lr of the grid, ValueError for a bad tolerance,
+    seeds or epochs.
+
+    >>> study = clip_study("wine-mlp", ["1x"], lrs=[0.01, 0.1], epochs=1, progress=False)
+    >>> [arm.label.split(" (")[0] for arm in study.arms][0], len(study.verdicts)
+    ('no clipping', 1)
     """
     task = get_task(task)
     say = say_with(progress)
