@@ -261,3 +261,14 @@ def test_the_study_examples_run(module):
 
     result = doctest.testmod(importlib.import_module(f"lrkit.tune.thumb.{module}"))
     assert result.attempted >= 2 and result.failed == 0
+
+
+def test_numpy_batch_sizes_are_whole_numbers_too():
+    import numpy as np
+
+    from lrkit.tasks import get_task
+    from lrkit.tune.thumb.batch_size import check_batch_sizes
+
+    assert check_batch_sizes(get_task("wine-mlp"), np.array([32, 8, 16])) == [8, 16, 32]
+    with pytest.raises(UserError, match=r"batch size 1e\+30 larger"):
+        check_batch_sizes(get_task("wine-mlp"), [8, 16, 10**30])

@@ -21,6 +21,7 @@ runs need 52 steps) is picked with the smallest budget that affords it, shown in
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -261,7 +262,7 @@ def check_batch_sizes(task: Task, batch_sizes: Sequence[int]) -> list[int]:
     naming every one that does not fit, and the data's size."""
     if isinstance(batch_sizes, str | bytes) or not hasattr(batch_sizes, "__iter__"):
         raise UserError(f"batch sizes must be a list of whole numbers, got {shown(batch_sizes)}")
-    values = list(batch_sizes)
+    values = [int(v) if _integral(v) else v for v in batch_sizes]  # NumPy integers too
     bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int) or v < 1]
     if bad:
         raise UserError(
@@ -272,7 +273,7 @@ def check_batch_sizes(task: Task, batch_sizes: Sequence[int]) -> list[int]:
     large = [v for v in values if v > size]
     if large:
         raise UserError(
-            f"batch size{'s' if len(large) > 1 else ''} {', '.join(map(str, large))} larger"
+            f"batch size{'s' if len(large) > 1 else ''} {', '.join(map(shown, large))} larger"
             f" than the training data of task {task.name!r} ({size} examples); give batch"
             f" sizes from 1 to {size}"
         )
@@ -285,6 +286,10 @@ def check_batch_sizes(task: Task, batch_sizes: Sequence[int]) -> list[int]:
             f" ({', '.join(map(str, values)) or 'none'}); e.g. 16,32,64,128"
         )
     return sorted(values)
+
+
+def _integral(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def least_budget(full_steps: int) -> float:
