@@ -272,3 +272,10 @@ def test_numpy_batch_sizes_are_whole_numbers_too():
     assert check_batch_sizes(get_task("wine-mlp"), np.array([32, 8, 16])) == [8, 16, 32]
     with pytest.raises(UserError, match=r"batch size 1e\+30 larger"):
         check_batch_sizes(get_task("wine-mlp"), [8, 16, 10**30])
+
+
+def test_a_clip_study_with_diverged_runs_round_trips_through_json():
+    study = _study(0.3, 1.0)
+    again = ClipStudy.from_json(study.to_json())
+    assert math.isnan(again.runs[-1]["metric"]) and again.runs[-1]["diverged"]
+    assert again.verdicts == study.verdicts and again.largest(1) == pytest.approx(1.0)
