@@ -228,12 +228,13 @@ def test_a_lucky_run_above_a_failure_does_not_raise_the_largest_trainable_lr():
     assert study.trains(study.runs[-1]) and study.largest(0) == pytest.approx(0.3)
 
 
-def test_the_verdict_names_a_validation_loss_that_exploded_while_the_metric_held():
+def test_a_run_whose_validation_loss_exploded_while_the_metric_held_does_not_train():
     study = _study(0.3, 1.0)
     for r in study.runs:
         r["val_loss"] = 5000.0 if (r["arm"], r["lr"]) == (1, 1.0) else 0.2
-    assert "validation loss there, 5e+03, is x2.5e+04 the study's best" in study.verdicts[0]
-    assert study.loss_note(0) == ""
+    blown_run = next(r for r in study.runs if (r["arm"], r["lr"]) == (1, 1.0))
+    assert not study.trains(blown_run) and study.largest(1) < 1.0
+    assert "validation loss within x10 of the best 0.2" in study.verdict
 
 
 def test_an_arm_that_fails_while_still_improving_keeps_climbing(monkeypatch):
@@ -252,6 +253,21 @@ def test_an_arm_that_fails_while_still_improving_keeps_climbing(monkeypatch):
     clipped = [r["lr"] for r in study.runs if r["arm"] == 1]
     assert clipped == [0.1, 0.2, 0.4, 0.7, 1.0, 2.0, 4.0]  # stops after two divergences
     assert study.largest(1) == pytest.approx(1.0)
+
+
+def test_an_arm_whose_validation_loss_blows_up_stops_climbing(monkeypatch):
+    """Accuracy held while the loss blew up (digits-mlp with clipping at lr 5,000): such runs
+    neither train nor count as progress, so the arm stops after two of them."""
+
+    def run(task, lr, arm, schedule, epochs, seed, seeds):
+        loss = 0.2 if lr <= 0.4 else 1e8
+        return {"lr": lr, "metric": 0.1, "val_loss": loss, "metrics": [], "diverged": False,
+                "statuses": [], "seconds": 0.0}  # fmt: skip
+
+    monkeypatch.setattr(clip_module, "_run", run)
+    study = clip_study(tiny(), [1.0], lrs=[0.1, 0.2, 0.4, 0.7, 1.0, 2.0, 4.0], progress=False)
+    assert [r["lr"] for r in study.runs if r["arm"] == 1] == [0.1, 0.2, 0.4, 0.7, 1.0]
+    assert study.largest(0) == study.largest(1) == pytest.approx(0.4)
 
 
 @pytest.mark.parametrize("module", ["batch_size", "clip"])

@@ -12,7 +12,7 @@ from ...results import Result
 from .report import save_figure, table
 
 FILES = {"json": "clip.json", "png": "clip.png"}
-LOSS_WARN = 10.0  # a validation loss this many times the study's best is named in the verdict
+LOSS_LIMIT = 10.0  # a final validation loss over this many times the study's best: not trained
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,15 @@ def within(metric: float, best: float, tolerance: float, higher_is_better: bool)
         return False
     slack = tolerance * abs(best)
     return metric >= best - slack if higher_is_better else metric <= best + slack
+
+
+def blown(val_loss: float | None, best_loss: float) -> bool:
+    """Whether a run's final validation loss is over ``LOSS_LIMIT`` times the study's best
+    ``best_loss`` (or not finite): its outputs blew up, whatever its metric says (accuracy can
+    hold while the loss reaches 1e8). None (a run that kept no val_loss) is not blown."""
+    if val_loss is None or not (math.isfinite(best_loss) and best_loss > 0):
+        return False
+    return not val_loss <= LOSS_LIMIT * best_loss
 
 
 @dataclass
@@ -70,10 +79,20 @@ class ClipStudy(Result):
                 best = m
         return best
 
+    @property
+    def best_loss(self) -> float:
+        """The lowest final validation loss of any run that did not diverge (NaN when none)."""
+        losses = [r.get("val_loss", math.nan) for r in self.runs if not r["diverged"]]
+        losses = [x for x in losses if math.isfinite(x)]
+        return min(losses) if losses else math.nan
+
     def trains(self, run: dict[str, Any]) -> bool:
-        """Whether ``run`` trained: no divergence, final metric within tolerance of the best."""
-        return not run["diverged"] and within(
-            run["metric"], self.best_metric, self.tolerance, self.higher_is_better
+        """Whether ``run`` trained: no divergence, final metric within tolerance of the best,
+        and a final validation loss within ``LOSS_LIMIT`` times the study's best."""
+        return (
+            not run["diverged"]
+            and within(run["metric"], self.best_metric, self.tolerance, self.higher_is_better)
+            and not blown(run.get("val_loss"), self.best_loss)
         )
 
     def largest(self, arm: int) -> float | None:
@@ -97,24 +116,6 @@ class ClipStudy(Result):
             return f"{arm.threshold:.3g} ({arm.multiple:g}x the median norm {self.median_norm:.3g})"
         return f"{arm.threshold:.3g}"
 
-    def loss_note(self, arm: int) -> str:
-        """A warning when the validation loss at the arm's largest trainable lr is over
-        ``LOSS_WARN`` times the study's best (the metric held but the model became
-        over-confident); empty otherwise, or when the runs kept no val_loss."""
-        top = self.largest(arm)
-        losses = [r.get("val_loss", math.nan) for r in self.runs if not r["diverged"]]
-        losses = [x for x in losses if math.isfinite(x)]
-        at = [r.get("val_loss", math.nan) for r in self.runs if r["arm"] == arm and r["lr"] == top]
-        if top is None or not losses or not at or not math.isfinite(at[0]) or min(losses) <= 0:
-            return ""
-        ratio = at[0] / min(losses)
-        if ratio <= LOSS_WARN:
-            return ""
-        return (
-            f" (but its validation loss there, {at[0]:.3g}, is x{ratio:.2g} the study's best:"
-            f" the {self.metric_name} held, the model is over-confident)"
-        )
-
     @property
     def verdicts(self) -> list[str]:
         """One line per threshold: did clipping there raise the largest trainable lr?"""
@@ -133,7 +134,7 @@ class ClipStudy(Result):
                              " no lr of the grid trained")  # fmt: skip
             elif top > base * 1.0001:
                 lines.append(f"{name} raised the largest trainable lr from {base:.3g} to"
-                             f" {top:.3g} (x{top / base:.2g}){edge}{self.loss_note(i)}")  # fmt: skip
+                             f" {top:.3g} (x{top / base:.2g}){edge}")  # fmt: skip
             elif top < base / 1.0001:
                 lines.append(f"{name} lowered the largest trainable lr from {base:.3g} to"
                              f" {top:.3g} (x{top / base:.2g})")  # fmt: skip
@@ -148,9 +149,9 @@ class ClipStudy(Result):
             "largest trainable lr without clipping: "
             + ("none of the grid" if self.largest(0) is None else f"{self.largest(0):.3g}")
             + (" (the top of the grid)" if self._top_of_grid(0) else "")
-            + self.loss_note(0)
             + f"; a run trains when it does not diverge and ends within {self.tolerance:g}"
-            f" (relative) of the best {self.metric_name} {self.best_metric:.4g}"
+            f" (relative) of the best {self.metric_name} {self.best_metric:.4g}, with a"
+            f" validation loss within x{LOSS_LIMIT:g} of the best {self.best_loss:.3g}"
         )
         return "\n".join([head, *self.verdicts])
 
