@@ -15,6 +15,7 @@ from lrkit.cli import cli
 TESTS = Path(__file__).parent
 HOSTILE = ("nan", "inf", "-inf", "-1", "0", "1e400", "1e-400", "", str(10**30))
 
+COMPARE = ["--task", "user_tasks:tiny", "--schedules", "constant", "--seeds", "1", "--budget", "3"]
 # What each command needs besides the option under test, chosen to run in about a second.
 # A command with a numeric option that is missing here fails test_every_numeric_command_has_a_base.
 BASE = {
@@ -24,6 +25,7 @@ BASE = {
     ("schedule", "show"): (["--steps", "10"], ["cosine"]),
     ("tune",): (["--task", "user_tasks:tiny", "--trials", "1", "--quiet", "--out", "{tmp}"], []),
     ("study", "create"): (["--storage", "{tmp}.journal", "--task", "user_tasks:tiny"], ["s"]),
+    ("compare",): ([*COMPARE, "--out", "{tmp}"], []),
 }
 
 

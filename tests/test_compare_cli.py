@@ -72,8 +72,11 @@ def test_help_has_examples_and_every_option_says_its_default(capsys):
         (["--seeds", "0"], "--seeds must be a whole number in [1, 1000], got 0"),
         (["--same-lr", "nan"], "--same-lr must be 'auto' or a number in (0, 1000000], got 'nan'"),
         (["--same-lr", "inf"], "--same-lr must be 'auto' or a number"),
-        (["--target", "nan"], "--target must be a finite number, got nan"),
-        (["--target", "inf"], "--target must be a finite number, got inf"),
+        (
+            ["--target", "nan"],
+            "--target must be a finite number within ±1e+15, in the metric's units, got nan",
+        ),
+        (["--target", "inf"], "--target must be a finite number within ±1e+15"),
         (["--budget", "0"], "--budget must be a number in (0, 1000000], got 0"),
         (["--schedules", "cosin"], "unknown entry part 'cosin' (did you mean 'cosine'?)"),
         (["--schedules", "constant,warmup(5%) >> cosin"], "unknown schedule 'cosin' at column"),

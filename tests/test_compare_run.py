@@ -175,3 +175,30 @@ def test_an_unknown_task_is_refused():
 def test_a_budget_too_small_for_pick_lr_names_the_entry():
     with pytest.raises(UserError, match="entry 'constant': budget 0.01 runs .* too small"):
         compare("wine-mlp", ["constant"], budget=0.01, epochs=1, progress=False)
+
+
+def test_a_given_target_is_used_as_it_is():
+    r = compare("wine-mlp", ["constant"], seeds=1, budget=0.5, target=0.9, progress=False)
+    assert (r.target, r.target_how) == (0.9, "given")
+    hit = r.rows[0].to_target(0.9, True)
+    first = next(p for p in r.rows[0].runs[0].curve if p[2] >= 0.9)
+    assert hit["steps"] == first[0] and hit["reached"] == 1
+
+
+def test_an_interrupt_saves_the_rows_that_finished_and_says_they_are_partial(monkeypatch, tmp_path):
+    calls = []
+
+    def fit_then_interrupt(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # the second entry's first seed
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    real = run_module.fit
+    monkeypatch.setattr(run_module, "fit", fit_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        compare("wine-mlp", ["constant", "cosine"], seeds=2, budget=0.5, out=tmp_path,
+                progress=False)  # fmt: skip
+    saved = lrkit.CompareResult.load(tmp_path)
+    assert [r.label for r in saved.rows] == ["constant"] and len(saved.rows[0].runs) == 2
+    assert saved.note.startswith("interrupted") and saved.note in saved.table()

@@ -97,3 +97,13 @@ def test_reach_is_the_first_validation_at_or_past_the_target():
     falling = [[10, 0.1, 2.0, 2.0], [20, 0.2, 0.7, 0.7], [30, 0.3, 0.4, 0.4]]
     assert reach(falling, 0.5, False) == (30, 0.3)  # lower is better: at or below
     assert reach(curve, math.nan, True) is None
+
+
+def test_the_modules_docstring_examples_run():
+    import doctest
+
+    from lrkit.tune.compare import entries, stats
+
+    for module in (stats, entries):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__

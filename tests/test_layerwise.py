@@ -353,6 +353,13 @@ def test_layerwise_builds_the_tasks_optimizer_over_the_layer_groups():
     ]  # fmt: skip
 
 
+def test_a_variant_of_a_layerwise_task_keeps_the_ratios():
+    task = finetune(_tiny_task(), "layerwise", decay=0.5).variant("adam")
+    opt = task.build_optimizer(task.build_model(), lr=0.2)
+    assert type(opt) is torch.optim.Adam
+    assert [g["lr"] for g in opt.param_groups] == [0.025, 0.05, 0.1, 0.2]
+
+
 def test_layerwise_keeps_a_no_decay_group_of_the_task():
     task = finetune(get_task("wine-mlp"), "layerwise", decay=0.5)
     opt = task.build_optimizer(task.build_model(), lr=0.01)

@@ -27,6 +27,22 @@ DEFAULT_ROOT = Path("runs") / "compare"
 DEFAULT_SCHEDULES = "constant,step,cosine,cyclic,onecycle,wsd"
 
 
+TARGET_MAX = 1e15  # far beyond any metric's value
+
+
+class MetricValue(FiniteFloat):
+    """A finite number in the metric's units, within +-TARGET_MAX (no range shown in --help)."""
+
+    def __init__(self) -> None:
+        super().__init__(-TARGET_MAX, TARGET_MAX)
+
+    def accepted(self) -> str:
+        return f"a finite number within ±{TARGET_MAX:g}, in the metric's units"
+
+    def _describe_range(self) -> str:
+        return ""
+
+
 class SameLr(click.ParamType):
     """``auto`` or a peak lr in (0, LR_MAX]."""
 
@@ -74,7 +90,7 @@ class SameLr(click.ParamType):
               " (tune). Example: --budget 1")  # fmt: skip
 @click.option("--epochs", type=epochs_type(), default=None,
               help="Length of every run; default: the task's. Example: --epochs 5")  # fmt: skip
-@click.option("--target", type=FiniteFloat(), default=None,
+@click.option("--target", type=MetricValue(), default=None,
               help="The metric a run must reach for 'steps to target'; default: 95% of the way"
               " from the worst untrained model to the best entry's mean final."
               " Example: --target 0.95")  # fmt: skip
@@ -118,9 +134,9 @@ def compare_command(task_name: str, schedules: str, seeds: int, lr: str,
     folder = writable_dir(out if out is not None else DEFAULT_ROOT / task.name, "--out")
     json_file = None if json_out is None else writable_file(json_out, "--json")
     png_file = None if png is None else writable_file(png, "--png")
+    # compare saves into folder itself: on an interrupt, what finished is saved too
     result = compare(task, entries, seeds=seeds, lr=lr, same_lr=same_lr, epochs=epochs,
-                     target=target, budget=budget, seed=seed, progress=True)  # fmt: skip
-    result.save(folder)
+                     target=target, budget=budget, seed=seed, out=folder, progress=True)  # fmt: skip
     if json_file is not None:
         result.to_json(json_file)
     if png_file is not None:

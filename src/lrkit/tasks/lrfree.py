@@ -142,24 +142,6 @@ def is_schedule_free(optimizer: Any) -> bool:
     )
 
 
-@contextlib.contextmanager
-def eval_weights(optimizer: Any):
-    """Within the block, a schedule-free optimizer is in eval mode (the model holds the
-    averaged weights), and back in the mode it was in afterwards; other optimizers: nothing."""
-    if not is_schedule_free(optimizer) or not _in_train_mode(optimizer):
-        yield
-        return
-    optimizer.eval()
-    try:
-        yield
-    finally:
-        optimizer.train()
-
-
-def _in_train_mode(optimizer: Any) -> bool:
-    return bool(optimizer.param_groups and optimizer.param_groups[0].get("train_mode", False))
-
-
 def build(name: str, groups: list[dict], lr: float) -> torch.optim.Optimizer:
     """The optimizer ``name`` (one of the optional ones) over ``groups`` at ``lr``, with the
     settings of the module's doc; the groups' lrs follow the module's rule already."""
@@ -208,7 +190,6 @@ __all__ = [
     "OptimizerInfo",
     "optimizer_info",
     "is_schedule_free",
-    "eval_weights",
     "require",
     "INSTALL",
 ]

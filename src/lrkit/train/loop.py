@@ -31,7 +31,7 @@ import torch
 from ..checks import check_lr, number, whole
 from ..runtime import torch_threads
 from ..schedules import Driver, Schedule, as_schedule
-from ..tasks import Task, get_task
+from ..tasks import Task, get_task, is_schedule_free
 from .callbacks import Events, ProgressBar, State
 from .history import COMPLETED, DIVERGED, FAILED, INTERRUPTED, RUNNING, STOPPED, History
 from .misfit import ScheduleFitWarning, schedule_misfit
@@ -93,6 +93,10 @@ def fit(
     A finite schedule that ends before the run or is cut by it is named, before training
     starts, by a :class:`~lrkit.train.misfit.ScheduleFitWarning`.
     A non-finite loss ends the run with ``status == "diverged"``.
+    A schedule-free optimizer (whose weights to evaluate are an average) trains in
+    ``optimizer.train()`` mode and is in ``optimizer.eval()`` mode from each validation to
+    the end of its report hook (``on_validation_end`` included: a callback saving weights
+    there saves the average), and from the run's end on (``on_train_end`` included).
     A callback that sets ``state.skip`` in ``on_after_backward`` skips that update: no
     optimizer step, no driver advance, no ``on_after_step``; the loss is still recorded (its
     row listed in ``history.skipped``) and, if not finite, does not end the run. A skipped
@@ -160,6 +164,7 @@ class _Run:
         self.task, self.plan = task, plan
         self.model = task.build_model(plan.seed)
         self.optimizer = task.build_optimizer(self.model, lr)
+        self.schedule_free = is_schedule_free(self.optimizer)
         self.train_loader, self.val_loader = task.build_loaders(plan.seed)
         spe = len(self.train_loader)
         if spe < 1:
@@ -201,6 +206,7 @@ class _Run:
         if saver is not None:  # before any event: a folder that cannot be written stops it here
             saver.save_running(history, state.step, 0.0)
         self.events("on_train_start", state)
+        self._train_mode()
         torch.manual_seed(self.plan.seed)  # the data order and dropout depend on the seed only
         self.start = time.perf_counter()
         try:
@@ -219,6 +225,7 @@ class _Run:
             history.time = time.perf_counter() - self.start
             if history.status == RUNNING:
                 _finish(history, state, self.window, self.reported_stop)
+            self._eval_mode()  # the weights the run leaves: the averaged ones
             self.events("on_train_end", state)
             if saver is not None:
                 saver.save(history)
@@ -259,6 +266,7 @@ class _Run:
                     if not self._validate():
                         return
                     model.train()
+                    self._train_mode()
             else:
                 n = spe  # a loader shorter than its len(): its epoch has ended all the same
             if not self.window.flush(epoch):
@@ -271,12 +279,14 @@ class _Run:
                 return
             if done == self.total:
                 return
+            self._train_mode()
 
     def _validate(self) -> bool:
         """Validate, record, fire ``on_validation_end`` and the report; False: the run ends."""
         state = self.state
         if not self.window.flush(state.epoch):
             return False
+        self._eval_mode()  # a schedule-free optimizer: the averaged weights, until training resumes
         state.metric, state.val_loss = self.task.validate(self.model, self.val_loader)
         if self.driver.plateaus and math.isfinite(state.val_loss):
             self.driver.report(state.val_loss)
@@ -292,6 +302,14 @@ class _Run:
         if saver is not None and not state.stop and saver.affordable(time.monotonic(), state.step):
             self._save_running()  # the window is empty: flushed above
         return not state.stop
+
+    def _train_mode(self) -> None:  # a schedule-free optimizer: the training point
+        if self.schedule_free:
+            self.optimizer.train()
+
+    def _eval_mode(self) -> None:  # a schedule-free optimizer: the averaged weights
+        if self.schedule_free:
+            self.optimizer.eval()
 
     def _save_running(self) -> bool:
         """Flush the window and save the history so far as ``"running"``; False: the run ends

@@ -143,8 +143,10 @@ def _task_data(classes: tuple[int, ...], train_size: int | float, batch_size: in
 # -- pretraining and the cache ---------------------------------------------------------------
 
 
-def cache_key(settings: Pretraining = PRETRAINING) -> str:
-    """A hash of everything that determines the pretrained weights."""
+def cache_key(settings: Pretraining | None = None) -> str:
+    """A hash of everything that determines the pretrained weights (``settings`` default:
+    :data:`PRETRAINING`)."""
+    settings = PRETRAINING if settings is None else settings
     recipe = {
         "format": CACHE_FORMAT,
         "architecture": repr(transfer_model(len(PRETRAIN_CLASSES))),
@@ -152,6 +154,7 @@ def cache_key(settings: Pretraining = PRETRAINING) -> str:
             "source": "sklearn.datasets.load_digits, pixels / 16",
             "classes": PRETRAIN_CLASSES,
             "split": "train_test_split stratified, random_state 0",
+            "sha256": _data_hash(),
         },
         "settings": asdict(settings),
         "optimizer": "AdamW, constant lr",
@@ -161,14 +164,22 @@ def cache_key(settings: Pretraining = PRETRAINING) -> str:
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
 
 
-def cache_path(settings: Pretraining = PRETRAINING) -> Path:
+@cache
+def _data_hash() -> str:
+    x, y = _part(PRETRAIN_CLASSES)
+    return hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest()
+
+
+def cache_path(settings: Pretraining | None = None) -> Path:
     """Where the pretrained body of ``settings`` is cached."""
     return cache_dir() / f"digits-transfer-{cache_key(settings)[:16]}.pt"
 
 
-def pretrained_body(settings: Pretraining = PRETRAINING) -> dict[str, torch.Tensor]:
+def pretrained_body(settings: Pretraining | None = None) -> dict[str, torch.Tensor]:
     """The pretrained body's weights: from the cache when a good copy is there, else
-    pretrained now (the global random generators are left as they were) and cached."""
+    pretrained now (the global random generators are left as they were) and cached.
+    ``settings`` default: :data:`PRETRAINING`."""
+    settings = PRETRAINING if settings is None else settings
     key, path = cache_key(settings), cache_path(settings)
     expected = body_state(transfer_model(len(PRETRAIN_CLASSES)))
     state = _load(path, key, expected)

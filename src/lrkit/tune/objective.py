@@ -9,6 +9,8 @@ and when the pruner says so the hook asks fit to stop and the trial is pruned
 (``optuna.TrialPruned``). The other splits run in full once the first has passed. On every
 split the hook also stops the run once the tune's budget is spent (``budget_left``): the trial
 is then pruned too, its reason saying so. A pruned trial's ``metric_mean`` is its last report.
+A trial that pairs a schedule-free optimizer with a decaying schedule is skipped: pruned
+before any step, its reason saying why (:mod:`lrkit.tune.lrfree`).
 The trial's value is the mean of the splits' final metrics (``metric_mean``); their standard deviation
 (``metric_std``, numpy's population std, as scikit-learn's ``cv_results_``) is recorded.
 
@@ -38,6 +40,7 @@ import numpy as np
 from ..tasks import Task
 from ..train import History, ScheduleFitWarning, fit
 from ..watch import diagnose
+from . import lrfree
 from .config import Config
 
 REPORTS = 8  # validations (pruner reports) per run: the default cadence is run / REPORTS steps
@@ -86,6 +89,14 @@ class Objective:
         config = self.space.suggest(trial)
         trial.set_user_attr("config", config.to_dict())
         record = _Record(trial)
+        skipped = None
+        if lrfree.schedule_free(config.optimizer):  # only a constant or a warmup trains it
+            first = self.splits[0]
+            total = self._run_steps(_variant(first.task, config), first.seed)
+            skipped = lrfree.skip_reason(config.optimizer, config.schedule, total)
+        if skipped is not None:  # a schedule-free optimizer drew a decaying schedule
+            record.close(PRUNED, skipped)
+            raise optuna.TrialPruned(skipped)
         left = self.budget_left()
         for i, split in enumerate(self.splits):
             task = _variant(split.task, config)

@@ -16,6 +16,7 @@ from typing import Any
 from ..errors import UserError
 from ..paths import writable_dir
 from ..tasks import Task
+from . import lrfree
 from .space import as_space
 from .storage import create_study, list_studies, load_study, open_storage
 
@@ -115,7 +116,8 @@ def reference_config(space: Any, lr: float) -> tuple[Any, dict[str, Any]]:
     params (so that trial trains exactly it): the space's first family with each of its
     params at the middle of its range (a choice's first value), and ``lr``; a setting
     (optimizer, weight decay, batch size) that the space varies is the task's own (None)
-    where its choices allow, else the middle of its range too."""
+    where its choices allow, else the middle of its range too (for the optimizer, the first
+    choice that is neither lr-free nor schedule-free: :mod:`lrkit.tune.lrfree`)."""
     family = space.families[0]
     values = {p.name: p.dim.grid(1)[0] for p in family.params}
     params: dict[str, Any] = {"lr": lr, **values}
@@ -125,4 +127,6 @@ def reference_config(space: Any, lr: float) -> tuple[Any, dict[str, Any]]:
         dim = getattr(space, key, None)
         if dim is not None and not dim.fixed:
             params[key] = None if dim.contains(None) else dim.grid(1)[0]
+            if key == "optimizer" and not dim.contains(None):  # one that takes an absolute lr
+                params[key] = lrfree.reference_optimizer(dim)
     return space.config(params), params

@@ -1,7 +1,9 @@
 """The settings of a space besides its schedules: ``lr``, ``optimizer``, ``weight_decay``,
 ``batch_size``, each a value or a range, checked as a :class:`~lrkit.tune.config.Config` checks
-it (an optimizer among sgd, adam, adamw or none, the task's own; weight decay >= 0; batch
-size a whole number >= 1; lr a finite number > 0, always searched on a log scale).
+it (an optimizer among sgd, adam, adamw, the lr-free prodigy and dadapt-adam, the
+schedule-free schedulefree-adamw and schedulefree-sgd, or none, the task's own; weight decay
+>= 0; batch size a whole number >= 1; lr a finite number > 0, always searched on a log scale).
+How a trial trains an lr-free or a schedule-free optimizer: :mod:`lrkit.tune.lrfree`.
 """
 
 from __future__ import annotations

@@ -51,6 +51,7 @@ from typing import Any
 from ..checks import check_lr, whole
 from ..errors import UserError
 from ..schedules import ScheduleSyntaxError
+from . import lrfree
 from .config import Config
 from .families import Family, read_family, top_level
 from .ranges import Choice, Dim, Range, written
@@ -106,6 +107,7 @@ class Space:
         object.__setattr__(self, "schedule", " | ".join(f.text for f in families))
         for key in SETTINGS[1:]:
             object.__setattr__(self, key, setting(key, getattr(self, key)))
+        lrfree.check_space(families, self.optimizer)
 
     # -- reading and writing --
     @classmethod
@@ -163,23 +165,30 @@ class Space:
                 "the space has no lr range yet: give one, or let tune's range test set it"
             )
         lo, hi = self.lr
-        lr = lo if lo == hi else trial.suggest_float("lr", lo, hi, log=True)
+        settings: dict[str, Any] = {}
+        if lrfree.any_lr_free(self.optimizer):  # first: an lr-free trial samples no lr
+            settings["optimizer"] = self.optimizer.suggest(trial, "optimizer")
+        if lrfree.lr_free(settings.get("optimizer")):
+            lr = lrfree.trial_lr(settings["optimizer"], lo)
+        else:
+            lr = lo if lo == hi else trial.suggest_float("lr", lo, hi, log=True)
         family = self.families[0]
         if len(self.families) > 1:
             family = self._family(trial.suggest_categorical("family", self.family_names()))
         values = {p.name: p.dim.suggest(trial, p.name) for p in family.params}
-        settings = {
-            key: getattr(self, key).suggest(trial, key)
-            for key in SETTINGS[1:]
-            if getattr(self, key) is not None
-        }
+        for key in SETTINGS[1:]:
+            if getattr(self, key) is not None and key not in settings:
+                settings[key] = getattr(self, key).suggest(trial, key)
         return Config(lr=lr, schedule=family.schedule(values), family=family.name, **settings)
 
     def config(self, params: dict[str, Any]) -> Config:
         """The Config of a finished trial's ``params`` (what :meth:`suggest` sampled)."""
         if not isinstance(params, dict):
             raise UserError(f"params must be a dict, got {type(params).__name__}")
-        if "lr" in params:
+        optimizer = None if self.optimizer is None else _param(params, "optimizer", self.optimizer)
+        if lrfree.lr_free(optimizer):
+            lr = lrfree.trial_lr(optimizer, 1.0)
+        elif "lr" in params:
             lr = params["lr"]
         elif self.lr is not None and self.lr[0] == self.lr[1]:
             lr = self.lr[0]
@@ -216,6 +225,7 @@ class Space:
 
         GridSampler does not know that a family's params only matter for that family, so the
         grid is the product of all of them: a UserError when it passes :data:`MAX_GRID`.
+        (The lr of an lr-free optimizer's trial is its multiplier: :mod:`lrkit.tune.lrfree`.)
         """
         points = whole(points, "grid points", least=1)
         if self.lr is None:
@@ -247,16 +257,29 @@ class Space:
     def grid_params(self, points: int = 9) -> list[dict[str, Any]]:
         """The distinct points of :meth:`grid`, each as the params of one trial (only its
         family's own): what ``study.enqueue_trial`` takes, without the repeats that
-        GridSampler runs when the families have params of their own."""
+        GridSampler runs when the families have params of their own, without an lr-free
+        optimizer's point at several lrs (its trials train at its multiplier) and without a
+        point a trial would skip (a schedule-free optimizer with a decaying schedule; see
+        :mod:`lrkit.tune.lrfree`)."""
         grid = self.grid(points)
         shared = [k for k in ("lr", *SETTINGS[1:]) if k in grid]
-        out = []
+        out, seen = [], set()
         for f in self.families:
             keys = shared + [p.name for p in f.params if p.name in grid]
             for combo in itertools.product(*(grid[k] for k in keys)):
                 params = dict(zip(keys, combo))
                 if len(self.families) > 1:
                     params["family"] = f.name
+                if self.optimizer is not None:
+                    config = self.config(params)
+                    if lrfree.skip_reason(config.optimizer, config.schedule, None):
+                        continue
+                    if lrfree.lr_free(config.optimizer):
+                        params.pop("lr", None)
+                        key = tuple(sorted(config.to_dict().items()))
+                        if key in seen:
+                            continue
+                        seen.add(key)
                 out.append(params)
         return out
 

@@ -17,6 +17,9 @@ The rule, checked after every backward pass, before the optimizer step (in full:
   up: the lr itself is too high, and each cut that did not stop it was too small) lowers it
   by ``factor ** k`` at the k-th such rollback (0.5, 0.25, 0.125: 1/64 within three);
 - a snapshot is kept every ``every`` good updates (the first one at the first check);
+- a schedule-free optimizer's snapshot holds its weights with its train/eval mode (the
+  training point in train mode, as ``fit`` trains); a rollback puts them back and then the
+  optimizer in the mode it was in before, so the caller's weights stay those of its mode;
 - a rollback beyond ``max_rollbacks`` raises :class:`GuardExhausted` instead, naming the steps,
   reasons and lrs: in :func:`~lrkit.train.fit` the run ends with status ``"failed"``;
 - in :func:`~lrkit.train.fit`, a run whose last batch was lasting trouble (a climb, or two
@@ -65,6 +68,7 @@ from typing import Any
 import torch
 
 from ..checks import number, whole
+from ..tasks import is_schedule_free
 from ..train import Callback, Snapshot, State
 from .signals import global_norm, grad_norms
 from .trouble import Trouble
@@ -248,7 +252,10 @@ class Guard(Callback):
             raise GuardExhausted(self._exhausted_message(), self.events)
         before = self._lrs()
         self._lrs_seen.append(before)
+        mode = _train_mode(self._optimizer)
         self.snapshot.restore()
+        if mode is not None and _train_mode(self._optimizer) != mode:  # keep the caller's mode
+            getattr(self._optimizer, "train" if mode else "eval")()
         self._climbs += self._climbing  # the k-th rollback for a climb cuts by factor**k
         self._set_lrs([lr * self.factor ** max(1, self._climbs * self._climbing) for lr in before])
         self.rollbacks += 1
@@ -367,6 +374,13 @@ def _describe_run(run: list[dict[str, Any]]) -> str:
     )
     times = "" if len(run) == 1 else f" x{len(run)}"
     return f"step {first['step']} ({batches}): {first['action']}{times} ({first['reason']})"
+
+
+def _train_mode(optimizer: Any) -> bool | None:
+    """A schedule-free optimizer's mode (True: train), None for any other optimizer."""
+    if not is_schedule_free(optimizer):
+        return None
+    return bool(optimizer.param_groups[0].get("train_mode", False))
 
 
 def _number(value: Any) -> float:

@@ -7,7 +7,11 @@ The signals go to the trainer's logger (``CSVLogger``, ``TensorBoardLogger``, ..
 tags of :mod:`lrkit.watch.logs` (``lr-SGD``, ``train/grad_norm``...), plus any sinks given;
 ``callback.history`` holds them for :func:`lrkit.diagnose`. Gradients are measured in
 ``on_before_optimizer_step``, before Lightning clips them; the loss is the one the training
-step returned. The first optimizer is watched. Importing this module imports ``lightning``
+step returned. The first optimizer is watched. A schedule-free optimizer (``schedulefree``'s)
+is put in ``eval()`` mode when validation starts, at the end of each training epoch and of
+training (so validation, and a ``ModelCheckpoint``, which Lightning runs after the other
+callbacks, see the averaged weights), and back in ``train()`` mode when a training batch
+starts. Importing this module imports ``lightning``
 (or ``pytorch_lightning``); ``lrkit.watch`` imports it only when ``LRWatchCallback`` is asked
 for.
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from ..tasks import is_schedule_free
 from .logs import Signals
 from .sinks import LightningLoggerSink
 from .watch import Watch
@@ -71,6 +76,15 @@ class LRWatchCallback(Callback):
         )
         self.watch.global_step = trainer.global_step
 
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        _mode(trainer, "train")
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        _mode(trainer, "eval")
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        _mode(trainer, "eval")
+
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
         if self.watch is None or optimizer is not self.watch.optimizer:
             return
@@ -94,6 +108,7 @@ class LRWatchCallback(Callback):
                 self.watch.log(name, float(value), trainer.global_step)
 
     def on_train_end(self, trainer, pl_module) -> None:
+        _mode(trainer, "eval")
         if self.watch is not None:
             self.watch.close()
 
@@ -101,6 +116,13 @@ class LRWatchCallback(Callback):
     def history(self) -> Signals:
         """The signals so far (empty before training starts)."""
         return Signals() if self.watch is None else self.watch.history
+
+
+def _mode(trainer, mode: str) -> None:
+    """Every schedule-free optimizer of the trainer to ``mode`` ("train" or "eval")."""
+    for optimizer in trainer.optimizers:
+        if is_schedule_free(optimizer):
+            getattr(optimizer, mode)()
 
 
 def _val_name(key: str) -> str | None:

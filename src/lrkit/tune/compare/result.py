@@ -109,7 +109,8 @@ class CompareResult(Result):
     and up), ``epochs`` and ``steps`` of a run; ``lr_how`` (``"pick"`` or ``"tune"``) and
     ``budget`` (full runs per entry for choosing its rate); ``same_lr`` (None: no same-rate
     rows) and ``same_how`` (how it was chosen); ``target`` (the metric a run must reach for
-    "steps to target") and ``target_how``; ``rows``; ``seconds``: the whole compare's time.
+    "steps to target") and ``target_how``; ``rows``; ``seconds``: the whole compare's time;
+    ``note``: why the result is partial (``"interrupted: ..."``), else empty.
 
     ``verdict(mode)`` applies the separation rule to one mode's rows; ``winner`` is the
     own-rate verdict's winner (None when tied).
@@ -131,6 +132,7 @@ class CompareResult(Result):
     same_how: str = ""
     seconds: float = 0.0
     version: str = ""
+    note: str = ""
 
     # -- reading -------------------------------------------------------------------------
     def mode_rows(self, mode: str = "own") -> list[Row]:

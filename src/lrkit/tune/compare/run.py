@@ -42,7 +42,7 @@ from ...tasks import Task, finetune, get_task
 from ...train import fit
 from .entries import Entry, as_entries
 from .result import LR_POINTS, CompareResult, Row, SeedRun
-from .stats import default_target
+from .stats import default_target, target_ends
 from .text import target_words
 
 LR_MODES = ("pick", "tune")
@@ -110,61 +110,73 @@ def compare(
     )
 
     rows: list[Row] = []
-    say.total = len(items) * plan.seeds
+    same: list[Any] = [None, ""]  # the same lr and how it was chosen, once known
+    try:
+        _own_rows(items, variants, plan, say, rows)
+        if opts["same_lr"] is not None:
+            same[:] = _same_rate(opts["same_lr"], task, items, rows, plan)
+            _same_rows(items, variants, plan, say, rows, same[0], same[1])
+    except KeyboardInterrupt:
+        if folder is not None and rows:  # what finished is kept, and says it is partial
+            note = f"interrupted: only the {len(rows)} rows that finished before it"
+            _result(task, plan, rows, opts["target"], *same, started, note).save(folder)
+            say(f"{note} are saved in {folder}")
+        raise
+    result = _result(task, plan, rows, opts["target"], *same, started)
+    if folder is not None:
+        result.save(folder)
+    return result
+
+
+def _own_rows(items: list[Entry], variants: dict, plan: _Plan, say: _Lines, rows: list) -> None:
+    """Each entry at its own rate, appended to ``rows`` as it finishes."""
+    say.done, say.total = 0, len(items) * plan.seeds
     for entry in items:
         rate, how, cost, secs = _own_lr(entry, variants[entry.label], plan)
         say(f"{entry.label}: lr {rate:.4g} by {_HOW[how]}" + (f" ({cost:.2f} runs, {secs:.1f} s)"
                                                          if how in LR_MODES else ""))  # fmt: skip
         rows.append(_row(entry, variants[entry.label], rate, how, "own", plan, say, cost, secs))
 
-    same_rate, same_how = None, ""
-    if opts["same_lr"] is not None:
-        same_rate, same_how = _same_rate(opts["same_lr"], task, items, rows, plan)
-        say(f"same lr for every entry: {same_rate:.4g} ({same_how})")
-        say.done, say.total = 0, sum(1 for e in items if not e.lr_free) * plan.seeds
-        for entry, own in zip(items, list(rows)):
-            if entry.lr_free:
-                continue
-            if own.lr == same_rate:  # the very runs again: reuse them
-                say.done += plan.seeds
-                say(f"{entry.label}: its own rate is the same lr: its runs are reused")
-                rows.append(dataclasses.replace(own, mode="same", how="same", cost=0.0,
-                                                seconds=0.0, runs=list(own.runs)))  # fmt: skip
-                continue
-            rows.append(_row(entry, variants[entry.label], same_rate, "same", "same", plan, say))
 
+def _same_rows(items, variants, plan, say, rows, rate: float, how: str) -> None:
+    """Every entry but the lr-free ones at ``rate``, appended to ``rows``; an entry whose own
+    rate it is reuses its runs."""
+    say(f"same lr for every entry: {rate:.4g} ({how})")
+    say.done, say.total = 0, sum(1 for e in items if not e.lr_free) * plan.seeds
+    for entry, own in zip(items, list(rows)):
+        if entry.lr_free:
+            continue
+        if own.lr == rate:  # the very runs again: reuse them
+            say.done += plan.seeds
+            say(f"{entry.label}: its own rate is the same lr: its runs are reused")
+            rows.append(dataclasses.replace(own, mode="same", how="same", cost=0.0, seconds=0.0,
+                                            runs=list(own.runs)))  # fmt: skip
+            continue
+        rows.append(_row(entry, variants[entry.label], rate, "same", "same", plan, say))
+
+
+def _result(task, plan, rows, target, same_rate, same_how, started, note="") -> CompareResult:
     higher = task.metric.higher_is_better
-    initial = [r.initial for row in rows for r in row.runs]
-    finals = [row.summary().mean for row in rows]
-    if opts["target"] is None:
-        goal = default_target(initial, finals, higher)
-        pick = max if higher else min
-        worst = (min if higher else max)([v for v in initial if math.isfinite(v)] or [math.nan])
-        best = pick([v for v in finals if math.isfinite(v)] or [math.nan])
-        target_how = target_words(False, worst, best)
-    else:
-        goal, target_how = opts["target"], target_words(True, math.nan, math.nan)
-    result = CompareResult(
+    goal, target_how = _target(target, rows, higher)
+    return CompareResult(
         task=task.name,
         metric=task.metric.name,
         higher_is_better=higher,
         seeds=plan.seeds,
-        seed=seed,
-        epochs=epochs,
-        steps=total,
+        seed=plan.seed,
+        epochs=plan.epochs,
+        steps=plan.total,
         lr_how=plan.lr,
         budget=plan.budget,
         target=goal,
         target_how=target_how,
-        rows=rows,
+        rows=list(rows),
         same_lr=same_rate,
         same_how=same_how,
         seconds=time.perf_counter() - started,
         version=__version__,
+        note=note,
     )
-    if folder is not None:
-        result.save(folder)
-    return result
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,8 +203,10 @@ class _Lines:
 
     def run(self, label: str, run: SeedRun, metric: str) -> None:
         self.done += 1
-        if run.status == "completed":
+        if run.status == "completed" and run.best_epoch is not None:
             said = f"{metric} {run.final:.4g} (best {run.best:.4g} at epoch {run.best_epoch + 1})"
+        elif run.status == "completed":
+            said = f"{metric} {run.final:.4g} (no finite validation metric)"
         else:
             said = f"{run.status}: {run.reason}"
         self(f"[{self.done}/{self.total}] {label} seed {run.seed}: {said}, {run.seconds:.2f} s")
@@ -259,6 +273,16 @@ def _same_rate(
     p = pick_lr(task, "constant", budget=BUDGET["pick"], epochs=plan.epochs, seed=plan.seed,
                 progress=False)  # fmt: skip
     return float(p.lr), "pick_lr for constant"
+
+
+def _target(given: float | None, rows: list[Row], higher: bool) -> tuple[float, str]:
+    """The target and how it was set: ``given``, or the default over every row's runs."""
+    if given is not None:
+        return given, target_words(True, math.nan, math.nan)
+    initial = [r.initial for row in rows for r in row.runs]
+    finals = [row.summary().mean for row in rows]
+    worst, best = target_ends(initial, finals, higher)
+    return default_target(initial, finals, higher), target_words(False, worst, best)
 
 
 def _row(entry, task, rate, how, mode, plan, say, cost=0.0, secs=0.0) -> Row:

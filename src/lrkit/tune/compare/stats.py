@@ -161,13 +161,19 @@ def default_target(initial: Sequence[float], finals: Sequence[float], higher: bo
     """``TARGET_SHARE`` of the way from the worst of ``initial`` (untrained models' metrics)
     to the best of ``finals`` (entries' mean final metrics); NaN when either has no finite
     value. For a higher-is-better metric: ``worst + 0.95 * (best - worst)``."""
+    worst, best = target_ends(initial, finals, higher)
+    return worst + TARGET_SHARE * (best - worst)
+
+
+def target_ends(
+    initial: Sequence[float], finals: Sequence[float], higher: bool
+) -> tuple[float, float]:
+    """``(worst initial, best final)`` of :func:`default_target` (NaN where none is finite)."""
     start = [v for v in initial if math.isfinite(v)]
     end = [v for v in finals if math.isfinite(v)]
-    if not start or not end:
-        return math.nan
-    worst = min(start) if higher else max(start)
-    best = max(end) if higher else min(end)
-    return worst + TARGET_SHARE * (best - worst)
+    worst = (min(start) if higher else max(start)) if start else math.nan
+    best = (max(end) if higher else min(end)) if end else math.nan
+    return worst, best
 
 
 def reach(
@@ -191,6 +197,7 @@ __all__ = [
     "verdict",
     "t_quantile",
     "default_target",
+    "target_ends",
     "reach",
     "LEVEL",
     "TARGET_SHARE",

@@ -23,6 +23,8 @@ def table(result: Any) -> str:
         f" ({result.steps} steps) a run",
         f"target {result.metric} {_num(result.target)}: {result.target_how}",
     ]
+    if result.note:
+        lines.insert(1, result.note)
     how = (
         f"pick_lr, budget {result.budget:g} runs each"
         if result.lr_how == "pick"
