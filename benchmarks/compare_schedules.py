@@ -1,25 +1,32 @@
 """Compare: schedules at their own rates, learning-rate-free optimizers, fine-tuning.
 
-Three parts, each a set of ``lrkit.compare`` calls (every entry's rate chosen by ``pick_lr``
-for its own schedule, budget 1.5 full runs an entry; then 3 seeded full runs of every entry):
+Five parts, each a set of ``lrkit.compare`` calls (every entry's rate chosen for its own
+schedule by ``pick_lr``, budget 1.5 full runs an entry, unless said; then seeded full runs of
+every entry at that rate, seeds 0 and up):
 
 - ``schedules``: on every bundled task, the entries constant, step, cosine, cyclic, onecycle
-  and wsd, each at its own rate and all at one rate (``same_lr="auto"``: constant's own rate),
-  side by side in one result;
-- ``lrfree``: on a few tasks, AdamW with warmup-cosine at its own rate and at torch's default
-  1e-3 (not tuned), Prodigy and D-Adaptation Adam at their multiplier 1.0 (constant; Prodigy
-  also with warmup-cosine, which its authors allow) and schedule-free AdamW at its own rate
-  (warmup 5%, its authors' recommendation);
-- ``finetune``: on digits-transfer, scratch, full, layerwise and frozen, each at its own rate,
-  and all at scratch's own rate (``same_lr="auto"``): the full fine-tune at the from-scratch
-  rate is the same-rate ``full`` row.
+  and wsd, 3 seeds, each at its own rate and all at one rate (``same_lr="auto"``: constant's
+  own rate), side by side in one result;
+- ``tuned``: the same on digits-cnn and pychar-gru with each rate chosen by ``lr="tune"``
+  (a small Optuna search over the lr alone, budget 6 runs an entry): does a better search
+  for each schedule's own rate change the verdict?
+- ``lrfree``: on four tasks, 3 seeds: AdamW with warmup-cosine at its own rate and at torch's
+  default 1e-3 (not tuned), Prodigy and D-Adaptation Adam at their multiplier 1.0 (constant;
+  Prodigy also with warmup-cosine, which its authors allow) and schedule-free AdamW at its
+  own rate (compare gives it its authors' warmup, 5%);
+- ``finetune``: on digits-transfer, scratch, full, layerwise and frozen, 10 seeds, each at its
+  own rate and all at scratch's own rate (``same_lr="auto"``): the full fine-tune at the
+  from-scratch rate is the same-rate ``full`` row;
+- ``finetune-rates``: on digits-transfer, scratch and full at six fixed rates 1e-4..3e-2,
+  5 seeds: where does each one's best rate lie?
 
 Each compare writes ``compare.json`` and ``compare.png`` into ``benchmarks/compare/<part>/
-<task>/``; the script then writes ``benchmarks/compare/summary.json`` (the numbers of the
-tables) and ``benchmarks/compare/tables.md`` (the Markdown tables of BENCHMARKS.md) and prints
-them, with the wall time of every compare and of the whole.
+<task>/`` (finetune-rates also ``rates.png``: the final metric against the lr); the script
+then writes ``benchmarks/compare/summary.json`` (the numbers of the tables; a rerun of some
+parts or tasks updates their entries only) and ``benchmarks/compare/tables.md`` (the Markdown
+tables of BENCHMARKS.md) and prints them, with the wall time of every compare and of the whole.
 
-    .venv/bin/python benchmarks/compare_schedules.py                      # all three parts
+    .venv/bin/python benchmarks/compare_schedules.py                      # every part
     .venv/bin/python benchmarks/compare_schedules.py --parts schedules --tasks wine-mlp
     .venv/bin/python benchmarks/compare_schedules.py --jobs 2             # compares in parallel
 
@@ -232,6 +239,33 @@ def grid_markdown(s: dict) -> str:
 DECAY = ("step", "cosine", "wsd")  # the decaying schedules of the usual table's "decay" row
 
 
+def rates_plot(s: dict, path: Path) -> None:
+    """finetune-rates' figure: each way's mean final metric against the lr (log), with its 95%
+    interval as error bars."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    cells = {r["label"]: r for r in s["rows"]}
+    for i, way in enumerate(("scratch", "full")):
+        rows = [cells[f"{way}@{lr:g}"] for lr in GRID]
+        lrs = [lr * (0.96 if i == 0 else 1.04) for lr in GRID]  # apart, so the bars show
+        mean = [r["mean"] for r in rows]
+        err = [[r["mean"] - r["low"] for r in rows], [r["high"] - r["mean"] for r in rows]]
+        ax.errorbar(lrs, mean, yerr=err, marker="o", capsize=3, label=way)
+    ax.set_xscale("log")
+    ax.set_xlabel("lr (constant schedule)")
+    ax.set_ylabel(f"final validation {s['metric']} (mean, 95% interval)")
+    ax.set_title(f"{s['task']}: from scratch vs full fine-tune ({s['seeds']} seeds a point)",
+                 fontsize=10)  # fmt: skip
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
 def claims_markdown(compares: list[dict]) -> str:
     """The usual table's rows as numbers, one line a task of the ``schedules`` part: "better
     by" is in the metric's units, positive when the first is better."""
@@ -252,7 +286,7 @@ def claims_markdown(compares: list[dict]) -> str:
         decay = ", ".join(_g(own[k]["std"], 2) for k in DECAY)
         steps = [own[k]["to_target"]["steps"] for k in ("cyclic", "constant")]
         lines.append("| " + " | ".join([
-            c["task"],
+            c["task"] + (" (lr by tune)" if c["part"] == "tuned" else ""),
             f"{better + 1} of {len(own)}" + (f" ({equal} equal)" if equal else ""),
             f"{_g(own['constant']['std'], 2)} vs {decay}",
             f"{_g(sign * (own['cyclic']['mean'] - own['constant']['mean']), 2)};"
@@ -320,6 +354,9 @@ def main(argv: list[str] | None = None) -> int:
     order = [(p, t) for p in PARTS for t in tasks[p]]
     compares = [keep[k] for k in order if k in keep]
     path.write_text(json.dumps({"compares": compares}, indent=1, default=str) + "\n")
+    for s in compares:
+        if s["part"] == "finetune-rates":
+            rates_plot(s, OUT / s["part"] / s["task"] / "rates.png")
     text = report(compares)
     (OUT / "tables.md").write_text(text + "\n")
     print("\n" + text)
