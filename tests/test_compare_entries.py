@@ -120,3 +120,20 @@ def test_an_entry_object_checks_its_optimizer_and_schedule():
 
 def test_an_entry_keeps_a_schedule_object_as_its_text():
     assert Entry("x", schedule=parse("warmup(5%) >> cosine")).schedule == "warmup(5%) >> cosine"
+
+
+def test_each_short_names_spec_is_documented_in_the_module_and_the_readme():
+    from pathlib import Path
+
+    from lrkit.tune.compare import entries
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    for name, spec in SCHEDULES.items():
+        assert f"``{name}``: ``{spec}``" in entries.__doc__, name
+        assert f"| `{name}` | `{spec}` |" in readme, name
+
+
+def test_a_catalogue_name_missing_its_arguments_gets_the_parsers_message_not_unknown():
+    with pytest.raises(UserError) as e:
+        parse_entry("cyclical")
+    assert "unknown entry part" not in str(e.value) and "entry 'cyclical'" in str(e.value)

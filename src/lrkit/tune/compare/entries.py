@@ -6,22 +6,17 @@ An entry string is one or more parts joined with ``+`` (``cosine+sgd``, ``layerw
 - a **schedule short name** of :data:`SCHEDULES`, each mapped to one spec that resolves
   against the run (fractions of its steps), shown in the table and the JSON:
 
-  ================ ================================================ =========================
-  name             spec                                             what it is
-  ================ ================================================ =========================
-  constant         ``constant``                                     the same rate throughout
-  step             ``step(30%)``                                    x0.1 every 30% of the run
-  cosine           ``warmup(5%) >> cosine``                         5% warmup, cosine to 0
-  cyclic           ``cyclical(10%)``                                triangles 0.1 → 1 → 0.1,
-                                                                    5 cycles a run
-  onecycle         ``one_cycle``                                    torch's OneCycleLR shape
-  wsd              ``wsd(warmup=5%)``                               warmup, hold, last 20% to 0
-  linear           ``warmup(5%) >> linear``                         5% warmup, straight to 0
-  exponential      ``warmup(5%) >> stretch(exponential(0.1, 2),     5% warmup, then x0.1
-                   95%)``                                           twice: 1% at the end
-  cosine_restarts  ``cosine_restarts(25%)``                         4 cosine cycles (SGDR)
-  inverse_sqrt     ``warmup(5%) >> inverse_sqrt(5%)``               5% warmup, 1/sqrt decay
-  ================ ================================================ =========================
+  - ``constant``: ``constant``, the same rate throughout;
+  - ``step``: ``step(30%)``, x0.1 every 30% of the run;
+  - ``cosine``: ``warmup(5%) >> cosine``, 5% warmup, then a cosine down to 0;
+  - ``cyclic``: ``cyclical(10%)``, triangles from 0.1 to 1 and back, 5 cycles a run;
+  - ``onecycle``: ``one_cycle``, torch's OneCycleLR shape;
+  - ``wsd``: ``wsd(warmup=5%)``, warmup, hold, the last 20% down to 0;
+  - ``linear``: ``warmup(5%) >> linear``, 5% warmup, then a straight line to 0;
+  - ``exponential``: ``warmup(5%) >> stretch(exponential(0.1, steps=2), 95%)``, 5% warmup,
+    then an exponential decay to 1% at the end;
+  - ``cosine_restarts``: ``cosine_restarts(25%)``, four cosine cycles (SGDR);
+  - ``inverse_sqrt``: ``warmup(5%) >> inverse_sqrt(5%)``, 5% warmup, then 1/sqrt decay.
 
   ``constant`` and ``step`` have no warmup, as they are usually run; a short name is a name
   of this table first, so a bare ``cosine`` here is the warmup-cosine above (write
@@ -52,7 +47,7 @@ from typing import Any
 
 from ...checks import check_lr, shown
 from ...errors import UserError
-from ...schedules import Schedule, as_schedule
+from ...schedules import REGISTRY, Schedule, as_schedule
 from ...tasks import FINETUNE, OPTIMIZERS, optimizer_info
 
 SCHEDULES: dict[str, str] = {
@@ -195,7 +190,7 @@ def _part(part: str, label: str) -> tuple[str, str]:
     try:
         as_schedule(word, "schedule")
     except ValueError as e:
-        if re.fullmatch(r"[A-Za-z_][\w-]*", word):  # a bare word: a name that is not known
+        if re.fullmatch(r"[A-Za-z_][\w-]*", word) and word not in REGISTRY:  # a name unknown
             raise UserError(_unknown(word, label)) from None
         raise UserError(f"entry {label!r}: {_first_line(e)}") from None
     return "schedule", word
