@@ -230,11 +230,21 @@ def test_a_lucky_run_above_a_failure_does_not_raise_the_largest_trainable_lr():
 
 def test_a_run_whose_validation_loss_exploded_while_the_metric_held_does_not_train():
     study = _study(0.3, 1.0)
+    study.start_loss = 2.3  # the untrained model's
     for r in study.runs:
         r["val_loss"] = 5000.0 if (r["arm"], r["lr"]) == (1, 1.0) else 0.2
     blown_run = next(r for r in study.runs if (r["arm"], r["lr"]) == (1, 1.0))
     assert not study.trains(blown_run) and study.largest(1) < 1.0
-    assert "validation loss within x10 of the best 0.2" in study.verdict
+    assert "validation loss no higher than the untrained model's 2.3" in study.verdict
+
+
+def test_a_tiny_validation_loss_far_below_the_best_still_trains():
+    """Ratios to the best loss would fail every run of a separable task (best 2e-6)."""
+    study = _study(0.3, 1.0)
+    study.start_loss = 1.1
+    for i, r in enumerate(study.runs):
+        r["val_loss"] = 2e-6 if i == 0 else 3e-4
+    assert study.largest(0) == pytest.approx(0.3) and study.largest(1) == pytest.approx(1.0)
 
 
 def test_an_arm_that_fails_while_still_improving_keeps_climbing(monkeypatch):
@@ -256,11 +266,12 @@ def test_an_arm_that_fails_while_still_improving_keeps_climbing(monkeypatch):
 
 
 def test_an_arm_whose_validation_loss_blows_up_stops_climbing(monkeypatch):
-    """Accuracy held while the loss blew up (digits-mlp with clipping at lr 5,000): such runs
-    neither train nor count as progress, so the arm stops after two of them."""
+    """Accuracy held while the loss blew up past the untrained model's (digits-mlp with
+    clipping at lr 5,000): such runs neither train nor count as progress, so the arm stops
+    after two of them."""
 
     def run(task, lr, arm, schedule, epochs, seed, seeds):
-        loss = 0.2 if lr <= 0.4 else 1e8
+        loss = 0.2 if lr <= 0.4 else 1e8  # the untrained tiny model's is about 1
         return {"lr": lr, "metric": 0.1, "val_loss": loss, "metrics": [], "diverged": False,
                 "statuses": [], "seconds": 0.0}  # fmt: skip
 

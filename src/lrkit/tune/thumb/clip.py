@@ -20,8 +20,8 @@ The method:
    stretch of lrs that train (a lucky run above a failure does not count); its resolution is
    one grid step (x1.78). A metric such as accuracy can stay high while the validation loss
    explodes (the outputs blow up: digits-mlp at lr 5,000 with clipping keeps 0.9 accuracy at a
-   validation loss of 1e8), so a run whose final validation loss is over ``LOSS_LIMIT`` (10)
-   times the study's lowest does not train either.
+   validation loss of 1e8), so a run whose final validation loss is above the untrained
+   model's (it ended worse than it started) does not train either.
 
 The verdict compares each threshold's largest trainable lr with the one without clipping:
 "clipping at 1.2 (1x the median norm 1.2) raised the largest trainable lr from 0.1 to 0.56
@@ -129,6 +129,12 @@ def lr_grid(task: Task, lrs: Sequence[float] | None) -> list[float]:
     return sorted(set(checked))
 
 
+def untrained_loss(task: Task, seed: int) -> float:
+    """The validation loss of ``task``'s model as built with ``seed``, before any update."""
+    model = task.build_model(seed)
+    return task.validate(model, task.build_loaders(seed)[1])[1]
+
+
 def clip_study(
     task: Task | str,
     thresholds: Sequence[float | str] | None = None,
@@ -185,7 +191,7 @@ def clip_study(
     hib = task.metric.higher_is_better
     runs: list[dict[str, Any]] = []
     best = math.nan  # the best final metric of the study so far
-    best_loss = math.nan  # and the lowest final validation loss
+    start_loss = untrained_loss(task, seed)  # a run that ends above it has not trained
     own = [math.nan] * len(arms)  # each arm's own best so far
     streak = [0] * len(arms)  # runs in a row that neither train nor improve on the arm's best
     alive = [True] * len(arms)
@@ -197,10 +203,8 @@ def clip_study(
                 continue
             run = _run(task, lr, arm, schedule, epochs, seed, seeds)
             runs.append({"arm": i, **run})
-            m, loss = run["metric"], run.get("val_loss")
-            if not run["diverged"] and loss is not None and math.isfinite(loss):
-                best_loss = loss if math.isnan(best_loss) else min(best_loss, loss)
-            broken = run["diverged"] or blown(loss, best_loss)
+            m = run["metric"]
+            broken = run["diverged"] or blown(run.get("val_loss"), start_loss)
             improved = not broken and task.metric.better(m, own[i])
             if improved:
                 own[i] = m
@@ -215,7 +219,7 @@ def clip_study(
     return ClipStudy(
         task=task.name, schedule=str(schedule), epochs=epochs, seeds=seeds, seed=seed,
         tolerance=tolerance, metric_name=task.metric.name, higher_is_better=hib,
-        median_norm=median, arms=arms, runs=runs, grid=grid,
+        median_norm=median, arms=arms, runs=runs, grid=grid, start_loss=start_loss,
     )  # fmt: skip
 
 

@@ -12,7 +12,6 @@ from ...results import Result
 from .report import save_figure, table
 
 FILES = {"json": "clip.json", "png": "clip.png"}
-LOSS_LIMIT = 10.0  # a final validation loss over this many times the study's best: not trained
 
 
 @dataclass(frozen=True)
@@ -39,13 +38,14 @@ def within(metric: float, best: float, tolerance: float, higher_is_better: bool)
     return metric >= best - slack if higher_is_better else metric <= best + slack
 
 
-def blown(val_loss: float | None, best_loss: float) -> bool:
-    """Whether a run's final validation loss is over ``LOSS_LIMIT`` times the study's best
-    ``best_loss`` (or not finite): its outputs blew up, whatever its metric says (accuracy can
-    hold while the loss reaches 1e8). None (a run that kept no val_loss) is not blown."""
-    if val_loss is None or not (math.isfinite(best_loss) and best_loss > 0):
+def blown(val_loss: float | None, start_loss: float) -> bool:
+    """Whether a run's final validation loss is above ``start_loss``, the untrained model's
+    (or not finite): it ended worse than where it started, whatever its metric says (accuracy
+    can hold while the loss reaches 1e8). None (a run that kept no val_loss) or an unknown
+    ``start_loss`` (NaN) is not blown."""
+    if val_loss is None or not math.isfinite(start_loss):
         return False
-    return not val_loss <= LOSS_LIMIT * best_loss
+    return not val_loss <= start_loss
 
 
 @dataclass
@@ -66,6 +66,7 @@ class ClipStudy(Result):
     arms: list[Arm]
     runs: list[dict[str, Any]]
     grid: list[float]
+    start_loss: float = math.nan  # the untrained model's validation loss
 
     @property
     def best_metric(self) -> float:
@@ -79,20 +80,13 @@ class ClipStudy(Result):
                 best = m
         return best
 
-    @property
-    def best_loss(self) -> float:
-        """The lowest final validation loss of any run that did not diverge (NaN when none)."""
-        losses = [r.get("val_loss", math.nan) for r in self.runs if not r["diverged"]]
-        losses = [x for x in losses if math.isfinite(x)]
-        return min(losses) if losses else math.nan
-
     def trains(self, run: dict[str, Any]) -> bool:
         """Whether ``run`` trained: no divergence, final metric within tolerance of the best,
-        and a final validation loss within ``LOSS_LIMIT`` times the study's best."""
+        and a final validation loss no higher than the untrained model's (:func:`blown`)."""
         return (
             not run["diverged"]
             and within(run["metric"], self.best_metric, self.tolerance, self.higher_is_better)
-            and not blown(run.get("val_loss"), self.best_loss)
+            and not blown(run.get("val_loss"), self.start_loss)
         )
 
     def largest(self, arm: int) -> float | None:
@@ -151,7 +145,7 @@ class ClipStudy(Result):
             + (" (the top of the grid)" if self._top_of_grid(0) else "")
             + f"; a run trains when it does not diverge and ends within {self.tolerance:g}"
             f" (relative) of the best {self.metric_name} {self.best_metric:.4g}, with a"
-            f" validation loss within x{LOSS_LIMIT:g} of the best {self.best_loss:.3g}"
+            f" validation loss no higher than the untrained model's {self.start_loss:.3g}"
         )
         return "\n".join([head, *self.verdicts])
 
@@ -205,6 +199,7 @@ class ClipStudy(Result):
             "metric_name": self.metric_name,
             "higher_is_better": self.higher_is_better,
             "median_norm": self.median_norm,
+            "start_loss": self.start_loss,
             "arms": [
                 {"threshold": a.threshold, "multiple": a.multiple, "label": a.label}
                 for a in self.arms
@@ -230,6 +225,7 @@ class ClipStudy(Result):
             median_norm=data["median_norm"],
             arms=[Arm(a["threshold"], a["multiple"]) for a in data["arms"]],
             runs=[dict(r) for r in data["runs"]], grid=[float(x) for x in data["grid"]],
+            start_loss=float(data.get("start_loss", math.nan)),
         )  # fmt: skip
 
     def plot(self, path: str | Path | None = None) -> Any:
