@@ -229,8 +229,9 @@ class ClipStudy(Result):
         )  # fmt: skip
 
     def plot(self, path: str | Path | None = None) -> Any:
-        """The final metric against lr (log axis), one line per arm; diverged runs as red
-        crosses along the bottom; each arm's largest trainable lr as a dotted vertical line;
+        """The final metric against lr (log axis), one line per arm; diverged runs as crosses
+        along the bottom; runs whose validation loss ended above the untrained model's as
+        hollow markers; each arm's largest trainable lr as a dotted vertical line;
         the tolerance band under the best as a grey band. ``path`` saves it."""
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -248,6 +249,10 @@ class ClipStudy(Result):
             colour = f"C{i}"
             ax.plot([r["lr"] for r in ok], [r["metric"] for r in ok], "o-", ms=4, color=colour,
                     label=arm.label)  # fmt: skip
+            blew = [r for r in ok if blown(r.get("val_loss"), self.start_loss)]
+            if blew:
+                ax.plot([r["lr"] for r in blew], [r["metric"] for r in blew], "o", ms=8,
+                        mfc="white", color=colour)  # fmt: skip
             bad = [r["lr"] for r in mine if r["diverged"]]
             if bad:
                 ax.plot(bad, [low] * len(bad), "x", color=colour, ms=7)
@@ -263,8 +268,8 @@ class ClipStudy(Result):
         ax.set_xscale("log")
         ax.set_xlabel("peak lr")
         ax.set_ylabel(f"final {self.metric_name}")
-        ax.set_title(f"{self.task}: largest trainable lr with and without clipping"
-                     " (x: diverged)", fontsize=9)  # fmt: skip
+        ax.set_title(f"{self.task}: largest trainable lr with and without clipping (x: diverged;"
+                     " hollow: val loss above the untrained model's)", fontsize=9)  # fmt: skip
         ax.legend(fontsize=8)
         ax.grid(True, which="both", alpha=0.3)
         fig.tight_layout()
