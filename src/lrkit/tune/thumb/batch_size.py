@@ -44,7 +44,7 @@ from .powerlaw import (
     verdict,
     where_it_stops,
 )
-from .report import Say, save_figure, say_with, table
+from .report import Say, finish_plot, save_study, say_with, table
 
 DEFAULT_SCHEDULE = "warmup(5%) >> cosine"
 FILES = {"json": "batch-size.json", "png": "batch-size.png"}
@@ -178,21 +178,11 @@ class BatchSizeStudy(Result):
         ax.set_xlabel("batch size")
         ax.set_ylabel("best peak lr")
         ax.set_title(f"{self.task}: best lr against batch size ({self.schedule})", fontsize=9)
-        ax.legend(fontsize=8)
-        ax.grid(True, which="both", alpha=0.3)
-        fig.tight_layout()
-        if path is not None:
-            save_figure(fig, Path(path))
-        return fig
+        return finish_plot(fig, ax, path)
 
     def save(self, folder: str | Path) -> list[Path]:
         """``batch-size.json`` and ``batch-size.png`` in ``folder`` (made if missing)."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        json_path, png_path = folder / FILES["json"], folder / FILES["png"]
-        self.to_json(json_path)
-        self.plot(png_path)
-        return [json_path, png_path]
+        return save_study(self, folder, FILES)
 
 
 def batch_size_study(

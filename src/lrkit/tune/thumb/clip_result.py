@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ...results import Result
-from .report import save_figure, table
+from .report import finish_plot, save_study, table
 
 FILES = {"json": "clip.json", "png": "clip.png"}
 
@@ -270,18 +270,8 @@ class ClipStudy(Result):
         ax.set_ylabel(f"final {self.metric_name}")
         ax.set_title(f"{self.task}: largest trainable lr with and without clipping (x: diverged;"
                      " hollow: val loss above the untrained model's)", fontsize=9)  # fmt: skip
-        ax.legend(fontsize=8)
-        ax.grid(True, which="both", alpha=0.3)
-        fig.tight_layout()
-        if path is not None:
-            save_figure(fig, Path(path))
-        return fig
+        return finish_plot(fig, ax, path)
 
     def save(self, folder: str | Path) -> list[Path]:
         """``clip.json`` and ``clip.png`` in ``folder`` (made if missing)."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        json_path, png_path = folder / FILES["json"], folder / FILES["png"]
-        self.to_json(json_path)
-        self.plot(png_path)
-        return [json_path, png_path]
+        return save_study(self, folder, FILES)

@@ -36,3 +36,23 @@ def table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def save_figure(fig: Any, path: Path) -> None:
     """Save ``fig`` whole (through a temporary file and a rename), PNG unless the suffix says."""
     save_whole(fig, path)
+
+
+def finish_plot(fig: Any, ax: Any, path: str | Path | None) -> Any:
+    """A study's figure finished the same way: legend, grid, tight layout, saved to ``path``."""
+    ax.legend(fontsize=8)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    if path is not None:
+        save_figure(fig, Path(path))
+    return fig
+
+
+def save_study(study: Any, folder: str | Path, files: dict[str, str]) -> list[Path]:
+    """``study``'s JSON and PNG (names in ``files``) in ``folder`` (made if missing)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    json_path, png_path = folder / files["json"], folder / files["png"]
+    study.to_json(json_path)
+    study.plot(png_path)
+    return [json_path, png_path]
