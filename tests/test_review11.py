@@ -6,6 +6,10 @@ import math
 
 import pytest
 
+from lrkit.errors import UserError
+from lrkit.tasks import optimizer_info
+from lrkit.tune.compare import Entry, compare
+from lrkit.tune.compare import run as run_module
 from lrkit.tune.compare.stats import summarize, verdict
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -30,3 +34,55 @@ def test_when_every_entry_diverged_somewhere_the_verdict_says_so_not_give_more_s
 def test_one_seed_still_names_no_winner_when_the_runner_up_diverged():
     v = verdict({"a": summarize([0.9]), "b": summarize([NAN])}, True)
     assert v.winner is None and "no interval" in v.text
+
+
+# -- entries that cannot train: refused before any training -----------------------------------
+@pytest.fixture
+def no_training(monkeypatch):
+    """compare's fit and pick_lr, counted."""
+    calls = []
+
+    def counted(real):
+        def call(*args, **kwargs):
+            calls.append(real.__name__)
+            return real(*args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(run_module, "fit", counted(run_module.fit))
+    monkeypatch.setattr(run_module, "pick_lr", counted(run_module.pick_lr))
+    return calls
+
+
+def test_a_model_too_small_for_frozen_is_refused_before_the_first_entry_trains(no_training):
+    entries = [Entry("plain", lr=0.1), Entry("frozen", finetune="frozen", lr=0.1)]
+    with pytest.raises(UserError, match="entry 'frozen': .*at least two layers"):
+        compare("user_tasks:tiny", entries, seeds=1, progress=False)
+    assert no_training == []
+
+
+def test_a_schedule_that_is_0_throughout_is_refused_before_the_first_entry_trains(no_training):
+    entries = [Entry("plain", lr=0.1), Entry("zero", "0", lr=0.1)]
+    with pytest.raises(UserError, match="entry 'zero': .*0 at every step"):
+        compare("user_tasks:tiny", entries, seeds=1, progress=False)
+    assert no_training == []
+
+
+@pytest.mark.skipif(not optimizer_info("schedulefree-adamw").available,
+                    reason="schedulefree is not installed (pip install lrkit[lrfree])")  # fmt: skip
+def test_a_schedule_free_entry_with_a_decay_is_refused_before_the_first_entry_trains(
+    no_training,
+):
+    entries = ["constant", "cosine+schedulefree-adamw"]
+    with pytest.raises(UserError, match="entry 'cosine\\+schedulefree-adamw': .*no decaying") as e:
+        compare("wine-mlp", entries, seeds=1, budget=0.5, progress=False)
+    assert no_training == []
+    assert "compressed" not in str(e.value)  # the run's schedule, not pick_lr's short one
+
+
+@pytest.mark.skipif(not optimizer_info("prodigy").available,
+                    reason="prodigyopt is not installed (pip install lrkit[lrfree])")  # fmt: skip
+def test_prodigy_over_layerwise_groups_is_refused_before_the_first_entry_trains(no_training):
+    with pytest.raises(UserError, match="entry 'layerwise\\+prodigy': .*dadapt-adam"):
+        compare("digits-mlp", ["constant", "layerwise+prodigy"], seeds=1, progress=False)
+    assert no_training == []

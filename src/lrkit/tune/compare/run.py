@@ -40,7 +40,7 @@ from ...paths import writable_dir
 from ...progress import wanted
 from ...tasks import Task, finetune, get_task
 from ...train import fit
-from .entries import Entry, as_entries
+from .entries import Entry, as_entries, check_trains
 from .result import LR_POINTS, CompareResult, Row, SeedRun
 from .stats import default_target, target_ends
 from .text import target_words
@@ -89,7 +89,8 @@ def compare(
         progress: a line per rate chosen and per run (None, True: printed; False: silent).
 
     Raises UserError for a bad argument (naming it and what is accepted), an unknown entry
-    (with "did you mean"), and an lr that cannot be chosen.
+    (with "did you mean"), an entry the task cannot train (checked before any training:
+    :func:`~lrkit.tune.compare.entries.check_trains`), and an lr that cannot be chosen.
     """
     started = time.perf_counter()
     task = get_task(task)
@@ -102,6 +103,8 @@ def compare(
     plan = _Plan(epochs, total, opts["seeds"], seed, opts["lr"], opts["budget"],
                  None if epochs >= VAL_POINTS else max(1, math.ceil(total / VAL_POINTS)))  # fmt: skip
     variants = {e.label: _variant(task, e) for e in items}  # a bad entry fails before training
+    for e in items:
+        check_trains(e, variants[e.label], total, spe)
     say = _Lines(task.name, progress is not False)
     say(
         f"{len(items)} entries x {plan.seeds} seeds, {epochs} epochs ({total} steps) a run;"
