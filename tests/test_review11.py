@@ -86,3 +86,15 @@ def test_prodigy_over_layerwise_groups_is_refused_before_the_first_entry_trains(
     with pytest.raises(UserError, match="entry 'layerwise\\+prodigy': .*dadapt-adam"):
         compare("digits-mlp", ["constant", "layerwise+prodigy"], seeds=1, progress=False)
     assert no_training == []
+
+
+# -- same lr ------------------------------------------------------------------------------------
+@pytest.mark.skipif(not optimizer_info("prodigy").available,
+                    reason="prodigyopt is not installed (pip install lrkit[lrfree])")  # fmt: skip
+def test_same_lr_auto_with_only_lr_free_entries_spends_nothing_on_a_rate_no_entry_uses(
+    no_training, capsys
+):
+    r = compare("user_tasks:tiny", ["prodigy"], seeds=1, same_lr="auto", progress=True)
+    assert "pick_lr" not in no_training
+    assert r.same_lr is None and r.mode_rows("same") == []
+    assert "no same-lr rows: every entry is lr-free" in capsys.readouterr().out

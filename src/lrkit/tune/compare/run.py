@@ -116,7 +116,9 @@ def compare(
     same: list[Any] = [None, ""]  # the same lr and how it was chosen, once known
     try:
         _own_rows(items, variants, plan, say, rows)
-        if opts["same_lr"] is not None:
+        if opts["same_lr"] is not None and all(e.lr_free for e in items):
+            say("no same-lr rows: every entry is lr-free (its lr is a multiplier, 1.0)")
+        elif opts["same_lr"] is not None:
             same[:] = _same_rate(opts["same_lr"], task, items, rows, plan)
             _same_rows(items, variants, plan, say, rows, same[0], same[1])
     except KeyboardInterrupt:
