@@ -98,3 +98,14 @@ def test_same_lr_auto_with_only_lr_free_entries_spends_nothing_on_a_rate_no_entr
     assert "pick_lr" not in no_training
     assert r.same_lr is None and r.mode_rows("same") == []
     assert "no same-lr rows: every entry is lr-free" in capsys.readouterr().out
+
+
+# -- the transfer task's cache --------------------------------------------------------------------
+def test_a_cache_folder_that_is_a_file_says_so(tmp_path, monkeypatch):
+    from lrkit.train.pretrained import Pretraining, pretrained_body
+
+    blocker = tmp_path / "cache"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("LRKIT_CACHE", str(blocker))
+    with pytest.raises(UserError, match=rf"'{blocker}': it is a file, not a folder; set LRKIT"):
+        pretrained_body(Pretraining(epochs=1))

@@ -250,6 +250,8 @@ def _writable(folder: Path) -> Path:
             f" {str(folder)!r}: {why}; set {CACHE_ENV} to a folder you can write"
         )
 
+    if folder.exists() and not folder.is_dir():
+        raise refuse("it is a file, not a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
