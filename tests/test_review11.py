@@ -109,3 +109,26 @@ def test_a_cache_folder_that_is_a_file_says_so(tmp_path, monkeypatch):
     monkeypatch.setenv("LRKIT_CACHE", str(blocker))
     with pytest.raises(UserError, match=rf"'{blocker}': it is a file, not a folder; set LRKIT"):
         pretrained_body(Pretraining(epochs=1))
+
+
+# -- the plot -------------------------------------------------------------------------------------
+def test_the_plot_keeps_an_lr_free_multiplier_off_the_lr_axis_and_says_what_it_is():
+    from lrkit.tune.compare import CompareResult, Row, SeedRun
+
+    def row(label, lr, how):
+        run = SeedRun(seed=0, status="completed", final=0.9, best=0.9, best_epoch=0,
+                      best_step=10, initial=0.1, steps=10, seconds=0.1,
+                      curve=[[5, 0.05, 0.5, 1.0], [10, 0.1, 0.9, 0.5]])  # fmt: skip
+        return Row(label=label, schedule="constant", lr=lr, how=how, runs=[run],
+                   lr_curve=[[0, lr], [10, lr]])  # fmt: skip
+
+    result = CompareResult(task="toy", metric="accuracy", higher_is_better=True, seeds=1,
+                           seed=0, epochs=1, steps=10, lr_how="pick", budget=1.5, target=0.8,
+                           target_how="given",
+                           rows=[row("adamw", 3e-3, "pick"), row("prodigy", 1.0, "lr-free")])  # fmt: skip
+    fig = result.plot()
+    lr_ax = next(ax for ax in fig.axes if ax.get_yscale() == "log")
+    assert len(lr_ax.get_lines()) == 1  # adamw's lr only: prodigy's 1.0 is not an lr
+    assert lr_ax.get_ylim()[1] < 0.1  # the axis spans the absolute rates
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert "prodigy (lr-free, multiplier 1)" in labels
