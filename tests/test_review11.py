@@ -132,3 +132,23 @@ def test_the_plot_keeps_an_lr_free_multiplier_off_the_lr_axis_and_says_what_it_i
     assert lr_ax.get_ylim()[1] < 0.1  # the axis spans the absolute rates
     labels = fig.axes[0].get_legend_handles_labels()[1]
     assert "prodigy (lr-free, multiplier 1)" in labels
+
+
+# -- a compare that is killed -------------------------------------------------------------------
+def test_compare_json_holds_the_rows_finished_so_far_while_it_runs(monkeypatch, tmp_path):
+    import lrkit
+
+    seen = []
+
+    def fit_and_look(*args, **kwargs):
+        seen.append((tmp_path / "compare.json").is_file() and lrkit.CompareResult.load(tmp_path))
+        return real(*args, **kwargs)
+
+    real = run_module.fit
+    monkeypatch.setattr(run_module, "fit", fit_and_look)
+    entries = [Entry("slow", lr=0.05), Entry("fast", lr=0.1)]
+    compare("user_tasks:tiny", entries, seeds=2, out=tmp_path, progress=False)
+    assert seen[:2] == [False, False]  # nothing has finished yet: nothing is saved
+    during = seen[2]  # the second entry's first run: a kill -9 now leaves this
+    assert [row.label for row in during.rows] == ["slow"] and "partial" in during.note
+    assert lrkit.CompareResult.load(tmp_path).note == ""  # the whole result, at the end

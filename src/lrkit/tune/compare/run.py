@@ -41,7 +41,7 @@ from ...progress import wanted
 from ...tasks import Task, finetune, get_task
 from ...train import fit
 from .entries import Entry, as_entries, check_trains
-from .result import LR_POINTS, CompareResult, Row, SeedRun
+from .result import FILES, LR_POINTS, CompareResult, Row, SeedRun
 from .stats import default_target, target_ends
 from .text import target_words
 
@@ -112,8 +112,16 @@ def compare(
         f" {plan.budget:g} runs each){'' if same_lr is None else f'; same lr: {same_lr}'}"
     )
 
-    rows: list[Row] = []
     same: list[Any] = [None, ""]  # the same lr and how it was chosen, once known
+
+    def keep(done: list[Row]) -> None:  # compare.json of the rows so far: a kill -9 keeps them
+        if folder is not None:
+            note = f"partial: only the {len(done)} rows that finished (running, or killed)"
+            _result(task, plan, done, opts["target"], *same, started, note).to_json(
+                folder / FILES["json"]
+            )
+
+    rows: list[Row] = _Kept(keep)
     try:
         _own_rows(items, variants, plan, say, rows)
         if opts["same_lr"] is not None and all(e.lr_free for e in items):
@@ -182,6 +190,18 @@ def _result(task, plan, rows, target, same_rate, same_how, started, note="") -> 
         version=__version__,
         note=note,
     )
+
+
+class _Kept(list):
+    """The rows, handed to ``keep`` each time one is appended (compare.json rewritten)."""
+
+    def __init__(self, keep: Any):
+        super().__init__()
+        self.keep = keep
+
+    def append(self, row: Row) -> None:
+        super().append(row)
+        self.keep(list(self))
 
 
 @dataclasses.dataclass(frozen=True)
