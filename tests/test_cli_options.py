@@ -26,6 +26,11 @@ BASE = {
     ("tune",): (["--task", "user_tasks:tiny", "--trials", "1", "--quiet", "--out", "{tmp}"], []),
     ("study", "create"): (["--storage", "{tmp}.journal", "--task", "user_tasks:tiny"], ["s"]),
     ("compare",): ([*COMPARE, "--out", "{tmp}"], []),
+    ("study", "batch-size"): (["--task", "wine-mlp", "--batch-sizes", "8,16,32", "--epochs", "1",
+                               "--out", "{tmp}"], []),  # fmt: skip
+    ("study", "clip"): (["--task", "user_tasks:tiny", "--thresholds", "1.0", "--lrs", "0.1",
+                         "--epochs", "1", "--out", "{tmp}"], []),  # fmt: skip
+    ("scale-lr",): (["--from-batch", "2", "--to-batch", "4"], ["0.1"]),
 }
 
 

@@ -264,7 +264,7 @@ def test_no_module_of_the_schedules_imports_one_above_it():
 
     order = [
         "units", "base", "fields", "catalogue", "cyclic", "piecewise", "plateau", "combinators",
-        "shaping", "tokens", "parse", "config", "groups", "lrfree", "driver", "__init__",
+        "shaping", "tokens", "parse", "config", "groups", "lrfree", "driver", "scaling", "__init__",
     ]  # fmt: skip
     folder = Path(package.__file__).parent
     assert sorted(p.stem for p in folder.glob("*.py")) == sorted(order)

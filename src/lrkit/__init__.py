@@ -15,12 +15,16 @@ The public API:
   imported only when first used), its :class:`Space`, :class:`Config` and :class:`TuneResult`;
   :func:`compare`, entries side by side at their own rates over seeds, and its
   :class:`CompareResult` (imported on first use too).
+- rules of thumb: :func:`scale_lr` (the linear and square-root batch-size rules, with their
+  sources), :func:`batch_size_study` and :func:`clip_study` (which rule holds, and whether
+  clipping allows higher rates, measured; from ``lrkit.tune.thumb``, imported on first use).
 """
 
 from ._version import __version__
 from .errors import UserError
 from .find import Pick, pick_lr
 from .schedules import Driver, Schedule, ScheduleSyntaxError, load_schedule, parse
+from .schedules.scaling import ScaledLr, scale_lr
 from .tasks import Metric, Task, get_task, layerwise_groups, list_tasks, optimizer_info
 from .train import History, ScheduleFitWarning, fit
 from .watch import Diagnosis, Guard, GuardExhausted, Signals, Watch, diagnose, read_run
@@ -57,22 +61,30 @@ __all__ = [
     "compare",
     "CompareResult",
     "optimizer_info",
+    "scale_lr",
+    "ScaledLr",
+    "batch_size_study",
+    "BatchSizeStudy",
+    "clip_study",
+    "ClipStudy",
 ]
 
-_LAZY = ("tune", "Space", "Config", "TuneResult")  # from lrkit.tune, imported on first use
-_LAZY_COMPARE = ("compare", "CompareResult")  # from lrkit.tune.compare, on first use
+# names imported on first use, so ``import lrkit`` stays light (Optuna only when needed)
+_LAZY = {
+    **dict.fromkeys(("tune", "Space", "Config", "TuneResult"), ".tune"),
+    **dict.fromkeys(("compare", "CompareResult"), ".tune.compare"),
+    **dict.fromkeys(
+        ("batch_size_study", "BatchSizeStudy", "clip_study", "ClipStudy"), ".tune.thumb"
+    ),
+}
 
 
 def __getattr__(name: str):
-    """``lrkit.tune``, ``lrkit.Space``, ``lrkit.Config``, ``lrkit.TuneResult``: imported on
-    first use, so ``import lrkit`` stays light (Optuna: only when a tune or a result needs it)."""
+    """The names of :data:`_LAZY` (``lrkit.tune``, ``lrkit.compare``, the studies...):
+    imported on first use, so ``import lrkit`` does not import Optuna."""
     if name in _LAZY:
         import importlib
 
-        module = importlib.import_module(".tune", __name__)
+        module = importlib.import_module(_LAZY[name], __name__)
         return module if name == "tune" else getattr(module, name)
-    if name in _LAZY_COMPARE:
-        import importlib
-
-        return getattr(importlib.import_module(".tune.compare", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

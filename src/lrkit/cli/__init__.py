@@ -10,6 +10,7 @@ from . import (  # noqa: F401  (registers the commands)
     find_cmd,
     schedule_cmd,
     study_cmd,
+    thumb_cmd,
     train_cmd,
     tune_cmd,
 )

@@ -25,10 +25,12 @@ STORAGE = click.option("--storage", envvar="LRKIT_STORAGE", required=True,
 
 @cli.group(name="study")
 def study_group() -> None:
-    """Studies on shared storage: create one for many workers, list them, show one.
+    """Studies on shared storage (create, list, show); rules of thumb measured (batch-size, clip).
 
     \b
     Examples:
+      lrkit study batch-size --task digits-mlp --batch-sizes 16,32,64,128,256
+      lrkit study clip --task digits-mlp
       lrkit study create --storage postgresql://lr@db/studies --task wine-mlp --cv 3 wine
       lrkit tune --storage postgresql://lr@db/studies --study wine     # on every worker
       lrkit study list --storage postgresql://lr@db/studies
