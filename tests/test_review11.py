@@ -152,3 +152,19 @@ def test_compare_json_holds_the_rows_finished_so_far_while_it_runs(monkeypatch, 
     during = seen[2]  # the second entry's first run: a kill -9 now leaves this
     assert [row.label for row in during.rows] == ["slow"] and "partial" in during.note
     assert lrkit.CompareResult.load(tmp_path).note == ""  # the whole result, at the end
+
+
+def test_the_cached_body_is_readable_like_any_file_the_user_writes(tmp_path, monkeypatch):
+    import os
+
+    from lrkit.train.pretrained import Pretraining, cache_path, pretrained_body
+
+    monkeypatch.setenv("LRKIT_CACHE", str(tmp_path / "cache"))
+    settings = Pretraining(epochs=1)
+    umask = os.umask(0o022)
+    try:
+        pretrained_body(settings)
+    finally:
+        os.umask(umask)
+    # a shared cache folder: others can read it (mkstemp's 0600 made them rebuild it)
+    assert cache_path(settings).stat().st_mode & 0o777 == 0o644

@@ -266,6 +266,9 @@ def _write(folder: Path, path: Path, payload: dict) -> None:
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # as any file the user writes, not mkstemp's 0600
         with os.fdopen(fd, "wb") as f:
             torch.save(payload, f)
             f.flush()
