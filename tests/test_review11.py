@@ -168,3 +168,20 @@ def test_the_cached_body_is_readable_like_any_file_the_user_writes(tmp_path, mon
         os.umask(umask)
     # a shared cache folder: others can read it (mkstemp's 0600 made them rebuild it)
     assert cache_path(settings).stat().st_mode & 0o777 == 0o644
+
+
+# -- the clip study's plot ----------------------------------------------------------------------
+def test_the_clip_plot_tells_runs_that_did_not_train_apart_and_says_what_the_dotted_lines_are():
+    from lrkit.tune.thumb.clip_result import Arm, ClipStudy
+
+    runs = [
+        {"arm": 0, "lr": 0.1, "metric": 0.9, "val_loss": 0.5, "diverged": False},
+        {"arm": 0, "lr": 1.0, "metric": 0.9, "val_loss": 9.0, "diverged": False},  # blown
+    ]
+    study = ClipStudy("t", "constant", 1, 1, 0, 0.05, "accuracy", True, None, [Arm(None)], runs,
+                      [0.1, 1.0], start_loss=2.0)  # fmt: skip
+    assert not study.trains(runs[1])  # accuracy held, the loss blew up
+    ax = study.plot().axes[0]
+    hollow = [line for line in ax.get_lines() if line.get_markerfacecolor() == "white"]
+    assert len(hollow) == 1 and list(hollow[0].get_xdata()) == [1.0]
+    assert "dotted" in ax.get_title() and "hollow" in ax.get_title()

@@ -230,7 +230,8 @@ class ClipStudy(Result):
 
     def plot(self, path: str | Path | None = None) -> Any:
         """The final metric against lr (log axis), one line per arm; diverged runs as red
-        crosses along the bottom; each arm's largest trainable lr as a dotted vertical line;
+        crosses along the bottom; runs that finished but did not train (:meth:`trains`) hollow;
+        each arm's largest trainable lr as a dotted vertical line;
         the tolerance band under the best as a grey band. ``path`` saves it."""
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -248,6 +249,10 @@ class ClipStudy(Result):
             colour = f"C{i}"
             ax.plot([r["lr"] for r in ok], [r["metric"] for r in ok], "o-", ms=4, color=colour,
                     label=arm.label)  # fmt: skip
+            fails = [r for r in ok if not self.trains(r)]  # finished, but did not train
+            if fails:
+                ax.plot([r["lr"] for r in fails], [r["metric"] for r in fails], "o", ms=5,
+                        mfc="white", mec=colour)  # fmt: skip
             bad = [r["lr"] for r in mine if r["diverged"]]
             if bad:
                 ax.plot(bad, [low] * len(bad), "x", color=colour, ms=7)
@@ -263,8 +268,9 @@ class ClipStudy(Result):
         ax.set_xscale("log")
         ax.set_xlabel("peak lr")
         ax.set_ylabel(f"final {self.metric_name}")
-        ax.set_title(f"{self.task}: largest trainable lr with and without clipping"
-                     " (x: diverged)", fontsize=9)  # fmt: skip
+        ax.set_title(f"{self.task}: largest trainable lr with and without clipping\n"
+                     "(dotted: each arm's largest trainable lr; hollow: did not train;"
+                     " x: diverged)", fontsize=9)  # fmt: skip
         ax.legend(fontsize=8)
         ax.grid(True, which="both", alpha=0.3)
         fig.tight_layout()
