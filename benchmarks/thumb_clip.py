@@ -3,8 +3,9 @@
 For each task, its defaults: thresholds 0.25x, 1x and 4x the median gradient norm of a short run
 at the task's lr; lrs from the task's lr / 10 up, 0.25 decades apart, each arm climbing until it
 is past its peak (two runs in a row that neither train nor beat its own best); ``warmup(5%) >>
-cosine`` over the task's epochs; a run trains when it does not diverge and its final metric is
-within 5% (relative) of the study's best; ``--seeds`` seeds per point (default 1). Writes
+cosine`` over the task's epochs; a run trains when it does not diverge, its final metric is
+within 5% (relative) of the study's best and its final validation loss is no higher than the
+untrained model's; ``--seeds`` seeds per point (default 1). Writes
 ``benchmarks/thumb/<task>-clip.json`` and ``.png`` and prints a Markdown table: the largest
 trainable lr per arm and the verdicts.
 

@@ -171,7 +171,7 @@ def test_the_cached_body_is_readable_like_any_file_the_user_writes(tmp_path, mon
 
 
 # -- the clip study's plot ----------------------------------------------------------------------
-def test_the_clip_plot_tells_runs_that_did_not_train_apart_and_says_what_the_dotted_lines_are():
+def test_the_clip_plot_draws_a_blown_run_hollow_and_says_what_the_dotted_lines_are():
     from lrkit.tune.thumb.clip_result import Arm, ClipStudy
 
     runs = [
@@ -184,4 +184,4 @@ def test_the_clip_plot_tells_runs_that_did_not_train_apart_and_says_what_the_dot
     ax = study.plot().axes[0]
     hollow = [line for line in ax.get_lines() if line.get_markerfacecolor() == "white"]
     assert len(hollow) == 1 and list(hollow[0].get_xdata()) == [1.0]
-    assert "dotted" in ax.get_title() and "hollow" in ax.get_title()
+    assert "dotted: each arm's largest trainable lr" in ax.get_title()

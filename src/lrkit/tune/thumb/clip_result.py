@@ -229,9 +229,9 @@ class ClipStudy(Result):
         )  # fmt: skip
 
     def plot(self, path: str | Path | None = None) -> Any:
-        """The final metric against lr (log axis), one line per arm; diverged runs as red
-        crosses along the bottom; runs that finished but did not train (:meth:`trains`) hollow;
-        each arm's largest trainable lr as a dotted vertical line;
+        """The final metric against lr (log axis), one line per arm; diverged runs as crosses
+        along the bottom; runs whose validation loss ended above the untrained model's as
+        hollow markers; each arm's largest trainable lr as a dotted vertical line;
         the tolerance band under the best as a grey band. ``path`` saves it."""
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -249,10 +249,10 @@ class ClipStudy(Result):
             colour = f"C{i}"
             ax.plot([r["lr"] for r in ok], [r["metric"] for r in ok], "o-", ms=4, color=colour,
                     label=arm.label)  # fmt: skip
-            fails = [r for r in ok if not self.trains(r)]  # finished, but did not train
-            if fails:
-                ax.plot([r["lr"] for r in fails], [r["metric"] for r in fails], "o", ms=5,
-                        mfc="white", mec=colour)  # fmt: skip
+            blew = [r for r in ok if blown(r.get("val_loss"), self.start_loss)]
+            if blew:
+                ax.plot([r["lr"] for r in blew], [r["metric"] for r in blew], "o", ms=8,
+                        mfc="white", color=colour)  # fmt: skip
             bad = [r["lr"] for r in mine if r["diverged"]]
             if bad:
                 ax.plot(bad, [low] * len(bad), "x", color=colour, ms=7)
@@ -268,9 +268,9 @@ class ClipStudy(Result):
         ax.set_xscale("log")
         ax.set_xlabel("peak lr")
         ax.set_ylabel(f"final {self.metric_name}")
-        ax.set_title(f"{self.task}: largest trainable lr with and without clipping\n"
-                     "(dotted: each arm's largest trainable lr; hollow: did not train;"
-                     " x: diverged)", fontsize=9)  # fmt: skip
+        ax.set_title(f"{self.task}: largest trainable lr with and without clipping\n(x: diverged;"
+                     " hollow: val loss above the untrained model's; dotted: each arm's largest"
+                     " trainable lr)", fontsize=9)  # fmt: skip
         ax.legend(fontsize=8)
         ax.grid(True, which="both", alpha=0.3)
         fig.tight_layout()
