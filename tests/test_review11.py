@@ -185,3 +185,11 @@ def test_the_clip_plot_draws_a_blown_run_hollow_and_says_what_the_dotted_lines_a
     hollow = [line for line in ax.get_lines() if line.get_markerfacecolor() == "white"]
     assert len(hollow) == 1 and list(hollow[0].get_xdata()) == [1.0]
     assert "dotted: each arm's largest trainable lr" in ax.get_title()
+
+
+def test_a_clip_threshold_given_twice_is_refused_before_any_run():
+    from lrkit.tune.thumb.clip import parse_thresholds
+
+    with pytest.raises(UserError, match="threshold 1x is given twice"):
+        parse_thresholds(["1x", "0.25x", "1x"])
+    assert parse_thresholds(["1x", "1"]) == [(1.0, True), (1.0, False)]  # 1x is not 1
