@@ -193,3 +193,8 @@ def test_a_clip_threshold_given_twice_is_refused_before_any_run():
     with pytest.raises(UserError, match="threshold 1x is given twice"):
         parse_thresholds(["1x", "0.25x", "1x"])
     assert parse_thresholds(["1x", "1"]) == [(1.0, True), (1.0, False)]  # 1x is not 1
+
+
+def test_one_entry_with_one_seed_names_no_winner_as_one_seed_never_does():
+    v = verdict({"a": summarize([0.9])}, True)
+    assert v.winner is None and v.text.startswith("a is the only entry") and "no interval" in v.text

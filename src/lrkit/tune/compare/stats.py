@@ -88,8 +88,9 @@ def verdict(summaries: dict[str, Summary], higher_is_better: bool, digits: int =
     s = summaries[best]
     if s.n == 0:
         return Verdict(None, (), "every run diverged: no winner")
-    if len(ranked) == 1:
-        return Verdict(best, (), f"{best} is the only entry: {_show(s, digits)}")
+    if len(ranked) == 1:  # named only with an interval, as when there are several
+        return Verdict(best if s.has_interval else None, () if s.has_interval else (best,),
+                       f"{best} is the only entry: {_show(s, digits)}")  # fmt: skip
     second = ranked[1]
     r = summaries[second]
     if s.diverged:  # ranked after every clean entry: so there is none
