@@ -82,8 +82,8 @@ class SameLr(click.ParamType):
               help="How each entry's own rate is chosen: pick (pick_lr for its schedule) or tune"
               " (a small Optuna search over the lr alone). Example: --lr tune")  # fmt: skip
 @click.option("--same-lr", "same_lr", type=SameLr(), default=None,
-              help="Also run every entry at one rate: a peak lr, or auto (the first entry's own"
-              " rate); shows how much of a schedule effect was a rate effect."
+              help="Also run every entry at one rate: a peak lr, or auto (the own rate of the"
+              " first entry whose rate was chosen; lr-free ones have none); shows how much of a schedule effect was a rate effect."
               " Example: --same-lr auto")  # fmt: skip
 @click.option("--budget", type=FiniteFloat(0, 10**6, low_open=True), default=None,
               help="Full runs each entry may spend choosing its rate; default: 1.5 (pick), 6"

@@ -250,6 +250,8 @@ def _writable(folder: Path) -> Path:
             f" {str(folder)!r}: {why}; set {CACHE_ENV} to a folder you can write"
         )
 
+    if folder.exists() and not folder.is_dir():
+        raise refuse("it is a file, not a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -264,6 +266,9 @@ def _write(folder: Path, path: Path, payload: dict) -> None:
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # as any file the user writes, not mkstemp's 0600
         with os.fdopen(fd, "wb") as f:
             torch.save(payload, f)
             f.flush()

@@ -123,6 +123,27 @@ class Entry:
         }
 
 
+def check_trains(entry: Entry, task: Any, total_steps: int, steps_per_epoch: int) -> None:
+    """A UserError naming ``entry`` when ``task`` (the entry's variant of the task) cannot
+    train it, found before any run: a model its fine-tuning mode cannot split (fewer than two
+    layers), an optimizer that refuses the task's groups (Prodigy over layer-wise rates), a
+    schedule the Driver refuses for the optimizer (a decay for a schedule-free one) or one
+    that is 0 at every step of the run. Builds the model and the optimizer once, and a
+    Driver over them for the run's ``total_steps``."""
+    from ...schedules import Driver
+    from ...train.misfit import never_trains, schedule_misfit
+
+    try:
+        optimizer = task.build_optimizer(task.build_model())
+        driver = Driver(optimizer, entry.schedule, total_steps=total_steps,
+                        steps_per_epoch=steps_per_epoch)  # fmt: skip
+        driver.close()
+        if never_trains(driver.schedule, total_steps):
+            raise UserError(str(schedule_misfit(driver.schedule, total_steps)))
+    except ValueError as e:  # UserError included
+        raise UserError(f"entry {entry.label!r}: {_first_line(e)}") from None
+
+
 def optimizers() -> tuple[str, ...]:
     """The optimizer names an entry accepts: those of ``lrkit.tasks.OPTIMIZERS``."""
     return tuple(OPTIMIZERS)
@@ -276,4 +297,5 @@ __all__ = [
     "optimizers",
     "finetune_modes",
     "is_lr_free",
+    "check_trains",
 ]

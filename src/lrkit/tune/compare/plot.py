@@ -5,7 +5,8 @@ mean validation metric over its seeds against the step (solid, with a band from 
 to the highest seed), the target as a dotted grey line (the metric axis shows from three times
 the target's distance to the best final beyond it), and on a second, logarithmic axis its
 lr against the step (dashed, the same colour; three decades below the highest lr, so a decay to
-0 ends at the axis's floor). Drawn on matplotlib's Agg canvas (no display
+0 ends at the axis's floor); an lr-free entry's lr, a multiplier of the rate it estimates, is
+not drawn there (its legend gives the multiplier). Drawn on matplotlib's Agg canvas (no display
 needed) and written whole, as the other figures of lrkit.
 """
 
@@ -41,15 +42,17 @@ def plot_compare(result: Any, path: str | Path | None = None) -> Any:
 def _panel(result: Any, mode: str, ax: Any) -> None:
     rows = result.mode_rows(mode)
     lr_ax = ax.twinx()
-    peak = max((y for row in rows for _, y in row.lr_curve), default=0.0)
+    peak = max((y for row in rows if row.how != "lr-free" for _, y in row.lr_curve), default=0.0)
     floor = peak * LR_RANGE  # a decay to 0 is drawn down to here, not to 1e-300
     for i, row in enumerate(rows):
         colour = f"C{i % 10}"
         steps, mean, low, high = _mean_curve(row.runs)
+        free = row.how == "lr-free"  # its lr multiplies the rate it estimates: not on the lr axis
+        rate = f"lr-free, multiplier {row.lr:.3g}" if free else f"lr {row.lr:.3g}"
         if steps:
-            ax.plot(steps, mean, "-", color=colour, lw=1.6, label=f"{row.label} (lr {row.lr:.3g})")
+            ax.plot(steps, mean, "-", color=colour, lw=1.6, label=f"{row.label} ({rate})")
             ax.fill_between(steps, low, high, color=colour, alpha=0.15, lw=0)
-        if row.lr_curve:
+        if row.lr_curve and not free:
             xs, ys = zip(*row.lr_curve)
             lr_ax.plot(xs, [max(y, floor) for y in ys], "--", color=colour, lw=0.9, alpha=0.6)
     if math.isfinite(result.target):

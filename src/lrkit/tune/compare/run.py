@@ -40,8 +40,8 @@ from ...paths import writable_dir
 from ...progress import wanted
 from ...tasks import Task, finetune, get_task
 from ...train import fit
-from .entries import Entry, as_entries
-from .result import LR_POINTS, CompareResult, Row, SeedRun
+from .entries import Entry, as_entries, check_trains
+from .result import FILES, LR_POINTS, CompareResult, Row, SeedRun
 from .stats import default_target, target_ends
 from .text import target_words
 
@@ -89,7 +89,8 @@ def compare(
         progress: a line per rate chosen and per run (None, True: printed; False: silent).
 
     Raises UserError for a bad argument (naming it and what is accepted), an unknown entry
-    (with "did you mean"), and an lr that cannot be chosen.
+    (with "did you mean"), an entry the task cannot train (checked before any training:
+    :func:`~lrkit.tune.compare.entries.check_trains`), and an lr that cannot be chosen.
     """
     started = time.perf_counter()
     task = get_task(task)
@@ -102,6 +103,8 @@ def compare(
     plan = _Plan(epochs, total, opts["seeds"], seed, opts["lr"], opts["budget"],
                  None if epochs >= VAL_POINTS else max(1, math.ceil(total / VAL_POINTS)))  # fmt: skip
     variants = {e.label: _variant(task, e) for e in items}  # a bad entry fails before training
+    for e in items:
+        check_trains(e, variants[e.label], total, spe)
     say = _Lines(task.name, progress is not False)
     say(
         f"{len(items)} entries x {plan.seeds} seeds, {epochs} epochs ({total} steps) a run;"
@@ -109,11 +112,21 @@ def compare(
         f" {plan.budget:g} runs each){'' if same_lr is None else f'; same lr: {same_lr}'}"
     )
 
-    rows: list[Row] = []
     same: list[Any] = [None, ""]  # the same lr and how it was chosen, once known
+
+    def keep(done: list[Row]) -> None:  # compare.json of the rows so far: a kill -9 keeps them
+        if folder is not None:
+            note = f"partial: only the {len(done)} rows that finished (running, or killed)"
+            _result(task, plan, done, opts["target"], *same, started, note).to_json(
+                folder / FILES["json"]
+            )
+
+    rows: list[Row] = _Kept(keep)
     try:
         _own_rows(items, variants, plan, say, rows)
-        if opts["same_lr"] is not None:
+        if opts["same_lr"] is not None and all(e.lr_free for e in items):
+            say("no same-lr rows: every entry is lr-free (its lr is a multiplier, 1.0)")
+        elif opts["same_lr"] is not None:
             same[:] = _same_rate(opts["same_lr"], task, items, rows, plan)
             _same_rows(items, variants, plan, say, rows, same[0], same[1])
     except KeyboardInterrupt:
@@ -177,6 +190,18 @@ def _result(task, plan, rows, target, same_rate, same_how, started, note="") -> 
         version=__version__,
         note=note,
     )
+
+
+class _Kept(list):
+    """The rows, handed to ``keep`` each time one is appended (compare.json rewritten)."""
+
+    def __init__(self, keep: Any):
+        super().__init__()
+        self.keep = keep
+
+    def append(self, row: Row) -> None:
+        super().append(row)
+        self.keep(list(self))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,7 +8,8 @@ a winner, and the time to reach a target metric.
   seed after those without). The best is named the winner only when its interval does not
   overlap the runner-up's (for a higher-is-better metric: its low end is above the runner-up's
   high end); otherwise the entries whose intervals overlap the best's are "tied", with their
-  numbers. With fewer than two finite values an entry has no interval, and no winner is named.
+  numbers. With fewer than two finite values an entry has no interval, and no winner is named
+  (unless that entry is a runner-up with diverged runs: those rank below and cannot win).
 - :func:`default_target`: 95% of the way from the worst initial metric (the untrained models)
   to the best entry's mean final metric; :func:`reach`: the first validation of a run at or
   past the target (its step and seconds).
@@ -87,11 +88,19 @@ def verdict(summaries: dict[str, Summary], higher_is_better: bool, digits: int =
     s = summaries[best]
     if s.n == 0:
         return Verdict(None, (), "every run diverged: no winner")
-    if len(ranked) == 1:
-        return Verdict(best, (), f"{best} is the only entry: {_show(s, digits)}")
+    if len(ranked) == 1:  # named only with an interval, as when there are several
+        return Verdict(best if s.has_interval else None, () if s.has_interval else (best,),
+                       f"{best} is the only entry: {_show(s, digits)}")  # fmt: skip
     second = ranked[1]
     r = summaries[second]
-    if not s.has_interval or (r.n and not r.has_interval):
+    if s.diverged:  # ranked after every clean entry: so there is none
+        return Verdict(
+            None,
+            tuple(ranked),
+            f"no winner named: every entry had a diverged run; best by mean: {best}"
+            f" {_show(s, digits)}",
+        )
+    if not s.has_interval or (not r.diverged and not r.has_interval):
         few = best if not s.has_interval else second
         return Verdict(
             None,
@@ -99,13 +108,6 @@ def verdict(summaries: dict[str, Summary], higher_is_better: bool, digits: int =
             f"no winner named: {few} has {_runs(summaries[few].n)} that finished, so no"
             f" interval (give 2 seeds or more); best by mean: {best} {_num(s.mean, digits)},"
             f" then {second} {_num(r.mean, digits)}",
-        )
-    if s.diverged:
-        return Verdict(
-            None,
-            tuple(ranked),
-            f"no winner named: every entry had a diverged run; best by mean: {best}"
-            f" {_show(s, digits)}",
         )
     if r.n == 0 or r.diverged or _separated(s, r, higher_is_better):
         why = (

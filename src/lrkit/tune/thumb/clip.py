@@ -105,9 +105,13 @@ def parse_thresholds(thresholds: Sequence[Any] | None) -> list[tuple[float, bool
                     f" gradient norm (2x), got {shown(item)}"
                 ) from None
         try:
-            out.append((number(value, "a clipping threshold", low=0, low_open=True), multiple))
+            parsed = (number(value, "a clipping threshold", low=0, low_open=True), multiple)
         except ValueError as e:
             raise UserError(f"{e} (or a multiple of the median norm, such as 2x)") from None
+        if parsed in out:  # the same arm twice: every run of it again
+            shown_value = f"{parsed[0]:g}x" if multiple else f"{parsed[0]:g}"
+            raise UserError(f"clipping threshold {shown_value} is given twice: give each once")
+        out.append(parsed)
     return out
 
 

@@ -268,8 +268,9 @@ class ClipStudy(Result):
         ax.set_xscale("log")
         ax.set_xlabel("peak lr")
         ax.set_ylabel(f"final {self.metric_name}")
-        ax.set_title(f"{self.task}: largest trainable lr with and without clipping (x: diverged;"
-                     " hollow: val loss above the untrained model's)", fontsize=9)  # fmt: skip
+        ax.set_title(f"{self.task}: largest trainable lr with and without clipping\n(x: diverged;"
+                     " hollow: val loss above the untrained model's; dotted: each arm's largest"
+                     " trainable lr)", fontsize=9)  # fmt: skip
         return finish_plot(fig, ax, path)
 
     def save(self, folder: str | Path) -> list[Path]:
