@@ -94,6 +94,15 @@ def test_a_bad_budget_is_refused(budget):
         batch_size_study("wine-mlp", [8, 16, 32], budget=budget)
 
 
+@pytest.mark.parametrize("study", ["batch", "clip"])
+def test_a_negative_seed_is_refused_as_compare_and_tune_refuse_it(study):
+    with pytest.raises(ValueError, match="seed must be"):
+        if study == "batch":
+            batch_size_study("wine-mlp", [8, 16, 32], seed=-1)
+        else:
+            clip_study("wine-mlp", [1.0], lrs=[0.1], seed=-1)
+
+
 # -- clipping: the pieces --------------------------------------------------------------------
 def test_thresholds_are_absolute_norms_or_multiples_of_the_median():
     assert parse_thresholds(None) == [(0.25, True), (1.0, True), (4.0, True)]

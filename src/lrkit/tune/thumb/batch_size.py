@@ -227,7 +227,7 @@ def batch_size_study(
     sizes = check_batch_sizes(task, batch_sizes)
     budget = number(budget, "budget", low=0, low_open=True)
     epochs = task.epochs if epochs is None else whole(epochs, "epochs", least=1)
-    seed = whole(seed, "seed", least=None)
+    seed = whole(seed, "seed", least=0)
     seeds = whole(seeds, "seeds", least=1)
     tolerance = number(tolerance, "tolerance", low=1, low_open=True)
     rows = [_pick_at(task, b, schedule, budget, epochs, seed, seeds, say) for b in sizes]

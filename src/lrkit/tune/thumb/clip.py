@@ -181,7 +181,7 @@ def clip_study(
     tolerance = number(tolerance, "tolerance", low=0, high=1, low_open=True, high_open=True)
     seeds = whole(seeds, "seeds", least=1)
     epochs = task.epochs if epochs is None else whole(epochs, "epochs", least=1)
-    seed = whole(seed, "seed", least=None)
+    seed = whole(seed, "seed", least=0)
     median = None
     if any(multiple for _, multiple in parsed):
         spe = len(task.build_loaders(seed)[0])
