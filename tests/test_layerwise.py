@@ -414,3 +414,11 @@ def test_a_fine_tuned_task_still_has_folds_and_variants():
 def test_the_docstring_examples_hold(module):
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_frozen_on_a_one_layer_model_says_what_it_needed():
+    x, y = torch.randn(32, 3), torch.randint(0, 2, (32,))
+    task = Task(name="one", make_model=lambda: nn.Linear(3, 2),
+                data=tensor_data((x, y), (x, y), batch_size=8))  # fmt: skip
+    with pytest.raises(UserError, match="a frozen body and a trained head need a model with at"):
+        finetune(task, "frozen").build_model()

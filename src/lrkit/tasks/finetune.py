@@ -122,7 +122,7 @@ def _full(make_model: Callable[[], nn.Module]) -> Callable[[], nn.Module]:
 def _frozen(make_model: Callable[[], nn.Module]) -> Callable[[], nn.Module]:
     def make() -> nn.Module:
         model = make_model()
-        layers = model_layers(model)
+        layers = model_layers(model, purpose="a frozen body and a trained head")
         for pname, param in model.named_parameters():
             if layers.layer_of(pname) not in layers.heads:
                 param.requires_grad_(False)

@@ -75,13 +75,16 @@ class Layers:
         return None
 
 
-def model_layers(model: nn.Module, head: str | Iterable[str] | None = None) -> Layers:
+def model_layers(
+    model: nn.Module, head: str | Iterable[str] | None = None, purpose: str = "layer-wise rates"
+) -> Layers:
     """The layers of ``model`` and their depths below the head (the rule in the module doc).
 
-    Raises a UserError for a model with fewer than two layers, or a ``head`` naming none.
+    Raises a UserError for a model with fewer than two layers, or a ``head`` naming none;
+    its message says what needed them (``purpose``).
     """
     if not isinstance(model, nn.Module):
-        raise UserError(f"layer-wise rates need an nn.Module, got {type(model).__name__}")
+        raise UserError(f"{purpose} need an nn.Module, got {type(model).__name__}")
     module, prefix = model, ""
     while True:
         own = [n for n, p in module.named_parameters(recurse=False) if p is not None]
@@ -95,7 +98,7 @@ def model_layers(model: nn.Module, head: str | Iterable[str] | None = None) -> L
         what = type(model).__name__
         found = f"one ({prefix}{children[0][0]})" if children else "none"
         raise UserError(
-            f"layer-wise rates need a model with at least two layers (child modules holding"
+            f"{purpose} need a model with at least two layers (child modules holding"
             f" parameters, like the Linear layers of an nn.Sequential); {what} has {found}"
             + (f" besides its own parameters {', '.join(own)}" if own else "")
             + ". Give a model built of named sub-modules, or param groups of your own"
