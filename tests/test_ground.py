@@ -79,3 +79,13 @@ def test_a_result_file_of_random_bytes_names_the_file(tmp_path):
     path.write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(ValueError, match=r"point.json' line 1 is not UTF-8 text"):
         _Point.load(path)
+
+
+def test_counted_says_one_seed_and_two_entries():
+    from lrkit.progress import counted
+
+    assert (counted(1, "seed"), counted(3, "seed")) == ("1 seed", "3 seeds")
+    assert (counted(1, "entry", "entries"), counted(0, "entry", "entries")) == (
+        "1 entry",
+        "0 entries",
+    )

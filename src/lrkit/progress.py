@@ -94,4 +94,10 @@ def progress(
         yield Reporter(bar, task)
 
 
-__all__ = ["progress", "wanted", "Reporter"]
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """``n`` and the noun, plural unless ``n`` is 1: ``counted(1, "seed")`` is ``"1 seed"``,
+    ``counted(2, "entry", "entries")`` is ``"2 entries"``."""
+    return f"{n} {noun if n == 1 else (plural or noun + 's')}"
+
+
+__all__ = ["progress", "wanted", "Reporter", "counted"]

@@ -16,6 +16,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ...progress import counted
 from ..plots import save_whole
 
 LR_RANGE = 1e-3  # the lr axis spans this share of the highest lr up to it
@@ -67,7 +68,7 @@ def _panel(result: Any, mode: str, ax: Any) -> None:
     ax.set_ylabel(f"validation {result.metric} ({way} is better)")
     title = ("each entry at its own rate" if mode == "own"
              else f"every entry at lr {result.same_lr:.3g}")  # fmt: skip
-    ax.set_title(f"{result.task}: {title} ({result.seeds} seeds)", fontsize=10)
+    ax.set_title(f"{result.task}: {title} ({counted(result.seeds, 'seed')})", fontsize=10)
     ax.grid(True, alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7, loc="best")

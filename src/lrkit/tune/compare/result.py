@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ...paths import writable_dir
+from ...progress import counted
 from ...results import Result, decode_floats
 from .stats import Summary, Verdict, reach, summarize, verdict
 
@@ -167,8 +168,9 @@ class CompareResult(Result):
         v = self.verdict("own")
         said = f"winner {v.winner!r}" if v.winner else f"tied {list(v.tied)!r}"
         return (
-            f"CompareResult(task={self.task!r}, {len(self.mode_rows('own'))} entries x"
-            f" {self.seeds} seeds, {said})"
+            f"CompareResult(task={self.task!r},"
+            f" {counted(len(self.mode_rows('own')), 'entry', 'entries')} x"
+            f" {counted(self.seeds, 'seed')}, {said})"
         )
 
     def plot(self, path: str | Path | None = None) -> Any:

@@ -37,7 +37,7 @@ from ...checks import check_lr, number, whole
 from ...errors import UserError
 from ...find import pick_lr
 from ...paths import writable_dir
-from ...progress import wanted
+from ...progress import counted, wanted
 from ...tasks import Task, finetune, get_task
 from ...train import fit
 from .entries import Entry, as_entries, check_trains
@@ -107,7 +107,8 @@ def compare(
         check_trains(e, variants[e.label], total, spe)
     say = _Lines(task.name, progress is not False)
     say(
-        f"{len(items)} entries x {plan.seeds} seeds, {epochs} epochs ({total} steps) a run;"
+        f"{counted(len(items), 'entry', 'entries')} x {counted(plan.seeds, 'seed')},"
+        f" {counted(epochs, 'epoch')} ({counted(total, 'step')}) a run;"
         f" rates by {'pick_lr' if plan.lr == 'pick' else 'a tune over lr'} (budget"
         f" {plan.budget:g} runs each){'' if same_lr is None else f'; same lr: {same_lr}'}"
     )

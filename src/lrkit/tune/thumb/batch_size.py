@@ -32,6 +32,7 @@ from ...checks import number, shown, whole
 from ...errors import UserError
 from ...find import pick_lr
 from ...find.pick import CANDIDATES, MIN_HORIZON, MIN_SWEEP
+from ...progress import counted
 from ...results import Result
 from ...tasks import Task, get_task
 from .powerlaw import (
@@ -162,7 +163,7 @@ class BatchSizeStudy(Result):
         if self.seeds > 1:
             each = [(r["batch_size"], x) for r in self.rows for x in r.get("lrs", [])]
             ax.plot([e[0] for e in each], [e[1] for e in each], ".", color="grey", alpha=0.6,
-                    label=f"each pick ({self.seeds} seeds)")  # fmt: skip
+                    label=f"each pick ({counted(self.seeds, 'seed')})")  # fmt: skip
         label = "best lr (pick_lr)" if self.seeds == 1 else "geometric mean of the picks"
         ax.plot(b, lrs, "o", color="black", label=label, zorder=3)
         ends = [min(b), max(b)]
