@@ -33,20 +33,18 @@ from pathlib import Path
 from typing import Any
 
 from ..._version import __version__
-from ...checks import check_lr, number, whole
 from ...errors import UserError
 from ...find import pick_lr
 from ...paths import writable_dir
-from ...progress import counted, wanted
+from ...progress import counted
 from ...tasks import Task, finetune, get_task
 from ...train import fit
+from .arguments import BUDGET, LR_MODES, check_arguments
 from .entries import Entry, as_entries, check_trains
 from .result import FILES, LR_POINTS, CompareResult, Row, SeedRun
 from .stats import default_target, target_ends
 from .text import target_words
 
-LR_MODES = ("pick", "tune")
-BUDGET = {"pick": 1.5, "tune": 6.0}  # full runs an entry may spend choosing its rate
 TUNE_TRIALS = 8  # trials of lr="tune"'s search (each entry's), within its budget
 VAL_POINTS = 20  # validations of a run with fewer epochs than this (else one an epoch)
 _HOW = {"pick": "pick_lr", "tune": "a tune over lr", "given": "the entry", "lr-free":
@@ -95,7 +93,7 @@ def compare(
     started = time.perf_counter()
     task = get_task(task)
     items = as_entries(entries)
-    opts = _check(seeds, lr, same_lr, epochs, target, budget, seed, progress)
+    opts = check_arguments(seeds, lr, same_lr, epochs, target, budget, seed, progress)
     folder = None if out is None else writable_dir(out, "out")  # before any training
     epochs = task.epochs if opts["epochs"] is None else opts["epochs"]
     spe = len(task.build_loaders(seed)[0])
@@ -381,38 +379,6 @@ def _lr_curve(history: Any) -> list[list[float]]:
         return []
     picks = sorted({round(i * (n - 1) / max(1, LR_POINTS - 1)) for i in range(LR_POINTS)})
     return [[int(history.step[i]), float(max(history.lr_groups[i]))] for i in picks]
-
-
-def _check(seeds, lr, same_lr, epochs, target, budget, seed, progress) -> dict[str, Any]:
-    """The checked arguments; UserError naming the bad one."""
-    try:
-        seeds = whole(seeds, "seeds", least=1)
-        if not isinstance(lr, str) or lr.strip().lower() not in LR_MODES:
-            raise UserError(f"lr must be one of {', '.join(LR_MODES)}, got {lr!r}")
-        lr = lr.strip().lower()
-        if isinstance(same_lr, str):
-            if same_lr.strip().lower() != "auto":
-                raise UserError(f"same_lr must be a peak lr > 0, 'auto' or None, got {same_lr!r}")
-            same_lr = "auto"
-        elif same_lr is not None:
-            same_lr = check_lr(same_lr, "same_lr")
-        if epochs is not None:
-            epochs = whole(epochs, "epochs", least=1)
-        if target is not None:
-            target = number(target, "target (a metric value)")
-        budget = (
-            BUDGET[lr]
-            if budget is None
-            else number(budget, "budget (full runs)", low=0, low_open=True)
-        )
-        whole(seed, "seed", least=0)
-        wanted(progress)
-    except UserError:
-        raise
-    except ValueError as e:
-        raise UserError(str(e)) from None
-    return {"seeds": seeds, "lr": lr, "same_lr": same_lr, "epochs": epochs, "target": target,
-            "budget": budget}  # fmt: skip
 
 
 __all__ = ["compare", "LR_MODES", "BUDGET", "TUNE_TRIALS", "VAL_POINTS"]
