@@ -11,7 +11,8 @@ test sees which ranks wrote files.
 - ``parity``: unshuffled 8-example batches on each rank, 1 epoch (a single process with
   16-example batches takes the same steps);
 - ``guard``: rank 1's 4th training loss is NaN, with ``Watch(guard=Guard(every=2))``;
-- ``diverge``: the same NaN, without a guard.
+- ``diverge``: the same NaN, without a guard;
+- ``wrapped``: a task whose make_model returns a DistributedDataParallel model already.
 """
 
 import json
@@ -28,6 +29,7 @@ from lrkit.tasks import tensor_loader
 from lrkit.train import Callback, fit
 from lrkit.watch import CSVSink, Guard, Watch
 
+DDP = torch.nn.parallel.DistributedDataParallel
 BAD_CALL = 4  # the training batch whose loss is NaN on rank 1
 
 
@@ -65,6 +67,7 @@ def scenarios():
         "parity": (tiny(epochs=1, make_train_loader=batches(8, False)), None),
         "guard": (tiny(epochs=2, step_fn=nan_on(1)), Guard(every=2)),
         "diverge": (tiny(epochs=2, step_fn=nan_on(1)), None),
+        "wrapped": (tiny(epochs=1, make_model=lambda: DDP(torch.nn.Linear(4, 2))), None),
     }
 
 
@@ -82,9 +85,9 @@ def main(folder):
             "history": history.to_dict(),
             "weights": keep.weights,
             "driver": keep.driver,
-            "guard": [] if guard is None else [
-                (e["step"], e["action"], e["reason"]) for e in guard.events
-            ],  # fmt: skip
+            "guard": []
+            if guard is None
+            else [(e["step"], e["action"], e["reason"]) for e in guard.events],  # fmt: skip
             "grad_norms": watch.history.get("train/grad_norm")[1].tolist(),
         }
     (folder / f"rank{rank}.json").write_text(json.dumps(said))
