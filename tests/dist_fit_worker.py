@@ -12,7 +12,10 @@ test sees which ranks wrote files.
   16-example batches takes the same steps);
 - ``guard``: rank 1's 4th training loss is NaN, with ``Watch(guard=Guard(every=2))``;
 - ``diverge``: the same NaN, without a guard;
-- ``wrapped``: a task whose make_model returns a DistributedDataParallel model already.
+- ``wrapped``: a task whose make_model returns a DistributedDataParallel model already;
+- ``rollback``: the same NaN, with ``Guard(every=2, max_skips=0)`` (a rollback at once);
+- ``stop``: a callback on rank 1 alone stops the run after its 2nd update;
+- ``loop`` (no fit): a plain loop over a DDP model with a Guard, rank 1's 4th loss NaN.
 """
 
 import json
@@ -60,14 +63,47 @@ def nan_on(rank):
     return step_fn
 
 
+class StopOn(Callback):
+    """Stops the run after update ``step``, on rank ``rank`` only."""
+
+    def __init__(self, rank, step):
+        self.rank, self.at = rank, step
+
+    def on_after_step(self, state):
+        if torch.distributed.get_rank() == self.rank and state.step == self.at:
+            state.stop = True
+
+
+def plain_loop(rank):
+    """A DDP model trained in a plain loop with a Guard: its events and final weights."""
+    torch.manual_seed(0)
+    model = DDP(torch.nn.Linear(4, 2))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    guard = Guard(every=2)
+    for i in range(6):
+        x, y = X[rank + 2 * 8 * i :][:16:2], Y[rank + 2 * 8 * i :][:16:2]
+        loss = F.cross_entropy(model(x), y) * (float("nan") if rank == 1 and i == 3 else 1.0)
+        optimizer.zero_grad()
+        loss.backward()
+        if guard.check(loss, model=model, optimizer=optimizer) == "ok":
+            optimizer.step()
+            guard.after_step()
+    return {
+        "guard": [(e["step"], e["action"], e["reason"]) for e in guard.events],
+        "weights": {k: v.tolist() for k, v in model.module.state_dict().items()},
+    }
+
+
 def scenarios():
     batches = lambda size, shuffle: lambda: tensor_loader(X, Y, batch_size=size, shuffle=shuffle)  # noqa: E731
     return {
-        "same": (tiny(epochs=2), None),
-        "parity": (tiny(epochs=1, make_train_loader=batches(8, False)), None),
-        "guard": (tiny(epochs=2, step_fn=nan_on(1)), Guard(every=2)),
-        "diverge": (tiny(epochs=2, step_fn=nan_on(1)), None),
-        "wrapped": (tiny(epochs=1, make_model=lambda: DDP(torch.nn.Linear(4, 2))), None),
+        "same": (tiny(epochs=2), None, []),
+        "parity": (tiny(epochs=1, make_train_loader=batches(8, False)), None, []),
+        "guard": (tiny(epochs=2, step_fn=nan_on(1)), Guard(every=2), []),
+        "diverge": (tiny(epochs=2, step_fn=nan_on(1)), None, []),
+        "wrapped": (tiny(epochs=1, make_model=lambda: DDP(torch.nn.Linear(4, 2))), None, []),
+        "rollback": (tiny(epochs=2, step_fn=nan_on(1)), Guard(every=2, max_skips=0), []),
+        "stop": (tiny(epochs=2), None, [StopOn(rank=1, step=2)]),
     }
 
 
@@ -75,11 +111,11 @@ def main(folder):
     torch.distributed.init_process_group("gloo")
     rank = torch.distributed.get_rank()
     said = {}
-    for name, (task, guard) in scenarios().items():
+    for name, (task, guard, more) in scenarios().items():
         keep = Keep()
         watch = Watch(sinks=[CSVSink(folder / f"{name}-signals{rank}")], guard=guard)
         history = fit(
-            task, callbacks=[watch, keep], progress=False, out=folder / f"{name}-out{rank}"
+            task, callbacks=[watch, keep, *more], progress=False, out=folder / f"{name}-out{rank}"
         )
         said[name] = {
             "history": history.to_dict(),
@@ -90,6 +126,7 @@ def main(folder):
             else [(e["step"], e["action"], e["reason"]) for e in guard.events],  # fmt: skip
             "grad_norms": watch.history.get("train/grad_norm")[1].tolist(),
         }
+    said["loop"] = plain_loop(rank)
     (folder / f"rank{rank}.json").write_text(json.dumps(said))
     torch.distributed.barrier()
     torch.distributed.destroy_process_group()

@@ -71,11 +71,14 @@ def numbers(history):
     return repr(({k: history[k] for k in keep}, epochs))  # repr: NaN equals NaN
 
 
-@pytest.mark.parametrize("scenario", ["same", "parity", "guard", "diverge", "wrapped"])
+SCENARIOS = ["same", "parity", "guard", "diverge", "wrapped", "rollback", "stop"]
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
 def test_both_ranks_record_the_same_history(run, scenario):
     _, (zero, one) = run
     assert numbers(zero[scenario]["history"]) == numbers(one[scenario]["history"])
-    assert zero[scenario]["history"]["epochs_log"], "no validation was recorded"
+    assert zero[scenario]["history"]["loss"], "no step was recorded"
 
 
 @pytest.mark.parametrize("scenario", ["same", "guard", "wrapped"])
@@ -107,7 +110,7 @@ def test_two_ranks_train_as_one_process_on_the_global_batch(run):
 
 def test_only_rank_0_writes_the_history_and_the_signals(run):
     folder, (_, one) = run
-    for scenario in ("same", "guard", "diverge"):
+    for scenario in SCENARIOS:
         assert (folder / f"{scenario}-out0" / "history.json").is_file()
         assert (folder / f"{scenario}-signals0" / "signals.csv").is_file()
         assert not (folder / f"{scenario}-out1").exists()
@@ -138,6 +141,30 @@ def test_without_a_guard_both_ranks_diverge_at_the_same_step(run):
         history = said["diverge"]["history"]
         assert history["status"] == "diverged"
         assert history["reason"].startswith("the loss was nan at step 3 ")
+
+
+def test_a_nan_on_one_rank_rolls_both_ranks_back_to_the_same_snapshot_and_lr(run):
+    _, (zero, one) = run
+    actions = [e for e in zero["rollback"]["guard"] if e[1] != "snapshot"]
+    assert [(step, action) for step, action, _ in actions] == [(3, "rollback")]
+    assert "back to step 2, lr 0.1 -> 0.05" in actions[0][2]
+    assert zero["rollback"]["guard"] == one["rollback"]["guard"]
+    assert zero["rollback"]["driver"] == one["rollback"]["driver"]
+    assert zero["rollback"]["driver"]["lrs"] == [0.05]
+
+
+def test_a_callback_s_stop_on_one_rank_stops_both_at_the_same_step(run):
+    _, (zero, one) = run
+    for said in (zero, one):
+        assert said["stop"]["history"]["status"] == "stopped"
+        assert said["stop"]["driver"]["step"] == 2
+
+
+def test_a_plain_loop_s_guard_skips_one_rank_s_nan_on_both_ranks(run):
+    _, (zero, one) = run
+    actions = [e for e in zero["loop"]["guard"] if e[1] != "snapshot"]
+    assert actions == [[3, "skip", "loss nan"]]
+    assert zero["loop"] == one["loop"]
 
 
 def test_a_task_s_own_ddp_model_is_trained_as_it_is(run):
