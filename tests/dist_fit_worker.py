@@ -15,6 +15,8 @@ test sees which ranks wrote files.
 - ``wrapped``: a task whose make_model returns a DistributedDataParallel model already;
 - ``rollback``: the same NaN, with ``Guard(every=2, max_skips=0)`` (a rollback at once);
 - ``stop``: a callback on rank 1 alone stops the run after its 2nd update;
+- ``unwritable``: rank 0's ``out=`` cannot be written (a file is in the way): the error
+  type and message on each rank;
 - ``loop`` (no fit): a plain loop over a DDP model with a Guard, rank 1's 4th loss NaN.
 """
 
@@ -94,6 +96,19 @@ def plain_loop(rank):
     }
 
 
+def unwritable(folder, rank):
+    """What fit raises on each rank when rank 0 cannot write ``out=``."""
+    blocker = folder / "blocker"
+    if rank == 0:
+        blocker.write_text("a file where out= wants a folder")
+    torch.distributed.barrier()
+    try:
+        fit(tiny(epochs=1), progress=False, out=blocker / "out")
+    except Exception as e:
+        return [type(e).__name__, str(e)]
+    return None
+
+
 def scenarios():
     batches = lambda size, shuffle: lambda: tensor_loader(X, Y, batch_size=size, shuffle=shuffle)  # noqa: E731
     return {
@@ -127,6 +142,7 @@ def main(folder):
             "grad_norms": watch.history.get("train/grad_norm")[1].tolist(),
         }
     said["loop"] = plain_loop(rank)
+    said["unwritable"] = unwritable(folder, rank)
     (folder / f"rank{rank}.json").write_text(json.dumps(said))
     torch.distributed.barrier()
     torch.distributed.destroy_process_group()

@@ -25,6 +25,7 @@ from lrkit.train import Callback, fit
 from lrkit.train.ranks import shard_loader, unwrap, wrap_model
 
 WORKER = Path(__file__).parent / "dist_fit_worker.py"
+ANY_RANK_0_FAILED = "fit: rank 0 could not save the history into out=; see its error"
 TIMEOUT = 300  # seconds for torchrun to start two ranks, run five tiny fits each and exit
 
 pytestmark = pytest.mark.skipif(
@@ -165,6 +166,12 @@ def test_a_plain_loop_s_guard_skips_one_rank_s_nan_on_both_ranks(run):
     actions = [e for e in zero["loop"]["guard"] if e[1] != "snapshot"]
     assert actions == [[3, "skip", "loss nan"]]
     assert zero["loop"] == one["loop"]
+
+
+def test_an_out_folder_rank_0_cannot_write_stops_every_rank_before_training(run):
+    _, (zero, one) = run
+    assert "blocker/out" in zero["unwritable"][1]  # rank 0: its own error, naming the path
+    assert one["unwritable"] == ["RuntimeError", ANY_RANK_0_FAILED]
 
 
 def test_a_task_s_own_ddp_model_is_trained_as_it_is(run):
