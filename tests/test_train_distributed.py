@@ -137,11 +137,15 @@ def test_a_nan_on_one_rank_makes_both_ranks_skip_the_same_update(run):
 
 
 def test_without_a_guard_both_ranks_diverge_at_the_same_step(run):
-    _, (zero, one) = run
+    folder, (zero, one) = run
     for said in (zero, one):
         history = said["diverge"]["history"]
         assert history["status"] == "diverged"
         assert history["reason"].startswith("the loss was nan at step 3 ")
+    # rank 0 also saved after every step, reading its losses back on its own clock: before
+    # the fix it ended there alone, and rank 1 waited for it forever
+    assert zero["diverge"]["driver"] == one["diverge"]["driver"]
+    assert (folder / "diverge-out0" / "history.json").is_file()
 
 
 def test_a_nan_on_one_rank_rolls_both_ranks_back_to_the_same_snapshot_and_lr(run):

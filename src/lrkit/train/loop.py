@@ -298,10 +298,8 @@ class _Run:
             return False
         self._eval_mode()  # a schedule-free optimizer: the averaged weights, until training resumes
         metric, val_loss = self.task.validate(self.model, self.val_loader)
-        state.metric, state.val_loss = (
-            dist.mean(metric),
-            dist.mean(val_loss),
-        )  # the same on every rank
+        # under torchrun, the means over the ranks: the same numbers and decisions on every rank
+        state.metric, state.val_loss = dist.mean(metric), dist.mean(val_loss)
         if self.driver.plateaus and math.isfinite(state.val_loss):
             self.driver.report(state.val_loss)
         self.history.add_epoch(
@@ -347,8 +345,10 @@ class _Run:
 
     def _save_running(self) -> bool:
         """Flush the window and save the history so far as ``"running"``; False: the run ends
-        (a loss was not finite: the final save follows at once)."""
-        if not self.window.flush(self.state.epoch):
+        (a loss was not finite: the final save follows at once). Under torchrun only rank 0
+        saves, on its own clock: it goes on to the next point where every rank reads its
+        window (SYNC_EVERY steps, a validation, an epoch's end), and all end there together."""
+        if not self.window.flush(self.state.epoch) and not self.distributed:
             return False
         self.saver.save_running(self.history, self.state.step, time.perf_counter() - self.start)
         return True
