@@ -15,6 +15,7 @@ test sees which ranks wrote files.
 - ``wrapped``: a task whose make_model returns a DistributedDataParallel model already;
 - ``rollback``: the same NaN, with ``Guard(every=2, max_skips=0)`` (a rollback at once);
 - ``stop``: a callback on rank 1 alone stops the run after its 2nd update;
+- ``stop_at_validation``: the same at the first validation (after update 3);
 - ``unwritable``: rank 0's ``out=`` cannot be written (a file is in the way): the error
   type and message on each rank;
 - ``loop`` (no fit): a plain loop over a DDP model with a Guard, rank 1's 4th loss NaN.
@@ -70,12 +71,13 @@ def nan_on(rank, pause=0.0):
 
 
 class StopOn(Callback):
-    """Stops the run after update ``step``, on rank ``rank`` only."""
+    """Stops the run at ``event`` after update ``step``, on rank ``rank`` only."""
 
-    def __init__(self, rank, step):
+    def __init__(self, rank, step, event="on_after_step"):
         self.rank, self.at = rank, step
+        setattr(self, event, self.maybe_stop)
 
-    def on_after_step(self, state):
+    def maybe_stop(self, state):
         if torch.distributed.get_rank() == self.rank and state.step == self.at:
             state.stop = True
 
@@ -124,6 +126,11 @@ def scenarios():
         "wrapped": (tiny(epochs=1, make_model=lambda: DDP(torch.nn.Linear(4, 2))), None, {}),
         "rollback": (tiny(epochs=2, step_fn=nan_on(1)), Guard(every=2, max_skips=0), {}),
         "stop": (tiny(epochs=2), None, {"callbacks": [StopOn(rank=1, step=2)]}),
+        "stop_at_validation": (
+            tiny(epochs=3),
+            None,
+            {"callbacks": [StopOn(rank=1, step=3, event="on_validation_end")]},
+        ),
     }
 
 

@@ -72,7 +72,9 @@ def numbers(history):
     return repr(({k: history[k] for k in keep}, epochs))  # repr: NaN equals NaN
 
 
-SCENARIOS = ["same", "parity", "guard", "diverge", "wrapped", "rollback", "stop"]
+SCENARIOS = [
+    "same", "parity", "guard", "diverge", "wrapped", "rollback", "stop", "stop_at_validation",
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
@@ -163,6 +165,14 @@ def test_a_callback_s_stop_on_one_rank_stops_both_at_the_same_step(run):
     for said in (zero, one):
         assert said["stop"]["history"]["status"] == "stopped"
         assert said["stop"]["driver"]["step"] == 2
+
+
+def test_a_callback_s_stop_at_a_validation_on_one_rank_stops_both_there(run):
+    _, (zero, one) = run
+    for said in (zero, one):
+        assert said["stop_at_validation"]["history"]["status"] == "stopped"
+        assert said["stop_at_validation"]["driver"]["step"] == 3
+        assert len(said["stop_at_validation"]["history"]["epochs_log"]) == 1
 
 
 def test_a_plain_loop_s_guard_skips_one_rank_s_nan_on_both_ranks(run):

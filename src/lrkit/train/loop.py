@@ -307,6 +307,7 @@ class _Run:
             step=state.step,
         )  # fmt: skip
         self.events("on_validation_end", state)
+        state.stop = dist.agree(state.stop)  # a stop on one rank (at an epoch's end too): all
         if self.plan.report is not None and not state.stop:
             if dist.agree(bool(self.plan.report(state.step, state.metric, state.val_loss))):
                 state.stop = self.reported_stop = True
