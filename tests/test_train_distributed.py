@@ -3,6 +3,7 @@ the CPU) train as one run: the same history, weights and driver on both, the sam
 at the same batch, rank 0 alone writing files. One launch runs every scenario of
 tests/dist_fit_worker.py; the sharding rule of the train loader is tested in this process."""
 
+import doctest
 import json
 import math
 import os
@@ -21,8 +22,9 @@ from user_tasks import X, Y, tiny
 import lrkit
 from lrkit.errors import UserError
 from lrkit.tasks import tensor_loader
-from lrkit.train import Callback, fit
+from lrkit.train import Callback, fit, ranks
 from lrkit.train.ranks import shard_loader, unwrap, wrap_model
+from lrkit.watch import sinks
 
 WORKER = Path(__file__).parent / "dist_fit_worker.py"
 ANY_RANK_0_FAILED = "fit: rank 0 could not save the history into out=; see its error"
@@ -271,3 +273,9 @@ def test_fit_in_a_group_of_one_trains_as_a_single_process(tmp_path):
     finally:
         torch.distributed.destroy_process_group()
     assert grouped.loss == alone.loss and grouped.steps_per_epoch == alone.steps_per_epoch == 6
+
+
+@pytest.mark.parametrize("module", [ranks, sinks], ids=lambda m: m.__name__)
+def test_docstring_examples_run(module):
+    result = doctest.testmod(module)
+    assert result.attempted > 0 and result.failed == 0

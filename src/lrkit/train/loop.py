@@ -103,6 +103,15 @@ def fit(
     update's batch still counts towards ``steps`` and ``val_every`` (they count batches).
     While it runs, torch uses ``task.threads`` CPU threads when the task sets them.
 
+    **Under torchrun** (inside a process group of several ranks) every rank trains on its own
+    shard of the training data, the model in DistributedDataParallel (see
+    :mod:`lrkit.train.ranks` for which train loaders can be sharded), and the ranks run as one:
+    ``state.loss`` and the recorded losses are the mean over the ranks, the metric and
+    validation loss too, and a stop (a callback's, the report hook's, a non-finite loss) is
+    agreed, so every rank returns the same History at the same step. Only rank 0 shows the
+    progress bar and writes ``out``. An exception on one rank alone leaves the others waiting
+    in their next collective until the process group's timeout.
+
     **Saving while it runs.** With ``out``, the history is saved when training starts, then at
     the end of the first step once ``save_secs`` seconds (default 2) have passed since the
     last save, after each validation, and when the run ends (also on an exception or an
