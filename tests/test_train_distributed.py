@@ -238,8 +238,9 @@ def test_a_loader_sharded_already_is_kept():
             ),
             "WeightedRandomSampler",
         ),
+        (DataLoader(TensorDataset(torch.zeros(4, 1)), batch_size=None), "does not batch"),
     ],
-    ids=["a list of batches", "a weighted sampler"],
+    ids=["a list of batches", "a weighted sampler", "no batching"],
 )
 def test_a_loader_that_cannot_be_sharded_is_a_user_error_naming_it(loader, named):
     with pytest.raises(UserError, match=f"{named}.*shard it yourself with a DistributedSampler"):
