@@ -1,5 +1,8 @@
-"""The range test inside torch.distributed: refused at once on every rank of a real gloo group
-(distributed range tests are not supported yet), never a hang; a group of one still sweeps."""
+"""The range test under torchrun: real ``torch.distributed.run --nproc_per_node=2`` processes on
+the CPU (gloo), each rank sweeping a DistributedDataParallel model on its own shard of the
+batches (tests/dist_worker.py). Every rank records the same curve as one process on the global
+batches, comes back restored, and a rank that dies or hangs makes the other raise a clear error
+within the timeout; pick_lr is still refused inside a group."""
 
 import doctest
 import json
@@ -8,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.distributed
@@ -18,13 +22,126 @@ from lrkit import dist
 from lrkit.errors import UserError
 from lrkit.find import find_lr, pick_lr
 
-WORKER = Path(__file__).parent / "dist_worker.py"
-TIMEOUT = 180  # seconds for both ranks to start, refuse and exit (each imports torch);
-# on 21f979a rank 0 waits in an all-reduce for rank 1, which stopped on divergence: killed here
+sys.path.insert(0, str(Path(__file__).parent))
+import dist_worker as worker  # noqa: E402
+
+TIMEOUT = 240  # seconds for torchrun to start both ranks, sweep and exit (each imports torch)
 
 pytestmark = pytest.mark.skipif(
     not torch.distributed.is_available(), reason="torch.distributed is not in this build"
 )
+
+
+def torchrun(mode: str, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    """``python -m torch.distributed.run --standalone --nproc_per_node=2 dist_worker.py MODE
+    OUT``, killed (with its ranks, one process group) when it runs past TIMEOUT."""
+    src = str(Path(lrkit.__file__).parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    env.update(OMP_NUM_THREADS="1")
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+        *extra, str(Path(worker.__file__)), mode, str(out),
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        stdout, stderr = proc.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)  # torchrun and both ranks: a hung rank is never left behind
+        proc.communicate()
+        pytest.fail(f"torchrun {mode} ran past {TIMEOUT} s")
+    return subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
+
+
+def reports(out: Path) -> list[dict]:
+    return [json.loads((out / f"rank{r}.json").read_text()) for r in range(worker.WORLD)]
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    """Both ranks' reports of one torchrun sweep (and of ``lrkit find`` run after it)."""
+    out = tmp_path_factory.mktemp("sweep")
+    done = torchrun("sweep", out)
+    assert done.returncode == 0, done.stderr
+    return out, reports(out)
+
+
+def single_process_sweep():
+    """One process, no group, the same model and optimizer, on the whole global batches."""
+    model = worker.make_model()
+    opt = worker.make_optimizer(model)
+    return find_lr(
+        model, opt, worker.global_batches(), criterion=F.mse_loss,
+        val_loader=worker.global_batches(2, 8), val_every=5, progress=False, **worker.SWEEP,
+    )  # fmt: skip
+
+
+def test_every_rank_records_the_same_curve_and_suggestion(swept):
+    _, (first, second) = swept
+    assert first["curve"] == second["curve"]
+    assert first["curve"]["lr"] is not None  # a trusted suggestion, the same on both
+
+
+def test_the_distributed_curve_equals_one_process_sweeping_the_global_batches(swept):
+    _, (first, _) = swept
+    got, want = first["curve"], single_process_sweep()
+    assert want.lr is not None
+    assert len(got["lrs"]) == len(want.lrs)  # stopped at the same step
+    np.testing.assert_allclose(got["lrs"], want.lrs, rtol=1e-12)
+    np.testing.assert_allclose(got["raw"], want.raw_losses, rtol=1e-5)
+    np.testing.assert_allclose(got["losses"], want.losses, rtol=1e-5)
+    np.testing.assert_allclose(got["val"]["losses"], want.val["losses"], rtol=1e-5)
+    assert got["lr"] == pytest.approx(want.lr, rel=1e-4)
+    assert got["stop"] == want.stop_reason
+
+
+def test_model_optimizer_and_rng_are_restored_on_every_rank(swept):
+    _, ranks = swept
+    for rank, report in enumerate(ranks):
+        back = {k: report[k] for k in ("params_back", "momentum_back", "lr_back", "rng_back")}
+        assert all(back.values()), (rank, back)
+
+
+def test_only_rank_0_shows_a_progress_bar(swept):
+    _, (first, second) = swept
+    assert "find lr" in first["printed"]
+    assert second["printed"] == ""
+
+
+def test_lrkit_find_prints_and_writes_only_on_rank_0(swept):
+    out, (first, second) = swept
+    assert "lrkit find: wine-mlp" in first["cli_printed"]
+    assert second["cli_printed"] == ""
+    assert json.loads((out / "find.json").read_text())["steps_run"] > 0
+
+
+def test_a_rank_killed_mid_sweep_makes_the_other_raise_a_clear_error(tmp_path):
+    # torchrun tears the group down once it sees a rank die; checking every 2 s, it leaves the
+    # survivor time to write what it raised (gloo reports the lost peer at once)
+    done = torchrun("kill", tmp_path, "--monitor-interval=2")
+    assert done.returncode != 0  # torchrun reports rank 1's SIGKILL
+    survivor = json.loads((tmp_path / "rank0.json").read_text())
+    assert survivor["type"] == "UserError", survivor
+    assert "find_lr stopped on rank 0 of 2" in survivor["message"]
+    assert "another rank died" in survivor["message"]
+    assert "timeout of 120 s" in survivor["message"]
+    assert survivor["seconds"] < 60  # far below the group's timeout: the loss is seen at once
+    assert not (tmp_path / "rank1.json").exists()
+
+
+def test_a_rank_that_hangs_makes_the_other_raise_after_the_group_timeout(tmp_path):
+    done = torchrun("hang", tmp_path)
+    assert done.returncode == 0, done.stderr  # the sleeper leaves quietly afterwards
+    survivor = json.loads((tmp_path / "rank0.json").read_text())
+    assert survivor["type"] == "UserError", survivor
+    assert "find_lr stopped on rank 0 of 2" in survivor["message"]
+    assert "did not answer within the group's timeout of 4 s" in survivor["message"]
+    assert 4 <= survivor["seconds"] < 60
+
+
+# -- pieces, in this process ---------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -39,46 +156,6 @@ def group_of_one(tmp_path):
         torch.distributed.destroy_process_group()
 
 
-def run_two_ranks(tmp_path):
-    """Both ranks of a gloo group of two, each in its own process; their reports."""
-    src = str(Path(lrkit.__file__).parent.parent)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
-    env.update(OMP_NUM_THREADS="1")
-    outs = [tmp_path / f"rank{r}.json" for r in range(2)]
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(WORKER), str(r), "2", str(tmp_path / "init"), str(outs[r])],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for r in range(2)
-    ]
-    try:
-        done = [p.communicate(timeout=TIMEOUT) for p in procs]
-    finally:
-        for p in procs:  # a hung rank is killed, never left behind
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    for p, (_, err) in zip(procs, done):
-        assert p.returncode == 0, err
-    return [json.loads(out.read_text()) for out in outs]
-
-
-def test_every_rank_of_a_two_process_group_refuses_find_lr_and_pick_lr_at_once(tmp_path):
-    reports = run_two_ranks(tmp_path)
-    for rank, report in enumerate(reports):
-        for what in ("find_lr", "pick_lr"):
-            outcome = report[what]
-            assert outcome["type"] == "UserError", (rank, what, outcome)
-            assert f"{what} does not support distributed runs yet" in outcome["message"]
-            assert f"rank {rank} of a torch.distributed process group of 2" in outcome["message"]
-            assert "single process" in outcome["message"]
-            assert outcome["seconds"] < 1.0  # refused before any work
-
-
 def test_a_group_of_one_process_still_sweeps(group_of_one):
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 1)
@@ -88,6 +165,10 @@ def test_a_group_of_one_process_still_sweeps(group_of_one):
     assert len(result.lrs) > 0
 
 
+def test_the_group_timeout_is_read_from_the_group(group_of_one):
+    assert dist.timeout() is not None and dist.timeout() > 0
+
+
 def test_the_distributed_helpers_describe_a_group_of_one(group_of_one):
     assert (dist.is_initialized(), dist.world_size(), dist.rank()) == (True, 1, 0)
     assert not dist.is_distributed()
@@ -95,14 +176,39 @@ def test_the_distributed_helpers_describe_a_group_of_one(group_of_one):
 
 def test_the_distributed_helpers_describe_a_single_process_without_a_group():
     assert (dist.is_initialized(), dist.world_size(), dist.rank()) == (False, 1, 0)
-    assert not dist.is_distributed()
+    assert not dist.is_distributed() and dist.timeout() is None
 
 
-def test_pick_lr_refuses_before_building_anything(monkeypatch):
+def test_a_failed_collective_becomes_a_user_error_naming_the_rank(monkeypatch):
     monkeypatch.setattr(dist, "world_size", lambda: 4)
     monkeypatch.setattr(dist, "rank", lambda: 3)
-    with pytest.raises(UserError, match="pick_lr does not support distributed runs yet"):
+    with pytest.raises(UserError, match="find_lr stopped on rank 3 of 4") as caught:
+        with dist.failures("find_lr"):
+            raise RuntimeError("[gloo/transport/tcp/pair.cc:537] Connection reset by peer")
+    assert "Connection reset by peer" in str(caught.value)
+    assert isinstance(caught.value.__cause__, RuntimeError)
+
+
+def test_other_errors_pass_through_failures_unchanged(monkeypatch):
+    monkeypatch.setattr(dist, "world_size", lambda: 2)
+    with pytest.raises(ValueError, match="the loss must be a scalar"):
+        with dist.failures("find_lr"):
+            raise ValueError("the loss must be a scalar tensor")
+
+
+def test_a_backend_error_in_a_single_process_is_not_blamed_on_other_ranks():
+    with pytest.raises(RuntimeError, match="Connection reset"):
+        with dist.failures("find_lr"):
+            raise RuntimeError("gloo: Connection reset by peer")
+
+
+def test_pick_lr_refuses_a_group_of_several_before_building_anything(monkeypatch):
+    monkeypatch.setattr(dist, "world_size", lambda: 4)
+    monkeypatch.setattr(dist, "rank", lambda: 3)
+    with pytest.raises(UserError, match="pick_lr does not support distributed runs yet") as e:
         pick_lr("no-such-task")  # refused before the task is even looked up
+    assert "rank 3 of a torch.distributed process group of 4" in str(e.value)
+    assert "call find_lr on every rank" in str(e.value)
 
 
 def test_the_module_example_runs():

@@ -9,15 +9,24 @@ Each answers for the default process group, and answers as a single process does
     (2.5, True, False, {'lr': 0.1})
 
 Inside a group, :func:`mean`, :func:`agree` and :func:`broadcast` are collectives: every rank
-must call them, in the same order.
+must call them, in the same order. :func:`failures` turns a collective that failed because
+another rank died or did not answer within the group's timeout into a
+:class:`~lrkit.errors.UserError` that names this rank and the timeout.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 import torch.distributed as _dist
+
+from .errors import UserError
+
+# what gloo's and NCCL's errors say when a peer died or hung (they raise plain RuntimeErrors)
+_PEER_TROUBLE = ("gloo", "nccl", "connection", "timed out", "timeout", "broken pipe")
 
 
 def is_initialized() -> bool:
@@ -84,7 +93,49 @@ def broadcast(obj: Any, src: int = 0) -> Any:
     return box[0]
 
 
+def timeout() -> float | None:
+    """The default group's collective timeout in seconds (``init_process_group(timeout=...)``),
+    or None outside a group or where this build of torch does not say."""
+    if not is_initialized():
+        return None
+    try:
+        backend = _dist.group.WORLD._get_backend(torch.device(_device()))
+        return float(backend.options._timeout.total_seconds())
+    except Exception:  # a private API that may move: the message then says less
+        return None
+
+
+def _peer_trouble(error: BaseException) -> bool:
+    if isinstance(error, getattr(_dist, "DistError", ())):
+        return True
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and any(word in text for word in _PEER_TROUBLE)
+
+
+@contextlib.contextmanager
+def failures(what: str) -> Iterator[None]:
+    """Run the block; inside a group of several processes, a collective that fails there (a
+    rank died, or did not answer within the group's timeout) raises
+    :class:`~lrkit.errors.UserError` naming ``what``, this rank, the group and the timeout,
+    with the backend's own message after it. Other errors, and every error in a single
+    process, pass unchanged."""
+    try:
+        yield
+    except Exception as error:
+        if not is_distributed() or not _peer_trouble(error):
+            raise
+        seconds = timeout()
+        limit = "its timeout" if seconds is None else f"the group's timeout of {seconds:g} s"
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(
+            f"{what} stopped on rank {rank()} of {world_size()}: a collective with the other"
+            f" ranks failed, so another rank died, stopped early or did not answer within"
+            f" {limit} (init_process_group(timeout=...)); look at the other ranks' output."
+            f" The backend said: {first}"
+        ) from error
+
+
 __all__ = [
     "is_initialized", "world_size", "rank", "is_distributed", "is_main", "mean", "agree",
-    "broadcast",
+    "broadcast", "timeout", "failures",
 ]  # fmt: skip

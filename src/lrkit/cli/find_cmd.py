@@ -111,6 +111,7 @@ def find_command(
 
     Exit status: 0 done (also when no lr can be trusted, except with --quiet); 2 a bad option;
     3 with --quiet when no lr can be trusted, so that LR=$(lrkit find -q) never runs on empty.
+    Inside a torch.distributed group every rank sweeps and only rank 0 prints and writes files.
 
     \b
     Examples:
@@ -118,6 +119,7 @@ def find_command(
       lrkit find --task wine-mlp --seeds 3 --png find.png --json find.json
       lrkit find --task digits-cnn --rule valley --quiet
     """
+    from .. import dist
     from ..find import find_lr
 
     if start >= end:
@@ -131,6 +133,10 @@ def find_command(
         task, start=start, end=end, steps=steps, seeds=seeds, rule=rule,
         progress=False if quiet or to_stdout else None,
     )  # fmt: skip
+    if not dist.is_main():  # under torchrun every rank sweeps in step; rank 0 reports
+        if result.lr is None and quiet:
+            click.get_current_context().exit(NO_LR)
+        return
     if json_file is not None:
         result.to_json(json_file)
     if png_file is not None:

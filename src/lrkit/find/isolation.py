@@ -11,7 +11,8 @@ A sweep is not training, so nothing that follows the training may see its update
   removed. It also puts back the optimizer's own attributes that a step sets, such as
   ``_opt_called``, which a torch ``LRScheduler`` attached to the optimizer reads.
 - :func:`refuse_distributed` refuses at once inside a process group of several processes,
-  where ranks that stop their sweeps at different steps would wait on each other forever.
+  for what does not run there yet (``pick_lr``: its short runs train with ``fit``, whose
+  ranks do not yet stay in step); ``find_lr`` itself runs on every rank in step.
 
 >>> import torch
 >>> opt = torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=0.1)
@@ -92,15 +93,16 @@ def _put_back(now: dict[str, Any], saved: dict[str, Any]) -> None:
 def refuse_distributed(what: str) -> None:
     """Raise :class:`~lrkit.errors.UserError` inside a process group of more than one process.
 
-    Distributed range tests are not supported yet: the message says so and what to do instead.
-    A group of one process is fine.
+    For what does not run distributed yet: the message says so and what to do instead (run
+    it in a single process, or use ``find_lr``, which runs on every rank). A group of one
+    process is fine.
     """
     if dist.is_distributed():
         raise UserError(
             f"{what} does not support distributed runs yet: this is rank {dist.rank()} of a"
             f" torch.distributed process group of {dist.world_size()} processes. Run it in a"
             " single process (before init_process_group, or in a separate script) and give"
-            " its rate to every rank, or wait for distributed support"
+            " its rate to every rank, or call find_lr on every rank, which runs distributed"
         )
 
 

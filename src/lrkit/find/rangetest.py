@@ -18,6 +18,15 @@ CPU :class:`~lrkit.train.snapshot.Snapshot`, also when the step function raises 
 is interrupted; the optimizer's step hooks are suspended while it runs, so an attached
 :class:`~lrkit.schedules.Driver` does not count the sweep's updates
 (:mod:`lrkit.find.isolation`). The settings and parts are checked in :mod:`lrkit.find.inputs`.
+
+Under torchrun (a torch.distributed group of several processes, typically a
+``DistributedDataParallel`` model and each rank its own shard of batches) every rank runs
+``find_lr`` in step: the loss of each update (and each validation loss) is the mean over the
+ranks (:func:`lrkit.dist.mean`), so the smoothed loss, the stop check and the divergence check
+agree, every rank records the same curve, stops at the same step and returns the same
+suggestion; a non-finite loss on one rank makes the mean non-finite and stops every rank at
+that step. Each rank restores its own snapshot; only rank 0 shows a progress bar. A rank that
+dies or hangs makes the others raise :class:`~lrkit.errors.UserError` (:func:`lrkit.dist.failures`).
 """
 
 from __future__ import annotations
@@ -30,12 +39,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from .. import dist
 from ..progress import progress
 from ..runtime import seed_everything, torch_threads
 from ..tasks import Task
 from ..train.snapshot import RNGState, Snapshot
 from .inputs import AUTOCAST, LossFn, Parts, Settings
-from .isolation import refuse_distributed, suspended_hooks
+from .isolation import suspended_hooks
 from .result import Curve, FindResult
 from .rules import Confidence
 
@@ -93,13 +103,15 @@ def find_lr(
         rule: the rule that picks ``result.lr`` (default :data:`~lrkit.find.rules.DEFAULT_RULE`).
         progress: a rich progress bar; None shows it only when stdout is a terminal.
 
+    Under torchrun, call it on every rank (see the module doc): the loss of each step is
+    averaged over the ranks, every rank gets the same result, only rank 0 shows progress.
+
     Raises ValueError naming the bad value before anything is touched; a loss that is not a
-    scalar tensor raises ValueError (after restoring); inside a torch.distributed process
-    group of several processes, :class:`~lrkit.errors.UserError` at once (not supported
-    yet). A curve that cannot be trusted gives a result with ``confidence.ok`` False and
-    ``lr`` None, never a silent number.
+    scalar tensor raises ValueError (after restoring); inside a torch.distributed group,
+    :class:`~lrkit.errors.UserError` (after restoring) when another rank died or did not
+    answer within the group's timeout. A curve that cannot be trusted gives a result with
+    ``confidence.ok`` False and ``lr`` None, never a silent number.
     """
-    refuse_distributed("find_lr")
     cfg = Settings(
         start,
         end,
@@ -130,7 +142,11 @@ def find_lr(
             if cfg.autocast == "fp16" and scaler is None:
                 scaler = torch.amp.GradScaler(parts.device.type)
             sweeps = []
-            with suspended_hooks(parts.optimizer), _progress(cfg, parts.name) as advance:
+            with (
+                dist.failures("find_lr"),
+                suspended_hooks(parts.optimizer),
+                _progress(cfg, parts.name) as advance,
+            ):
                 for i in range(cfg.seeds):
                     if i:
                         snapshot.restore()
@@ -178,6 +194,7 @@ def _sweep(parts: Parts, cfg: Settings, scaler: Any, advance: Callable[..., None
             losses.append(loss.detach())
         # one device sync per update
         value = losses[0].item() if len(losses) == 1 else float(sum(losses)) / len(losses)
+        value = dist.mean(value)  # over the ranks: one curve and one decision for all
         if not math.isfinite(value):
             out.stop = f"stopped at step {i}: the loss was {value} at lr {lr:.3g}"
             if i == 0:
@@ -274,7 +291,7 @@ def _val_loss(parts: Parts, cfg: Settings, amp: contextlib.AbstractContextManage
     finally:
         for module, training in flags:
             module.training = training
-    return total / count if count else math.nan
+    return dist.mean(total / count if count else math.nan)  # over the ranks
 
 
 @contextlib.contextmanager
@@ -284,7 +301,7 @@ def _progress(cfg: Settings, name: str) -> Iterator[Callable[..., None]]:
     with progress(
         f"find lr {name}",
         total,
-        show=cfg.progress,
+        show=cfg.progress if dist.is_main() else False,  # one bar, on rank 0
         fields={"info": ""},
         template="{task.fields[info]}",
     ) as bar:

@@ -17,7 +17,6 @@ A step budget, a validation cadence and a report hook (what a tuner prunes with)
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 import warnings
@@ -28,17 +27,18 @@ from typing import Any
 
 import torch
 
+from .. import dist
 from ..checks import check_lr, number, whole
 from ..runtime import torch_threads
 from ..schedules import Driver, Schedule, as_schedule
 from ..tasks import Task, get_task, is_schedule_free
+from . import ranks
 from .callbacks import Events, ProgressBar, State
 from .history import COMPLETED, DIVERGED, FAILED, INTERRUPTED, RUNNING, STOPPED, History
 from .misfit import ScheduleFitWarning, schedule_misfit
+from .saver import SAVE_SECS, Saver
 
 SYNC_EVERY = 16  # steps between reading the losses back (one device sync per window)
-SAVE_SECS = 2.0  # fit(out=...) saves the history at least this often while it trains...
-SAVE_COST = 0.01  # ...and at validations, but spends at most this share of the time saving
 
 Report = Callable[[int, float, float], Any]  # report(step, metric, val_loss) -> stop?
 
@@ -130,9 +130,9 @@ def fit(
         clip_grad=clip,
     )
     schedule = as_schedule(1.0 if schedule is None else schedule, "schedule")
-    saver = (
-        None if out is None else _Saver(out, number(save_secs, "save_secs", low=0, finite=False))
-    )
+    saver = None if out is None else Saver(out, number(save_secs, "save_secs", low=0, finite=False))
+    if not dist.is_main():
+        saver = None  # under torchrun only rank 0 writes
     with torch_threads(task.threads):
         return _Run(task, lr, schedule, plan, list(callbacks), progress, momentum).go(saver)
 
@@ -162,10 +162,17 @@ class _Run:
 
     def __init__(self, task, lr, schedule, plan, callbacks, progress, momentum):
         self.task, self.plan = task, plan
-        self.model = task.build_model(plan.seed)
+        self.distributed = dist.is_distributed()  # under torchrun: see lrkit.train.ranks
+        built = task.build_model(plan.seed)
+        self.net = ranks.wrap_model(built) if self.distributed else built  # what trains
+        self.model = ranks.unwrap(built)  # what callbacks see and validation uses
         self.optimizer = task.build_optimizer(self.model, lr)
         self.schedule_free = is_schedule_free(self.optimizer)
         self.train_loader, self.val_loader = task.build_loaders(plan.seed)
+        if self.distributed:
+            self.train_loader = ranks.shard_loader(
+                self.train_loader, plan.seed, dist.rank(), dist.world_size()
+            )
         spe = len(self.train_loader)
         if spe < 1:
             raise ValueError(f"the training data of task {task.name!r} has no batches")
@@ -193,21 +200,21 @@ class _Run:
             self.train_loader, self.val_loader, self.total,
         )  # fmt: skip
         self.state.clip_grad = plan.clip_grad
-        if ProgressBar.wanted(progress):
+        if ProgressBar.wanted(progress) and dist.is_main():
             callbacks.append(ProgressBar())
         self.events = Events(callbacks)
         self.window = _Window(self.history)
         self.reported_stop = False
         self.start = 0.0
 
-    def go(self, saver: _Saver | None) -> History:
+    def go(self, saver: Saver | None) -> History:
         state, history = self.state, self.history
         self.saver = saver
-        if saver is not None:  # before any event: a folder that cannot be written stops it here
-            saver.save_running(history, state.step, 0.0)
+        self._first_save(saver)  # before any event: a folder that cannot be written stops it
         self.events("on_train_start", state)
         self._train_mode()
-        torch.manual_seed(self.plan.seed)  # the data order and dropout depend on the seed only
+        # the data order and dropout depend on the seed only (and the rank, under torchrun)
+        torch.manual_seed(self.plan.seed + dist.rank())
         self.start = time.perf_counter()
         try:
             self._train()
@@ -233,28 +240,31 @@ class _Run:
 
     def _train(self) -> None:
         """Epoch after epoch until the plan's steps are done or the run must end."""
-        state, task, model, optimizer = self.state, self.task, self.model, self.optimizer
+        state, task, net, optimizer = self.state, self.task, self.net, self.optimizer
         spe, every, done = len(self.train_loader), self.plan.val_every, 0
         for epoch in range(self.history.epochs):
             state.epoch = epoch
-            model.train()
+            net.train()
+            ranks.set_epoch(self.train_loader, epoch)
             n = 0  # batches of this epoch
             for batch in self.train_loader:
-                loss = task.loss(model, batch)
+                loss = task.loss(net, batch)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                state.batch, state.loss, state.skip = batch, loss.detach(), False
+                state.batch, state.loss, state.skip = batch, self._mean(loss.detach()), False
                 self.events("on_after_backward", state)
                 lrs = [g["lr"] for g in optimizer.param_groups]
                 self.window.add(state.step, lrs, state.loss, skipped=state.skip)
                 if not state.skip:
                     if self.plan.clip_grad is not None:
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), self.plan.clip_grad)
+                        torch.nn.utils.clip_grad_norm_(net.parameters(), self.plan.clip_grad)
                     optimizer.step()
                     self.driver.step()
                     state.step += 1
                     self.events("on_after_step", state)
                 done, n = done + 1, n + 1
+                if self.distributed:  # a callback's stop on one rank stops every rank
+                    state.stop = dist.agree(state.stop)
                 if state.stop or (state.step % SYNC_EVERY == 0 and not self.window.flush(epoch)):
                     return
                 if self.saver is not None and self.saver.due(time.monotonic(), done):
@@ -265,7 +275,7 @@ class _Run:
                 if every is not None and done % every == 0:
                     if not self._validate():
                         return
-                    model.train()
+                    net.train()
                     self._train_mode()
             else:
                 n = spe  # a loader shorter than its len(): its epoch has ended all the same
@@ -287,7 +297,11 @@ class _Run:
         if not self.window.flush(state.epoch):
             return False
         self._eval_mode()  # a schedule-free optimizer: the averaged weights, until training resumes
-        state.metric, state.val_loss = self.task.validate(self.model, self.val_loader)
+        metric, val_loss = self.task.validate(self.model, self.val_loader)
+        state.metric, state.val_loss = (
+            dist.mean(metric),
+            dist.mean(val_loss),
+        )  # the same on every rank
         if self.driver.plateaus and math.isfinite(state.val_loss):
             self.driver.report(state.val_loss)
         self.history.add_epoch(
@@ -296,12 +310,32 @@ class _Run:
         )  # fmt: skip
         self.events("on_validation_end", state)
         if self.plan.report is not None and not state.stop:
-            if self.plan.report(state.step, state.metric, state.val_loss):
+            if dist.agree(bool(self.plan.report(state.step, state.metric, state.val_loss))):
                 state.stop = self.reported_stop = True
         saver = self.saver
         if saver is not None and not state.stop and saver.affordable(time.monotonic(), state.step):
             self._save_running()  # the window is empty: flushed above
         return not state.stop
+
+    def _mean(self, loss: torch.Tensor) -> torch.Tensor:
+        """The loss itself; under torchrun its mean over the ranks (the same on every rank)."""
+        if not self.distributed:
+            return loss
+        return torch.tensor(dist.mean(loss), dtype=loss.dtype, device=loss.device)
+
+    def _first_save(self, saver: Saver | None) -> None:
+        """Save the history as it starts; under torchrun rank 0 saves, and a failure there
+        ends every rank's run at once."""
+        failure = None
+        try:
+            if saver is not None:
+                saver.save_running(self.history, self.state.step, 0.0)
+        except Exception as e:
+            failure = e
+        if dist.agree(failure is not None):
+            if failure is not None:
+                raise failure
+            raise RuntimeError("fit: rank 0 could not save the history into out=; see its error")
 
     def _train_mode(self) -> None:  # a schedule-free optimizer: the training point
         if self.schedule_free:
@@ -318,43 +352,6 @@ class _Run:
             return False
         self.saver.save_running(self.history, self.state.step, time.perf_counter() - self.start)
         return True
-
-
-SMALL = 1000  # a history this short costs a save's fixed cost more than its rows'
-
-
-class _Saver:
-    """Saves a run's history into ``out`` on a bounded cadence: once ``secs`` have passed since
-    the last save, and only when the time since then is ``1 / SAVE_COST`` times what this save
-    will take (the last save's time, or its time per row times the rows now, if more), so
-    saving, whose cost grows with the history, takes about ``SAVE_COST`` of the run's time
-    at most."""
-
-    def __init__(self, out: str | Path, secs: float):
-        self.out, self.secs = out, secs
-        self.cost = 0.0  # seconds the last save took
-        self.per_row = 0.0  # ...per row, over SMALL rows at least (a save's fixed cost)
-        self.last = time.monotonic()
-
-    def due(self, now: float, rows: int) -> bool:
-        """The time cadence: ``secs`` since the last save, and :meth:`affordable`."""
-        return now - self.last >= self.secs and self.affordable(now, rows)
-
-    def affordable(self, now: float, rows: int) -> bool:
-        """A save of ``rows`` rows now keeps saving within its share of the time."""
-        return now - self.last >= max(self.cost, self.per_row * rows) / SAVE_COST
-
-    def save(self, history: History) -> None:
-        started = time.monotonic()
-        history.save(self.out)
-        self.last = time.monotonic()
-        self.cost = self.last - started
-        self.per_row = self.cost / max(history.steps, SMALL)
-
-    def save_running(self, history: History, step: int, elapsed: float) -> None:
-        """Save ``history`` as it is, marked partial (the lists are shared, not copied)."""
-        reason = f"saved while the run was still training, after step {step}: partial"
-        self.save(dataclasses.replace(history, status=RUNNING, reason=reason, time=elapsed))
 
 
 class _Window:

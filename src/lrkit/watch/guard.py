@@ -38,6 +38,13 @@ among a :class:`~lrkit.watch.Watch`'s signals, give the guard to the watch:
 counts updates applied (``state.step`` in ``fit``); after a rollback the driver's step (the schedule's
 position) is the snapshot's, while ``step`` goes on counting.
 
+**Under torchrun** (a process group of several ranks) the guard judges the loss and the
+gradient norm averaged over the ranks (two small all-reduces a batch), so every rank sees the
+same numbers and takes the same action at the same batch: a non-finite loss on one rank makes
+every rank skip (or roll back) together, and the ranks never drift apart. Each rank keeps its
+own snapshot (the same weights: DDP keeps them equal) and its events, the same on every rank;
+only rank 0 writes to the sinks.
+
 In ``fit``, pass it as a callback: ``fit(task, callbacks=[Guard()])``, or through a watch:
 ``fit(task, callbacks=[Watch(guard=Guard())])``. In a plain loop:
 
@@ -67,6 +74,7 @@ from typing import Any
 
 import torch
 
+from .. import dist
 from ..checks import number, whole
 from ..tasks import is_schedule_free
 from ..train import Callback, Snapshot, State
@@ -171,6 +179,8 @@ class Guard(Callback):
         loss = torch.as_tensor(loss).detach().float().reshape(())
         norm = global_norm(grad_norms(self._params)) if self._params else torch.zeros(())
         value, norm = torch.stack([loss, norm.to(loss.device)]).tolist()  # one device sync
+        if dist.is_distributed():  # every rank judges the same numbers: the same decision
+            value, norm = dist.mean(value), dist.mean(norm)
         reason = self._rule.judge(value, norm)
         self._climbing = self._rule.lasting
         lasting = self._climbing or self._troubled  # a climb, or two in a row
@@ -355,7 +365,7 @@ class Guard(Callback):
         self.events.append(self._event(action, reason, loss, norm))
         record = (self.step, f"guard/{action}", loss if sink_value is None else sink_value)
         self.records.append(record)
-        for sink in self.sinks:
+        for sink in self.sinks if dist.is_main() else ():  # under torchrun rank 0 writes
             sink.write([record])
 
     def __repr__(self) -> str:

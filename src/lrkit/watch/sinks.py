@@ -23,7 +23,9 @@ step number and may put a flush off to the next handover). TensorBoard's writer 
 flushes its file up to ``flush_secs`` after it was handed a step: up to 2 s more there.
 
 Each file sink checks at construction that it can write, and raises a ValueError naming the
-path when it cannot.
+path when it cannot. Under torchrun only rank 0 writes: a file sink made on another rank
+creates no folder and opens no file (it writes nowhere), so a script that builds the same
+sinks on every rank leaves one set of files, rank 0's.
 
 >>> import tempfile
 >>> from lrkit.watch.logs import read_run
@@ -37,12 +39,14 @@ path when it cannot.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from itertools import groupby
 from pathlib import Path
 from typing import Any
 
+from .. import dist
 from ..checks import number, whole
 from ..errors import UserError
 from ..paths import writable_dir
@@ -118,6 +122,9 @@ class _FileSink:
         flush_secs: float = FLUSH_SECS,
     ):
         self.cadence = Cadence(flush_steps, flush_secs)
+        if not dist.is_main():  # under torchrun rank 0 writes: no file here, nothing truncated
+            self.path, self._file = Path(path), open(os.devnull, "w")
+            return
         self.path = _file_in(path, self.default_name)
         try:
             self._file = open(self.path, "w", buffering=BUFFER_BYTES, newline="")
@@ -199,6 +206,10 @@ class TensorBoardSink:
         flush_secs: float = FLUSH_SECS,
     ):
         self.cadence = Cadence(flush_steps, flush_secs)
+        self._inert = self._closed = not dist.is_main()  # under torchrun rank 0 writes
+        if self._inert:  # no writer, no folder here
+            self.logdir = Path(logdir)
+            return
         self.logdir = writable_logdir(logdir)
         from tensorboard.compat.proto.summary_pb2 import Summary
         from torch.utils.tensorboard import SummaryWriter
@@ -215,6 +226,8 @@ class TensorBoardSink:
         self._closed = False
 
     def write(self, records: Sequence[Record]) -> None:
+        if self._inert:
+            return
         Summary, add = self._summary, self._file_writer.add_summary
         for step, group in groupby(records, key=lambda r: r[0]):
             values = [Summary.Value(tag=tag, simple_value=value) for _, tag, value in group]

@@ -26,6 +26,13 @@ have passed since the last handover, whichever comes first: a run killed with ``
 at most 64 steps or 2 s (plus a step) of signals at the defaults (see :mod:`lrkit.watch.sinks`
 for the sinks' share). Every ``every`` steps the parameters are copied (into one buffer kept
 for the purpose) before the optimizer step to measure the update-to-weight ratios.
+
+Under torchrun the gradients a Watch reads after ``backward()`` are the ones
+DistributedDataParallel has averaged over the ranks, so its gradient norms and update ratios
+are those of the whole run, the same on every rank; in :func:`~lrkit.train.fit` so is the loss
+(fit's ``state.loss`` is the mean over the ranks; a plain loop's watch records the loss it is
+given). Every rank keeps its signals in memory (``watch.history``); only rank 0 hands them to
+the sinks, and a file sink made on another rank opens no file.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import dist
 from ..checks import number, whole
 from . import signals as sig
 from .logs import Record, Signals, ema_run
@@ -245,7 +253,7 @@ class Watch:
         the next time bound counts from after their writes (a sink flushed there is due then)."""
         columns = self._collect()
         self.memory.add_columns(columns)
-        if self.sinks and columns:
+        if self.sinks and columns and dist.is_main():  # under torchrun rank 0 writes
             records = [(t, tag, v) for tag, (ts, vs) in columns.items() for t, v in zip(ts, vs)]
             records.sort(key=lambda r: r[0])  # stable: each step's records in tag order
             for sink in self.sinks:
