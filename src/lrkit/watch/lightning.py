@@ -21,9 +21,9 @@ Validation: after each validation (not the sanity check) every ``val_*`` / ``val
 ``guard=`` (a :class:`~lrkit.watch.Guard`, or True for one with its defaults) judges every
 update in ``on_before_optimizer_step``, after the backward pass and before Lightning clips:
 the loss is the one Lightning hands to ``on_before_backward`` (summed over accumulated
-micro-batches, which Lightning has divided by their count; averaged over the ranks under
-DDP, so every rank judges the same loss and the same synchronised gradients and takes the
-same action). A skipped update sets the parameters' gradients to None, which makes the
+micro-batches, which Lightning has divided by their count; under DDP the guard judges the
+mean over the ranks of the loss and of the synchronised gradients' norm, so every rank takes
+the same action at the same batch). A skipped update sets the parameters' gradients to None, which makes the
 optimizer step leave them and their state alone (what Lightning does when ``training_step``
 returns None); a rollback restores the guard's last snapshot (model, optimizer, the
 optimizer's first scheduler) and lowers the lr, then skips the same way. Lightning's
@@ -43,7 +43,6 @@ import warnings
 from collections.abc import Iterable
 from typing import Any
 
-from .. import dist
 from ..tasks import is_schedule_free
 from .logs import Signals
 from .sinks import LightningLoggerSink
@@ -141,8 +140,6 @@ class LRWatchCallback(Callback):
                     "LRWatchCallback(guard=...) saw an optimizer step without a backward pass"
                     " through Lightning (on_before_backward): the guard needs the loss"
                 )
-            if dist.is_distributed():
-                loss = dist.mean(loss)  # every rank judges the same loss
             if self.watch.after_backward(loss) != "ok":
                 for group in optimizer.param_groups:
                     for p in group["params"]:
