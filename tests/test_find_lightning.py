@@ -19,10 +19,12 @@ class Tiny(pl.LightningModule):
         super().__init__()
         self.lr = lr
         self.poison, self.scheduler = poison, scheduler
+        self.calls = 0
         self.net = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
 
     def training_step(self, batch, batch_idx):
         x, y = batch
+        self.calls += 1
         loss = nn.functional.cross_entropy(self.net(x), y)
         self.log("train_loss", loss)  # logging is dropped during the sweep, kept in training
         return loss * float("nan") if self.poison else loss
@@ -114,6 +116,13 @@ def test_an_attached_scheduler_keeps_its_shape_around_the_new_lr():
     scheduler = t.lr_scheduler_configs[0].scheduler
     assert scheduler.base_lrs == [pytest.approx(finder.result.lr)]
     assert t.optimizers[0].param_groups[0]["initial_lr"] == pytest.approx(finder.result.lr)
+
+
+def test_the_sweep_accumulates_as_many_batches_per_update_as_the_trainer():
+    finder, model = LRFindCallback(1e-4, 10, steps=10, stop_factor=float("inf")), Tiny()
+    trainer(finder, max_steps=1, accumulate_grad_batches=3).fit(model, loader())
+    assert finder.result.extra["accumulate"] == 3 and finder.result.steps_run == 10
+    assert model.calls == 10 * 3 + 3  # the sweep's 10 updates, then one training update
 
 
 def test_update_attr_false_leaves_the_module_attribute_alone():

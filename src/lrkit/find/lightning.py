@@ -58,7 +58,9 @@ class LRFindCallback(Callback):
 
     Args:
         start, end, steps, mode, smooth, stop_factor, accumulate, seeds, rule, progress: as
-            :func:`~lrkit.find.find_lr`'s (checked when the callback is built).
+            :func:`~lrkit.find.find_lr`'s (checked when the callback is built); ``accumulate``
+            defaults to the trainer's ``accumulate_grad_batches``, so a sweep's update sees
+            the batch a training update sees.
         update_attr: write the lr into the module's attribute too (when it has one).
         attr: the attribute's name; default: ``lr``, else ``learning_rate``, if present.
         plot: a path where rank 0 saves the result's plot (a PNG for ``.png``).
@@ -76,7 +78,7 @@ class LRFindCallback(Callback):
         mode: str = "exp",
         smooth: float = 0.98,
         stop_factor: float = 4.0,
-        accumulate: int = 1,
+        accumulate: int | None = None,
         seeds: int = 1,
         rule: str | None = None,
         update_attr: bool = True,
@@ -99,7 +101,8 @@ class LRFindCallback(Callback):
         )
         from .inputs import Settings
 
-        Settings(**{**self._options, "autocast": None, "val_every": None, "val_batches": 1})
+        checked = {**self._options, "accumulate": 1 if accumulate is None else accumulate}
+        Settings(**checked, autocast=None, val_every=None, val_batches=1)
         if attr is not None and (not isinstance(attr, str) or not attr):
             raise ValueError(f"attr must be an attribute name (a non-empty str), got {attr!r}")
         self.update_attr = bool(update_attr)
@@ -125,6 +128,9 @@ class LRFindCallback(Callback):
         if loader.empty:
             raise ValueError("LRFindCallback found no train dataloader in the trainer")
         scaler = getattr(trainer.precision_plugin, "scaler", None)
+        options = dict(self._options)
+        if options["accumulate"] is None:
+            options["accumulate"] = int(trainer.accumulate_grad_batches)
         with _no_logging(pl_module):
             self.result = find_lr(
                 pl_module,
@@ -132,7 +138,7 @@ class LRFindCallback(Callback):
                 loader,
                 step_fn=_training_step(trainer),
                 scaler=scaler,
-                **self._options,
+                **options,
             )
         if self.plot is not None and dist.is_main():
             self.result.plot(self.plot)
