@@ -97,6 +97,11 @@ def test_the_sweep_does_not_count_as_training_steps(found):
     assert finder.result.steps_run > 3 and t.global_step == 3
 
 
+def test_what_training_step_logs_is_dropped_in_the_sweep_and_kept_in_training(found):
+    model, *_, t = found
+    assert "log" not in vars(model) and "train_loss" in t.callback_metrics
+
+
 def test_the_finder_saves_its_plot(found):
     finder = found[2]
     assert finder.plot.stat().st_size > 0

@@ -26,6 +26,7 @@ imports it only when ``LRFindCallback`` is asked for.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -216,21 +217,19 @@ def _training_step(trainer):
     return step
 
 
-class _no_logging:
+@contextlib.contextmanager
+def _no_logging(module) -> Iterator[None]:
     """``self.log`` and ``self.log_dict`` of the module do nothing inside the block."""
 
-    def __init__(self, module) -> None:
-        self.module = module
+    def drop(*args: Any, **kwargs: Any) -> None:
+        return None
 
-    def __enter__(self) -> None:
-        def drop(*args: Any, **kwargs: Any) -> None:
-            return None
-
-        self.module.log = self.module.log_dict = drop
-
-    def __exit__(self, *exc: Any) -> None:
+    module.log = module.log_dict = drop
+    try:
+        yield
+    finally:
         for name in ("log", "log_dict"):
-            self.module.__dict__.pop(name, None)
+            module.__dict__.pop(name, None)
 
 
 def _schedulers(trainer, optimizer) -> list[Any]:
