@@ -162,3 +162,28 @@ def test_import_lrkit_does_not_import_lightning():
     code = "import sys, lrkit, lrkit.find; print('lightning' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_lr_goes_into_hparams_when_the_module_keeps_it_there():
+    class Hparams(Tiny):
+        def __init__(self, learning_rate=0.05):
+            super().__init__(lr=learning_rate)
+            del self.lr
+            self.save_hyperparameters()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=self.hparams.learning_rate)
+
+    finder, model = LRFindCallback(1e-4, 10, steps=30), Hparams()
+    trainer(finder, max_steps=1).fit(model, loader())
+    assert model.hparams.learning_rate == pytest.approx(finder.result.lr) != 0.05
+
+
+def test_the_sweep_reads_the_batches_of_a_datamodule():
+    class Data(pl.LightningDataModule):
+        def train_dataloader(self):
+            return loader()
+
+    finder, before = LRFindCallback(1e-4, 10, steps=30), Before()
+    trainer(finder, before, max_steps=1).fit(Tiny(), datamodule=Data())
+    assert finder.result.steps_run >= 10 and before.lrs == [pytest.approx(finder.result.lr)]
