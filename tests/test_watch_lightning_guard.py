@@ -24,7 +24,9 @@ class Tiny(pl.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         x, y = batch
-        self.log(self.val_name, nn.functional.cross_entropy(self.net(x), y))
+        loss = nn.functional.cross_entropy(self.net(x), y)
+        self.log(self.val_name, loss)
+        self.log("val_loss_x2", 2 * loss)  # another val_ metric: val/loss_x2
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.05, momentum=0.9)
@@ -107,9 +109,19 @@ def test_lightnings_val_loss_is_the_validation_signal_the_doctor_reads():
 
 
 def test_a_metric_the_user_names_becomes_val_loss():
-    callback = LRWatchCallback(every=3, val_metric="loss/holdout")
-    fit(Tiny(val_name="loss/holdout"), callback, val=True, max_steps=8, max_epochs=1)
-    assert callback.history.get("val/loss")[0].tolist() == [8]
+    callback = LRWatchCallback(every=3, val_metric="val_loss_x2")
+    fit(Tiny(val_name="holdout"), callback, val=True, max_steps=8, max_epochs=1)
+    steps, values = callback.history.get("val/loss")
+    assert steps.tolist() == [8] and "val/loss_x2" not in callback.history
+    assert "holdout" not in callback.history.tags()
+
+
+def test_a_metric_the_user_names_is_the_only_val_loss_beside_lightnings_val_loss():
+    callback = LRWatchCallback(every=3, val_metric="val_loss_x2")
+    trainer = fit(Tiny(), callback, val=True, max_steps=8, max_epochs=1)
+    steps, values = callback.history.get("val/loss")
+    assert steps.tolist() == [8]
+    assert values.tolist() == [pytest.approx(float(trainer.callback_metrics["val_loss_x2"]))]
 
 
 def test_a_val_metric_missing_from_the_metrics_is_warned_about_by_name():

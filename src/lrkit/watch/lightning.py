@@ -157,11 +157,14 @@ class LRWatchCallback(Callback):
         if self.watch is None or trainer.sanity_checking:
             return
         metrics = trainer.callback_metrics
+        named = self.val_metric in metrics  # then it alone is val/loss
         for key, value in metrics.items():
             name = "val/loss" if key == self.val_metric else _val_name(key)
+            if name == "val/loss" and named and key != self.val_metric:
+                continue
             if name is not None and _is_scalar(value):
                 self.watch.log(name, float(value), trainer.global_step)
-        if self.val_metric not in metrics and not self._warned:
+        if not named and not self._warned:
             self._warned = True
             known = ", ".join(sorted(metrics)) or "none"
             warnings.warn(
