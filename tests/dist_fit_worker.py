@@ -11,16 +11,20 @@ test sees which ranks wrote files.
 - ``parity``: unshuffled 8-example batches on each rank, 1 epoch (a single process with
   16-example batches takes the same steps);
 - ``guard``: rank 1's 4th training loss is NaN, with ``Watch(guard=Guard(every=2))``;
-- ``diverge``: the same NaN, without a guard;
+- ``diverge``: the same NaN, without a guard, rank 0 saving its history after every step;
 - ``wrapped``: a task whose make_model returns a DistributedDataParallel model already;
 - ``rollback``: the same NaN, with ``Guard(every=2, max_skips=0)`` (a rollback at once);
 - ``stop``: a callback on rank 1 alone stops the run after its 2nd update;
+- ``stop_at_validation``: the same at the first validation (after update 3);
+- ``unwritable``: rank 0's ``out=`` cannot be written (a file is in the way): the error
+  type and message on each rank;
 - ``loop`` (no fit): a plain loop over a DDP model with a Guard, rank 1's 4th loss NaN.
 """
 
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -47,11 +51,14 @@ class Keep(Callback):
         }
 
 
-def nan_on(rank):
-    """A step_fn whose BAD_CALL-th training loss is NaN on ``rank``."""
+def nan_on(rank, pause=0.0):
+    """A step_fn whose BAD_CALL-th training loss is NaN on ``rank``; each training batch
+    sleeps ``pause`` seconds first."""
     calls = []
 
     def step_fn(model, batch):
+        if model.training:
+            time.sleep(pause)
         x, y = batch
         loss = F.cross_entropy(model(x), y)
         if model.training:
@@ -64,12 +71,13 @@ def nan_on(rank):
 
 
 class StopOn(Callback):
-    """Stops the run after update ``step``, on rank ``rank`` only."""
+    """Stops the run at ``event`` after update ``step``, on rank ``rank`` only."""
 
-    def __init__(self, rank, step):
+    def __init__(self, rank, step, event="on_after_step"):
         self.rank, self.at = rank, step
+        setattr(self, event, self.maybe_stop)
 
-    def on_after_step(self, state):
+    def maybe_stop(self, state):
         if torch.distributed.get_rank() == self.rank and state.step == self.at:
             state.stop = True
 
@@ -94,16 +102,35 @@ def plain_loop(rank):
     }
 
 
+def unwritable(folder, rank):
+    """What fit raises on each rank when rank 0 cannot write ``out=``."""
+    blocker = folder / "blocker"
+    if rank == 0:
+        blocker.write_text("a file where out= wants a folder")
+    torch.distributed.barrier()
+    try:
+        fit(tiny(epochs=1), progress=False, out=blocker / "out")
+    except Exception as e:
+        return [type(e).__name__, str(e)]
+    return None
+
+
 def scenarios():
     batches = lambda size, shuffle: lambda: tensor_loader(X, Y, batch_size=size, shuffle=shuffle)  # noqa: E731
     return {
-        "same": (tiny(epochs=2), None, []),
-        "parity": (tiny(epochs=1, make_train_loader=batches(8, False)), None, []),
-        "guard": (tiny(epochs=2, step_fn=nan_on(1)), Guard(every=2), []),
-        "diverge": (tiny(epochs=2, step_fn=nan_on(1)), None, []),
-        "wrapped": (tiny(epochs=1, make_model=lambda: DDP(torch.nn.Linear(4, 2))), None, []),
-        "rollback": (tiny(epochs=2, step_fn=nan_on(1)), Guard(every=2, max_skips=0), []),
-        "stop": (tiny(epochs=2), None, [StopOn(rank=1, step=2)]),
+        "same": (tiny(epochs=2), None, {}),
+        "parity": (tiny(epochs=1, make_train_loader=batches(8, False)), None, {}),
+        "guard": (tiny(epochs=2, step_fn=nan_on(1)), Guard(every=2), {}),
+        # rank 0 saves its history (and reads its losses back) after every step, not rank 1
+        "diverge": (tiny(epochs=3, step_fn=nan_on(1, pause=0.3)), None, {"save_secs": 0}),
+        "wrapped": (tiny(epochs=1, make_model=lambda: DDP(torch.nn.Linear(4, 2))), None, {}),
+        "rollback": (tiny(epochs=2, step_fn=nan_on(1)), Guard(every=2, max_skips=0), {}),
+        "stop": (tiny(epochs=2), None, {"callbacks": [StopOn(rank=1, step=2)]}),
+        "stop_at_validation": (
+            tiny(epochs=3),
+            None,
+            {"callbacks": [StopOn(rank=1, step=3, event="on_validation_end")]},
+        ),
     }
 
 
@@ -111,11 +138,14 @@ def main(folder):
     torch.distributed.init_process_group("gloo")
     rank = torch.distributed.get_rank()
     said = {}
-    for name, (task, guard, more) in scenarios().items():
+    for name, (task, guard, options) in scenarios().items():
         keep = Keep()
         watch = Watch(sinks=[CSVSink(folder / f"{name}-signals{rank}")], guard=guard)
         history = fit(
-            task, callbacks=[watch, keep, *more], progress=False, out=folder / f"{name}-out{rank}"
+            task,
+            **{**options, "callbacks": [watch, keep, *options.get("callbacks", [])]},
+            progress=False,
+            out=folder / f"{name}-out{rank}",
         )
         said[name] = {
             "history": history.to_dict(),
@@ -127,6 +157,7 @@ def main(folder):
             "grad_norms": watch.history.get("train/grad_norm")[1].tolist(),
         }
     said["loop"] = plain_loop(rank)
+    said["unwritable"] = unwritable(folder, rank)
     (folder / f"rank{rank}.json").write_text(json.dumps(said))
     torch.distributed.barrier()
     torch.distributed.destroy_process_group()

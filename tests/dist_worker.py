@@ -6,7 +6,8 @@ Each rank sweeps a ``DistributedDataParallel`` model on its own shard of the glo
 
 - ``sweep``: the result (curve, suggestion), whether model, optimizer and RNG came back, what
   it printed (only rank 0 may print a progress bar), then ``lrkit find`` on a task (only rank 0
-  may print the table and write the JSON file);
+  may print the table and write the JSON file), then a sweep where rank 1's loss is infinite at
+  its 5th step (both ranks must stop there);
 - ``kill``: rank 1 SIGKILLs itself at its 5th step; rank 0 writes the error it got;
 - ``hang``: rank 1 sleeps through the group's timeout (4 s) at its 5th step; rank 0 writes
   the error.
@@ -123,6 +124,15 @@ def sweep(rank: int, out: Path) -> dict:
         args = ["find", "--task", "wine-mlp", "--steps", "10", "--json", str(out / "find.json")]
         cli.main(args, standalone_mode=False)
     report["cli_printed"] = cli_out.getvalue()
+    calls = []
+
+    def step_fn(model, batch):  # rank 1's loss is infinite at its 5th step, rank 0's finite
+        calls.append(1)
+        loss = F.mse_loss(model(batch[0]), batch[1])
+        return loss * float("inf") if rank == 1 and len(calls) == 5 else loss
+
+    inf = find_lr(ddp, opt, data, step_fn=step_fn, progress=False, **SWEEP)
+    report["inf"] = {"curve": curve(inf), "steps": len(calls)}
     return report
 
 

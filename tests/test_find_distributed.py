@@ -97,6 +97,14 @@ def test_the_distributed_curve_equals_one_process_sweeping_the_global_batches(sw
     assert got["stop"] == want.stop_reason
 
 
+def test_a_non_finite_loss_on_one_rank_stops_every_rank_at_that_step(swept):
+    _, (first, second) = swept
+    assert first["inf"] == second["inf"]
+    assert first["inf"]["steps"] == 5  # rank 0's loss was finite: it stopped all the same
+    assert first["inf"]["curve"]["stop"].startswith("stopped at step 4: the loss was inf")
+    assert len(first["inf"]["curve"]["lrs"]) == 4
+
+
 def test_model_optimizer_and_rng_are_restored_on_every_rank(swept):
     _, ranks = swept
     for rank, report in enumerate(ranks):

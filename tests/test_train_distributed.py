@@ -3,6 +3,7 @@ the CPU) train as one run: the same history, weights and driver on both, the sam
 at the same batch, rank 0 alone writing files. One launch runs every scenario of
 tests/dist_fit_worker.py; the sharding rule of the train loader is tested in this process."""
 
+import doctest
 import json
 import math
 import os
@@ -21,10 +22,12 @@ from user_tasks import X, Y, tiny
 import lrkit
 from lrkit.errors import UserError
 from lrkit.tasks import tensor_loader
-from lrkit.train import Callback, fit
+from lrkit.train import Callback, fit, ranks
 from lrkit.train.ranks import shard_loader, unwrap, wrap_model
+from lrkit.watch import sinks
 
 WORKER = Path(__file__).parent / "dist_fit_worker.py"
+ANY_RANK_0_FAILED = "fit: rank 0 could not save the history into out=; see its error"
 TIMEOUT = 300  # seconds for torchrun to start two ranks, run five tiny fits each and exit
 
 pytestmark = pytest.mark.skipif(
@@ -71,7 +74,9 @@ def numbers(history):
     return repr(({k: history[k] for k in keep}, epochs))  # repr: NaN equals NaN
 
 
-SCENARIOS = ["same", "parity", "guard", "diverge", "wrapped", "rollback", "stop"]
+SCENARIOS = [
+    "same", "parity", "guard", "diverge", "wrapped", "rollback", "stop", "stop_at_validation",
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
@@ -136,11 +141,15 @@ def test_a_nan_on_one_rank_makes_both_ranks_skip_the_same_update(run):
 
 
 def test_without_a_guard_both_ranks_diverge_at_the_same_step(run):
-    _, (zero, one) = run
+    folder, (zero, one) = run
     for said in (zero, one):
         history = said["diverge"]["history"]
         assert history["status"] == "diverged"
         assert history["reason"].startswith("the loss was nan at step 3 ")
+    # rank 0 also saved after every step, reading its losses back on its own clock: before
+    # the fix it ended there alone, and rank 1 waited for it forever
+    assert zero["diverge"]["driver"] == one["diverge"]["driver"]
+    assert (folder / "diverge-out0" / "history.json").is_file()
 
 
 def test_a_nan_on_one_rank_rolls_both_ranks_back_to_the_same_snapshot_and_lr(run):
@@ -160,11 +169,25 @@ def test_a_callback_s_stop_on_one_rank_stops_both_at_the_same_step(run):
         assert said["stop"]["driver"]["step"] == 2
 
 
+def test_a_callback_s_stop_at_a_validation_on_one_rank_stops_both_there(run):
+    _, (zero, one) = run
+    for said in (zero, one):
+        assert said["stop_at_validation"]["history"]["status"] == "stopped"
+        assert said["stop_at_validation"]["driver"]["step"] == 3
+        assert len(said["stop_at_validation"]["history"]["epochs_log"]) == 1
+
+
 def test_a_plain_loop_s_guard_skips_one_rank_s_nan_on_both_ranks(run):
     _, (zero, one) = run
     actions = [e for e in zero["loop"]["guard"] if e[1] != "snapshot"]
     assert actions == [[3, "skip", "loss nan"]]
     assert zero["loop"] == one["loop"]
+
+
+def test_an_out_folder_rank_0_cannot_write_stops_every_rank_before_training(run):
+    _, (zero, one) = run
+    assert "blocker/out" in zero["unwritable"][1]  # rank 0: its own error, naming the path
+    assert one["unwritable"] == ["RuntimeError", ANY_RANK_0_FAILED]
 
 
 def test_a_task_s_own_ddp_model_is_trained_as_it_is(run):
@@ -215,8 +238,9 @@ def test_a_loader_sharded_already_is_kept():
             ),
             "WeightedRandomSampler",
         ),
+        (DataLoader(TensorDataset(torch.zeros(4, 1)), batch_size=None), "does not batch"),
     ],
-    ids=["a list of batches", "a weighted sampler"],
+    ids=["a list of batches", "a weighted sampler", "no batching"],
 )
 def test_a_loader_that_cannot_be_sharded_is_a_user_error_naming_it(loader, named):
     with pytest.raises(UserError, match=f"{named}.*shard it yourself with a DistributedSampler"):
@@ -250,3 +274,9 @@ def test_fit_in_a_group_of_one_trains_as_a_single_process(tmp_path):
     finally:
         torch.distributed.destroy_process_group()
     assert grouped.loss == alone.loss and grouped.steps_per_epoch == alone.steps_per_epoch == 6
+
+
+@pytest.mark.parametrize("module", [ranks, sinks], ids=lambda m: m.__name__)
+def test_docstring_examples_run(module):
+    result = doctest.testmod(module)
+    assert result.attempted > 0 and result.failed == 0

@@ -8,13 +8,13 @@ import time
 import pytest
 import user_tasks
 
-from lrkit.train import Callback, History, fit, loop
+from lrkit.train import Callback, History, fit, saver
 
 
 @pytest.fixture
 def free_saves(monkeypatch):
     """Saving costs nothing against the run's time: only the cadence under test decides."""
-    monkeypatch.setattr(loop, "SAVE_COST", math.inf)
+    monkeypatch.setattr(saver, "SAVE_COST", math.inf)
 
 
 class ReadBack(Callback):

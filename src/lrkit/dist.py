@@ -26,7 +26,7 @@ import torch.distributed as _dist
 from .errors import UserError
 
 # what gloo's and NCCL's errors say when a peer died or hung (they raise plain RuntimeErrors)
-_PEER_TROUBLE = ("gloo", "nccl", "connection", "timed out", "timeout", "broken pipe")
+_PEER_TROUBLE = ("gloo", "nccl", "connection", "timed out", "broken pipe")
 
 
 def is_initialized() -> bool:

@@ -51,7 +51,8 @@ class State:
     price of a device sync); ``metric``/``val_loss`` hold the last validation's values.
     ``skip`` (reset to False every batch) skips this batch's update when a callback sets it in
     ``on_after_backward``; ``clip_grad`` is the global grad-norm threshold of the run (None:
-    no clipping), applied after ``on_after_backward``.
+    no clipping), applied after ``on_after_backward``. Under torchrun, ``model`` is the module
+    itself (fit trains it through DistributedDataParallel), ``loss`` the mean over the ranks.
     """
 
     task: Any

@@ -103,6 +103,15 @@ def fit(
     update's batch still counts towards ``steps`` and ``val_every`` (they count batches).
     While it runs, torch uses ``task.threads`` CPU threads when the task sets them.
 
+    **Under torchrun** (inside a process group of several ranks) every rank trains on its own
+    shard of the training data, the model in DistributedDataParallel (see
+    :mod:`lrkit.train.ranks` for which train loaders can be sharded), and the ranks run as one:
+    ``state.loss`` and the recorded losses are the mean over the ranks, the metric and
+    validation loss too, and a stop (a callback's, the report hook's, a non-finite loss) is
+    agreed, so every rank returns the same History at the same step. Only rank 0 shows the
+    progress bar and writes ``out``. An exception on one rank alone leaves the others waiting
+    in their next collective until the process group's timeout.
+
     **Saving while it runs.** With ``out``, the history is saved when training starts, then at
     the end of the first step once ``save_secs`` seconds (default 2) have passed since the
     last save, after each validation, and when the run ends (also on an exception or an
@@ -298,10 +307,8 @@ class _Run:
             return False
         self._eval_mode()  # a schedule-free optimizer: the averaged weights, until training resumes
         metric, val_loss = self.task.validate(self.model, self.val_loader)
-        state.metric, state.val_loss = (
-            dist.mean(metric),
-            dist.mean(val_loss),
-        )  # the same on every rank
+        # under torchrun, the means over the ranks: the same numbers and decisions on every rank
+        state.metric, state.val_loss = dist.mean(metric), dist.mean(val_loss)
         if self.driver.plateaus and math.isfinite(state.val_loss):
             self.driver.report(state.val_loss)
         self.history.add_epoch(
@@ -309,6 +316,7 @@ class _Run:
             step=state.step,
         )  # fmt: skip
         self.events("on_validation_end", state)
+        state.stop = dist.agree(state.stop)  # a stop on one rank (at an epoch's end too): all
         if self.plan.report is not None and not state.stop:
             if dist.agree(bool(self.plan.report(state.step, state.metric, state.val_loss))):
                 state.stop = self.reported_stop = True
@@ -347,8 +355,10 @@ class _Run:
 
     def _save_running(self) -> bool:
         """Flush the window and save the history so far as ``"running"``; False: the run ends
-        (a loss was not finite: the final save follows at once)."""
-        if not self.window.flush(self.state.epoch):
+        (a loss was not finite: the final save follows at once). Under torchrun only rank 0
+        saves, on its own clock: it goes on to the next point where every rank reads its
+        window (SYNC_EVERY steps, a validation, an epoch's end), and all end there together."""
+        if not self.window.flush(self.state.epoch) and not self.distributed:
             return False
         self.saver.save_running(self.history, self.state.step, time.perf_counter() - self.start)
         return True

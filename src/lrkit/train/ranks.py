@@ -82,10 +82,10 @@ def shard_loader(loader: Any, seed: int, rank: int, world_size: int) -> Any:
         raise UserError(_refusal(f"got a subclass of it, {type(loader).__name__}"))
     if isinstance(loader.dataset, IterableDataset):
         raise UserError(_refusal("got one over an IterableDataset"))
-    if type(order) not in (RandomSampler, SequentialSampler) or (
-        batches is None and loader.batch_size is None
-    ):
-        what = type(batches if batches is not None else order).__name__
+    if batches is None and loader.batch_size is None:
+        raise UserError(_refusal("got one that does not batch (batch_size=None, no BatchSampler)"))
+    if type(order) not in (RandomSampler, SequentialSampler):
+        what = type(order).__name__
         raise UserError(
             _refusal(
                 f"got one with a {what}; its sampler must be a RandomSampler or a"
