@@ -16,7 +16,8 @@ starts.
 Validation: after each validation (not the sanity check) every ``val_*`` / ``val/*`` metric of
 ``trainer.callback_metrics`` is recorded as ``val/*``, and ``val_metric`` (default
 ``"val_loss"``, any key the module logs) as ``val/loss``, the validation signal
-:func:`lrkit.diagnose` reads; a ``val_metric`` missing from the metrics is warned about once.
+:func:`lrkit.diagnose` reads; a ``val_metric`` missing from metrics that hold others is
+warned about once (a module that logs nothing is not).
 
 ``guard=`` (a :class:`~lrkit.watch.Guard`, or True for one with its defaults) judges every
 update in ``on_before_optimizer_step``, after the backward pass and before Lightning clips:
@@ -164,9 +165,9 @@ class LRWatchCallback(Callback):
                 continue
             if name is not None and _is_scalar(value):
                 self.watch.log(name, float(value), trainer.global_step)
-        if not named and not self._warned:
+        if not named and metrics and not self._warned:  # a name that does not match
             self._warned = True
-            known = ", ".join(sorted(metrics)) or "none"
+            known = ", ".join(sorted(metrics))
             warnings.warn(
                 f"LRWatchCallback: no metric {self.val_metric!r} after validation (logged:"
                 f" {known}); give val_metric= the name of the validation loss the module logs",
