@@ -9,6 +9,8 @@ True
 :class:`~lrkit.train.snapshot.Snapshot`, and returns a :class:`FindResult`: the curve, every
 rule's suggestion (:mod:`lrkit.find.rules`), the chosen lr and a confidence flag.
 :func:`pick_lr` chooses the peak lr for a schedule within a budget of runs (a :class:`Pick`).
+In Lightning, :class:`~lrkit.find.lightning.LRFindCallback` runs the range test at the start
+of ``fit`` and trains at its lr.
 """
 
 from .pick import pick_lr
@@ -16,4 +18,13 @@ from .pick_result import Pick, Trial
 from .rangetest import find_lr
 from .result import FindResult
 
-__all__ = ["find_lr", "FindResult", "pick_lr", "Pick", "Trial"]
+
+def __getattr__(name: str):
+    if name == "LRFindCallback":  # imports lightning, so only when asked for
+        from .lightning import LRFindCallback
+
+        return LRFindCallback
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["find_lr", "FindResult", "pick_lr", "Pick", "Trial", "LRFindCallback"]
