@@ -27,7 +27,7 @@ rank's. We print the median ms per step of each arm, the medians of the per-roun
 their quartiles) and differences, and check that the 2-rank sweep's curve equals the
 single-process one (same global batches, so the same losses).
 
-    python benchmarks/dist_finder.py                    # about a minute
+    python benchmarks/dist_finder.py                    # about a minute on 2 shared cores
     python benchmarks/dist_finder.py --steps 600 --rounds 9
 """
 
