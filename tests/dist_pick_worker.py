@@ -1,9 +1,13 @@
 """One rank of ``pick_lr`` under torchrun (gloo, CPU), for tests/test_pick_distributed.py:
 ``python -m torch.distributed.run --standalone --nproc_per_node=2 dist_pick_worker.py OUT``.
 
-Each rank picks a rate for the tiny task (96 points, 16 a batch: 3 batches a rank an epoch)
-with progress shown, and writes ``OUT/rank{RANK}.json``: the Pick (``Pick.to_json``), its
-steps per full run, and what the rank printed.
+Each rank writes ``OUT/rank{RANK}.json`` with two picks (``Pick.to_json``) for the tiny task
+(96 points, 16 a batch: 3 batches a rank an epoch):
+
+- ``pick``: the task as it is (shuffled), with progress shown, and what the rank printed;
+- ``parity``: unshuffled batches, so that a single process on 32-example batches (the two
+  ranks' shards side by side) sweeps and trains on the same global batches;
+- ``sweep``: the raw losses of the range test that ``pick_lr`` runs, on those batches.
 """
 
 import contextlib
@@ -16,22 +20,38 @@ from pathlib import Path
 
 import torch
 import torch.distributed
-from user_tasks import tiny
+from user_tasks import X, Y, tiny
+
+from lrkit.tasks import tensor_loader
 
 EPOCHS, BUDGET = 10, 2.0  # a 30-step run per rank; 60 steps: a 20-step sweep, 8 runs of 5
+SCHEDULE = "warmup(5%) >> cosine"
+SWEEP = dict(start=1e-7, end=10.0, steps=20)  # the range test pick_lr runs at this budget
+
+
+def in_order(batch_size: int):
+    """The tiny task with unshuffled batches of ``batch_size``."""
+    return tiny(epochs=EPOCHS, make_train_loader=lambda: tensor_loader(X, Y, batch_size=batch_size))
 
 
 def main(out: Path) -> None:
     torch.set_num_threads(1)
-    from lrkit.find import pick_lr
+    from lrkit.find import find_lr, pick_lr
+    from lrkit.find.pick import _as_fit_trains
 
     torch.distributed.init_process_group("gloo", timeout=datetime.timedelta(seconds=120))
     rank = torch.distributed.get_rank()
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        pick = pick_lr(tiny(epochs=EPOCHS), "warmup(5%) >> cosine", budget=BUDGET, seed=0,
-                       progress=True)  # fmt: skip
-    report = {"pick": pick.to_json(), "printed": printed.getvalue()}
+        pick = pick_lr(tiny(epochs=EPOCHS), SCHEDULE, budget=BUDGET, seed=0, progress=True)
+    parity = pick_lr(in_order(16), SCHEDULE, budget=BUDGET, seed=0, progress=False)
+    sweep = find_lr(_as_fit_trains(in_order(16), 0), **SWEEP, progress=False).raw_losses
+    report = {
+        "pick": pick.to_json(),
+        "printed": printed.getvalue(),
+        "parity": parity.to_json(),
+        "sweep": sweep.tolist(),
+    }
     (out / f"rank{rank}.json").write_text(json.dumps(report))
     torch.distributed.barrier()  # both ranks got here: nobody is left waiting
     torch.distributed.destroy_process_group()

@@ -24,8 +24,9 @@ A finite schedule that does not fit the full run is named first, as a
 
 Under torchrun (a torch.distributed group of several processes) call it on every rank: the
 full run is the one ``fit`` trains there (each rank an epoch of its shard of the training
-data), the range test records the same curve on every rank (:func:`~lrkit.find.find_lr`
-averages each step's loss over the ranks) and each short run is a distributed ``fit``, whose
+data), the range test sweeps as ``fit`` trains (a DistributedDataParallel model, each rank
+its shard) and records the same curve on every rank (:func:`~lrkit.find.find_lr` averages
+each step's loss over the ranks), and each short run is a distributed ``fit``, whose
 metric and validation loss are averaged over the ranks. Rank 0's range-test summary and each
 round's scores are broadcast (:func:`lrkit.dist.broadcast`), so every rank holds the same
 candidates, keeps the same survivors and returns the same :class:`Pick`, bit for bit; only
@@ -114,7 +115,7 @@ def pick_lr(
     show = wanted(progress) and dist.is_main()  # one bar and one note per round, on rank 0
     reporter = progress_bar(f"pick lr {task.name}", total, show=show)
 
-    with torch_threads(task.threads), reporter as bar:
+    with torch_threads(task.threads), dist.failures("pick_lr"), reporter as bar:
         find = dist.broadcast(_range_test(task, plan["sweep"], seed))  # one window for all
         spent = find["steps"]
         top = find["top"]
@@ -203,11 +204,14 @@ def _survivors(r: int) -> int:
 
 # -- the stages -----------------------------------------------------------------------------
 def _range_test(task: Task, steps: int, seed: int) -> dict[str, Any]:
-    """One range test, summarised; ``top``: the window's top (see :func:`_top`)."""
+    """One range test, summarised; ``top``: the window's top (see :func:`_top`).
+
+    Under torchrun it sweeps as ``fit`` trains there: the model in DistributedDataParallel,
+    each rank its shard of the training data, so each update's batch is the global one."""
     from .rangetest import find_lr
 
     result = find_lr(
-        dataclasses.replace(task, seed=seed),
+        _as_fit_trains(dataclasses.replace(task, seed=seed), seed),
         start=SWEEP_START,
         end=SWEEP_END,
         steps=steps,
@@ -222,6 +226,20 @@ def _range_test(task: Task, steps: int, seed: int) -> dict[str, Any]:
         "reason": result.confidence.reason,
         "points": len(result.lrs),
     }
+
+
+def _as_fit_trains(task: Task, seed: int) -> Task:
+    """``task``, under torchrun with its model wrapped and its train loader sharded as
+    :func:`~lrkit.train.fit` does (:mod:`lrkit.train.ranks`); itself in one process."""
+    if not dist.is_distributed():
+        return task
+    make_model, make_train_loader = task.make_model, task.make_train_loader
+    rank, world = dist.rank(), dist.world_size()
+    return dataclasses.replace(
+        task,
+        make_model=lambda: ranks.wrap_model(make_model()),
+        make_train_loader=lambda: ranks.shard_loader(make_train_loader(), seed, rank, world),
+    )
 
 
 def _top(lrs: np.ndarray, losses: np.ndarray, ok: bool) -> float:
