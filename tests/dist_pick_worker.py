@@ -7,7 +7,9 @@ Each rank writes ``OUT/rank{RANK}.json`` with two picks (``Pick.to_json``) for t
 - ``pick``: the task as it is (shuffled), with progress shown, and what the rank printed;
 - ``parity``: unshuffled batches, so that a single process on 32-example batches (the two
   ranks' shards side by side) sweeps and trains on the same global batches;
-- ``sweep``: the raw losses of the range test that ``pick_lr`` runs, on those batches.
+- ``sweep``: the raw losses of the range test that ``pick_lr`` runs, on those batches;
+- ``cli_printed``: what ``lrkit pick`` on the tiny task printed (only rank 0 may print, and
+  write ``OUT/pick.json``).
 """
 
 import contextlib
@@ -52,6 +54,14 @@ def main(out: Path) -> None:
         "parity": parity.to_json(),
         "sweep": sweep.tolist(),
     }
+    from lrkit.cli.app import cli
+
+    cli_out = io.StringIO()
+    with contextlib.redirect_stdout(cli_out):
+        args = ["pick", "--task", "user_tasks:tiny", "--epochs", str(EPOCHS), "--budget",
+                str(BUDGET), "--json", str(out / "pick.json")]  # fmt: skip
+        cli.main(args, standalone_mode=False)
+    report["cli_printed"] = cli_out.getvalue()
     (out / f"rank{rank}.json").write_text(json.dumps(report))
     torch.distributed.barrier()  # both ranks got here: nobody is left waiting
     torch.distributed.destroy_process_group()

@@ -46,9 +46,11 @@ def picked(tmp_path_factory):
         pytest.fail(f"torchrun ran past {TIMEOUT} s:\n{output[-3000:]}")
     assert proc.returncode == 0, output[-3000:]
     reports = [json.loads((folder / f"rank{r}.json").read_text()) for r in range(2)]
+    written = Pick.from_json((folder / "pick.json").read_text())
     return [
         {"pick": Pick.from_json(r["pick"]), "printed": r["printed"],
-         "parity": Pick.from_json(r["parity"]), "sweep": r["sweep"]}
+         "parity": Pick.from_json(r["parity"]), "sweep": r["sweep"],
+         "cli_printed": r["cli_printed"], "written": written}
         for r in reports
     ]  # fmt: skip
 
@@ -94,3 +96,10 @@ def test_only_rank_0_prints_the_progress(picked):
     zero, one = (r["printed"] for r in picked)
     assert "pick: round 1" in zero
     assert one == ""
+
+
+def test_lrkit_pick_prints_and_writes_only_on_rank_0(picked):
+    zero, one = picked
+    assert "lrkit pick: tiny" in zero["cli_printed"]
+    assert one["cli_printed"] == ""
+    assert zero["written"].full_run_steps == 10 * 3  # the distributed run's length
