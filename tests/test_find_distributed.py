@@ -2,7 +2,7 @@
 the CPU (gloo), each rank sweeping a DistributedDataParallel model on its own shard of the
 batches (tests/dist_worker.py). Every rank records the same curve as one process on the global
 batches, comes back restored, and a rank that dies or hangs makes the other raise a clear error
-within the timeout; pick_lr is still refused inside a group."""
+within the timeout (pick_lr under torchrun: tests/test_pick_distributed.py)."""
 
 import doctest
 import json
@@ -20,7 +20,7 @@ from torch.nn import functional as F
 import lrkit
 from lrkit import dist
 from lrkit.errors import UserError
-from lrkit.find import find_lr, pick_lr
+from lrkit.find import find_lr
 
 sys.path.insert(0, str(Path(__file__).parent))
 import dist_worker as worker  # noqa: E402
@@ -208,15 +208,6 @@ def test_a_backend_error_in_a_single_process_is_not_blamed_on_other_ranks():
     with pytest.raises(RuntimeError, match="Connection reset"):
         with dist.failures("find_lr"):
             raise RuntimeError("gloo: Connection reset by peer")
-
-
-def test_pick_lr_refuses_a_group_of_several_before_building_anything(monkeypatch):
-    monkeypatch.setattr(dist, "world_size", lambda: 4)
-    monkeypatch.setattr(dist, "rank", lambda: 3)
-    with pytest.raises(UserError, match="pick_lr does not support distributed runs yet") as e:
-        pick_lr("no-such-task")  # refused before the task is even looked up
-    assert "rank 3 of a torch.distributed process group of 4" in str(e.value)
-    assert "call find_lr on every rank" in str(e.value)
 
 
 def test_the_module_example_runs():

@@ -242,13 +242,15 @@ def pick_command(
     """Pick the peak lr for a schedule on a task, within a budget counted in full runs.
 
     Runs a short range test and short runs of the schedule, and prints the lr, every run it
-    tried and what it all cost (in optimizer steps and in full runs).
+    tried and what it all cost (in optimizer steps and in full runs). Inside a
+    torch.distributed group every rank picks in step and only rank 0 prints and writes files.
 
     \b
     Examples:
       lrkit pick --task digits-mlp --schedule "warmup(5%) >> cosine"
       lrkit pick --task wine-mlp --budget 2 --json pick.json
     """
+    from .. import dist
     from ..find import pick_lr
     from ..train.misfit import ScheduleFitWarning
 
@@ -261,6 +263,8 @@ def pick_command(
             task, schedule=schedule, budget=budget, epochs=epochs, seed=seed,
             progress=False if quiet else None,
         )  # fmt: skip
+    if not dist.is_main():  # under torchrun every rank picks in step; rank 0 reports
+        return
     for w in caught:
         if issubclass(w.category, ScheduleFitWarning):
             click.echo(f"lrkit: warning: {w.message}", err=True)

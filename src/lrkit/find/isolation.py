@@ -1,4 +1,4 @@
-"""What keeps a range test apart from the training around it: its hooks and other processes.
+"""What keeps a range test apart from the training around it: its hooks.
 
 A sweep is not training, so nothing that follows the training may see its updates:
 
@@ -10,9 +10,6 @@ A sweep is not training, so nothing that follows the training may see its update
   each one is back in its place; a hook registered during the sweep stays, one removed stays
   removed. It also puts back the optimizer's own attributes that a step sets, such as
   ``_opt_called``, which a torch ``LRScheduler`` attached to the optimizer reads.
-- :func:`refuse_distributed` refuses at once inside a process group of several processes,
-  for what does not run there yet (``pick_lr``: its short runs train with ``fit``, whose
-  ranks do not yet stay in step); ``find_lr`` itself runs on every rank in step.
 
 >>> import torch
 >>> opt = torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=0.1)
@@ -33,9 +30,6 @@ from typing import Any
 
 import torch
 from torch.optim import optimizer as _torch_optimizer
-
-from .. import dist
-from ..errors import UserError
 
 _MISSING = object()
 
@@ -90,20 +84,4 @@ def _put_back(now: dict[str, Any], saved: dict[str, Any]) -> None:
             now[key] = value
 
 
-def refuse_distributed(what: str) -> None:
-    """Raise :class:`~lrkit.errors.UserError` inside a process group of more than one process.
-
-    For what does not run distributed yet: the message says so and what to do instead (run
-    it in a single process, or use ``find_lr``, which runs on every rank). A group of one
-    process is fine.
-    """
-    if dist.is_distributed():
-        raise UserError(
-            f"{what} does not support distributed runs yet: this is rank {dist.rank()} of a"
-            f" torch.distributed process group of {dist.world_size()} processes. Run it in a"
-            " single process (before init_process_group, or in a separate script) and give"
-            " its rate to every rank, or call find_lr on every rank, which runs distributed"
-        )
-
-
-__all__ = ["suspended_hooks", "refuse_distributed"]
+__all__ = ["suspended_hooks"]

@@ -22,6 +22,16 @@ method, in three stages:
 A finite schedule that does not fit the full run is named first, as a
 :class:`~lrkit.train.ScheduleFitWarning`.
 
+Under torchrun (a torch.distributed group of several processes) call it on every rank: the
+full run is the one ``fit`` trains there (each rank an epoch of its shard of the training
+data), the range test sweeps as ``fit`` trains (a DistributedDataParallel model, each rank
+its shard) and records the same curve on every rank (:func:`~lrkit.find.find_lr` averages
+each step's loss over the ranks), and each short run is a distributed ``fit``, whose
+metric and validation loss are averaged over the ranks. Rank 0's range-test summary and each
+round's scores are broadcast (:func:`lrkit.dist.broadcast`), so every rank holds the same
+candidates, keeps the same survivors and returns the same :class:`Pick`, bit for bit; only
+rank 0 prints progress.
+
 >>> from lrkit.find import pick_lr
 >>> p = pick_lr("wine-mlp", "warmup(5%) >> cosine", budget=1.5, seed=0, progress=False)
 >>> p.cost <= 1.5, len(p.trials), p.window[0] <= p.lr <= p.window[1]
@@ -38,15 +48,16 @@ from typing import Any
 
 import numpy as np
 
+from .. import dist
 from ..checks import number, whole
 from ..errors import UserError
 from ..progress import progress as progress_bar
+from ..progress import wanted
 from ..runtime import torch_threads
 from ..schedules import Run, Schedule, as_schedule
 from ..tasks import Task, get_task
-from ..train import fit
+from ..train import fit, ranks
 from ..train.misfit import ScheduleFitWarning, never_trains, schedule_misfit
-from .isolation import refuse_distributed
 from .pick_result import Pick, Trial, rank_key
 
 RANGE_TEST_SHARE = 0.12  # of the budget, spent on the range test (at least MIN_SWEEP steps)
@@ -81,14 +92,15 @@ def pick_lr(
 
     Raises ValueError for a budget <= 0 or too small for a range test and one round of short
     runs (the message says the minimum), a bad schedule, or bad epochs; UserError for an
-    unknown task; UserError at once inside a torch.distributed group of several processes.
+    unknown task. Under torchrun, call it on every rank (see the module doc): every rank
+    returns the same Pick; a train loader ``fit`` cannot shard is a UserError before any
+    training, and a rank that dies or hangs makes the others raise UserError.
     """
-    refuse_distributed("pick_lr")
     task = get_task(task)
     epochs = task.epochs if epochs is None else whole(epochs, "epochs", least=1)
     seed = task.seed if seed is None else seed
     spec = as_schedule(schedule, "schedule")
-    steps_per_epoch = len(task.build_loaders(seed)[0])
+    steps_per_epoch = _steps_per_epoch(task, seed)
     full = epochs * steps_per_epoch
     full_schedule = spec.resolve(total_steps=full, steps_per_epoch=steps_per_epoch)
     full_schedule(0)  # a schedule that cannot be evaluated fails here, before any training
@@ -100,10 +112,11 @@ def pick_lr(
     plan = _plan(number(budget, "budget", low=0, low_open=True), full)
     rank = rank_key(task.metric.higher_is_better)
     total = plan["sweep"] + sum(h * _alive(r) for r, h in enumerate(plan["horizons"]))
-    reporter = progress_bar(f"pick lr {task.name}", total, show=progress)
+    show = wanted(progress) and dist.is_main()  # one bar and one note per round, on rank 0
+    reporter = progress_bar(f"pick lr {task.name}", total, show=show)
 
-    with torch_threads(task.threads), reporter as bar:
-        find = _range_test(task, plan["sweep"], seed)
+    with torch_threads(task.threads), dist.failures("pick_lr"), reporter as bar:
+        find = dist.broadcast(_range_test(task, plan["sweep"], seed))  # one window for all
         spent = find["steps"]
         top = find["top"]
         rates = [top * 10 ** (-SPACING * i) for i in range(CANDIDATES)]
@@ -119,6 +132,7 @@ def pick_lr(
             for lr in alive:
                 scored.append(_short_run(task, lr, short, horizon, seed, r))
                 bar.advance(horizon)
+            scored = dist.broadcast(scored)  # fit's scores agree already; this makes it certain
             trials += scored
             spent += horizon * len(alive)
             ranked = sorted(scored, key=rank)
@@ -146,6 +160,14 @@ def pick_lr(
         metric_name=task.metric.name,
         higher_is_better=task.metric.higher_is_better,
     )
+
+
+def _steps_per_epoch(task: Task, seed: int) -> int:
+    """The updates in one epoch of ``fit`` on ``task``: under torchrun, of one rank's shard."""
+    loader = task.build_loaders(seed)[0]
+    if dist.is_distributed():
+        loader = ranks.shard_loader(loader, seed, dist.rank(), dist.world_size())
+    return len(loader)
 
 
 # -- the plan -------------------------------------------------------------------------------
@@ -182,11 +204,14 @@ def _survivors(r: int) -> int:
 
 # -- the stages -----------------------------------------------------------------------------
 def _range_test(task: Task, steps: int, seed: int) -> dict[str, Any]:
-    """One range test, summarised; ``top``: the window's top (see :func:`_top`)."""
+    """One range test, summarised; ``top``: the window's top (see :func:`_top`).
+
+    Under torchrun it sweeps as ``fit`` trains there: the model in DistributedDataParallel,
+    each rank its shard of the training data, so each update's batch is the global one."""
     from .rangetest import find_lr
 
     result = find_lr(
-        dataclasses.replace(task, seed=seed),
+        _as_fit_trains(dataclasses.replace(task, seed=seed), seed),
         start=SWEEP_START,
         end=SWEEP_END,
         steps=steps,
@@ -201,6 +226,20 @@ def _range_test(task: Task, steps: int, seed: int) -> dict[str, Any]:
         "reason": result.confidence.reason,
         "points": len(result.lrs),
     }
+
+
+def _as_fit_trains(task: Task, seed: int) -> Task:
+    """``task``, under torchrun with its model wrapped and its train loader sharded as
+    :func:`~lrkit.train.fit` does (:mod:`lrkit.train.ranks`); itself in one process."""
+    if not dist.is_distributed():
+        return task
+    make_model, make_train_loader = task.make_model, task.make_train_loader
+    rank, world = dist.rank(), dist.world_size()
+    return dataclasses.replace(
+        task,
+        make_model=lambda: ranks.wrap_model(make_model()),
+        make_train_loader=lambda: ranks.shard_loader(make_train_loader(), seed, rank, world),
+    )
 
 
 def _top(lrs: np.ndarray, losses: np.ndarray, ok: bool) -> float:
