@@ -15,6 +15,7 @@ import click
 from ..checks import number
 from ..errors import UserError
 from .app import cli, read_schedule, reading, user_input, writable_dir
+from .launch import nproc_option
 from .options import LR_MAX, FiniteFloat, PathArg, WholeNumber, epochs_type, lr_type, seed_type
 from .schedule_cmd import lr_values, sample_steps
 
@@ -149,6 +150,7 @@ def tasks_command() -> None:
     is_flag=True,
     help="No progress bar and no summary table; print only the history's path. Example: --quiet",
 )
+@nproc_option
 def train_command(
     task_name: str,
     lr: float | None,
