@@ -36,6 +36,11 @@ BAD_TASKS = textwrap.dedent(
             raise UserError("rank one cannot build its task")
         return get_task("wine-mlp")
 
+    def zero():
+        if os.environ.get("RANK") == "0":
+            raise UserError("rank zero cannot build its task")
+        return get_task("wine-mlp")
+
     def killed():
         if os.environ.get("RANK") == "1":
             os.kill(os.getpid(), signal.SIGKILL)
@@ -118,11 +123,21 @@ def test_a_rank_s_user_error_fails_the_command_with_that_error_in_one_line(tmp_p
                      " its task"], done.stderr  # fmt: skip
 
 
+def test_rank_0_s_own_error_is_the_one_line_shown(tmp_path):
+    (tmp_path / "badtasks.py").write_text(BAD_TASKS)
+    done = lrkit_cmd(tmp_path, "find", "--task", "badtasks:zero", "--nproc", "2")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == ["lrkit: error: rank zero cannot build its task"]
+
+
 def test_a_rank_killed_fails_the_command_naming_the_signal(tmp_path):
     (tmp_path / "badtasks.py").write_text(BAD_TASKS)
     done = lrkit_cmd(tmp_path, "find", "--task", "badtasks:killed", "--nproc", "2")
-    assert done.returncode == 1
-    assert done.stderr.strip().splitlines() == ["lrkit: error: rank 1 of 2 was killed by SIGKILL"]
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1] == "lrkit: error: rank 1 of 2 was killed by SIGKILL", done.stderr
+    # rank 0 may say first that the group lost a rank, in one line too
+    assert all(line.startswith("lrkit: error: ") for line in lines), done.stderr
 
 
 # -- in this process ------------------------------------------------------------------------------

@@ -137,7 +137,17 @@ def init(backend: str | None = None, timeout: float | None = None) -> bool:
         local = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local % torch.cuda.device_count())
     wait = {} if timeout is None else {"timeout": datetime.timedelta(seconds=timeout)}
-    _dist.init_process_group(backend, init_method="env://", **wait)
+    try:
+        _dist.init_process_group(backend, init_method="env://", **wait)
+    except Exception as error:
+        if not _peer_trouble(error):
+            raise
+        raise UserError(
+            f"joining the process group stopped on rank {os.environ['RANK']} of"
+            f" {os.environ['WORLD_SIZE']}: a collective with the other ranks failed, so another"
+            f" rank died or did not answer; look at the other ranks' output. The backend said:"
+            f" {_first_line(error)}"
+        ) from error
     return True
 
 
@@ -145,6 +155,11 @@ def close() -> None:
     """Leave the default process group (destroy it); nothing without one."""
     if is_initialized():
         _dist.destroy_process_group()
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _peer_trouble(error: BaseException) -> bool:
@@ -168,7 +183,7 @@ def failures(what: str) -> Iterator[None]:
             raise
         seconds = timeout()
         limit = "its timeout" if seconds is None else f"the group's timeout of {seconds:g} s"
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        first = _first_line(error)
         raise UserError(
             f"{what} stopped on rank {rank()} of {world_size()}: a collective with the other"
             f" ranks failed, so another rank died, stopped early or did not answer within"

@@ -73,14 +73,18 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         sys.stderr.write(_redact(traceback.format_exc()))
         first = str(e).splitlines()[0] if str(e) else ""
-        click.echo(_redact(f"{PROG}: internal error: {type(e).__name__}: {first}"), err=True)
+        line = _redact(f"{PROG}: internal error: {type(e).__name__}: {first}")
+        click.echo(line, err=True)
+        launch.note_error(line, 1)
         return 1
     return result if isinstance(result, int) else 0
 
 
 def _user_error(message: str) -> int:
     lines = [line.strip() for line in _redact(str(message)).splitlines() if line.strip()]
-    click.echo(f"{PROG}: error: {lines[0] if lines else 'invalid input'}", err=True)
+    line = f"{PROG}: error: {lines[0] if lines else 'invalid input'}"
+    click.echo(line, err=True)
+    launch.note_error(line, 2)
     return 2
 
 

@@ -17,12 +17,14 @@ with lrkit's ``find_lr``/``fit`` called on every rank inside the group.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
 import socket
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -42,6 +44,8 @@ NPROC_HELP = (
 )
 # set by torchrun and by elastic launch in every rank's environment
 _LAUNCHED = ("TORCHELASTIC_RUN_ID", "WORLD_SIZE", "RANK")
+# what lrkit.dist.failures says when a collective failed because of another rank
+PEER_TROUBLE = "a collective with the other ranks failed"
 _ARGV: list[str] = []  # the arguments of this process's command line (set by app.main)
 
 
@@ -147,6 +151,8 @@ def launch(argv: list[str], nproc: int) -> int:
             logs_specs=DefaultLogsSpecs(log_dir=logs, redirects=redirects),
         )
         code = "import sys; from lrkit.cli import main; sys.exit(main())"
+        # the backends' C++ logs repeat, with tracebacks, what the ranks report in one line
+        os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "FATAL")
         try:
             elastic_launch(config, sys.executable)("-c", code, *argv)
         except ChildFailedError as failed:
@@ -154,34 +160,53 @@ def launch(argv: list[str], nproc: int) -> int:
     return 0
 
 
+def note_error(line: str, status: int) -> None:
+    """In a rank that torch's launcher started, keep the one-line error this rank reports (and
+    its exit status) in the error file the launcher reads (``TORCHELASTIC_ERROR_FILE``)."""
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE", "") if launched() else ""
+    if path:
+        with contextlib.suppress(OSError):
+            note = {"message": line, "timestamp": int(time.time()), "status": status}
+            Path(path).write_text(json.dumps(note), encoding="utf-8")
+
+
+def _noted(logs: Path, local_rank: int) -> dict | None:
+    """What :func:`note_error` kept for ``local_rank`` in this launch, or None."""
+    for path in logs.glob(f"**/attempt_*/{local_rank}/error.json"):
+        with contextlib.suppress(OSError, ValueError):
+            note = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(note, dict) and isinstance(note.get("message"), str):
+                return note
+    return None
+
+
 def _report(failures: dict[int, Any], nproc: int, logs: Path) -> int:
-    """The exit status of a launch whose ranks ``failures`` failed; another rank's error, when
-    unlike rank 0's, printed in one line.
+    """The exit status of a launch whose ranks ``failures`` failed; the error of the rank that
+    caused it printed in one line, unless rank 0 already said why on its own.
 
-    A rank the launcher stopped (SIGTERM) because another one failed is no cause of its own:
-    the cause is the first other rank that failed otherwise with a status unlike rank 0's, and
-    the status is rank 0's own (positive) one, else the cause's, else 1."""
-    first = failures.get(0)
-    own = first is not None and first.exitcode > 0  # rank 0 failed and said why itself
-    stopped = -signal.SIGTERM
-
-    def unlike(f: Any) -> bool:
-        return f.exitcode != stopped and not (own and f.exitcode == first.exitcode)
-
-    others = sorted((r, f) for r, f in failures.items() if r != 0 and unlike(f))
-    others.sort(key=lambda item: item[1].timestamp)
-    if others:
-        rank, cause = others[0]
+    Rank 0 said why on its own when it reported an error that is not a collective failing
+    because of another rank. Otherwise the cause is the first other rank that failed (a rank
+    the launcher stopped with SIGTERM is none). The status is rank 0's, else the cause's, else 1.
+    """
+    note = _noted(logs, 0)
+    own = note is not None and PEER_TROUBLE not in note["message"]
+    others = sorted((f.timestamp, r, f) for r, f in failures.items()
+                    if r != 0 and f.exitcode not in (0, -signal.SIGTERM))  # fmt: skip
+    if others and not own:
+        _, rank, cause = others[0]
         how = (f"was killed by {cause.signal_name()}" if cause.exitcode < 0
                else f"exited with status {cause.exitcode}")  # fmt: skip
         said = _last_error(logs, cause.local_rank)
         click.echo(
             f"lrkit: error: rank {rank} of {nproc} {how}" + (f": {said}" if said else ""), err=True
         )
-    if own:
-        return int(first.exitcode)
-    if others and others[0][1].exitcode > 0:
-        return int(others[0][1].exitcode)
+    zero = failures.get(0)
+    if zero is not None and zero.exitcode > 0:
+        return int(zero.exitcode)
+    if note is not None and int(note.get("status", 1)) > 0:
+        return int(note.get("status", 1))
+    if others and others[0][2].exitcode > 0:
+        return int(others[0][2].exitcode)
     return 1
 
 
