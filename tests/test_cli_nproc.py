@@ -114,6 +114,13 @@ def test_pick_on_two_ranks_answers_once(tmp_path):
         assert len(done.stdout.split()) == 1
 
 
+def test_find_quiet_without_a_trusted_lr_exits_3_once_and_blames_no_rank(tmp_path):
+    done = lrkit_cmd(tmp_path, "find", "--task", "wine-mlp", "--steps", "20", "--quiet",
+                     "--nproc", "2")  # fmt: skip
+    assert done.returncode == 3, done.stderr  # 20 steps: no lr can be trusted (the same alone)
+    assert done.stdout == "" and "rank 1" not in done.stderr
+
+
 def test_a_rank_s_user_error_fails_the_command_with_that_error_in_one_line(tmp_path):
     (tmp_path / "badtasks.py").write_text(BAD_TASKS)
     done = lrkit_cmd(tmp_path, "find", "--task", "badtasks:broken", "--nproc", "2")

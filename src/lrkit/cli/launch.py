@@ -127,11 +127,10 @@ def nproc_option(command: Callable[..., Any]) -> Callable[..., Any]:
 def launch(argv: list[str], nproc: int) -> int:
     """Run ``lrkit ARGV`` on ``nproc`` ranks through torch's elastic launch; the exit status.
 
-    Rank 0's output is this process's; the others' go to log files in a temporary folder. The
-    status is rank 0's, or, when only other ranks failed, the first failure's (1 for a rank
-    killed by a signal); a failure of another rank with a status unlike rank 0's is named in
-    one line with the last error line that rank wrote."""
-    from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, Std
+    Rank 0's output is this process's; the others' go to log files in a temporary folder,
+    removed afterwards. When a rank fails, :func:`_report` says which and gives the status.
+    Ctrl-C stops every rank: status 130."""
+    from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, SignalException, Std
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -157,6 +156,9 @@ def launch(argv: list[str], nproc: int) -> int:
             elastic_launch(config, sys.executable)("-c", code, *argv)
         except ChildFailedError as failed:
             return _report(failed.failures, nproc, Path(logs))
+        except SignalException:  # Ctrl-C or a kill of this process: the ranks are stopped
+            click.echo("lrkit: interrupted", err=True)
+            return 130
     return 0
 
 
@@ -185,42 +187,32 @@ def _report(failures: dict[int, Any], nproc: int, logs: Path) -> int:
     caused it printed in one line, unless rank 0 already said why on its own.
 
     Rank 0 said why on its own when it reported an error that is not a collective failing
-    because of another rank. Otherwise the cause is the first other rank that failed (a rank
-    the launcher stopped with SIGTERM is none). The status is rank 0's, else the cause's, else 1.
-    """
+    because of another rank. Otherwise the cause is the first other rank that reported an
+    error or was killed by a signal (a rank the launcher stopped with SIGTERM is none; a rank
+    that only exited with a status, as ``find --quiet`` does without a trusted lr, says
+    nothing). The status is rank 0's, else the cause's, else 1."""
     note = _noted(logs, 0)
     own = note is not None and PEER_TROUBLE not in note["message"]
-    others = sorted((f.timestamp, r, f) for r, f in failures.items()
-                    if r != 0 and f.exitcode not in (0, -signal.SIGTERM))  # fmt: skip
-    if others and not own:
-        _, rank, cause = others[0]
+    causes = []
+    for r, f in failures.items():
+        said = _noted(logs, f.local_rank)
+        if r != 0 and f.exitcode != -signal.SIGTERM and (f.exitcode < 0 or said is not None):
+            causes.append((f.timestamp, r, f, said))
+    causes.sort(key=lambda c: (c[0], c[1]))
+    if causes and not own:
+        _, rank, cause, said = causes[0]
         how = (f"was killed by {cause.signal_name()}" if cause.exitcode < 0
                else f"exited with status {cause.exitcode}")  # fmt: skip
-        said = _last_error(logs, cause.local_rank)
-        click.echo(
-            f"lrkit: error: rank {rank} of {nproc} {how}" + (f": {said}" if said else ""), err=True
-        )
+        text = "" if said is None else said["message"].split("error: ", 1)[-1]
+        click.echo(f"lrkit: error: rank {rank} of {nproc} {how}" + (f": {text}" if text else ""),
+                   err=True)  # fmt: skip
     zero = failures.get(0)
     if zero is not None and zero.exitcode > 0:
         return int(zero.exitcode)
     if note is not None and int(note.get("status", 1)) > 0:
         return int(note.get("status", 1))
-    if others and others[0][2].exitcode > 0:
-        return int(others[0][2].exitcode)
-    return 1
-
-
-def _last_error(logs: Path, local_rank: int) -> str:
-    """The last ``lrkit: ...error:`` line rank ``local_rank`` wrote to its stderr log, without
-    its prefix; else its last line; "" when it wrote nothing."""
-    lines: list[str] = []
-    for path in logs.glob(f"**/attempt_*/{local_rank}/stderr.log"):
-        lines += [line.strip() for line in path.read_text(errors="replace").splitlines()]
-    lines = [line for line in lines if line]
-    errors = [line for line in lines if line.startswith("lrkit: ") and "error: " in line]
-    if errors:
-        return errors[-1].split("error: ", 1)[1]
-    return lines[-1] if lines else ""
+    positive = [f.exitcode for f in failures.values() if f.exitcode > 0]
+    return int(positive[0]) if positive else 1
 
 
 @contextlib.contextmanager
