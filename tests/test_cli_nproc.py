@@ -49,13 +49,15 @@ BAD_TASKS = textwrap.dedent(
 )
 
 
-def lrkit_cmd(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    """``lrkit ARGS`` in a new process (and session) in ``cwd``, killed with its ranks when it
-    runs past TIMEOUT."""
+MAIN = [sys.executable, "-c", "import sys; from lrkit.cli import main; sys.exit(main())"]
+
+
+def lrkit_cmd(cwd: Path, *args: str, command: list[str] = MAIN) -> subprocess.CompletedProcess:
+    """``lrkit ARGS`` (``command ARGS``) in a new process (and session) in ``cwd``, killed with
+    its ranks when it runs past TIMEOUT."""
     src = str(Path(lrkit.__file__).parent.parent)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
     env.update(OMP_NUM_THREADS="1")
-    command = [sys.executable, "-c", "import sys; from lrkit.cli import main; sys.exit(main())"]
     proc = subprocess.Popen(
         [*command, *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, start_new_session=True,
@@ -100,6 +102,20 @@ def test_train_on_two_ranks_trains_on_half_the_batches_and_writes_once(tmp_path)
     assert history["steps_per_epoch"] < len(single)  # each rank trains on its shard of the data
     assert history["total_steps"] == history["steps_per_epoch"]
     assert sorted(p.name for p in (tmp_path / "D").iterdir()) == ["history.json", "steps.csv"]
+
+
+def test_lrkit_started_by_torchrun_joins_its_group_and_reports_once(tmp_path):
+    entry = Path(sys.executable).with_name("lrkit")
+    if not entry.exists():
+        pytest.skip("the lrkit entry point is not installed next to this python")
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                "--nproc_per_node=2", "--no-python", str(entry)]  # fmt: skip
+    done = lrkit_cmd(tmp_path, "train", "--task", "wine-mlp", "--epochs", "1", "--out", "D",
+                     "--quiet", command=torchrun)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [f"history written to {Path('D') / 'history.json'}"]
+    history = json.loads((tmp_path / "D" / "history.json").read_text())
+    assert history["steps_per_epoch"] < len(lrkit.tasks.get_task("wine-mlp").build_loaders(0)[0])
 
 
 def test_pick_on_two_ranks_answers_once(tmp_path):
