@@ -17,6 +17,8 @@ another rank died or did not answer within the group's timeout into a
 from __future__ import annotations
 
 import contextlib
+import datetime
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -105,6 +107,61 @@ def timeout() -> float | None:
         return None
 
 
+def default_backend() -> str:
+    """The backend :func:`init` uses: ``"cpu:gloo,cuda:nccl"`` when CUDA is available (NCCL for
+    CUDA tensors, gloo for CPU ones, so a CPU model still trains), else ``"gloo"``."""
+    return "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
+
+
+def init(backend: str | None = None, timeout: float | None = None) -> bool:
+    """Join the process group a launcher (torchrun, ``lrkit --nproc``) set up in the environment
+    (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``); return True when this call
+    initialised it, False when a group was initialised already.
+
+    ``backend`` defaults to :func:`default_backend`; with CUDA, this process's device becomes
+    ``LOCAL_RANK`` (modulo the devices seen). ``timeout`` is how long a collective waits for
+    the other ranks, in seconds (torch's default when None)."""
+    if is_initialized():
+        return False
+    missing = [name for name in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+               if name not in os.environ]  # fmt: skip
+    if missing:
+        raise UserError(
+            f"no launcher set up a process group here ({', '.join(missing)} not set): start the"
+            " ranks with torchrun --nproc_per_node=N, or lrkit ... --nproc N"
+        )
+    if timeout is not None and not (timeout > 0 and timeout != float("inf")):
+        raise ValueError(f"timeout must be a finite number of seconds > 0, got {timeout!r}")
+    backend = default_backend() if backend is None else backend
+    if "nccl" in backend and torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local % torch.cuda.device_count())
+    wait = {} if timeout is None else {"timeout": datetime.timedelta(seconds=timeout)}
+    try:
+        _dist.init_process_group(backend, init_method="env://", **wait)
+    except Exception as error:
+        if not _peer_trouble(error):
+            raise
+        raise UserError(
+            f"joining the process group stopped on rank {os.environ['RANK']} of"
+            f" {os.environ['WORLD_SIZE']}: a collective with the other ranks failed, so another"
+            f" rank died or did not answer; look at the other ranks' output. The backend said:"
+            f" {_first_line(error)}"
+        ) from error
+    return True
+
+
+def close() -> None:
+    """Leave the default process group (destroy it); nothing without one."""
+    if is_initialized():
+        _dist.destroy_process_group()
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def _peer_trouble(error: BaseException) -> bool:
     if isinstance(error, getattr(_dist, "DistError", ())):
         return True
@@ -126,7 +183,7 @@ def failures(what: str) -> Iterator[None]:
             raise
         seconds = timeout()
         limit = "its timeout" if seconds is None else f"the group's timeout of {seconds:g} s"
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        first = _first_line(error)
         raise UserError(
             f"{what} stopped on rank {rank()} of {world_size()}: a collective with the other"
             f" ranks failed, so another rank died, stopped early or did not answer within"
@@ -137,5 +194,5 @@ def failures(what: str) -> Iterator[None]:
 
 __all__ = [
     "is_initialized", "world_size", "rank", "is_distributed", "is_main", "mean", "agree",
-    "broadcast", "timeout", "failures",
+    "broadcast", "timeout", "failures", "default_backend", "init", "close",
 ]  # fmt: skip

@@ -26,6 +26,7 @@ import click
 from .._version import __version__
 from ..errors import UserError
 from ..paths import writable_dir  # noqa: F401  (the commands import it from here)
+from . import launch
 
 PROG = "lrkit"
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -55,8 +56,10 @@ def cli(ctx: click.Context) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status (0 ok, 1 internal error, 2 user error)."""
+    launch.remember_argv(argv)
     try:
-        result = cli.main(args=argv, prog_name=PROG, standalone_mode=False)
+        with launch.group():  # a rank that torchrun or --nproc started joins its group first
+            result = cli.main(args=argv, prog_name=PROG, standalone_mode=False)
     except click.UsageError as e:
         where = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
         return _user_error(e.format_message() + where)
@@ -70,14 +73,18 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         sys.stderr.write(_redact(traceback.format_exc()))
         first = str(e).splitlines()[0] if str(e) else ""
-        click.echo(_redact(f"{PROG}: internal error: {type(e).__name__}: {first}"), err=True)
+        line = _redact(f"{PROG}: internal error: {type(e).__name__}: {first}")
+        click.echo(line, err=True)
+        launch.note_error(line, 1)
         return 1
     return result if isinstance(result, int) else 0
 
 
 def _user_error(message: str) -> int:
     lines = [line.strip() for line in _redact(str(message)).splitlines() if line.strip()]
-    click.echo(f"{PROG}: error: {lines[0] if lines else 'invalid input'}", err=True)
+    line = f"{PROG}: error: {lines[0] if lines else 'invalid input'}"
+    click.echo(line, err=True)
+    launch.note_error(line, 2)
     return 2
 
 

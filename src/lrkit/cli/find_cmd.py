@@ -12,6 +12,7 @@ import click
 
 from ..errors import UserError
 from .app import cli, read_schedule, user_input, writable_file
+from .launch import nproc_option
 from .options import FiniteFloat, PathArg, WholeNumber, epochs_type, lr_type, seed_type
 from .train_cmd import TASK_HELP
 
@@ -92,6 +93,7 @@ def _number(x: float | None) -> str:
     help="No progress bar and no table; print only the chosen lr, or nothing and exit with"
     f" status {NO_LR} when no lr can be trusted (the reason goes to stderr). Example: --quiet",
 )
+@nproc_option
 def find_command(
     task_name: str,
     start: float,
@@ -230,6 +232,7 @@ def print_find(result, task_name: str) -> None:
     is_flag=True,
     help="No progress and no table; print only the picked lr. Example: --quiet",
 )
+@nproc_option
 def pick_command(
     task_name: str,
     spec: str,

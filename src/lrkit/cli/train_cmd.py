@@ -15,6 +15,7 @@ import click
 from ..checks import number
 from ..errors import UserError
 from .app import cli, read_schedule, reading, user_input, writable_dir
+from .launch import nproc_option
 from .options import LR_MAX, FiniteFloat, PathArg, WholeNumber, epochs_type, lr_type, seed_type
 from .schedule_cmd import lr_values, sample_steps
 
@@ -149,6 +150,7 @@ def tasks_command() -> None:
     is_flag=True,
     help="No progress bar and no summary table; print only the history's path. Example: --quiet",
 )
+@nproc_option
 def train_command(
     task_name: str,
     lr: float | None,
@@ -178,6 +180,7 @@ def train_command(
       lrkit train --task digits-mlp --lr-from runs/demo/find.json
       lrkit train --task wine-mlp --optimizer sgd --weight-decay 1e-4 --batch-size 32
     """
+    from .. import dist
     from ..tasks import get_task
     from ..train import ScheduleFitWarning, fit, schedule_misfit
     from ..watch import Guard, GuardExhausted, Watch
@@ -199,7 +202,7 @@ def train_command(
         resolved = schedule.resolve(epochs * steps_per_epoch, steps_per_epoch)
         lr_values(resolved, sample_steps(epochs * steps_per_epoch - 1), lr or task.lr, LR_MAX)
     misfit = schedule_misfit(resolved, epochs * steps_per_epoch)
-    if misfit is not None:  # named before training; fit's own ScheduleFitWarning is muted
+    if misfit is not None and dist.is_main():  # before training; fit's own warning is muted
         click.echo(f"lrkit: warning: {misfit}", err=True)
     guarding = Guard() if guard else None
     # the guard goes through the Watch (its actions join the signals the doctor reads); with
@@ -227,6 +230,8 @@ def train_command(
         click.echo(f"lrkit: error: {e}\nhistory written to {folder / 'history.json'}", err=True)
         click.get_current_context().exit(1)
     elapsed = time.perf_counter() - started
+    if not dist.is_main():  # under torchrun or --nproc every rank trains in step; rank 0 reports
+        return
     if not quiet:
         print_summary(history, elapsed, changes)
         if guarding:

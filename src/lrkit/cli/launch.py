@@ -1,0 +1,228 @@
+"""``--nproc N``: a command that starts N ranks of itself through torch's own launcher.
+
+``lrkit find|pick|train ... --nproc N`` (N > 1) runs the same command without ``--nproc`` in N
+processes on this machine, started by torch's elastic launch (what ``torchrun`` runs) with a
+c10d rendezvous on the loopback address and a free port. Each rank's ``lrkit`` sees the
+launcher's environment and joins the process group (:func:`lrkit.dist.init`: gloo on the CPU,
+NCCL for CUDA tensors when CUDA is available) before the command runs, so the ranks sweep or
+train as one run. Rank 0 prints to the terminal and writes the files; the other ranks'
+output goes to log files that are read only when a rank fails. The exit status is rank 0's;
+when another rank failed, its error follows in one line (``lrkit: error: rank 1 of 2 ...``)
+and the status is non-zero. ``--nproc 1`` runs the command in this process, as without it.
+
+For a script of your own, the recipe is torch's: ``torchrun --nproc_per_node=2 train.py``,
+with lrkit's ``find_lr``/``fit`` called on every rank inside the group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import UserError
+
+NPROC_MAX = 128
+NPROC_HELP = (
+    "Run the command on N ranks on this machine (torch's elastic launch, what torchrun runs:"
+    " gloo on the CPU, NCCL for CUDA tensors when CUDA is available); rank 0 prints and writes"
+    " files, and a rank that fails makes the command fail with its error. 1: one process, as"
+    " without it. For your own script: torchrun --nproc_per_node=N train.py."
+    " Example: --nproc 2"
+)
+# set by torchrun and by elastic launch in every rank's environment
+_LAUNCHED = ("TORCHELASTIC_RUN_ID", "WORLD_SIZE", "RANK")
+# what lrkit.dist.failures says when a collective failed because of another rank
+PEER_TROUBLE = "a collective with the other ranks failed"
+_ARGV: list[str] = []  # the arguments of this process's command line (set by app.main)
+
+
+def remember_argv(argv: list[str] | None) -> None:
+    """Keep ``argv`` (the command line :func:`lrkit.cli.main` runs) for :func:`nproc_option`."""
+    _ARGV[:] = list(sys.argv[1:] if argv is None else argv)
+
+
+def launched() -> bool:
+    """True in a rank a launcher (torchrun, ``--nproc``) started, in its environment."""
+    return all(name in os.environ for name in _LAUNCHED)
+
+
+@contextlib.contextmanager
+def group() -> Iterator[None]:
+    """Inside a launcher's rank, join its process group for the block (and leave it after);
+    elsewhere, nothing."""
+    if not launched():
+        yield
+        return
+    from .. import dist
+
+    joined = dist.init()
+    try:
+        yield
+    finally:
+        if joined:
+            dist.close()
+
+
+def without_nproc(argv: list[str]) -> list[str]:
+    """``argv`` with its ``--nproc N`` (or ``--nproc=N``) left out."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            out.append(arg)
+    return out
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback address now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start(ctx: click.Context, param: click.Parameter, nproc: int | None) -> None:
+    if nproc is None or nproc == 1:
+        return
+    if launched():
+        raise UserError(
+            f"--nproc {nproc} inside a rank that a launcher started (torchrun): drop --nproc, the"
+            " ranks are started already"
+        )
+    ctx.exit(launch(without_nproc(_ARGV), nproc))
+
+
+def nproc_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The ``--nproc N`` option of a command: N > 1 starts N ranks of it (:func:`launch`) and
+    exits with their status before the command itself runs."""
+    from .options import WholeNumber
+
+    return click.option(
+        "--nproc",
+        type=WholeNumber(1, NPROC_MAX),
+        default=None,
+        metavar="N",
+        expose_value=False,
+        is_eager=True,
+        callback=_start,
+        help=NPROC_HELP,
+    )(command)
+
+
+def launch(argv: list[str], nproc: int) -> int:
+    """Run ``lrkit ARGV`` on ``nproc`` ranks through torch's elastic launch; the exit status.
+
+    Rank 0's output is this process's; the others' go to log files in a temporary folder,
+    removed afterwards. When a rank fails, :func:`_report` says which and gives the status.
+    Ctrl-C stops every rank: status 130."""
+    from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, SignalException, Std
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    with tempfile.TemporaryDirectory(prefix="lrkit-nproc-") as logs, _quiet_launcher():
+        redirects = {r: Std.ALL for r in range(1, nproc)} | {0: Std.NONE}
+        config = LaunchConfig(
+            min_nodes=1,
+            max_nodes=1,
+            nproc_per_node=nproc,
+            run_id=f"lrkit-{uuid.uuid4().hex[:8]}",
+            rdzv_backend="c10d",
+            rdzv_endpoint=f"127.0.0.1:{free_port()}",
+            rdzv_configs={"timeout": 120},
+            max_restarts=0,
+            monitor_interval=0.5,
+            local_addr="127.0.0.1",
+            logs_specs=DefaultLogsSpecs(log_dir=logs, redirects=redirects),
+        )
+        code = "import sys; from lrkit.cli import main; sys.exit(main())"
+        # the backends' C++ logs repeat, with tracebacks, what the ranks report in one line
+        os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "FATAL")
+        try:
+            elastic_launch(config, sys.executable)("-c", code, *argv)
+        except ChildFailedError as failed:
+            return _report(failed.failures, nproc, Path(logs))
+        except SignalException:  # Ctrl-C or a kill of this process: the ranks are stopped
+            click.echo("lrkit: interrupted", err=True)
+            return 130
+    return 0
+
+
+def note_error(line: str, status: int) -> None:
+    """In a rank that torch's launcher started, keep the one-line error this rank reports (and
+    its exit status) in the error file the launcher reads (``TORCHELASTIC_ERROR_FILE``)."""
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE", "") if launched() else ""
+    if path:
+        with contextlib.suppress(OSError):
+            note = {"message": line, "timestamp": int(time.time()), "status": status}
+            Path(path).write_text(json.dumps(note), encoding="utf-8")
+
+
+def _noted(logs: Path, local_rank: int) -> dict | None:
+    """What :func:`note_error` kept for ``local_rank`` in this launch, or None."""
+    for path in logs.glob(f"**/attempt_*/{local_rank}/error.json"):
+        with contextlib.suppress(OSError, ValueError):
+            note = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(note, dict) and isinstance(note.get("message"), str):
+                return note
+    return None
+
+
+def _report(failures: dict[int, Any], nproc: int, logs: Path) -> int:
+    """The exit status of a launch whose ranks ``failures`` failed; the error of the rank that
+    caused it printed in one line, unless rank 0 already said why on its own.
+
+    Rank 0 said why on its own when it reported an error that is not a collective failing
+    because of another rank. Otherwise the cause is the first other rank that reported an
+    error or was killed by a signal (a rank the launcher stopped with SIGTERM is none; a rank
+    that only exited with a status, as ``find --quiet`` does without a trusted lr, says
+    nothing). The status is rank 0's, else the cause's, else 1."""
+    note = _noted(logs, 0)
+    own = note is not None and PEER_TROUBLE not in note["message"]
+    causes = []
+    for r, f in failures.items():
+        said = _noted(logs, f.local_rank)
+        if r != 0 and f.exitcode != -signal.SIGTERM and (f.exitcode < 0 or said is not None):
+            causes.append((f.timestamp, r, f, said))
+    causes.sort(key=lambda c: (c[0], c[1]))
+    if causes and not own:
+        _, rank, cause, said = causes[0]
+        how = (f"was killed by {cause.signal_name()}" if cause.exitcode < 0
+               else f"exited with status {cause.exitcode}")  # fmt: skip
+        text = "" if said is None else said["message"].split("error: ", 1)[-1]
+        click.echo(f"lrkit: error: rank {rank} of {nproc} {how}" + (f": {text}" if text else ""),
+                   err=True)  # fmt: skip
+    zero = failures.get(0)
+    if zero is not None and zero.exitcode > 0:
+        return int(zero.exitcode)
+    if note is not None and int(note.get("status", 1)) > 0:
+        return int(note.get("status", 1))
+    positive = [f.exitcode for f in failures.values() if f.exitcode > 0]
+    return int(positive[0]) if positive else 1
+
+
+@contextlib.contextmanager
+def _quiet_launcher() -> Iterator[None]:
+    """Torch's elastic agent logs its workers' failures with tracebacks at WARNING and ERROR;
+    the command reports them itself, in one line."""
+    logger = logging.getLogger("torch.distributed.elastic")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
