@@ -119,15 +119,9 @@ def test_lrkit_started_by_torchrun_joins_its_group_and_reports_once(tmp_path):
 
 
 def test_pick_on_two_ranks_answers_once(tmp_path):
-    # pick_lr refuses a group until it runs distributed: then one line and status 2, else the
-    # picked lr once
     done = lrkit_cmd(tmp_path, "pick", "--task", "wine-mlp", "--nproc", "2", "--quiet")
-    if done.returncode == 2:
-        assert done.stderr.count("lrkit: error:") == 1, done.stderr
-        assert "Traceback" not in done.stderr
-    else:
-        assert done.returncode == 0, done.stderr
-        assert len(done.stdout.split()) == 1
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.split()) == 1 and float(done.stdout) > 0  # the picked lr, once
 
 
 def test_find_quiet_without_a_trusted_lr_exits_3_once_and_blames_no_rank(tmp_path):
