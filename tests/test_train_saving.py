@@ -8,6 +8,7 @@ import time
 import pytest
 import user_tasks
 
+from lrkit.errors import UserError
 from lrkit.train import Callback, History, fit, saver
 
 
@@ -87,3 +88,9 @@ def test_a_save_leaves_only_its_two_files(tmp_path):
 def test_a_bad_save_secs_is_refused_naming_it(tmp_path, value):
     with pytest.raises(ValueError, match=f"save_secs must be .*, got {value!r}"):
         fit(user_tasks.tiny(), progress=False, out=tmp_path, save_secs=value)
+
+
+def test_an_out_folder_under_a_file_is_a_clear_error_before_training(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(UserError, match=r"cannot save the history into out=.*afile/sub.*Not a dir"):
+        fit("wine-mlp", epochs=1, out=tmp_path / "afile" / "sub", progress=False)

@@ -29,6 +29,7 @@ import torch
 
 from .. import dist
 from ..checks import check_lr, number, whole
+from ..errors import UserError
 from ..runtime import torch_threads
 from ..schedules import Driver, Schedule, as_schedule
 from ..tasks import Task, get_task, is_schedule_free
@@ -338,6 +339,11 @@ class _Run:
         try:
             if saver is not None:
                 saver.save_running(self.history, self.state.step, 0.0)
+        except OSError as e:  # a path under a file, no permission...: the user's to fix
+            failure = UserError(
+                f"fit: cannot save the history into out={str(saver.out)!r}:"
+                f" {e.strerror or e}; give a folder that can be created and written"
+            )
         except Exception as e:
             failure = e
         if dist.agree(failure is not None):
