@@ -151,10 +151,20 @@ def init(backend: str | None = None, timeout: float | None = None) -> bool:
     return True
 
 
-def close() -> None:
-    """Leave the default process group (destroy it); nothing without one."""
-    if is_initialized():
-        _dist.destroy_process_group()
+def close(wait: bool = True) -> None:
+    """Leave the default process group (destroy it); nothing without one.
+
+    ``wait``: first wait at a barrier for every rank to get here, so no rank tears its
+    connections down while a peer still uses them (gloo then aborts the peer with SIGABRT);
+    a barrier that fails (a peer is gone) is passed over. ``wait=False`` after an error."""
+    if not is_initialized():
+        return
+    if wait and is_distributed():
+        try:
+            _dist.barrier()
+        except Exception:  # a peer is gone: nothing to wait for
+            pass
+    _dist.destroy_process_group()
 
 
 def _first_line(error: BaseException) -> str:

@@ -71,9 +71,12 @@ def group() -> Iterator[None]:
     joined = dist.init()
     try:
         yield
-    finally:
+    except BaseException:
         if joined:
-            dist.close()
+            dist.close(wait=False)  # the others may never come to a barrier
+        raise
+    if joined:
+        dist.close()
 
 
 def without_nproc(argv: list[str]) -> list[str]:
