@@ -3,18 +3,15 @@
 (tests/lightning_ddp_worker.py, which Lightning runs again for rank 1); about 10 s."""
 
 import json
-import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch.distributed
+from bounded import run_bounded
 
 pytest.importorskip("lightning.pytorch")
 
-import lrkit  # noqa: E402
 
 WORKER = Path(__file__).parent / "lightning_ddp_worker.py"
 TIMEOUT = 240  # seconds for Lightning to start two ranks, sweep, train 10 steps and exit
@@ -28,24 +25,7 @@ pytestmark = pytest.mark.skipif(
 def ranks(tmp_path_factory):
     """Rank 0's and rank 1's reports; the run (its whole process group) is killed past TIMEOUT."""
     folder = tmp_path_factory.mktemp("lightning_ddp")
-    src = str(Path(lrkit.__file__).parent.parent)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
-    env.update(OMP_NUM_THREADS="1")
-    proc = subprocess.Popen(
-        [sys.executable, str(WORKER), str(folder)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        output, _ = proc.communicate(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        output, _ = proc.communicate()
-        pytest.fail(f"the Lightning DDP run went past {TIMEOUT} s:\n{output[-3000:]}")
-    assert proc.returncode == 0, output[-3000:]
+    run_bounded([sys.executable, str(WORKER), str(folder)], TIMEOUT, "the Lightning DDP run")
     return [json.loads((folder / f"rank{r}.json").read_text()) for r in range(2)]
 
 

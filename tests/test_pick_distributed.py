@@ -3,18 +3,14 @@ rate for the tiny task in one launch of tests/dist_pick_worker.py and must agree
 the window, every short run's score, the survivors of each round and the rate picked."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed
+from bounded import TORCHRUN, run_bounded
 from dist_pick_worker import BUDGET, SCHEDULE, SWEEP, in_order
 
-import lrkit
 from lrkit.find import Pick, find_lr, pick_lr
 
 WORKER = Path(__file__).parent / "dist_pick_worker.py"
@@ -30,21 +26,7 @@ def picked(tmp_path_factory):
     """``[rank 0's report, rank 1's]`` of one torchrun launch (Picks read back); the
     launcher and its ranks are killed (their whole process group) if it runs past TIMEOUT."""
     folder = tmp_path_factory.mktemp("pick")
-    src = str(Path(lrkit.__file__).parent.parent)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
-    env.update(OMP_NUM_THREADS="1")
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    proc = subprocess.Popen(
-        [*command, str(WORKER), str(folder)], env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )  # fmt: skip
-    try:
-        output, _ = proc.communicate(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        output, _ = proc.communicate()
-        pytest.fail(f"torchrun ran past {TIMEOUT} s:\n{output[-3000:]}")
-    assert proc.returncode == 0, output[-3000:]
+    run_bounded([*TORCHRUN, str(WORKER), str(folder)], TIMEOUT, "torchrun")
     reports = [json.loads((folder / f"rank{r}.json").read_text()) for r in range(2)]
     written = Pick.from_json((folder / "pick.json").read_text())
     return [

@@ -6,20 +6,16 @@ tests/dist_fit_worker.py; the sharding rule of the train loader is tested in thi
 import doctest
 import json
 import math
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed
+from bounded import TORCHRUN, run_bounded
 from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 from torch.utils.data.distributed import DistributedSampler
 from user_tasks import X, Y, tiny
 
-import lrkit
 from lrkit.errors import UserError
 from lrkit.tasks import tensor_loader
 from lrkit.train import Callback, fit, ranks
@@ -40,25 +36,7 @@ def run(tmp_path_factory):
     """``(folder, [rank 0's report, rank 1's])`` of one torchrun launch of the worker; the
     launcher and its ranks are killed (their whole process group) if it runs past TIMEOUT."""
     folder = tmp_path_factory.mktemp("torchrun")
-    src = str(Path(lrkit.__file__).parent.parent)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
-    env.update(OMP_NUM_THREADS="1")
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone"]
-    proc = subprocess.Popen(
-        [*command, str(WORKER), str(folder)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        output, _ = proc.communicate(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        output, _ = proc.communicate()
-        pytest.fail(f"torchrun ran past {TIMEOUT} s:\n{output[-3000:]}")
-    assert proc.returncode == 0, output[-3000:]
+    run_bounded([*TORCHRUN, str(WORKER), str(folder)], TIMEOUT, "torchrun")
     return folder, [json.loads((folder / f"rank{r}.json").read_text()) for r in range(2)]
 
 
