@@ -74,6 +74,7 @@ from __future__ import annotations
 from typing import Any
 
 from .advice import decay_tip
+from .curves import HEALTHY_RATIO as HEALTHY_RATIO  # re-exported: it was defined here
 from .curves import Curves, as_signals
 from .diagnosis import VERDICTS, Diagnosis, Finding, never_finite, uncrossed
 from .slow import plateau, too_low
