@@ -3,10 +3,13 @@ not trouble, a NaN loss still is, the scaler stays usable after every skip and r
 overflows that never stop still end the run."""
 
 import doctest
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
+from bounded import TORCHRUN, run_bounded
 
 from lrkit import dist
 from lrkit.watch import Guard, GuardExhausted, Watch, amp, guard_messages, readback, rollback
@@ -250,6 +253,18 @@ def test_the_overflow_decision_is_taken_on_the_mean_over_ranks(monkeypatch):
     scaler.scale(loss).backward()
     assert guard.check(loss, model, optimizer, scaler=scaler) == "ok"
     assert guard.overflowed and guard.overflows == 1
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
+def test_under_torchrun_both_ranks_take_the_same_actions_on_overflows_and_a_nan(tmp_path):
+    """Two real ranks (gloo), a DDP model in the scaler loop: rank 1's NaN loss is skipped on
+    both, its inf gradient is an overflow on both, and the ranks end identical."""
+    worker = Path(__file__).parent / "dist_amp_worker.py"
+    run_bounded([*TORCHRUN, str(worker), str(tmp_path)], 300, "torchrun")
+    zero, one = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2))
+    assert zero == one
+    assert zero["actions"][25] == ["skip", False] and zero["actions"][30] == ["ok", True]
+    assert zero["overflows"] > 1 and zero["step"] == 40 - zero["overflows"] - 1
 
 
 def test_the_new_modules_doctests_run():
