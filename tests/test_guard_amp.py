@@ -126,6 +126,50 @@ def test_the_guard_judges_the_unscaled_gradient_norm():
     assert norms[0] == pytest.approx(true, rel=1e-2) and norms.max() < 1e3
 
 
+def test_a_watch_with_a_scaler_and_a_guard_trains_through_overflows():
+    model, optimizer = task()
+    scaler = torch.amp.GradScaler("cpu", init_scale=HIGH)
+    watch = Watch(model, optimizer, every=5, scaler=scaler, guard=Guard(every=5))
+    for _ in range(30):
+        loss = fp16_loss(model, *batch())
+        optimizer.zero_grad()
+        scaler.scale(loss).backward()
+        with watch.step(loss) as go:
+            if go:
+                scaler.step(optimizer)
+                scaler.update()
+    guard = watch.guard
+    assert guard.overflows > 0 and trouble(guard) == [] and guard.step == 30 - guard.overflows
+    assert len(watch.history.get("train/grad_norm")[0]) == 30
+
+
+def test_max_overflows_is_checked():
+    with pytest.raises(ValueError, match="max_overflows"):
+        Guard(max_overflows=-1)
+
+
+def test_a_scaler_of_another_type_is_unscaled_once_per_batch():
+    class Scaler:  # keeps no per-optimizer stage the guard can read
+        def __init__(self):
+            self.unscaled = self.updates = 0
+
+        def unscale_(self, optimizer):
+            self.unscaled += 1
+
+        def update(self):
+            self.updates += 1
+
+        def state_dict(self):
+            return {}
+
+    model, optimizer = task()
+    scaler, guard = Scaler(), Guard(every=5)
+    for i in range(3):
+        model(torch.randn(4, 20)).sum().backward()
+        guard.check(math.nan if i == 2 else 1.0, model, optimizer, scaler=scaler)
+    assert scaler.unscaled == 3 and scaler.updates == 1  # the skip's
+
+
 # -- trouble with a scaler -----------------------------------------------------------------------
 def test_a_nan_loss_with_a_scaler_is_skipped_and_the_next_batch_works():
     model, optimizer = task()
