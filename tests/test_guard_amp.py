@@ -1,6 +1,7 @@
 """The guard with a GradScaler in a plain loop, fp16 autocast on the CPU: a scaler's overflow is
 not trouble, a NaN loss still is, the scaler stays usable after every skip and rollback, and
-overflows that never stop still end the run."""
+overflows that never stop still end the run; under torchrun (real ranks, and the final
+validation rule with the ranks emulated) every rank decides alike."""
 
 import doctest
 import json
@@ -297,6 +298,32 @@ def test_the_overflow_decision_is_taken_on_the_mean_over_ranks(monkeypatch):
     scaler.scale(loss).backward()
     assert guard.check(loss, model, optimizer, scaler=scaler) == "ok"
     assert guard.overflowed and guard.overflows == 1
+
+
+def started_guard():
+    """A guard that has seen one good batch (its start, a loss of 1.0)."""
+    model, optimizer = task()
+    guard = Guard()
+    model(torch.randn(4, 20)).sum().backward()
+    assert guard.check(1.0, model, optimizer) == "ok"
+    return guard
+
+
+def test_the_final_validation_rule_judges_the_mean_over_ranks(monkeypatch):
+    started_guard().check_final(5.0)  # alone: 5x the start, not far above it
+    guard = started_guard()
+    monkeypatch.setattr(dist, "is_distributed", lambda: True)
+    monkeypatch.setattr(dist, "agree", lambda flag, how="any": flag)
+    monkeypatch.setattr(dist, "mean", lambda v: (float(v) + 30.0) / 2)  # the other rank: 30
+    with pytest.raises(GuardExhausted, match="validation loss of 17.5"):
+        guard.check_final(5.0)
+
+
+def test_the_final_validation_rule_is_skipped_on_every_rank_when_one_has_no_loss(monkeypatch):
+    guard = started_guard()
+    monkeypatch.setattr(dist, "is_distributed", lambda: True)
+    monkeypatch.setattr(dist, "agree", lambda flag, how="any": False)  # another rank has none
+    guard.check_final(100.0)  # no collective mean (no process group here), no GuardExhausted
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")

@@ -298,12 +298,19 @@ class Guard(Callback):
         """Refuse to call a run completed when its last validation loss ``loss`` is far above
         the run's start (``FINAL_FAR`` times its first training loss) or not finite: raises
         :class:`GuardExhausted`. Under torchrun the loss is averaged over the ranks first, so
-        every rank decides alike. Nothing to judge without a loss or a positive start."""
+        every rank decides alike. Nothing to judge without a loss (on any rank) or a positive
+        start."""
         firsts = self._rule.start_values  # the first good losses: the first is before any update
         start = min(firsts[0], self._rule.start) if firsts else None
-        if start is None or start <= 0 or loss is None:
+        if start is None or start <= 0:  # the same on every rank: judged on the means
             return
-        loss = dist.mean(loss) if dist.is_distributed() else float(loss)
+        if dist.is_distributed():
+            if not dist.agree(loss is not None, "all"):
+                return
+            loss = dist.mean(loss)
+        elif loss is None:
+            return
+        loss = float(loss)
         if not math.isfinite(loss) or loss > FINAL_FAR * start:
             self._log(GAVE_UP, "the last validation loss far above the start", loss, math.nan)
             raise GuardExhausted(final_message(loss, start, self.rollbacks), self.events)
