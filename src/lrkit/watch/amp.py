@@ -25,9 +25,7 @@ How :class:`~lrkit.watch.Guard` treats a scaler given to :meth:`~lrkit.watch.Gua
   keeps this iteration's unscaled stage (and the inf/nan found) for the caller's ``step`` and
   ``update``, which then start from the snapshot's scale.
 
-The helpers:
-
-A ``torch.amp.GradScaler`` keeps, per optimizer, the stage of the current iteration: *ready*
+**The helpers.** A ``torch.amp.GradScaler`` keeps, per optimizer, the stage of the current iteration: *ready*
 (after ``update()``), *unscaled* (after ``unscale_()``, with the inf/nan found in the
 gradients recorded) and *stepped*. ``unscale_`` twice before an ``update`` is an error, and so
 is an ``update`` with nothing recorded. The helpers here read that stage (a private attribute,
