@@ -1,7 +1,7 @@
 """The range test under torchrun: real ``torch.distributed.run --nproc_per_node=2`` processes on
 the CPU (gloo), each rank sweeping a DistributedDataParallel model on its own shard of the
-batches (tests/dist_worker.py). Every rank records the same curve as one process on the global
-batches, comes back restored, and a rank that dies or hangs makes the other raise a clear error
+batches (tests/dist_worker.py), or a task that lrkit shards as fit does. Every rank records the
+same curve as one process on the global batches, comes back restored, and a rank that dies or hangs makes the other raise a clear error
 within the timeout (pick_lr under torchrun: tests/test_pick_distributed.py)."""
 
 import doctest
@@ -93,6 +93,35 @@ def test_the_distributed_curve_equals_one_process_sweeping_the_global_batches(sw
     np.testing.assert_allclose(got["raw"], want.raw_losses, rtol=1e-5)
     np.testing.assert_allclose(got["losses"], want.losses, rtol=1e-5)
     np.testing.assert_allclose(got["val"]["losses"], want.val["losses"], rtol=1e-5)
+    assert got["lr"] == pytest.approx(want.lr, rel=1e-4)
+    assert got["stop"] == want.stop_reason
+
+
+def test_find_lr_of_a_task_gives_every_rank_the_same_curve_and_suggestion(swept):
+    _, (first, second) = swept
+    assert first["task"]["curve"] == second["task"]["curve"]
+    assert first["task"]["curve"]["lr"] is not None
+
+
+def test_find_lr_of_a_task_sweeps_each_rank_its_own_shard_of_every_global_batch(swept):
+    _, (first, second) = swept
+    x = torch.cat([bx for bx, _ in worker.global_batches()])[:, 0].tolist()
+    steps = len(first["task"]["curve"]["lrs"])
+    assert len(first["task"]["seen"]) >= steps and len(second["task"]["seen"]) >= steps
+    for k, (mine, theirs) in enumerate(zip(first["task"]["seen"], second["task"]["seen"])):
+        assert len(mine) == len(theirs) == 8  # the task's batch size, on each rank
+        assert not set(mine) & set(theirs)  # two different shards
+        at = 16 * (k % 6)  # global batch k: 16 examples in order, 6 an epoch
+        assert sorted(mine + theirs) == sorted(x[at : at + 16])
+
+
+def test_find_lr_of_a_task_sweeps_as_one_process_on_global_batches_twice_as_large(swept):
+    _, (first, _) = swept
+    got = first["task"]["curve"]
+    want = find_lr(worker.regression(16), progress=False, **worker.TASK_SWEEP)
+    assert want.lr is not None and len(got["lrs"]) == len(want.lrs)
+    np.testing.assert_allclose(got["raw"], want.raw_losses, rtol=1e-5)
+    np.testing.assert_allclose(got["losses"], want.losses, rtol=1e-5)
     assert got["lr"] == pytest.approx(want.lr, rel=1e-4)
     assert got["stop"] == want.stop_reason
 
