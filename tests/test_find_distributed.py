@@ -16,11 +16,15 @@ import pytest
 import torch
 import torch.distributed
 from torch.nn import functional as F
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 import lrkit
 from lrkit import dist
 from lrkit.errors import UserError
 from lrkit.find import find_lr
+from lrkit.find.rangetest import _cycle
+from lrkit.tasks import tensor_loader
+from lrkit.train import ranks
 
 sys.path.insert(0, str(Path(__file__).parent))
 import dist_worker as worker  # noqa: E402
@@ -200,6 +204,31 @@ def test_a_group_of_one_process_still_sweeps(group_of_one):
     data = [(torch.randn(8, 4), torch.randn(8, 1))]
     result = find_lr(model, opt, data, criterion=F.mse_loss, steps=20, progress=False)
     assert len(result.lrs) > 0
+
+
+def _first_features(batches, n):
+    return [tuple(next(batches)[0][:, 0].tolist()) for _ in range(n)]
+
+
+def test_the_sweep_reshuffles_a_sharded_task_loader_at_each_pass_as_fit_s_epochs():
+    x = torch.arange(32.0).reshape(16, 2)
+    loader = ranks.shard_loader(tensor_loader(x, x, batch_size=4, shuffle=True), 0, 0, 2)
+    passes = _first_features(_cycle(loader, "loader", epochs=True), 4)
+    one, two = passes[:2], passes[2:]
+    assert len(set(sum(one, ()))) == len(set(sum(two, ()))) == 8  # half the examples each pass
+    assert one != two  # another draw: DistributedSampler.set_epoch(1)
+    untold = _first_features(_cycle(loader, "loader"), 4)
+    assert untold[:2] == untold[2:]  # a loader of your own: each pass as its sampler says
+
+
+def test_the_sweep_leaves_the_epoch_of_a_users_own_distributed_sampler_alone():
+    x = torch.randn(16, 4)
+    sampler = DistributedSampler(TensorDataset(x, x[:, :1]), num_replicas=2, rank=0, seed=0)
+    loader = DataLoader(TensorDataset(x, x[:, :1]), batch_size=4, sampler=sampler)
+    model = torch.nn.Linear(4, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    find_lr(model, opt, loader, criterion=F.mse_loss, steps=10, end=0.1, progress=False)
+    assert sampler.epoch == 0  # 10 steps, 5 passes of its 2 batches: yours to set
 
 
 def test_the_group_timeout_is_read_from_the_group(group_of_one):
