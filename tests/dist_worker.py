@@ -8,7 +8,8 @@ Each rank sweeps a ``DistributedDataParallel`` model on its own shard of the glo
   it printed (only rank 0 may print a progress bar), then ``lrkit find`` on a task (only rank 0
   may print the table and write the JSON file), then a sweep where rank 1's loss is infinite at
   its 5th step (both ranks must stop there), then ``find_lr`` of a task (:func:`regression`,
-  8 examples a batch a rank: lrkit shards it) and the batches each rank's step saw;
+  8 examples a batch a rank: lrkit shards it) and the batches each rank's step saw, then the
+  error of ``find_lr`` of a task whose train loader is a list (which cannot be sharded);
 - ``kill``: rank 1 SIGKILLs itself at its 5th step; rank 0 writes the error it got;
 - ``hang``: rank 1 sleeps through the group's timeout (4 s) at its 5th step; rank 0 writes
   the error.
@@ -19,6 +20,7 @@ process on it: a single process sweeping :func:`global_batches` sees the same cu
 """
 
 import contextlib
+import dataclasses
 import datetime
 import io
 import json
@@ -115,6 +117,7 @@ def curve(result) -> dict:
 
 def sweep(rank: int, out: Path) -> dict:
     from lrkit.cli.app import cli
+    from lrkit.errors import UserError
     from lrkit.find import find_lr
 
     model = make_model()
@@ -159,6 +162,12 @@ def sweep(rank: int, out: Path) -> dict:
     seen: list = []
     by_task = find_lr(regression(8, seen), progress=False, **TASK_SWEEP)
     report["task"] = {"curve": curve(by_task), "seen": seen}
+    listed = dataclasses.replace(regression(8), make_train_loader=lambda: global_batches())
+    try:
+        find_lr(listed, progress=False, **TASK_SWEEP)
+        report["unshardable"] = "swept"
+    except UserError as error:
+        report["unshardable"] = str(error)
     return report
 
 

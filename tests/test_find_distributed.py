@@ -130,6 +130,13 @@ def test_find_lr_of_a_task_sweeps_as_one_process_on_global_batches_twice_as_larg
     assert got["stop"] == want.stop_reason
 
 
+def test_find_lr_of_a_task_whose_train_loader_cannot_be_sharded_is_a_user_error(swept):
+    _, ranks_ = swept
+    for report in ranks_:
+        assert "the range test of a task shard the train loader" in report["unshardable"]
+        assert "got a list" in report["unshardable"]
+
+
 def test_a_non_finite_loss_on_one_rank_stops_every_rank_at_that_step(swept):
     _, (first, second) = swept
     assert first["inf"] == second["inf"]
