@@ -1,0 +1,44 @@
+"""benchmarks/amp_cuda.py runs on the CPU with tiny sizes and writes the figures it promises."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--device", "cpu", "--width", "16", "--depth", "1", "--batch", "8", "--steps", "8"]
+
+
+def run(tmp_path, *extra):
+    out = tmp_path / "amp.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "amp_cuda.py"), *TINY, *extra, "--out", str(out)],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return json.loads(out.read_text()), done.stdout
+
+
+def test_the_benchmark_writes_finite_ratios_and_every_figure(tmp_path):
+    report, stdout = run(tmp_path, "--repeats", "2")
+    assert report["device"] == "cpu" and "device: cpu" in stdout
+    for key in ("find_over_plain", "guard_over_plain"):
+        assert math.isfinite(report[key]["median"]) and report[key]["median"] > 0
+    assert set(report["ms_per_step"]) == {"plain", "find", "guard"}
+    assert all(len(blocks) == 2 for blocks in report["blocks"].values())
+    memory = report["memory"]
+    assert memory["snapshot_bytes"] >= memory["params_bytes"] > 0
+    assert memory["snapshot_cuda_bytes"] is None  # no CUDA: nothing to measure there
+    assert {"lr", "finite", "confidence_ok"} <= set(report["suggestion"])
+    guard = report["blocks"]["guard"][-1]
+    assert {"events", "overflows", "gave_up", "final_loss", "scale"} <= set(guard)
+
+
+def test_forced_overflows_reach_the_guard_and_the_scaler_backs_off(tmp_path):
+    report, _ = run(tmp_path, "--repeats", "1", "--init-scale", str(2.0**40))
+    plain = report["blocks"]["plain"][-1]
+    assert plain["scale"] < 2.0**40  # fp16 gradients overflowed, the scaler backed off
+    assert math.isfinite(report["find_over_plain"]["median"])
