@@ -2,27 +2,22 @@
 what memory does the finder's snapshot take, on CUDA (or, emulated, on the CPU)?
 
 An MLP (``--depth`` hidden layers of ``--width``, 10 classes) on random inputs labelled by a
-fixed random linear teacher, a fifth of them then random (so the loss can fall, to a floor), Adam at ``--lr``, fp16 autocast and a
-``GradScaler(init_scale=--init-scale)``, seed ``--seed``. Three arms; each block builds model,
-optimizer and scaler afresh from the seed, makes two plain steps (Adam's state and gradients
-exist, as mid-training) and times ``--steps`` updates:
+random linear teacher (a fifth of the labels then set to 0), Adam, fp16 autocast, a
+``GradScaler(init_scale=--init-scale)``, seed ``--seed``. Each block builds the parts afresh
+from the seed, makes two plain steps (Adam's state and gradients exist) and times ``--steps``
+updates of one arm: ``plain``, a bare fp16 loop (no device sync inside); ``find``, one whole
+``find_lr(..., autocast="fp16", scaler=scaler)`` from 1e-5 to 1e-2 with ``stop_factor=inf``
+(snapshot, sweep, restore, rules; as in finder_overhead.py); ``guard``, the plain loop with
+``lrkit.watch.Guard()`` on its GradScaler contract (``guard.check(loss, model=, optimizer=,
+scaler=)`` after the backward; on ``"ok"`` ``scaler.step``, ``scaler.update``,
+``guard.after_step()``; it reads the loss each step: one device sync, part of its cost).
+The arms rotate through all orders over ``--repeats`` rounds; ratios are medians of the
+per-round ratios (min .. max). Then: a suggestion sweep (1e-6 to 1, default stop); the
+snapshot's bytes against parameters + gradients + optimizer state, its take and restore times
+and the device memory it adds; on CUDA the peak memory of ``--steps`` plain steps and of a
+``find_lr`` of as many. Prints a table, writes JSON (``--out``, default benchmarks/amp/).
 
-- ``plain``: a bare fp16 loop (zero_grad, autocast forward, ``scaler.scale(loss).backward()``,
-  ``scaler.step``, ``scaler.update``), no device sync inside the loop;
-- ``find``: one whole ``find_lr(..., autocast="fp16", scaler=scaler)`` call from 1e-5 to 1e-2
-  with ``stop_factor=inf`` (snapshot, sweep, restore, every rule), as in finder_overhead.py;
-- ``guard``: the plain loop with ``lrkit.watch.Guard()`` on its GradScaler contract:
-  ``action = guard.check(loss, model=, optimizer=, scaler=)`` after the backward pass, and
-  on ``"ok"`` ``scaler.step``, ``scaler.update``, ``guard.after_step()`` (the guard reads the
-  loss each step: one device sync a step, part of its cost).
-
-The arms rotate through all orders over ``--repeats`` rounds; ratios are medians of the paired
-per-round ratios (min .. max in brackets). Once more, outside the timing: a suggestion sweep (1e-6 to 1, default stop);
-the snapshot's bytes against parameters + gradients + optimizer state, its take and restore
-times and the device memory it adds; on CUDA the peak memory (``max_memory_allocated``) of
-``--steps`` plain steps and of a ``find_lr`` of as many. Prints a table, writes JSON to ``--out``.
-
-    python benchmarks/amp_cuda.py --device cuda     # defaults sized for a GPU: under a minute
+    python benchmarks/amp_cuda.py --device cuda     # defaults sized for a GPU
     python benchmarks/amp_cuda.py --device cpu      # CPU fp16 (emulated): small defaults
 """
 
@@ -60,9 +55,8 @@ class Bench:
         teacher = torch.randn(args.width, CLASSES, generator=g)
         xs = [torch.randn(args.batch, args.width, generator=g) for _ in range(BATCHES)]
         ys = [(x @ teacher).argmax(1) for x in xs]
-        for y in ys:  # a fifth of the labels random: a loss floor, and no memorising at once
-            noisy = torch.rand(len(y), generator=g) < NOISE
-            y[noisy] = torch.randint(0, CLASSES, (int(noisy.sum()),), generator=g)
+        for y in ys:  # a fifth set to 0: a loss floor, and no memorising at once
+            y[torch.rand(len(y), generator=g) < NOISE] = 0
         self.batches = [(x.to(device), y.to(device)) for x, y in zip(xs, ys)]
 
     def sync(self) -> None:
@@ -109,12 +103,9 @@ class Bench:
         except GuardExhausted as e:
             gave_up = str(e).splitlines()[0]
         actions = [e["action"] for e in guard.events]
-        return {
-            "steps": max(done, 1),
-            "events": {k: actions.count(k) for k in ("snapshot", "skip", "rollback", "gave_up")},
-            "overflows": getattr(guard, "overflows", None),  # once the guard counts them
-            "gave_up": gave_up,
-        }
+        events = {k: actions.count(k) for k in ("snapshot", "skip", "rollback", "gave_up")}
+        overflows = getattr(guard, "overflows", None)  # a guard before h-guardamp has none
+        return {"steps": max(done, 1), "events": events, "overflows": overflows, "gave_up": gave_up}
 
     def find(self, parts, steps: int, start=1e-5, end=1e-2, stop=math.inf) -> dict:
         model, opt, scaler = parts
@@ -160,6 +151,7 @@ class Bench:
             "snapshot_take_ms": 1e3 * (t1 - t0),
             "snapshot_restore_ms": 1e3 * (time.perf_counter() - t1),
             "snapshot_cuda_bytes": added,
+            "cuda_bytes_at_rest": before if cuda else None,
         }
         del snap
         for arm in ("plain", "find") if cuda else ():
@@ -171,14 +163,10 @@ class Bench:
 
     def suggestion(self) -> dict:
         result = self.find(self.parts(), self.args.steps, start=1e-6, end=1.0, stop=4.0)["result"]
-        return {
-            "lr": result.lr,
-            "finite": result.lr is not None and math.isfinite(result.lr),
-            "confidence_ok": result.confidence.ok,
-            "reason": result.confidence.reason,
-            "stop_reason": result.stop_reason,
-            "steps_run": result.steps_run,
-        }
+        finite = result.lr is not None and math.isfinite(result.lr)
+        return {"lr": result.lr, "finite": finite, "confidence_ok": result.confidence.ok,
+                "reason": result.confidence.reason, "stop_reason": result.stop_reason,
+                "steps_run": result.steps_run}  # fmt: skip
 
 
 def ratios(times: dict, arm: str) -> dict:
@@ -215,22 +203,15 @@ def main(argv: list[str] | None = None) -> dict:
     for arm in ("plain", "find", "guard"):  # warm up kernels, allocator, imports
         bench.block(arm)()
     times = rotated({arm: bench.block(arm) for arm in ("plain", "find", "guard")}, args.repeats)
+    median = {k: statistics.median(b["ms_per_step"] for b in v) for k, v in times.items()}
     report = {
-        "device": device.type,
-        "device_name": what,
-        "torch": torch.__version__,
-        "args": vars(args),
-        "params": sum(p.numel() for p in bench.parts()[0].parameters()),
-        "ms_per_step": {
-            k: statistics.median(b["ms_per_step"] for b in v) for k, v in times.items()
-        },
-        "find_over_plain": ratios(times, "find"),
-        "guard_over_plain": ratios(times, "guard"),
-        "blocks": times,
-        "suggestion": bench.suggestion(),
-        "memory": bench.memory(),
-    }
-    report["seconds"] = time.perf_counter() - started
+        "device": device.type, "device_name": what, "torch": torch.__version__,
+        "args": vars(args), "params": sum(p.numel() for p in bench.parts()[0].parameters()),
+        "ms_per_step": median, "blocks": times,
+        "find_over_plain": ratios(times, "find"), "guard_over_plain": ratios(times, "guard"),
+        "suggestion": bench.suggestion(), "memory": bench.memory(),
+        "seconds": time.perf_counter() - started,
+    }  # fmt: skip
     show(report)
     out = Path(args.out or Path(__file__).parent / "amp" / f"{device.type}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -240,43 +221,39 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def show(r: dict) -> None:
-    a, mib = r["args"], 2**20
-    print(
-        f"MLP {a['width']}x{a['depth']} ({r['params'] / 1e6:.2f}M parameters), batch"
-        f" {a['batch']}, Adam, fp16 autocast + GradScaler(init_scale={a['init_scale']:g});"
-        f" {a['repeats']} rounds of {a['steps']}-step blocks"
-    )
-    print(f"  {'arm':<6} {'ms/step':>9} {'final loss':>11} {'final scale':>12}")
-    for arm, blocks in r["blocks"].items():
-        last = blocks[-1]
-        print(
-            f"  {arm:<6} {r['ms_per_step'][arm]:9.3f} {last['final_loss']:11.4f}"
-            f" {last['scale']:12g}"
-        )
-    print("  (find restores what it swept: its final loss and scale are those it started from)")
-    for key in ("find_over_plain", "guard_over_plain"):
-        q = r[key]
-        print(
-            f"  {key.replace('_over_', ' / ')}: {q['median']:.3f} ({q['min']:.3f} .. {q['max']:.3f})"
-        )
-    g = r["blocks"]["guard"][-1]
-    print(f"  guard events {g['events']}, overflows {g['overflows']}, gave up: {g['gave_up']}")
-    s = r["suggestion"]
-    print(
-        f"  suggestion {s['lr']} (finite {s['finite']}, confidence ok {s['confidence_ok']}:"
-        f" {s['reason']}); {s['stop_reason']}"
-    )
-    m = r["memory"]
+    a, m, s, g, mib = r["args"], r["memory"], r["suggestion"], r["blocks"]["guard"][-1], 2**20
     state = m["params_bytes"] + m["grads_bytes"] + m["optimizer_state_bytes"]
-    print(
+    on_device = m["snapshot_cuda_bytes"] if m["snapshot_cuda_bytes"] is not None else "n/a (CPU)"
+    lines = [
+        f"MLP {a['width']}x{a['depth']} ({r['params'] / 1e6:.2f}M parameters), batch {a['batch']},"
+        f" Adam, fp16 autocast + GradScaler(init_scale={a['init_scale']:g}); {a['repeats']}"
+        f" rounds of {a['steps']}-step blocks",
+        f"  {'arm':<6} {'ms/step':>9} {'final loss':>11} {'final scale':>12}"
+        " (find restores what it swept: its loss and scale are the start's)",
+        *(
+            f"  {arm:<6} {r['ms_per_step'][arm]:9.3f} {b[-1]['final_loss']:11.4f}"
+            f" {b[-1]['scale']:12g}"
+            for arm, b in r["blocks"].items()
+        ),
+        *(
+            f"  {k.replace('_over_', ' / ')}: {r[k]['median']:.3f} ({r[k]['min']:.3f} .."
+            f" {r[k]['max']:.3f})"
+            for k in ("find_over_plain", "guard_over_plain")
+        ),
+        f"  guard events {g['events']}, overflows {g['overflows']}, gave up: {g['gave_up']}",
+        f"  suggestion {s['lr']} (finite {s['finite']}, confidence ok {s['confidence_ok']}:"
+        f" {s['reason']}); {s['stop_reason']}",
         f"  snapshot {m['snapshot_bytes'] / mib:.2f} MiB on the CPU for parameters + grads +"
         f" optimizer state {state / mib:.2f} MiB; take {m['snapshot_take_ms']:.1f} ms, restore"
-        f" {m['snapshot_restore_ms']:.1f} ms; device memory it added: {m['snapshot_cuda_bytes'] if m['snapshot_cuda_bytes'] is not None else 'n/a (CPU)'}"
-    )
+        f" {m['snapshot_restore_ms']:.1f} ms; device memory it added: {on_device}",
+    ]
     if "peak_cuda_bytes_plain" in m:
-        plain, find = m["peak_cuda_bytes_plain"], m["peak_cuda_bytes_find"]
-        print(f"  peak CUDA memory: plain {plain / mib:.1f} MiB, find_lr {find / mib:.1f} MiB")
-    print(f"  total {r['seconds']:.1f} s")
+        lines.append(
+            f"  CUDA memory: at rest {m['cuda_bytes_at_rest'] / mib:.1f} MiB, peak of plain"
+            f" {m['peak_cuda_bytes_plain'] / mib:.1f} MiB, of find_lr"
+            f" {m['peak_cuda_bytes_find'] / mib:.1f} MiB"
+        )
+    print("\n".join([*lines, f"  total {r['seconds']:.1f} s"]))
 
 
 if __name__ == "__main__":

@@ -37,8 +37,10 @@ def test_the_benchmark_writes_finite_ratios_and_every_figure(tmp_path):
     assert {"events", "overflows", "gave_up", "final_loss", "scale"} <= set(guard)
 
 
-def test_forced_overflows_reach_the_guard_and_the_scaler_backs_off(tmp_path):
+def test_forced_overflows_are_the_scalers_under_the_guard_as_without_it(tmp_path):
     report, _ = run(tmp_path, "--repeats", "1", "--init-scale", str(2.0**40))
-    plain = report["blocks"]["plain"][-1]
+    plain, guard = report["blocks"]["plain"][-1], report["blocks"]["guard"][-1]
     assert plain["scale"] < 2.0**40  # fp16 gradients overflowed, the scaler backed off
+    assert guard["overflows"] >= 1 and guard["gave_up"] is None
+    assert guard["scale"] == plain["scale"]  # the guard let the scaler back off alike
     assert math.isfinite(report["find_over_plain"]["median"])
