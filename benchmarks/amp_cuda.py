@@ -1,5 +1,5 @@
 """fp16 autocast with a GradScaler: what do lrkit's range test and guard cost per step, and
-what memory does the finder's snapshot take, on CUDA (or, emulated, on the CPU)?
+what memory does the finder's snapshot take, on CUDA (or on the CPU, which fp16 runs on too)?
 
 An MLP (``--depth`` hidden layers of ``--width``, 10 classes) on random inputs labelled by a
 random linear teacher (a fifth of the labels then set to 0), Adam, fp16 autocast, a
@@ -18,7 +18,7 @@ and the device memory it adds; on CUDA the peak memory of ``--steps`` plain step
 ``find_lr`` of as many. Prints a table, writes JSON (``--out``, default benchmarks/amp/).
 
     python benchmarks/amp_cuda.py --device cuda     # defaults sized for a GPU
-    python benchmarks/amp_cuda.py --device cpu      # CPU fp16 (emulated): small defaults
+    python benchmarks/amp_cuda.py --device cpu      # CPU fp16 (not a GPU's speed): small defaults
 """
 
 from __future__ import annotations
@@ -195,7 +195,9 @@ def main(argv: list[str] | None = None) -> dict:
         if getattr(args, name) is None:
             setattr(args, name, default)
     torch.set_num_threads(args.threads)
-    what = torch.cuda.get_device_name() if device.type == "cuda" else "CPU fp16 is emulated"
+    what = (
+        torch.cuda.get_device_name() if device.type == "cuda" else "fp16 here is not a GPU's speed"
+    )
     print(f"device: {device.type} ({what}), torch {torch.__version__}")
 
     started = time.perf_counter()

@@ -93,8 +93,7 @@ def find_lr(
             ``"fp16"`` steps through a GradScaler (``scaler``, else a new one for the model's
             device), so an update whose gradients overflowed is skipped and the scale backs
             off; the sweep records that step's loss and goes on. On CUDA ``"fp16"`` is the
-            fast one; on the CPU it works but is slow (emulated) and ``"bf16"`` is the usual
-            choice.
+            fast one; on the CPU it works, slower than ``"bf16"``, the CPU's usual choice.
         scaler, scheduler: a GradScaler, and a scheduler or :class:`~lrkit.schedules.Driver`
             whose ``state_dict`` is restored with the rest afterwards. Without being told,
             the sweep suspends the optimizer's step hooks (an attached Driver's counter, an
