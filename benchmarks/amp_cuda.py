@@ -12,7 +12,8 @@ updates of one arm: ``plain``, a bare fp16 loop (no device sync inside); ``find`
 scaler=)`` after the backward; on ``"ok"`` ``scaler.step``, ``scaler.update``,
 ``guard.after_step()``; it reads the loss each step: one device sync, part of its cost).
 The arms rotate through all orders over ``--repeats`` rounds; ratios are medians of the
-per-round ratios (min .. max). Then: a suggestion sweep (1e-6 to 1, default stop); the
+per-round ratios (min .. max); ``--clock cpu`` (CPU device only) times the process's CPU
+seconds, steadier on a shared machine. Then: a suggestion sweep (1e-6 to 1, default stop); the
 snapshot's bytes against parameters + gradients + optimizer state, its take and restore times
 and the device memory it adds; on CUDA the peak memory of ``--steps`` plain steps and of a
 ``find_lr`` of as many. Prints a table, writes JSON (``--out``, default benchmarks/amp/).
@@ -51,6 +52,7 @@ class Bench:
 
     def __init__(self, args: argparse.Namespace, device: torch.device):
         self.args, self.device = args, device
+        self.clock = time.process_time if args.clock == "cpu" else time.perf_counter
         g = torch.Generator().manual_seed(args.seed + 1)
         teacher = torch.randn(args.width, CLASSES, generator=g)
         xs = [torch.randn(args.batch, args.width, generator=g) for _ in range(BATCHES)]
@@ -123,10 +125,10 @@ class Bench:
         def run() -> dict:
             parts = self.parts()
             self.sync()
-            t0 = time.perf_counter()
+            t0 = self.clock()
             out = getattr(self, arm)(parts, self.args.steps)
             self.sync()
-            out["ms_per_step"] = 1e3 * (time.perf_counter() - t0) / out["steps"]
+            out["ms_per_step"] = 1e3 * (self.clock() - t0) / out["steps"]
             out.pop("result", None)
             return {**out, "final_loss": self.final_loss(parts[0]), "scale": parts[2].get_scale()}
 
@@ -186,10 +188,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--init-scale", type=float, default=2.0**16, help="GradScaler's start")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument(
+        "--clock", choices=("wall", "cpu"), default="wall", help="cpu: process time"
+    )
     parser.add_argument("--out", help="JSON file (default: benchmarks/amp/<device>.json)")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: CUDA is not available here; use --device cpu")
+    if args.device == "cuda" and args.clock == "cpu":
+        parser.error("--clock cpu times the CPU only; on CUDA use the wall clock")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     for name, default in zip(("width", "depth", "batch"), SIZES[device.type]):
         if getattr(args, name) is None:
@@ -229,7 +236,7 @@ def show(r: dict) -> None:
     lines = [
         f"MLP {a['width']}x{a['depth']} ({r['params'] / 1e6:.2f}M parameters), batch {a['batch']},"
         f" Adam, fp16 autocast + GradScaler(init_scale={a['init_scale']:g}); {a['repeats']}"
-        f" rounds of {a['steps']}-step blocks",
+        f" rounds of {a['steps']}-step blocks; {a['clock']} clock",
         f"  {'arm':<6} {'ms/step':>9} {'final loss':>11} {'final scale':>12}"
         " (find restores what it swept: its loss and scale are the start's)",
         *(
