@@ -4,19 +4,19 @@ what memory does the finder's snapshot take, on CUDA (or on the CPU, which fp16 
 An MLP (``--depth`` hidden layers of ``--width``, 10 classes) on random inputs labelled by a
 random linear teacher (a fifth of the labels then set to 0), Adam, fp16 autocast, a
 ``GradScaler(init_scale=--init-scale)``, seed ``--seed``. Each block builds the parts afresh
-from the seed, makes two plain steps (Adam's state and gradients exist) and times ``--steps``
-updates of one arm: ``plain``, a bare fp16 loop (no device sync inside); ``find``, one whole
-``find_lr(..., autocast="fp16", scaler=scaler)`` from 1e-5 to 1e-2 with ``stop_factor=inf``
-(snapshot, sweep, restore, rules; as in finder_overhead.py); ``guard``, the plain loop with
-``lrkit.watch.Guard()`` on its GradScaler contract (``guard.check(loss, model=, optimizer=,
-scaler=)`` after the backward; on ``"ok"`` ``scaler.step``, ``scaler.update``,
-``guard.after_step()``; it reads the loss each step: one device sync, part of its cost).
-The arms rotate through all orders over ``--repeats`` rounds; ratios are medians of the
-per-round ratios (min .. max); ``--clock cpu`` (CPU device only) times the process's CPU
-seconds, steadier on a shared machine. Then: a suggestion sweep (1e-6 to 1, default stop); the
-snapshot's bytes against parameters + gradients + optimizer state, its take and restore times
-and the device memory it adds; on CUDA the peak memory of ``--steps`` plain steps and of a
-``find_lr`` of as many. Prints a table, writes JSON (``--out``, default benchmarks/amp/).
+from the seed, makes two plain steps on the last two batches (Adam's state and gradients exist)
+and times ``--steps`` updates of one arm: ``plain``, a bare fp16 loop (no device sync inside);
+``find``, one whole ``find_lr(..., autocast="fp16", scaler=scaler)`` from 1e-5 to 1e-2 with
+``stop_factor=inf`` (snapshot, sweep, restore, rules; as in finder_overhead.py); ``guard``, the
+plain loop with ``lrkit.watch.Guard()`` on its GradScaler contract (``guard.check(loss, model=,
+optimizer=, scaler=)`` after the backward; on ``"ok"`` ``scaler.step``, ``scaler.update``,
+``guard.after_step()``; it reads the loss each step: one device sync, part of its cost). The
+arms rotate through all orders over ``--repeats`` rounds; ratios are medians of the per-round
+ratios (min .. max); ``--clock cpu`` (CPU device only) times the process's CPU seconds, steadier
+on a shared machine. Then: a suggestion sweep (1e-6 to 1, default stop); the snapshot's bytes
+against parameters + gradients + optimizer state, its take and restore times and the device
+memory it adds; on CUDA the peak memory of ``--steps`` plain steps and of a ``find_lr`` of as
+many. Prints a table, writes JSON (``--out``, default benchmarks/amp/).
 
     python benchmarks/amp_cuda.py --device cuda     # defaults sized for a GPU
     python benchmarks/amp_cuda.py --device cpu      # CPU fp16 (not a GPU's speed): small defaults
@@ -72,7 +72,7 @@ class Bench:
         model = nn.Sequential(*layers, nn.Linear(a.width, CLASSES)).to(self.device)
         opt = torch.optim.Adam(model.parameters(), lr=a.lr)
         scaler = torch.amp.GradScaler(self.device.type, init_scale=a.init_scale)
-        self.plain((model, opt, scaler), WARM)
+        self.plain((model, opt, scaler), WARM, first=BATCHES - WARM)  # the arms start at 0
         return model, opt, scaler
 
     def backward(self, model, opt, scaler, i: int) -> torch.Tensor:
@@ -83,9 +83,9 @@ class Bench:
         scaler.scale(loss).backward()
         return loss
 
-    def plain(self, parts, steps: int) -> dict:
+    def plain(self, parts, steps: int, first: int = 0) -> dict:
         model, opt, scaler = parts
-        for i in range(steps):
+        for i in range(first, first + steps):
             self.backward(model, opt, scaler, i)
             scaler.step(opt)
             scaler.update()
