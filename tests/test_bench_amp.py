@@ -7,15 +7,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--device", "cpu", "--width", "16", "--depth", "1", "--batch", "8", "--steps", "8"]
+TINY = ["--width", "16", "--depth", "1", "--batch", "8", "--steps", "8"]
 
 
-def run(tmp_path, *extra):
+def run(tmp_path, *extra, device=("--device", "cpu")):
     out = tmp_path / "amp.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    script = str(ROOT / "benchmarks" / "amp_cuda.py")
     done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "amp_cuda.py"), *TINY, *extra, "--out", str(out)],
+        [sys.executable, script, *device, *TINY, *extra, "--out", str(out)],
         capture_output=True, text=True, env=env, timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -44,3 +47,9 @@ def test_forced_overflows_are_the_scalers_under_the_guard_as_without_it(tmp_path
     assert guard["overflows"] >= 1 and guard["gave_up"] is None
     assert guard["scale"] == plain["scale"]  # the guard let the scaler back off alike
     assert math.isfinite(report["find_over_plain"]["median"])
+
+
+def test_without_a_device_it_takes_cuda_when_there_is_one_and_says_which(tmp_path):
+    report, stdout = run(tmp_path, "--repeats", "1", device=())
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert report["device"] == expected and f"device: {expected}" in stdout

@@ -99,20 +99,21 @@ def test_overflows_at_the_start_skip_updates_and_the_curve_goes_on():
     assert result.confidence.ok and 0.5 < result.lr / plain.lr < 2
 
 
-def test_overflows_on_every_step_leave_the_weights_and_the_loss_alone():
+def test_overflows_on_every_step_apply_no_update_and_suggest_no_lr():
     model, opt, loader = parts("sgd")
     before = fingerprint(model, opt)
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**100, backoff_factor=0.999)
-    step_fn, scales = recording(scaler)
-    raw = []
+    step_fn, _ = recording()
+    weights = []
 
     def watching(m, b):
-        raw.append(m[0].weight.detach().clone())
+        weights.append(m[0].weight.detach().clone())
         return step_fn(m, b)
 
     result = find_lr(model, opt, loader, step_fn=watching, autocast="fp16", scaler=scaler, **SWEEP)
-    assert all(torch.equal(raw[0], w) for w in raw)  # no update was applied
+    assert all(torch.equal(weights[0], w) for w in weights)  # no update was applied
     assert len(result.lrs) == 60 and np.isfinite(result.raw_losses).all()
+    assert result.lr is None and not result.confidence.ok  # a flat curve: no descent
     assert_same(before, fingerprint(model, opt))
 
 
