@@ -25,9 +25,7 @@ How :class:`~lrkit.watch.Guard` treats a scaler given to :meth:`~lrkit.watch.Gua
   keeps this iteration's unscaled stage (and the inf/nan found) for the caller's ``step`` and
   ``update``, which then start from the snapshot's scale.
 
-The helpers:
-
-A ``torch.amp.GradScaler`` keeps, per optimizer, the stage of the current iteration: *ready*
+**The helpers.** A ``torch.amp.GradScaler`` keeps, per optimizer, the stage of the current iteration: *ready*
 (after ``update()``), *unscaled* (after ``unscale_()``, with the inf/nan found in the
 gradients recorded) and *stepped*. ``unscale_`` twice before an ``update`` is an error, and so
 is an ``update`` with nothing recorded. The helpers here read that stage (a private attribute,
@@ -38,7 +36,9 @@ check, and an "already called" error from it taken to mean it was) and act only 
 - :func:`update` closes an iteration the caller will not close (a skipped update), only when
   something was recorded to close;
 - :func:`kept_stage` keeps the stage across a snapshot's restore, for a caller (Lightning)
-  that steps and updates the scaler itself after the guard's decision.
+  that steps and updates the scaler itself after the guard's decision;
+- :func:`unscaled` divides a loss that went through ``scaler.scale`` by the scale (Lightning
+  hands its callbacks the scaled loss).
 
 >>> import torch
 >>> model = torch.nn.Linear(2, 1)
@@ -55,6 +55,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from typing import Any
+
+import torch
 
 
 def stage(scaler: Any, optimizer: Any) -> str | None:
@@ -110,4 +112,16 @@ def kept_stage(scaler: Any) -> Iterator[None]:
         states.update(saved)
 
 
-__all__ = ["kept_stage", "stage", "unscale", "update"]
+def unscaled(scaler: Any, loss: torch.Tensor) -> torch.Tensor:
+    """``loss`` as it was before ``scaler.scale(loss)``: divided by the scale (read as a
+    tensor where the scaler keeps one, so no host sync); unchanged when ``scaler`` is None
+    or disabled."""
+    if scaler is None or not getattr(scaler, "is_enabled", lambda: True)():
+        return loss
+    scale = getattr(scaler, "_scale", None)
+    if isinstance(scale, torch.Tensor):
+        return loss / scale.to(loss.device).reshape(())
+    return loss / float(scaler.get_scale())
+
+
+__all__ = ["kept_stage", "stage", "unscale", "unscaled", "update"]

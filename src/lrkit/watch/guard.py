@@ -49,10 +49,9 @@ every rank skip (or roll back) together, and the ranks never drift apart. Each r
 own snapshot (the same weights: DDP keeps them equal) and its events, the same on every rank;
 only rank 0 writes to the sinks.
 
-**With a GradScaler** (fp16 mixed precision) give it to :meth:`Guard.check`, which unscales
-the gradients itself unless ``scaler.unscale_(optimizer)`` was called already (call it first to
-clip them), and step and update the scaler only on ``"ok"``; on a skip or a rollback the guard
-calls ``scaler.update()`` itself, so the next batch's ``unscale_`` works::
+**With a GradScaler** (fp16 mixed precision) the guard unscales the gradients itself (unless
+``scaler.unscale_`` was called already), the caller steps and updates the scaler only on
+``"ok"``, and on a skip or a rollback the guard calls ``scaler.update()``::
 
     with torch.autocast("cuda", dtype=torch.float16):
         loss = loss_fn(model(x), y)
@@ -63,11 +62,9 @@ calls ``scaler.update()`` itself, so the next batch's ``unscale_`` works::
         scaler.update()
         guard.after_step()
 
-An *overflow* (a finite loss, inf or nan gradients: the scale is too high) is the scaler's
-business, not trouble: ``"ok"`` (``scaler.step`` skips it, ``update()`` lowers the scale),
-counted in :attr:`Guard.overflows`, not an update for :meth:`after_step`; only past
-``max_overflows`` (40) in a row is it trouble. The rule in full, and ``update_scaler=False``
-for a caller that updates the scaler itself (Lightning): :mod:`lrkit.watch.amp`.
+An *overflow* (a finite loss, inf gradients: the scale is too high) is not trouble but the
+scaler's own skipped step, counted in :attr:`Guard.overflows`; past ``max_overflows`` (40) in
+a row it is. In full, with Lightning's ``update_scaler=False``: :mod:`lrkit.watch.amp`.
 
 In ``fit``, pass it as a callback: ``fit(task, callbacks=[Guard()])``, or through a watch:
 ``fit(task, callbacks=[Watch(guard=Guard())])``. In a plain loop:
@@ -196,11 +193,8 @@ class Guard(Callback):
         ``driver``, a :class:`~lrkit.schedules.Driver` or torch scheduler, and ``scaler``, a
         ``GradScaler``, both kept in the snapshots) are needed once.
 
-        With a scaler, the gradients are unscaled here unless ``scaler.unscale_(optimizer)``
-        was called already; an overflow is ``"ok"`` (see the module doc); on ``"skip"`` and
-        ``"rollback"`` the guard calls ``scaler.update()``, unless ``update_scaler=False``
-        (the caller steps and updates the scaler after every batch, as Lightning does).
-        Raises :class:`GuardExhausted` when a rollback is due and none is left.
+        With a scaler (see :mod:`lrkit.watch.amp`) an overflow is ``"ok"``, and on a skip or
+        rollback the guard calls ``scaler.update()`` unless ``update_scaler=False``. Raises :class:`GuardExhausted` when a rollback is due and none is left.
         """
         self._attach(model, optimizer, driver, scaler)
         self._update_scaler = bool(update_scaler)
@@ -304,12 +298,19 @@ class Guard(Callback):
         """Refuse to call a run completed when its last validation loss ``loss`` is far above
         the run's start (``FINAL_FAR`` times its first training loss) or not finite: raises
         :class:`GuardExhausted`. Under torchrun the loss is averaged over the ranks first, so
-        every rank decides alike. Nothing to judge without a loss or a positive start."""
+        every rank decides alike. Nothing to judge without a loss (on any rank) or a positive
+        start."""
         firsts = self._rule.start_values  # the first good losses: the first is before any update
         start = min(firsts[0], self._rule.start) if firsts else None
-        if start is None or start <= 0 or loss is None:
+        if start is None or start <= 0:  # the same on every rank: judged on the means
             return
-        loss = dist.mean(loss) if dist.is_distributed() else float(loss)
+        if dist.is_distributed():
+            if not dist.agree(loss is not None, "all"):
+                return
+            loss = dist.mean(loss)
+        elif loss is None:
+            return
+        loss = float(loss)
         if not math.isfinite(loss) or loss > FINAL_FAR * start:
             self._log(GAVE_UP, "the last validation loss far above the start", loss, math.nan)
             raise GuardExhausted(final_message(loss, start, self.rollbacks), self.events)
@@ -329,7 +330,7 @@ class Guard(Callback):
             raise GuardExhausted(message, self.events)
         before = self._lrs()
         self._lrs_seen.append(before)
-        self._restore()
+        rollback.restore(self.snapshot, self._optimizer, self._scaler, self._update_scaler)
         self._climbs += self._climbing  # the k-th rollback for a climb cuts by factor**k
         cut = self.factor ** max(1, self._climbs * self._climbing)
         rollback.set_lrs(self._driver, self._optimizer, [lr * cut for lr in before])
@@ -348,22 +349,6 @@ class Guard(Callback):
             norm,
             sink_value=lrs[0] if lrs else math.nan,
         )
-
-    def _restore(self) -> None:
-        """The snapshot back in place, keeping the caller's schedule-free mode, and a
-        scaler ready for the next batch (or, with ``update_scaler=False``, for the
-        caller's step and update of this one)."""
-        mode = rollback.train_mode(self._optimizer)
-        scaler = self._scaler
-        if scaler is not None and self._update_scaler:
-            amp.update(scaler)  # close this iteration; the restore then sets the old scale
-            self.snapshot.restore()
-        elif scaler is not None:
-            with amp.kept_stage(scaler):
-                self.snapshot.restore()
-        else:
-            self.snapshot.restore()
-        rollback.set_mode(self._optimizer, mode)  # keep the caller's mode
 
     # -- model, optimizer, driver ---------------------------------------------------------------
     def _attach(self, model: Any, optimizer: Any, driver: Any, scaler: Any) -> None:

@@ -1,8 +1,10 @@
-"""What a :class:`~lrkit.watch.Guard`'s rollback changes besides the snapshot: the lrs, the mode.
+"""What a :class:`~lrkit.watch.Guard`'s rollback changes: the snapshot, the lrs, the mode.
 
-The lrs a rollback scales are the driver's base lrs (a :class:`~lrkit.schedules.Driver` or a
-torch scheduler: the schedule keeps its shape), else the param groups' lrs; a schedule-free
-optimizer is put back in the train/eval mode the caller had it in.
+:func:`restore` puts the snapshot back, keeping a schedule-free optimizer in the train/eval
+mode the caller had it in and leaving a GradScaler ready for what comes next (see
+:mod:`lrkit.watch.amp`). The lrs a rollback scales are the driver's base lrs (a
+:class:`~lrkit.schedules.Driver` or a torch scheduler: the schedule keeps its shape), else the
+param groups' lrs.
 
 >>> import torch
 >>> optimizer = torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=0.1)
@@ -17,6 +19,24 @@ from typing import Any
 import torch
 
 from ..tasks import is_schedule_free
+from ..train import Snapshot
+from . import amp
+
+
+def restore(snapshot: Snapshot, optimizer: Any, scaler: Any, update_scaler: bool) -> None:
+    """``snapshot`` back in place, ``optimizer`` (if schedule-free) in the mode it is in now,
+    and ``scaler`` ready for the next batch's ``unscale_`` (``update_scaler``: the caller
+    updates only after "ok") or, otherwise, for the caller's step and update of this batch."""
+    mode = train_mode(optimizer)
+    if scaler is not None and update_scaler:
+        amp.update(scaler)  # close this iteration; the restore then sets the snapshot's scale
+        snapshot.restore()
+    elif scaler is not None:
+        with amp.kept_stage(scaler):
+            snapshot.restore()
+    else:
+        snapshot.restore()
+    set_mode(optimizer, mode)  # keep the caller's mode
 
 
 def lrs(driver: Any, optimizer: torch.optim.Optimizer) -> list[float]:
@@ -63,4 +83,4 @@ def as_float(value: Any) -> float:
     return float(value.item()) if isinstance(value, torch.Tensor) else float(value)
 
 
-__all__ = ["as_float", "group_lrs", "lrs", "set_lrs", "set_mode", "train_mode"]
+__all__ = ["as_float", "group_lrs", "lrs", "restore", "set_lrs", "set_mode", "train_mode"]

@@ -12,6 +12,10 @@ In a plain loop::
     watch.close()
     watch.history.get("train/grad_norm")
 
+With fp16 mixed precision give it the scaler, ``Watch(model, optimizer, scaler=scaler)``:
+``after_backward`` then unscales the gradients (where ``scaler.unscale_`` would go) and, with
+a guard, hands the scaler to it (step and update the scaler on ``"ok"``: :mod:`lrkit.watch.amp`).
+
 As a callback of :func:`lrkit.train.fit` (``fit(task, callbacks=[Watch(sinks=...)])``: model
 and optimizer are taken from the run), and in Lightning through
 :class:`lrkit.watch.lightning.LRWatchCallback`. Tags and the record format:
