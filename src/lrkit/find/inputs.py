@@ -124,10 +124,10 @@ class Parts:
             raise ValueError(f"val_every={cfg.val_every} needs val_loader=... (got None)")
         if cfg.val_every is None and parts.val_loader is not None:
             cfg.val_every = max(1, cfg.steps // 10)
-        if cfg.autocast == "fp16" and parts.device.type != "cuda":
+        if cfg.autocast is not None and not torch.amp.is_autocast_available(parts.device.type):
             raise ValueError(
-                f"autocast='fp16' needs a model on CUDA, got one on {parts.device.type!r};"
-                " use autocast='bf16' on the CPU"
+                f"autocast={cfg.autocast!r} needs a device torch can autocast on (cuda, cpu,"
+                f" ...), got a model on {parts.device.type!r}; use autocast=None there"
             )
         return parts
 

@@ -94,8 +94,12 @@ def find_lr(
         smooth, stop_factor: the moving average's factor in [0, 1); stop when the smoothed
             loss exceeds ``stop_factor`` (> 1, ``math.inf`` never) times the best.
         accumulate: micro-batches per update (each loss divided by ``accumulate``).
-        autocast: None, ``"bf16"`` (CPU or CUDA) or ``"fp16"`` (CUDA, with a GradScaler:
-            ``scaler`` or a new one).
+        autocast: None, ``"bf16"`` or ``"fp16"``: the forward pass (and ``step_fn``) runs
+            under ``torch.autocast`` on the model's device, the weights stay in their dtype.
+            ``"fp16"`` steps through a GradScaler (``scaler``, else a new one for the model's
+            device), so an update whose gradients overflowed is skipped and the scale backs
+            off; the sweep records that step's loss and goes on. On CUDA ``"fp16"`` is the
+            fast one; on the CPU it works, slower than ``"bf16"``, the CPU's usual choice.
         scaler, scheduler: a GradScaler, and a scheduler or :class:`~lrkit.schedules.Driver`
             whose ``state_dict`` is restored with the rest afterwards. Without being told,
             the sweep suspends the optimizer's step hooks (an attached Driver's counter, an
@@ -145,13 +149,13 @@ def find_lr(
         rng.restore()  # a task's builders seeded the generators
         raise
     threads = parts.task.threads if parts.task is not None else None
+    if cfg.autocast == "fp16" and scaler is None:  # in the snapshot: each seed starts afresh
+        scaler = torch.amp.GradScaler(parts.device.type)
     with torch_threads(threads):
         snapshot = Snapshot.take(
             parts.model, parts.optimizer, scaler=scaler, scheduler=scheduler, rng=rng
         )
         try:
-            if cfg.autocast == "fp16" and scaler is None:
-                scaler = torch.amp.GradScaler(parts.device.type)
             sweeps = []
             with (
                 dist.failures("find_lr"),
