@@ -18,6 +18,7 @@ from torch import nn
 
 from ..checks import check_lr, number, whole
 from ..tasks import Task, get_task
+from ..train.ranks import as_fit_trains
 from .rules import DEFAULT_RULE, get_rule
 
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
@@ -158,6 +159,7 @@ class Parts:
                     f"find_lr(task) builds its own {name}; got {name}={value!r}."
                     " Give a model instead to use your own parts"
                 )
+        task = as_fit_trains(task)  # under torchrun: in DDP, each rank its shard, as fit trains
         model = task.build_model()
         optimizer = task.build_optimizer(model)
         train, val = task.build_loaders()

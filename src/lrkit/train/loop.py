@@ -20,28 +20,26 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .. import dist
-from ..checks import check_lr, number, whole
-from ..errors import UserError
+from ..checks import check_lr, number
 from ..runtime import torch_threads
 from ..schedules import Driver, Schedule, as_schedule
 from ..tasks import Task, get_task, is_schedule_free
 from . import ranks
 from .callbacks import Events, ProgressBar, State
-from .history import COMPLETED, DIVERGED, FAILED, INTERRUPTED, RUNNING, STOPPED, History
+from .history import FAILED, INTERRUPTED, RUNNING, History
 from .misfit import ScheduleFitWarning, schedule_misfit
-from .saver import SAVE_SECS, Saver
+from .plan import Report, make_plan
+from .saver import SAVE_SECS, Saver, save_first
+from .window import Window, finish
 
 SYNC_EVERY = 16  # steps between reading the losses back (one device sync per window)
-
-Report = Callable[[int, float, float], Any]  # report(step, metric, val_loss) -> stop?
 
 
 def fit(
@@ -128,16 +126,14 @@ def fit(
     """
     task = get_task(task)
     lr = task.lr if lr is None else check_lr(lr)
-    if epochs is not None and steps is not None:
-        raise ValueError(f"give epochs or steps, not both (got epochs={epochs!r}, steps={steps!r})")
-    clip = None if clip_grad is None else number(clip_grad, "clip_grad", low=0, low_open=True)
-    plan = _Plan(
-        epochs=task.epochs if epochs is None else whole(epochs, "epochs", least=1),
-        steps=None if steps is None else whole(steps, "steps", least=1),
-        val_every=None if val_every is None else whole(val_every, "val_every", least=1),
-        report=_check_report(report),
-        seed=task.seed if seed is None else seed,
-        clip_grad=clip,
+    plan = make_plan(
+        task,
+        epochs=epochs,
+        steps=steps,
+        val_every=val_every,
+        report=report,
+        seed=seed,
+        clip_grad=clip_grad,
     )
     schedule = as_schedule(1.0 if schedule is None else schedule, "schedule")
     saver = None if out is None else Saver(out, number(save_secs, "save_secs", low=0, finite=False))
@@ -145,26 +141,6 @@ def fit(
         saver = None  # under torchrun only rank 0 writes
     with torch_threads(task.threads):
         return _Run(task, lr, schedule, plan, list(callbacks), progress, momentum).go(saver)
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """The checked settings of one run."""
-
-    epochs: int
-    steps: int | None
-    val_every: int | None
-    report: Report | None
-    seed: int
-    clip_grad: float | None
-
-
-def _check_report(report: Any) -> Report | None:
-    if report is not None and not callable(report):
-        raise ValueError(
-            f"report must be a function report(step, metric, val_loss) or None, got {report!r}"
-        )
-    return report
 
 
 class _Run:
@@ -213,14 +189,16 @@ class _Run:
         if ProgressBar.wanted(progress) and dist.is_main():
             callbacks.append(ProgressBar())
         self.events = Events(callbacks)
-        self.window = _Window(self.history)
+        self.window = Window(self.history)
         self.reported_stop = False
         self.start = 0.0
 
     def go(self, saver: Saver | None) -> History:
         state, history = self.state, self.history
         self.saver = saver
-        self._first_save(saver)  # before any event: a folder that cannot be written stops it
+        save_first(
+            saver, self.history, state.step
+        )  # before any event: a folder that cannot be written stops it
         self.events("on_train_start", state)
         self._train_mode()
         # the data order and dropout depend on the seed only (and the rank, under torchrun)
@@ -241,7 +219,7 @@ class _Run:
             self.driver.close()
             history.time = time.perf_counter() - self.start
             if history.status == RUNNING:
-                _finish(history, state, self.window, self.reported_stop)
+                finish(history, state, self.window, self.reported_stop)
             self._eval_mode()  # the weights the run leaves: the averaged ones
             self.events("on_train_end", state)
             if saver is not None:
@@ -332,25 +310,6 @@ class _Run:
             return loss
         return torch.tensor(dist.mean(loss), dtype=loss.dtype, device=loss.device)
 
-    def _first_save(self, saver: Saver | None) -> None:
-        """Save the history as it starts; under torchrun rank 0 saves, and a failure there
-        ends every rank's run at once."""
-        failure = None
-        try:
-            if saver is not None:
-                saver.save_running(self.history, self.state.step, 0.0)
-        except OSError as e:  # a path under a file, no permission...: the user's to fix
-            failure = UserError(
-                f"fit: cannot save the history into out={str(saver.out)!r}:"
-                f" {e.strerror or e}; give a folder that can be created and written"
-            )
-        except Exception as e:
-            failure = e
-        if dist.agree(failure is not None):
-            if failure is not None:
-                raise failure
-            raise RuntimeError("fit: rank 0 could not save the history into out=; see its error")
-
     def _train_mode(self) -> None:  # a schedule-free optimizer: the training point
         if self.schedule_free:
             self.optimizer.train()
@@ -368,53 +327,3 @@ class _Run:
             return False
         self.saver.save_running(self.history, self.state.step, time.perf_counter() - self.start)
         return True
-
-
-class _Window:
-    """Losses and lrs of the last few steps, read back to the history in one go."""
-
-    def __init__(self, history: History):
-        self.history = history
-        self.steps: list[int] = []
-        self.lrs: list[list[float]] = []
-        self.losses: list[torch.Tensor] = []
-        self.skipped: list[bool] = []
-        self.bad: tuple[int, float] | None = None  # the first (step, loss) not finite
-
-    def add(self, step: int, lrs: list[Any], loss: torch.Tensor, skipped: bool) -> None:
-        self.steps.append(step)
-        self.lrs.append([float(x) for x in lrs])
-        self.losses.append(loss)
-        self.skipped.append(skipped)
-
-    def flush(self, epoch: int) -> bool:
-        """Move the window into the history; False once the loss of an update was not finite."""
-        if self.losses:
-            values = torch.stack(self.losses).float().tolist()
-            first_row = self.history.steps
-            self.history.add_steps(self.steps, epoch, self.lrs, values)
-            self.history.skipped.extend(
-                first_row + i for i, skipped in enumerate(self.skipped) if skipped
-            )
-            for step, value, skipped in zip(self.steps, values, self.skipped):
-                if not skipped and not math.isfinite(value) and self.bad is None:
-                    self.bad = (step, value)
-            self.steps, self.lrs, self.losses, self.skipped = [], [], [], []
-        return self.bad is None
-
-
-def _finish(history: History, state: State, window: _Window, reported: bool) -> None:
-    if window.bad is not None:
-        step, value = window.bad
-        history.status = DIVERGED
-        history.reason = (
-            f"the loss was {value} at step {step} (epoch {state.epoch});"
-            " training stopped: try a lower lr or a warmup"
-        )
-    elif reported:
-        history.status = STOPPED
-        history.reason = f"the report hook asked to stop at step {state.step}"
-    elif state.stop:
-        history.status, history.reason = STOPPED, f"stopped by a callback at step {state.step}"
-    else:
-        history.status = COMPLETED

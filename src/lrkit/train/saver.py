@@ -6,6 +6,8 @@ import dataclasses
 import time
 from pathlib import Path
 
+from .. import dist
+from ..errors import UserError
 from .history import RUNNING, History
 
 SAVE_SECS = 2.0  # fit(out=...) saves the history at least this often while it trains...
@@ -45,3 +47,23 @@ class Saver:
         """Save ``history`` as it is, marked partial (the lists are shared, not copied)."""
         reason = f"saved while the run was still training, after step {step}: partial"
         self.save(dataclasses.replace(history, status=RUNNING, reason=reason, time=elapsed))
+
+
+def save_first(saver: Saver | None, history: History, step: int) -> None:
+    """``fit``'s first save: the history as it starts; under torchrun rank 0 saves, and a failure there
+    ends every rank's run at once."""
+    failure = None
+    try:
+        if saver is not None:
+            saver.save_running(history, step, 0.0)
+    except OSError as e:  # a path under a file, no permission...: the user's to fix
+        failure = UserError(
+            f"fit: cannot save the history into out={str(saver.out)!r}:"
+            f" {e.strerror or e}; give a folder that can be created and written"
+        )
+    except Exception as e:
+        failure = e
+    if dist.agree(failure is not None):
+        if failure is not None:
+            raise failure
+        raise RuntimeError("fit: rank 0 could not save the history into out=; see its error")

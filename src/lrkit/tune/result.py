@@ -26,7 +26,6 @@ complete trials; a tie goes to the smaller spread, then to the earlier trial.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,16 +34,16 @@ from ..checks import is_finite_number
 from ..errors import UserError
 from ..results import Result, decode_floats, encode_floats, write_whole
 from .config import Config
+from .importance import FANOVA_DEPTH as FANOVA_DEPTH  # re-exported: they were defined here
+from .importance import FANOVA_TREES as FANOVA_TREES
+from .importance import MIN_IMPORTANCE_TRIALS as MIN_IMPORTANCE_TRIALS
+from .importance import measure
+from .rows import STATES as STATES
+from .rows import trial_row
 from .storage import redact
 from .text import result_table, summary_lines, trials_csv
 
 VERSION = 1
-MIN_IMPORTANCE_TRIALS = 4  # fewer complete trials than this: no importance is measured
-# fANOVA's forest: Optuna's default (64 trees of depth 64) took 21 s on 1,000 trials of 3 params
-# on a shared 2-core machine, 16 trees of depth 8 0.7 s, with the same importances to 0.01
-FANOVA_TREES, FANOVA_DEPTH = 16, 8
-STATES = {"COMPLETE": "completed", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running",
-          "WAITING": "waiting"}  # fmt: skip
 CONFIG_KEYS = ("lr", "family", "optimizer", "weight_decay", "batch_size")
 FILES = {"json": "tune.json", "csv": "trials.csv", "png": "tune.png"}
 
@@ -92,7 +91,7 @@ class TuneResult(Result):
         direction = study.direction.name.lower()
         rows, distributions = [], {}
         for trial in study.get_trials(deepcopy=False):
-            rows.append(_row(trial))
+            rows.append(trial_row(trial))
             for name, dist in trial.distributions.items():
                 distributions.setdefault(name, distribution_to_json(dist))
         result = cls(
@@ -222,57 +221,7 @@ class TuneResult(Result):
         return self._importance(evaluator)[1]
 
     def _importance(self, evaluator: Any) -> tuple[dict[str, float], str]:
-        evaluator = _evaluator(evaluator)
-        done = [
-            r
-            for r in self.trials
-            if r["state"] == "COMPLETE" and is_finite_number(r["metric_mean"])
-        ]
-        searched = sorted({k for r in done for k in r["params"]})
-        if not searched:
-            return {}, "no param was searched by a complete trial"
-        if len(searched) == 1:
-            return {searched[0]: 1.0}, f"{searched[0]} only (the one param searched)"
-        if len(done) < MIN_IMPORTANCE_TRIALS:
-            return {}, (
-                f"not measured: {len(done)} complete trial{'s' * (len(done) != 1)}, needs at"
-                f" least {MIN_IMPORTANCE_TRIALS}"
-            )
-        import optuna
-
-        level = optuna.logging.get_verbosity()
-        optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created" line
-        try:
-            with warnings.catch_warnings():  # e.g. "too few trials": the note says so instead
-                warnings.simplefilter("ignore")
-                found = optuna.importance.get_param_importances(
-                    self._study(done), evaluator=evaluator
-                )
-        except (ValueError, RuntimeError, ZeroDivisionError) as e:
-            return {}, f"not measured: {e}"
-        finally:
-            optuna.logging.set_verbosity(level)
-        found = {k: float(v) for k, v in found.items() if is_finite_number(v)}
-        if not found:
-            return {}, "not measured: no param is in every complete trial"
-        left = [k for k in searched if k not in found]
-        note = f"{', '.join(left)}: not in every complete trial, not measured" if left else ""
-        return found, note
-
-    def _study(self, rows: list[dict[str, Any]]) -> Any:
-        """An in-memory Optuna study of ``rows`` (complete trials), for the importances."""
-        import optuna
-
-        study = optuna.create_study(direction=self.direction)
-        dists = {k: optuna.distributions.json_to_distribution(v)
-                 for k, v in self.distributions.items()}  # fmt: skip
-        for r in rows:
-            params = {k: v for k, v in r["params"].items() if k in dists}
-            study.add_trial(optuna.trial.create_trial(
-                params=params, distributions={k: dists[k] for k in params},
-                value=float(r["metric_mean"]),
-            ))  # fmt: skip
-        return study
+        return measure(self, evaluator)
 
     def table(self) -> str:
         """The trials table as plain text, one line per trial (see :mod:`lrkit.tune.text`)."""
@@ -353,61 +302,6 @@ class TuneResult(Result):
             distributions=dict(data.get("distributions") or {}),
             study=str(data.get("study", "")), storage=data.get("storage"),
         )  # fmt: skip
-
-
-def _row(trial: Any) -> dict[str, Any]:
-    """One trial as a plain row of the table."""
-    ua = trial.user_attrs
-    state = trial.state.name
-    config = ua.get("config")
-    if not isinstance(config, dict) and "lr" in trial.params:
-        try:
-            config = Config(lr=trial.params["lr"]).to_dict()
-        except ValueError:
-            config = None
-    config = config if isinstance(config, dict) else {}
-    value = trial.value if state == "COMPLETE" else None
-    mean = ua.get("metric_mean", value)
-    return {
-        "number": trial.number,
-        "state": state,
-        "status": str(ua.get("status") or STATES.get(state, state.lower())),
-        "lr": config.get("lr", trial.params.get("lr")),
-        "family": config.get("family", trial.params.get("family", "")),
-        "params": {k: v for k, v in trial.params.items()},
-        "config": config,
-        "metric_mean": math.nan if mean is None else float(mean),
-        "metric_std": float(ua["metric_std"]) if ua.get("metric_std") is not None else math.nan,
-        "splits": list(ua.get("splits") or []),
-        "steps": int(ua.get("steps") or 0),
-        "verdict": str(ua.get("verdict") or ""),
-        "verdict_confidence": ua.get("verdict_confidence"),
-        "advice": str(ua.get("advice") or ""),
-        "reason": redact(str(ua.get("reason") or "")),
-        "last_report": _last_report(trial),
-        "duration_s": None if trial.duration is None else round(trial.duration.total_seconds(), 3),
-    }
-
-
-def _last_report(trial: Any) -> list[float] | None:
-    """``[step, value]`` of the trial's last intermediate report, or None."""
-    reports = trial.intermediate_values
-    if not reports:
-        return None
-    step = max(reports)
-    return [int(step), float(reports[step])]
-
-
-def _evaluator(evaluator: Any) -> Any:
-    from optuna.importance import FanovaImportanceEvaluator, PedAnovaImportanceEvaluator
-
-    if evaluator in (None, "fanova"):
-        return FanovaImportanceEvaluator(n_trees=FANOVA_TREES, max_depth=FANOVA_DEPTH, seed=0)
-    if evaluator in ("ped-anova", "pedanova"):
-        return PedAnovaImportanceEvaluator()
-    if isinstance(evaluator, str):
-        raise UserError(f"unknown importance evaluator {evaluator!r}; known: fanova, ped-anova")
-    return evaluator
 
 
 def _show(x: float) -> str:

@@ -37,36 +37,34 @@ decay={10..50%})`` is refused: 60% + 50% fit no run). Errors are
 they are, 3 points of a continuous family param); GridSampler knows nothing of families, so it
 runs the product of every family's params and repeats configurations.
 :meth:`Space.grid_params` lists each configuration once, for ``study.enqueue_trial``.
+
+The text form is read in :mod:`lrkit.tune.space_text`, the grids are built in
+:mod:`lrkit.tune.grid`; this module holds the :class:`Space` and re-exports ``MAX_GRID``.
 """
 
 from __future__ import annotations
 
-import difflib
-import itertools
-import math
-import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..checks import check_lr, whole
+from ..checks import check_lr
 from ..errors import UserError
-from ..schedules import ScheduleSyntaxError
 from . import lrfree
 from .config import Config
-from .families import Family, read_family, top_level
+from .families import Family
+from .grid import MAX_GRID, grid_of, params_of
 from .ranges import Choice, Dim, Range, written
-from .settings import SETTINGS, lr_range, setting, setting_text
+from .settings import SETTINGS, setting
+from .space_text import read_families, read_space
 
 __all__ = ["Space", "as_space", "parse_space", "default_space", "Range", "Choice", "MAX_GRID"]
 
-MAX_GRID = 10_000  # a grid with more points is refused
 DEFAULT_SCHEDULES = (
     "warmup({0..10%}) >> cosine(to={0..0.1})",
     "one_cycle(peak_at={0.1..0.5})",
     "wsd(warmup={0..10%}, decay={10..40%})",
     "constant",
 )
-_FAMILY_POINTS = 3  # grid points of a family's continuous param
 
 
 @dataclass(frozen=True)
@@ -102,7 +100,7 @@ class Space:
         if not texts:
             raise UserError("the space has no schedule; give at least one, e.g. 'constant'")
         taken: set[str] = set()
-        families = tuple(f for text in texts for f in _families(text, 0, len(text), taken))
+        families = tuple(f for text in texts for f in read_families(text, 0, len(text), taken))
         object.__setattr__(self, "families", families)
         object.__setattr__(self, "schedule", " | ".join(f.text for f in families))
         for key in SETTINGS[1:]:
@@ -227,32 +225,7 @@ class Space:
         grid is the product of all of them: a UserError when it passes :data:`MAX_GRID`.
         (The lr of an lr-free optimizer's trial is its multiplier: :mod:`lrkit.tune.lrfree`.)
         """
-        points = whole(points, "grid points", least=1)
-        if self.lr is None:
-            raise UserError("a grid needs an lr range: give one, or let tune's range test set it")
-        grid: dict[str, list[Any]] = {}
-        lo, hi = self.lr
-        if lo != hi:
-            grid["lr"] = Range(lo, hi, log=True).grid(points)
-        if len(self.families) > 1:
-            grid["family"] = self.family_names()
-        for f in self.families:
-            for p in f.params:
-                if not p.dim.fixed:
-                    grid[p.name] = p.dim.grid(min(points, _FAMILY_POINTS))
-        for key in SETTINGS[1:]:
-            dim = getattr(self, key)
-            if dim is not None and not dim.fixed:
-                grid[key] = dim.grid(min(points, _FAMILY_POINTS))
-        size = math.prod(len(v) for v in grid.values())
-        if size > MAX_GRID:
-            shape = " x ".join(f"{len(v)} {k}" for k, v in grid.items())
-            raise UserError(
-                f"a grid of this space would have {size:,} points ({shape}), more than"
-                f" {MAX_GRID:,}; give fewer families, choices or grid points, or use"
-                " sampler='tpe'"
-            )
-        return grid
+        return grid_of(self, points)
 
     def grid_params(self, points: int = 9) -> list[dict[str, Any]]:
         """The distinct points of :meth:`grid`, each as the params of one trial (only its
@@ -261,27 +234,7 @@ class Space:
         optimizer's point at several lrs (its trials train at its multiplier) and without a
         point a trial would skip (a schedule-free optimizer with a decaying schedule; see
         :mod:`lrkit.tune.lrfree`)."""
-        grid = self.grid(points)
-        shared = [k for k in ("lr", *SETTINGS[1:]) if k in grid]
-        out, seen = [], set()
-        for f in self.families:
-            keys = shared + [p.name for p in f.params if p.name in grid]
-            for combo in itertools.product(*(grid[k] for k in keys)):
-                params = dict(zip(keys, combo))
-                if len(self.families) > 1:
-                    params["family"] = f.name
-                if self.optimizer is not None:
-                    config = self.config(params)
-                    if lrfree.skip_reason(config.optimizer, config.schedule, None):
-                        continue
-                    if lrfree.lr_free(config.optimizer):
-                        params.pop("lr", None)
-                        key = tuple(sorted(config.to_dict().items()))
-                        if key in seen:
-                            continue
-                        seen.add(key)
-                out.append(params)
-        return out
+        return params_of(self, points)
 
 
 def _param(params: dict[str, Any], name: str, dim: Dim) -> Any:
@@ -304,85 +257,8 @@ def _dim_text(dim: Dim) -> str:
 # -- the text form -------------------------------------------------------------------------
 def parse_space(text: str) -> Space:
     """The space written in ``text`` (see the module's doc); ScheduleSyntaxError at the column."""
-    if not isinstance(text, str):
-        raise UserError(f"a space text must be a str, got {type(text).__name__}")
-    if not text.strip():
-        raise ScheduleSyntaxError(
-            "empty space at column 1; expected a schedule such as 'warmup({0..10%}) >> cosine'",
-            text,
-            1,
-        )
-    bounds = [-1, *top_level(text, 0, len(text), ";"), len(text)]
-    settings: dict[str, Any] = {}
-    schedules: list[tuple[int, int]] = []
-    for a, b in zip(bounds, bounds[1:]):
-        a += 1
-        m = re.match(r"\s*([A-Za-z_]\w*)\s*=(?!=)", text[a:b])
-        if m is None:
-            if text[a:b].strip() or len(bounds) == 2:
-                schedules.append((a, b))
-            continue
-        key, col = m.group(1), a + m.start(1) + 1
-        if key not in SETTINGS:
-            close = difflib.get_close_matches(key, SETTINGS, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ScheduleSyntaxError(
-                f"unknown setting {key!r} at column {col}{hint}; settings: {', '.join(SETTINGS)}",
-                text,
-                col,
-            )
-        if key in settings:
-            raise ScheduleSyntaxError(f"setting {key!r} given twice at column {col}", text, col)
-        value_at = a + m.end()
-        dim = setting_text(key, text, value_at, b)
-        try:
-            settings[key] = lr_range(dim) if key == "lr" else setting(key, dim)
-        except ValueError as e:
-            col = value_at + len(text[value_at:b]) - len(text[value_at:b].lstrip()) + 1
-            raise ScheduleSyntaxError(f"invalid {key} at column {col}: {e}", text, col) from None
-    if not schedules:
-        raise ScheduleSyntaxError(
-            f"the space has no schedule at column {len(text) + 1}; add one after the settings,"
-            " e.g. '; warmup({0..10%}) >> cosine'",
-            text,
-            len(text) + 1,
-        )
-    if len(schedules) > 1:
-        col = schedules[1][0] + 1
-        raise ScheduleSyntaxError(
-            f"a second schedule part at column {col}; separate alternatives with '|', not ';'",
-            text,
-            col,
-        )
-    a, b = schedules[0]
-    _families(text, a, b, set())  # errors point into the whole text
-    return Space(schedule=text[a:b], **settings)
-
-
-def _families(text: str, begin: int, end: int, taken: set[str]) -> list[Family]:
-    bounds = [begin - 1, *top_level(text, begin, end, "|"), end]
-    families = []
-    for a, b in zip(bounds, bounds[1:]):
-        a += 1
-        while a < b and text[a].isspace():
-            a += 1
-        while b > a and text[b - 1].isspace():
-            b -= 1
-        if a == b:
-            if len(bounds) == 2:
-                raise ScheduleSyntaxError(
-                    f"empty space at column {a + 1}; expected a schedule such as"
-                    " 'warmup({0..10%}) >> cosine'",
-                    text,
-                    a + 1,
-                )
-            raise ScheduleSyntaxError(
-                f"an empty alternative at column {a + 1}; expected a schedule between the '|'",
-                text,
-                a + 1,
-            )
-        families.append(read_family(text, a, b, taken))
-    return families
+    schedule, settings = read_space(text)
+    return Space(schedule=schedule, **settings)
 
 
 def default_space(task: Any = None) -> Space:

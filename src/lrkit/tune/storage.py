@@ -20,23 +20,49 @@ a trial that kills its worker each time gives its place to a fresh one).
 A bad URL, a server that cannot be reached within 5 s or a missing driver raise
 :class:`StorageError`: one line naming the URL with its password replaced by ``***``
 (:func:`redact`), and what would be accepted. No password reaches a message, a repr or a log.
+
+The redaction and the errors are :mod:`lrkit.tune.storage_errors`, the studies (create, load,
+list) :mod:`lrkit.tune.studies`; this module re-exports their names.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import warnings
-import weakref
 from pathlib import Path
-from typing import Any
 
 import optuna
 from optuna.storages import RDBStorage
 
 from lrkit.checks import number
-from lrkit.errors import UserError
+
+from .storage_errors import (
+    StorageError,
+    _first_line,
+    _remember_secret,
+    _where,
+    database_errors,
+    redact,
+    where,
+)
+from .studies import create_study, list_studies, load_study
+
+__all__ = [
+    "open_storage",
+    "StorageError",
+    "redact",
+    "where",
+    "database_errors",
+    "create_study",
+    "load_study",
+    "list_studies",
+    "CONNECT_TIMEOUT",
+    "DEFAULT_HEARTBEAT",
+    "MAX_RETRY",
+    "JOURNAL_NAME",
+    "ACCEPTED",
+]
 
 CONNECT_TIMEOUT = 5  # seconds to reach a database server or a gRPC proxy
 DEFAULT_HEARTBEAT = 30.0  # seconds between a running trial's heartbeats; grace: twice that
@@ -46,59 +72,6 @@ ACCEPTED = (
     "accepted: a journal file path, sqlite:///PATH, postgresql://USER:PASSWORD@HOST:PORT/DB, "
     "grpc://HOST:PORT"
 )
-
-
-class StorageError(UserError):
-    """A storage that cannot be opened or used: a malformed or unreachable URL, a missing
-    driver, a database that went away. The message never holds a password."""
-
-
-# --- redaction ---------------------------------------------------------------------------------
-
-_URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<rest>[^\s'\"<>]*)")
-_KEYWORD = re.compile(r"(?i)(password\s*=\s*)('[^']*'|\"[^\"]*\"|[^\s&;,)]+)")
-_secrets: set[str] = set()  # passwords of the URLs opened here, scrubbed wherever they appear
-
-
-def redact(text: str) -> str:
-    """``text`` with every URL's password (``scheme://user:PASSWORD@host``), every
-    ``password=...`` pair and every password lrkit has opened a storage with replaced by ``***``.
-
-    >>> redact("cannot reach postgresql://lrkit:s3cret@10.0.0.5:5432/studies")
-    'cannot reach postgresql://lrkit:***@10.0.0.5:5432/studies'
-    """
-    text = _URL.sub(_redact_url, str(text))
-    text = _KEYWORD.sub(lambda m: m.group(1) + "***", text)
-    for secret in sorted(_secrets, key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
-
-
-def _redact_url(match: re.Match) -> str:
-    rest = match.group("rest")
-    at = rest.rfind("@")  # userinfo ends at the last '@': over-redacting is safe
-    if at < 0 or ":" not in rest[:at]:
-        return match.group(0)
-    user = rest[: rest.index(":")]
-    return f"{match.group('scheme')}{user}:***{rest[at:]}"
-
-
-def _remember_secret(password: str | None, raw: str | None) -> None:
-    for secret in (password, raw):
-        if secret and len(secret) >= 3 and secret != "***":
-            _secrets.add(secret)
-
-
-def _first_line(error: BaseException) -> str:
-    """The database driver's own first line of ``error`` (SQLAlchemy adds the SQL and a link)."""
-    inner = error
-    for _ in range(8):  # down to the driver's own error
-        deeper = getattr(inner, "orig", None) or inner.__cause__
-        if deeper is None:
-            break
-        inner = deeper
-    lines = [line.strip() for line in str(inner).splitlines() if line.strip()]
-    return redact(lines[0] if lines else type(inner).__name__)
 
 
 class _RDBStorage(RDBStorage):
@@ -121,21 +94,6 @@ class _RDBStorage(RDBStorage):
 
 
 # --- opening -----------------------------------------------------------------------------------
-
-_where: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def where(storage: Any) -> str:
-    """A storage's URL or path for messages, its password redacted."""
-    known = None
-    # the storage opened, or the one behind Optuna's cache (a journal's _backend is its file)
-    for candidate in (storage, getattr(storage, "_backend", None)):
-        try:
-            known = known or _where.get(candidate)
-        except TypeError:
-            pass
-    storage = getattr(storage, "_backend", storage)
-    return known or redact(getattr(storage, "url", None) or type(storage).__name__)
 
 
 def open_storage(
@@ -328,124 +286,3 @@ def _grpc(url: str) -> optuna.storages.BaseStorage:
         ) from None
     _where[storage] = url
     return storage
-
-
-# --- the database going away -------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def database_errors(storage: Any, doing: str = "using the study"):
-    """Turn the database (or gRPC proxy) going away into one :class:`StorageError` line that
-    names the storage (redacted) and says that the study resumes when it is back. An error
-    whose chain holds a database error counts (Optuna may raise another while handling one)."""
-    try:
-        yield
-    except StorageError:
-        raise
-    except Exception as error:
-        cause = _database_cause(error)
-        if cause is None:
-            raise
-        what = "gRPC storage proxy" if _is_grpc(cause) else "database"
-        reason = redact(str(cause.code())) if _is_grpc(cause) else _first_line(cause)
-        raise StorageError(
-            f"lost the {what} {where(storage)!r} while {doing}: {reason}; the study is kept "
-            "there: run the same command again when the server is back to resume"
-        ) from None
-
-
-def _is_grpc(error: BaseException) -> bool:
-    return type(error).__module__.startswith("grpc") and hasattr(error, "code")
-
-
-def _database_cause(error: BaseException) -> BaseException | None:
-    """The database (or gRPC) error in ``error``'s chain of causes, or None."""
-    import sqlalchemy.exc
-
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if isinstance(error, (sqlalchemy.exc.DBAPIError, optuna.exceptions.StorageInternalError)):
-            return error
-        if _is_grpc(error):
-            return error
-        error = error.__cause__ or error.__context__
-    return None
-
-
-# --- studies -----------------------------------------------------------------------------------
-
-
-def create_study(
-    storage: optuna.storages.BaseStorage,
-    name: str,
-    *,
-    direction: str = "minimize",
-    attrs: dict[str, Any] | None = None,
-    exist_ok: bool = False,
-    sampler: optuna.samplers.BaseSampler | None = None,
-    pruner: optuna.pruners.BasePruner | None = None,
-) -> optuna.Study:
-    """A new study ``name`` in ``storage`` (a plain Optuna study) with ``attrs`` as its user
-    attributes. An existing study of that name is a UserError, or with ``exist_ok`` is loaded
-    (its direction must match; keys of ``attrs`` it lacks are added, the others kept)."""
-    name = _name(name)
-    if direction not in ("minimize", "maximize"):
-        raise UserError(f"study direction must be 'minimize' or 'maximize', got {direction!r}")
-    with database_errors(storage, f"creating study {name!r}"):
-        try:
-            study = optuna.create_study(
-                storage=storage,
-                study_name=name,
-                direction=direction,
-                load_if_exists=exist_ok,
-                sampler=sampler,
-                pruner=pruner,
-            )
-        except optuna.exceptions.DuplicatedStudyError:
-            raise UserError(
-                f"a study named {name!r} already exists in {where(storage)!r}; give another "
-                "name, or run on it with --study to add trials"
-            ) from None
-        if study.direction.name.lower() != direction:
-            raise UserError(
-                f"study {name!r} in {where(storage)!r} is to {study.direction.name.lower()}, "
-                f"not to {direction}"
-            )
-        present = study.user_attrs
-        for key, value in (attrs or {}).items():
-            if key not in present:
-                study.set_user_attr(key, value)
-    return study
-
-
-def load_study(
-    storage: optuna.storages.BaseStorage,
-    name: str,
-    *,
-    sampler: optuna.samplers.BaseSampler | None = None,
-    pruner: optuna.pruners.BasePruner | None = None,
-) -> optuna.Study:
-    """The study ``name`` in ``storage``; a UserError listing the studies there when missing."""
-    name = _name(name)
-    with database_errors(storage, f"loading study {name!r}"):
-        try:
-            return optuna.load_study(
-                study_name=name, storage=storage, sampler=sampler, pruner=pruner
-            )
-        except KeyError:
-            names = list_studies(storage)
-    known = ", ".join(repr(n) for n in names) if names else "none (create one first)"
-    raise UserError(f"no study named {name!r} in {where(storage)!r}; studies there: {known}")
-
-
-def list_studies(storage: optuna.storages.BaseStorage) -> list[str]:
-    """The names of the studies in ``storage``, sorted."""
-    with database_errors(storage, "listing the studies"):
-        return sorted(optuna.get_all_study_names(storage))
-
-
-def _name(name: Any) -> str:
-    if not isinstance(name, str) or not name.strip():
-        raise UserError(f"study name must be a non-empty text, got {name!r}")
-    return name.strip()

@@ -47,6 +47,7 @@ SPIKE_Z = 4.0  # robust standard deviations above the running median that make a
 TINY = 1e-12  # the floor of a loss before its log
 HEAD_MAX = 5  # the most first steps whose median is the start
 HUGE = sys.float_info.max / 16  # a loss beyond this overflows the doctor's sums: not finite
+HEALTHY_RATIO = 1e-3  # the classic healthy update/weight ratio
 
 
 def as_signals(run: Any) -> Signals:

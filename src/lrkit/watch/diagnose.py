@@ -57,6 +57,10 @@ is advised only to a run whose lr did not decay already, a warmup only to one wi
 longer one); a plateau under an lr already lowered gets a higher peak, more steps or a
 reduce-on-plateau factor instead.
 
+The rules live by idea: :mod:`lrkit.watch.unstable` (``diverged``, ``too_high``),
+:mod:`lrkit.watch.slow` (``plateau``, ``too_low``), :mod:`lrkit.watch.validation`
+(``overfitting`` and the validation loss's signs); this module combines their findings.
+
 >>> from lrkit.watch.logs import Signals
 >>> steps = list(range(100))
 >>> run = Signals({"train/loss": (steps, [2.0 - 0.001 * s for s in steps])})
@@ -67,17 +71,15 @@ reduce-on-plateau factor instead.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-import numpy as np
-
-from .advice import decay_tip, factor_text, nice, plateau_advice, warmup_tip
-from .curves import SPIKE_Z, TINY, Curves, as_signals
-from .diagnosis import VERDICTS, Diagnosis, Finding, never_finite, squash, uncrossed
-from .validation import overfitting, recovered, val_jump, val_still_falling, val_unsteady
-
-HEALTHY_RATIO = 1e-3
+from .advice import decay_tip
+from .curves import HEALTHY_RATIO as HEALTHY_RATIO  # re-exported: it was defined here
+from .curves import Curves, as_signals
+from .diagnosis import VERDICTS, Diagnosis, Finding, never_finite, uncrossed
+from .slow import plateau, too_low
+from .unstable import diverged, too_high
+from .validation import overfitting
 
 
 def diagnose(run: Any) -> Diagnosis:
@@ -158,255 +160,6 @@ _SETTLE = {
 }
 
 
-def _diverged(c: Curves) -> Finding | None:
-    advice = (
-        f"divide the lr by about 10; {warmup_tip(c.shape)}; or run lrkit find to see where"
-        " the loss blows up"
-    )
-    if c.first_bad is not None and not c.recovered:
-        value = c.raw[np.flatnonzero(c.steps == c.first_bad)[0]]
-        shown = str(float(value)) if not np.isfinite(value) else f"{value:.3g}"
-        before = (
-            f"it was {c.start_text()}, lowest {c.v(c.loss.min()):.3g}"
-            if c.step(0) < c.first_bad
-            else f"no finite loss before it; {c.v(c.loss[0]):.3g} at step {c.step(0)}"
-        )
-        return Finding(
-            "diverged",
-            f"the loss was {shown} at step {c.first_bad} ({before})",
-            advice,
-            0.99,
-            0.1,
-        )
-    if c.base <= 0 and not c.signed:  # a loss of 0 at the start: no "times its start"
-        return None
-    peak = c.peak_after_start()
-    top = float(c.smooth[peak])
-    # a blow-up the run came back from (or that the guard rolled back) is too_high, not this
-    came_back = c.end <= c.base or bool(c.guard.get("rollback"))
-    if c.rel(c.end) > 3 or (c.rel(top) > 10 and not came_back):
-        worst = max(c.rel(c.end), c.rel(top))
-        return Finding(
-            "diverged",
-            f"the loss blew up from {c.start_text(c.base)} to {c.v(top):.3g} at step"
-            f" {c.step(peak)} and ended at {c.v(c.end):.3g} ({c.times(c.end)})",
-            advice,
-            squash(math.log(worst / 3)),
-            0.1,
-        )
-    return None
-
-
-def _too_high(c: Curves) -> Finding | None:
-    evidence, margins, spans = [], [], []  # spans: the first and last step of each sign
-    early = c.smooth[: max(c.head + 1, len(c.loss) // 2)]
-    peak = c.head + int(np.argmax(early[c.head :])) if len(early) > c.head else 0
-    readable = c.start > 0 or c.signed  # a loss of 0 at the start has no "times its start"
-    if readable and len(early) > c.head and c.rel(early[peak], c.start) > 1.5:
-        evidence.append(
-            f"the loss rose from {c.start_text()} to {c.v(early[peak]):.3g} at step {c.step(peak)}"
-        )
-        margins.append(math.log(c.rel(early[peak], c.start) / 1.5) * 3)
-        spans.append(c.span_above(c.smooth, c.start, 1.5))
-    jump, of = c.jump()
-    if readable and jump and c.rel(c.loss[jump], of) > 3 and not evidence:
-        since = c.start_text() if of == c.start else f"{c.v(of):.4g} at step {c.step(0)}"
-        evidence.append(
-            f"the loss jumped from {since} to {c.v(c.loss[jump]):.3g} at step {c.step(jump)}"
-        )
-        margins.append(math.log(c.rel(c.loss[jump], of) / 3))
-        spans.append(c.span_above(c.loss, of, 3))
-    top = c.peak_after_start()
-    if (c.base > 0 or c.signed) and c.rel(c.smooth[top]) > 10 and not evidence:  # came back
-        evidence.append(
-            f"the loss blew up from {c.start_text(c.base)} to {c.v(c.smooth[top]):.3g} at step"
-            f" {c.step(top)} and came back to {c.v(c.end):.3g} by the end"
-        )
-        margins.append(math.log(c.rel(c.smooth[top]) / 10) + 1)
-        spans.append(c.span_above(c.smooth, c.base, 10))
-    if len(c.spikes) >= max(3, 0.03 * c.n):
-        first, last = c.step(int(c.spikes[0])), c.step(int(c.spikes[-1]))
-        top = c.v(float(np.max(c.loss[c.spikes])))
-        evidence.append(
-            f"{len(c.spikes)} loss spikes > {SPIKE_Z:g} sigma above the running median between"
-            f" steps {first} and {last} (highest {top:.3g})"
-        )
-        margins.append(len(c.spikes) / max(3, 0.03 * c.n) - 0.5)
-        spans.append((first, last))
-    lasting = c.recovered or any(c.guard.values())  # a guard had to step in: it cost something
-    if c.recovered:
-        evidence.append(
-            f"the loss was not finite at {c.bad_count} step(s) from step {c.first_bad} on, and"
-            " training went on"
-        )
-        margins.append(2.0)
-    acted = {a: steps for a, steps in c.guard.items() if steps}
-    if acted:
-        evidence.append(
-            "the guard acted: "
-            + ", ".join(f"{a} x{len(st)} (from step {st[0]})" for a, st in sorted(acted.items()))
-        )
-        margins.append(sum(map(len, acted.values())) / 2 - 0.5 + 2 * ("rollback" in acted))
-    jumped = val_jump(c)
-    if jumped:
-        evidence.append(jumped[0])
-        margins.append(jumped[1])
-        spans.append(jumped[2])
-    backed = bool(evidence)
-    if c.ratio is not None and c.ratio > 10 * HEALTHY_RATIO:
-        evidence.append(f"median update/weight ratio {c.ratio:.2g} (healthy about 1e-3)")
-        margins.append(math.log10(c.ratio / (10 * HEALTHY_RATIO)) * 2)
-        unsteady = val_unsteady(c) if overfitting(c) is None else None  # not explained by it
-        if unsteady:
-            evidence.append(unsteady[0])
-            spans.append(unsteady[1])
-            backed = True
-    if not evidence:
-        return None
-    factor = 1 / 3
-    if c.ratio is not None and c.ratio > HEALTHY_RATIO:  # towards 1e-3, by 10 at most
-        factor = max(0.1, min(factor, nice(HEALTHY_RATIO / c.ratio)))
-    first, last = (min(f for f, _ in spans), max(t for _, t in spans)) if spans else (-1, -1)
-    calm = None if lasting else recovered(c, first, last)
-    if calm:  # it cost nothing at the end: a note on a fine run, not a verdict
-        signs = [e for e in evidence if not e.startswith("median update/weight")] or evidence
-        return Finding(
-            "fine",
-            f"signs of instability ({'; '.join(signs)}) cost nothing in the end: {calm}",
-            f"if a smoother start matters, {warmup_tip(c.shape)}",
-            1.0,
-        )
-    return Finding(
-        "too_high",
-        "; ".join(evidence),
-        f"{factor_text(factor)}: the loss is unstable at this lr; {warmup_tip(c.shape)}",
-        squash(max(margins)) if backed else 0.45,  # a rule of thumb alone: a doubt, no verdict
-        factor,
-    )
-
-
-def _plateau(c: Curves) -> Finding | None:
-    m = len(c.loss)
-    if m < 100:  # tenths of 10+ steps: fewer are too noisy to call a stall
-        return None
-    chunks = np.array_split(np.arange(m), 10)
-    med = np.array([np.median(np.log(np.maximum(c.loss[k], TINY))) for k in chunks])
-    log_start = math.log(max(c.start, TINY))
-    for k in range(9, 2, -1):  # the longest flat stretch of the last k tenths
-        first = 10 - k
-        fall = med[first] - med[-1]
-        rate_before = (log_start - med[first]) / first
-        lr = c.lr[chunks[first][0] : m]
-        if (
-            abs(fall) < math.log(1.1)
-            and np.ptp(med[first:]) < math.log(1.2)
-            and rate_before > math.log(1.2) / first
-            and fall / k < 0.1 * rate_before
-            and lr.max() <= 1.05 * lr.min()
-        ):
-            break
-    else:
-        return None
-    if val_still_falling(c):  # the training loss stalls, but validation still improves
-        return None
-    if math.exp(med[-1]) < 0.01 * c.start:  # settled near zero: converged, not stalled
-        return None
-    begin = int(chunks[first][0])
-    level = float(np.exp(med[-1]))
-    return Finding(
-        "plateau",
-        f"the loss has stayed near {c.v(level):.3g} (within {math.exp(abs(fall)) - 1:.0%}) from step"
-        f" {c.step(begin)} to step {c.step(m - 1)} ({k}0% of the run) while the lr stayed at"
-        f" {lr[-1]:.3g}; before that it fell from {c.start_text()}",
-        plateau_advice(c.shape),
-        squash((k - 3) / 3 + 0.3),
-        0.5,
-    )
-
-
-def _too_low(c: Curves) -> Finding | None:
-    if c.shape is not None and c.shape.peak <= 0:  # no factor of 0 makes a rate
-        return Finding(
-            "too_low",
-            f"{c.shape.text()}: the loss went from {c.start_text()} to {c.v(c.end):.3g} at the"
-            " end without an update",
-            "set a positive lr (the task's default, or the one lrkit find suggests); check that"
-            " the schedule does not multiply it by 0 (`constant(0)`)",
-            0.99,
-            None,
-        )
-    drop = c.start - c.end
-    rel = 1 - c.rel(c.end, c.start) if c.start > 0 or c.signed else 0.0
-    evidence, margins, factor = [], [], 3.0
-    if abs(rel) < 0.1 and c.start > 0:
-        evidence.append(
-            f"the loss barely moved: {c.start_text()}, {c.v(c.end):.3g} at the end"
-            f" (step {c.last_step}), {-rel:+.0%}"
-        )
-        margins.append((0.1 - abs(rel)) * 20)
-        factor = 10.0
-    elif drop > 0:
-        first = (c.start - c.at_tau(0.25)) / drop
-        last = (c.at_tau(0.75) - c.end) / drop
-        if (last > 0.05 and first < 0.5) or (last > 0.15 and rel < 0.5):
-            i75 = min(c.n - 1, int(np.searchsorted(c.tau, 0.75)))
-            evidence.append(
-                f"loss still falling evenly: from {c.start_text()} to"
-                f" {c.v(c.end):.3g} at the end ({rel:.0%} drop), {last:.0%} of it after step"
-                f" {c.step(i75)}, only {max(first, 0):.0%} in the first quarter of lr-time"
-            )
-            margins.append(max(last / 0.05 - 1, (0.5 - first) * 4, 0.3))
-            factor = 10.0 if rel < 0.3 else 3.0
-    falling = None if evidence else _still_falling(c)
-    if falling:
-        evidence.append(falling[0])
-        margins.append(falling[1])
-    val = val_still_falling(c)
-    if val:
-        evidence.append(val[0])
-        margins.append(val[1])
-    if c.ratio is not None and c.ratio < 0.1 * HEALTHY_RATIO:
-        evidence.append(f"median update/weight ratio {c.ratio:.2g} (healthy about 1e-3)")
-        margins.append(math.log10(0.1 * HEALTHY_RATIO / c.ratio) * 2)
-        factor = max(factor, min(100.0, nice(HEALTHY_RATIO / c.ratio)))
-    if not evidence:
-        return None
-    keep = (
-        f" (its peak; keep the schedule: {c.shape.text()})" if c.shape and c.shape.decayed else ""
-    )
-    return Finding(
-        "too_low",
-        "; ".join(evidence),
-        f"{factor_text(factor)}{keep}; or use `one_cycle()` with a peak lr {factor:g}x this one"
-        + ("; or train for more steps" if falling else ""),
-        squash(max(margins)),
-        factor,
-    )
-
-
-def _still_falling(c: Curves) -> tuple[str, float] | None:
-    """At a constant lr, the log-loss still falling at the end: its fall over the last quarter
-    of the steps 2x+ its step-to-step noise and at half the pace of the quarter before or more;
-    not near 0 (> 1% of ``start``), the validation loss not turning up. A good lr has done most
-    of its work by then and the noise hides what is left; a low one is still descending."""
-    late = c.late_fall()
-    m = len(c.loss)
-    lr = c.lr[m // 2 : m]
-    if late is None or lr.max() > 1.05 * lr.min() or c.end < 0.01 * c.start:
-        return None
-    fall, noise, before = late
-    if fall < 2 * noise or fall < 0.5 * before or overfitting(c) is not None:
-        return None
-    pace = f"at {fall / before:.0%} of the pace of" if before > 0 else "faster than"
-    text = (
-        f"the loss was still falling when the run ended, at a constant lr {lr[-1]:.3g}: down"
-        f" {1 - math.exp(-fall):.0%} over the last quarter (steps {c.step(m - m // 4)} to"
-        f" {c.step(m - 1)}), {fall / max(noise, TINY):.1f}x its step-to-step noise, {pace} the"
-        " quarter before"
-    )
-    return text, fall / (2 * max(noise, TINY)) - 1
-
-
-_RULES = (_diverged, _too_high, overfitting, _plateau, _too_low)
+_RULES = (diverged, too_high, overfitting, plateau, too_low)
 
 __all__ = ["diagnose", "Diagnosis", "Finding", "VERDICTS"]

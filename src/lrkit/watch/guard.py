@@ -26,7 +26,11 @@ The rule, checked after every backward pass, before the optimizer step (in full:
   troubled batches in a row, not one spike) is rolled back at the end of its last epoch
   (before the validation; :meth:`Guard.finish` in a plain loop), so a guarded run that
   ``completed`` ends on a good snapshot, never in the middle of a climb; with no rollback left
-  it ends with :class:`GuardExhausted`.
+  it ends with :class:`GuardExhausted`;
+- a run whose last validation loss is far above its start (``FINAL_FAR``, 10x its first
+  training loss, or not finite) is not a run to call completed: :meth:`Guard.check_final`
+  raises :class:`GuardExhausted` (``fit`` calls it after its last validation, Lightning's
+  ``LRWatchCallback`` at the end of training on the last validation's ``val_metric``).
 
 Every action (``snapshot``, ``skip``, ``rollback``, ``gave_up``) is a dict in
 :attr:`Guard.events` (``step``, ``batch``, ``action``, ``reason``,
@@ -44,6 +48,23 @@ same numbers and takes the same action at the same batch: a non-finite loss on o
 every rank skip (or roll back) together, and the ranks never drift apart. Each rank keeps its
 own snapshot (the same weights: DDP keeps them equal) and its events, the same on every rank;
 only rank 0 writes to the sinks.
+
+**With a GradScaler** (fp16 mixed precision) the guard unscales the gradients itself (unless
+``scaler.unscale_`` was called already), the caller steps and updates the scaler only on
+``"ok"``, and on a skip or a rollback the guard calls ``scaler.update()``::
+
+    with torch.autocast("cuda", dtype=torch.float16):
+        loss = loss_fn(model(x), y)
+    optimizer.zero_grad()
+    scaler.scale(loss).backward()
+    if guard.check(loss, model=model, optimizer=optimizer, scaler=scaler) == "ok":
+        scaler.step(optimizer)
+        scaler.update()
+        guard.after_step()
+
+An *overflow* (a finite loss, inf gradients: the scale is too high) is not trouble but the
+scaler's own skipped step, counted in :attr:`Guard.overflows`; past ``max_overflows`` (40) in
+a row it is. In full, with Lightning's ``update_scaler=False``: :mod:`lrkit.watch.amp`.
 
 In ``fit``, pass it as a callback: ``fit(task, callbacks=[Guard()])``, or through a watch:
 ``fit(task, callbacks=[Watch(guard=Guard())])``. In a plain loop:
@@ -76,21 +97,14 @@ import torch
 
 from .. import dist
 from ..checks import number, whole
-from ..tasks import is_schedule_free
 from ..train import Callback, Snapshot, State
+from . import amp, rollback
+from .guard_messages import GuardExhausted, exhausted_message, final_message, fmt_lrs
 from .signals import global_norm, grad_norms
 from .trouble import Trouble
 
 OK, SKIP, ROLLBACK, GAVE_UP = "ok", "skip", "rollback", "gave_up"
 FINAL_FAR = 10.0  # a last validation loss this many times the run's start: not completed
-
-
-class GuardExhausted(RuntimeError):
-    """The guard's limits are spent; ``events`` holds everything it did."""
-
-    def __init__(self, message: str, events: list[dict[str, Any]]):
-        super().__init__(message)
-        self.events = events
 
 
 class Guard(Callback):
@@ -106,6 +120,8 @@ class Guard(Callback):
         sinks: lrkit.watch's sinks (``write([(step, tag, value)])``); the guard writes to
             them and leaves closing them to their owner. For a Watch, use
             ``Watch(guard=...)`` instead.
+        max_overflows: a GradScaler's overflows in a row (inf or nan gradients under a finite
+            loss) that are not trouble; the next ones in the same row are (>= 0).
     """
 
     def __init__(
@@ -117,11 +133,13 @@ class Guard(Callback):
         max_rollbacks: int = 3,
         factor: float = 0.5,
         sinks: list[Any] | None = None,
+        max_overflows: int = 40,
     ):
         self.every = whole(every, "Guard every", least=1)
         self.window = whole(window, "Guard window", least=2)
         self.max_skips = whole(max_skips, "Guard max_skips", least=0)
         self.max_rollbacks = whole(max_rollbacks, "Guard max_rollbacks", least=0)
+        self.max_overflows = whole(max_overflows, "Guard max_overflows", least=0)
         self.z = number(z, "Guard z", low=0, low_open=True)
         self.factor = number(factor, "Guard factor", low=0, high=1, low_open=True)
         self.sinks = list(sinks or [])
@@ -141,6 +159,7 @@ class Guard(Callback):
         self.step = 0  # updates applied
         self.batch = 0  # batches checked
         self.rollbacks = 0
+        self.overflows = 0  # batches a GradScaler overflowed on (its own skipped steps)
         self.snapshot: Snapshot | None = None
         self.snapshot_step: int | None = None
         self._good = 0  # good updates since the last snapshot
@@ -150,8 +169,11 @@ class Guard(Callback):
         self._troubled = False  # whether the last batch was trouble
         self._climbing = False  # whether the last trouble was a climb (the lr too high)
         self._climbs = 0  # rollbacks for a climb so far
+        self._in_a_row = 0  # overflows in a row so far
+        self._overflowed = False  # whether the last batch checked was an overflow
         self._lrs_seen: list[list[float]] = []
         self._model = self._optimizer = self._driver = self._scaler = None
+        self._update_scaler = True
         self._params: list[torch.Tensor] = []
 
     # -- plain loops --------------------------------------------------------------------------
@@ -163,26 +185,47 @@ class Guard(Callback):
         *,
         driver: Any = None,
         scaler: Any = None,
+        update_scaler: bool = True,
     ) -> str:
         """Judge this batch after ``backward()``: ``"ok"`` (apply the update, then call
         :meth:`after_step`), ``"skip"`` or ``"rollback"`` (do not apply it; a rollback has
         already put the snapshot back and lowered the lr). ``model`` and ``optimizer`` (and
         ``driver``, a :class:`~lrkit.schedules.Driver` or torch scheduler, and ``scaler``, a
-        ``GradScaler``, both kept in the snapshots) are needed once. With a scaler, call
-        ``scaler.unscale_(optimizer)`` first, so the guard sees the true gradient norm.
-        Raises :class:`GuardExhausted` when a rollback is due and none is left.
+        ``GradScaler``, both kept in the snapshots) are needed once.
+
+        With a scaler (see :mod:`lrkit.watch.amp`) an overflow is ``"ok"``, and on a skip or
+        rollback the guard calls ``scaler.update()`` unless ``update_scaler=False``. Raises :class:`GuardExhausted` when a rollback is due and none is left.
         """
         self._attach(model, optimizer, driver, scaler)
+        self._update_scaler = bool(update_scaler)
         self.batch += 1
         if self.snapshot is None:
             self._take_snapshot()
+        if self._scaler is not None:
+            amp.unscale(self._scaler, self._optimizer)  # the true gradient norm
         loss = torch.as_tensor(loss).detach().float().reshape(())
         norm = global_norm(grad_norms(self._params)) if self._params else torch.zeros(())
         value, norm = torch.stack([loss, norm.to(loss.device)]).tolist()  # one device sync
         if dist.is_distributed():  # every rank judges the same numbers: the same decision
             value, norm = dist.mean(value), dist.mean(norm)
-        reason = self._rule.judge(value, norm)
-        self._climbing = self._rule.lasting
+        # an overflow: the same means on every rank, so the same call on every rank
+        self._overflowed = (
+            self._scaler is not None and math.isfinite(value) and not math.isfinite(norm)
+        )
+        if self._overflowed:
+            self.overflows += 1
+            self._in_a_row += 1
+            if self._in_a_row <= self.max_overflows:
+                return OK  # the scaler skips this update and lowers its scale
+            reason = (
+                f"grad norm {norm} at {self._in_a_row} overflows in a row"
+                f" (max_overflows={self.max_overflows}): no scale makes the gradients finite"
+            )
+            self._climbing = False
+        else:
+            self._in_a_row = 0
+            reason = self._rule.judge(value, norm)
+            self._climbing = self._rule.lasting
         lasting = self._climbing or self._troubled  # a climb, or two in a row
         self._last = (
             None if reason is None or not lasting else (reason, value, norm, self._climbing)
@@ -191,17 +234,30 @@ class Guard(Callback):
         if reason is None:
             self._rule.good(value, norm, self.step)
             return OK
+        self._overflowed = False  # trouble: no update, whatever the scaler would have done
         while self._skips and self._skips[0] <= self.batch - self.window:
             self._skips.popleft()
         self._skips.append(self.batch)
         if len(self._skips) <= self.max_skips:
             self._log(SKIP, reason, value, norm)
+            if self._scaler is not None and self._update_scaler:
+                amp.update(self._scaler)  # the caller will not: ready for the next batch
             return SKIP
         self._rollback(reason, value, norm)
         return ROLLBACK
 
+    @property
+    def overflowed(self) -> bool:
+        """Whether the last batch checked was a GradScaler overflow: ``"ok"``, but no update
+        (``scaler.step`` skips it)."""
+        return self._overflowed
+
     def after_step(self) -> None:
-        """Count an applied update; keep a snapshot every ``every`` good ones."""
+        """Count an applied update; keep a snapshot every ``every`` good ones. After an
+        overflow (the scaler skipped the update) nothing is counted."""
+        if self._overflowed:
+            self._overflowed = False
+            return
         self.step += 1
         self._good += 1
         if self._good >= self.every:
@@ -235,21 +291,29 @@ class Guard(Callback):
             self._rollback(reason, loss, norm, why="at the run's last batch")
 
     def on_validation_end(self, state: State) -> None:
-        """The run's last validation far above the run's start (FINAL_FAR times the first
-        training loss, or not finite) is not a run to call completed: :class:`GuardExhausted`."""
+        if state.final:
+            self.check_final(state.val_loss)
+
+    def check_final(self, loss: float | None) -> None:
+        """Refuse to call a run completed when its last validation loss ``loss`` is far above
+        the run's start (``FINAL_FAR`` times its first training loss) or not finite: raises
+        :class:`GuardExhausted`. Under torchrun the loss is averaged over the ranks first, so
+        every rank decides alike. Nothing to judge without a loss (on any rank) or a positive
+        start."""
         firsts = self._rule.start_values  # the first good losses: the first is before any update
         start = min(firsts[0], self._rule.start) if firsts else None
-        loss = state.val_loss
-        if not state.final or start is None or start <= 0 or loss is None:
+        if start is None or start <= 0:  # the same on every rank: judged on the means
             return
+        if dist.is_distributed():
+            if not dist.agree(loss is not None, "all"):
+                return
+            loss = dist.mean(loss)
+        elif loss is None:
+            return
+        loss = float(loss)
         if not math.isfinite(loss) or loss > FINAL_FAR * start:
             self._log(GAVE_UP, "the last validation loss far above the start", loss, math.nan)
-            raise GuardExhausted(
-                f"the run ended with a validation loss of {loss:.4g}, {loss / start:.3g}x the"
-                f" training loss at its start ({start:.4g}), after {self.rollbacks} rollback(s):"
-                f" the guard could not bring it back; try a lower lr or a warmup",
-                self.events,
-            )
+            raise GuardExhausted(final_message(loss, start, self.rollbacks), self.events)
 
     def on_train_end(self, state: State) -> None:
         for sink in self.sinks:
@@ -259,48 +323,31 @@ class Guard(Callback):
     def _rollback(self, reason: str, loss: float, norm: float, why: str = "") -> None:
         if self.rollbacks >= self.max_rollbacks:
             self._log(GAVE_UP, reason, loss, norm)
-            raise GuardExhausted(self._exhausted_message(), self.events)
+            lrs_seen = [*self._lrs_seen, self._lrs()]
+            message = exhausted_message(
+                self.events, self.step, self.rollbacks, self.max_rollbacks, lrs_seen
+            )
+            raise GuardExhausted(message, self.events)
         before = self._lrs()
         self._lrs_seen.append(before)
-        mode = _train_mode(self._optimizer)
-        self.snapshot.restore()
-        if mode is not None and _train_mode(self._optimizer) != mode:  # keep the caller's mode
-            getattr(self._optimizer, "train" if mode else "eval")()
+        rollback.restore(self.snapshot, self._optimizer, self._scaler, self._update_scaler)
         self._climbs += self._climbing  # the k-th rollback for a climb cuts by factor**k
-        self._set_lrs([lr * self.factor ** max(1, self._climbs * self._climbing) for lr in before])
+        cut = self.factor ** max(1, self._climbs * self._climbing)
+        rollback.set_lrs(self._driver, self._optimizer, [lr * cut for lr in before])
         self.rollbacks += 1
         self._rule.rolled_back()
         self._last, self._troubled = None, False
         self._skips.clear()
-        self._good = 0
+        self._good = self._in_a_row = 0
         lrs = self._lrs()
         self._log(
             ROLLBACK,
             f"{reason}; {why or f'{self.max_skips + 1} skips within {self.window} batches'}:"
             f" back to step"
-            f" {self.snapshot_step}, lr {_fmt(before)} -> {_fmt(lrs)}",
+            f" {self.snapshot_step}, lr {fmt_lrs(before)} -> {fmt_lrs(lrs)}",
             loss,
             norm,
             sink_value=lrs[0] if lrs else math.nan,
-        )
-
-    def _exhausted_message(self) -> str:
-        runs: list[list[dict[str, Any]]] = []  # runs of the same action, reason and step
-        for e in (e for e in self.events if e["action"] != "snapshot"):
-            last = runs[-1][-1] if runs else None
-            if last is not None and all(last[k] == e[k] for k in ("action", "reason", "step")):
-                runs[-1].append(e)
-            else:
-                runs.append([e])
-        lines = [_describe_run(run) for run in runs[-12:]]
-        if len(runs) > 12:
-            lines.insert(0, f"... and {sum(map(len, runs[:-12]))} earlier actions")
-        lrs = " -> ".join(_fmt(lrs) for lrs in self._lrs_seen + [self._lrs()])
-        return (
-            f"the guard gave up at step {self.step}: trouble again after {self.rollbacks}"
-            f" rollback(s) (max_rollbacks={self.max_rollbacks}); lr {lrs}; what happened:\n  "
-            + "\n  ".join(lines)
-            + "\ntry a lower lr, a warmup, or Guard(max_rollbacks=..., factor=...)"
         )
 
     # -- model, optimizer, driver ---------------------------------------------------------------
@@ -330,24 +377,7 @@ class Guard(Callback):
         self.events.append(self._event("snapshot", "every good update" if self.step else "start"))
 
     def _lrs(self) -> list[float]:
-        """The lrs a rollback scales: the driver's base lrs, else the param groups' lrs."""
-        base = getattr(self._driver, "base_lrs", None)
-        if base is not None:
-            return [float(b) for b in base]
-        return [_number(g["lr"]) for g in self._optimizer.param_groups]
-
-    def _set_lrs(self, lrs: list[float]) -> None:
-        """Make ``lrs`` what :meth:`_lrs` reads, rewriting the param groups to match."""
-        driver, groups = self._driver, self._optimizer.param_groups
-        if callable(getattr(driver, "set_base_lrs", None)):  # lrkit's Driver
-            driver.set_base_lrs(lrs)
-        elif getattr(driver, "base_lrs", None) is not None:  # a torch scheduler
-            for group, new, old in zip(groups, lrs, driver.base_lrs):
-                group["lr"] = _number(group["lr"]) * (new / old if old else 0.0)
-            driver.base_lrs = list(lrs)
-        else:
-            for group, new in zip(groups, lrs):
-                group["lr"] = new
+        return rollback.lrs(self._driver, self._optimizer)
 
     # -- logging ----------------------------------------------------------------------------------
     def _event(self, action: str, reason: str, loss: float = math.nan, norm: float = math.nan):
@@ -358,7 +388,7 @@ class Guard(Callback):
             "reason": reason,
             "loss": loss,
             "grad_norm": norm,
-            "lrs": [_number(g["lr"]) for g in self._optimizer.param_groups],
+            "lrs": rollback.group_lrs(self._optimizer),
         }
 
     def _log(self, action: str, reason: str, loss: float, norm: float, sink_value=None) -> None:
@@ -372,33 +402,8 @@ class Guard(Callback):
         return (
             f"Guard(every={self.every}, window={self.window}, z={self.z:g},"
             f" max_skips={self.max_skips}, max_rollbacks={self.max_rollbacks},"
-            f" factor={self.factor:g})"
+            f" factor={self.factor:g}, max_overflows={self.max_overflows})"
         )
-
-
-def _describe_run(run: list[dict[str, Any]]) -> str:
-    """``step 30 (batches 31-33): skip x3 (loss nan)`` for a run of equal actions."""
-    first, last = run[0], run[-1]
-    batches = (
-        f"batch {first['batch']}" if len(run) == 1 else f"batches {first['batch']}-{last['batch']}"
-    )
-    times = "" if len(run) == 1 else f" x{len(run)}"
-    return f"step {first['step']} ({batches}): {first['action']}{times} ({first['reason']})"
-
-
-def _train_mode(optimizer: Any) -> bool | None:
-    """A schedule-free optimizer's mode (True: train), None for any other optimizer."""
-    if not is_schedule_free(optimizer):
-        return None
-    return bool(optimizer.param_groups[0].get("train_mode", False))
-
-
-def _number(value: Any) -> float:
-    return float(value.item()) if isinstance(value, torch.Tensor) else float(value)
-
-
-def _fmt(lrs: list[float]) -> str:
-    return ", ".join(f"{lr:.4g}" for lr in lrs) if len(lrs) != 1 else f"{lrs[0]:.4g}"
 
 
 def _is_watch(sink: Any) -> bool:

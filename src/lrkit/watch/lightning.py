@@ -29,9 +29,18 @@ optimizer step leave them and their state alone (what Lightning does when ``trai
 returns None); a rollback restores the guard's last snapshot (model, optimizer, the
 optimizer's first scheduler) and lowers the lr, then skips the same way. Lightning's
 ``global_step`` and its schedulers still count a skipped update. At the end of training the
-guard's :meth:`~lrkit.watch.Guard.finish` runs (a run ending in lasting trouble is rolled
-back); :class:`~lrkit.watch.GuardExhausted` propagates out of ``trainer.fit``. Its actions
-join the signals as ``guard/{action}``.
+guard refuses to call a run completed whose last validation's ``val_metric`` is far above
+the run's start (:meth:`~lrkit.watch.Guard.check_final`, the rule ``fit`` applies), then its
+:meth:`~lrkit.watch.Guard.finish` runs (a run ending in lasting trouble is rolled back);
+:class:`~lrkit.watch.GuardExhausted` propagates out of ``trainer.fit``. Its actions join the
+signals as ``guard/{action}``.
+
+Mixed precision (``precision="16-mixed"``, or a ``MixedPrecision`` plugin with its own
+``GradScaler``): the guard is given the trainer's scaler (``trainer.precision_plugin.scaler``)
+and judges the loss unscaled (Lightning hands ``on_before_backward`` the scaled one) and the
+gradients Lightning has unscaled; a scaler's overflow is not trouble (see
+:mod:`lrkit.watch.amp`). Lightning steps and updates the scaler after every batch, also a
+skipped one, so the guard never calls ``scaler.update()`` itself (``update_scaler=False``).
 
 Importing this module imports ``lightning``
 (or ``pytorch_lightning``); ``lrkit.watch`` imports it only when ``LRWatchCallback`` is asked
@@ -45,6 +54,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..tasks import is_schedule_free
+from . import amp
 from .logs import Signals
 from .sinks import LightningLoggerSink
 from .watch import Watch
@@ -89,6 +99,7 @@ class LRWatchCallback(Callback):
         self._pending = False
         self._loss: Any = None  # this update's loss, from on_before_backward
         self._warned = False
+        self._last_val: float | None = None  # the last validation's val_metric
 
     def on_train_start(self, trainer, pl_module) -> None:
         if not trainer.optimizers:
@@ -109,10 +120,13 @@ class LRWatchCallback(Callback):
             driver=next((s for s in schedulers if s.optimizer is optimizer), None),
             clip_grad=float(clip) if norm_clip else None,
             guard=self.guard,
+            scaler=_scaler(trainer),
+            update_scaler=False,  # Lightning steps and updates the scaler after every batch
             **self._options,
         )
         self.watch.global_step = trainer.global_step
         self._loss, self._pending, self._warned = None, False, False
+        self._last_val = None
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         _mode(trainer, "train")
@@ -125,7 +139,7 @@ class LRWatchCallback(Callback):
 
     def on_before_backward(self, trainer, pl_module, loss) -> None:
         if self.guard is not None:
-            loss = loss.detach()
+            loss = amp.unscaled(_scaler(trainer), loss.detach())
             self._loss = loss if self._loss is None else self._loss + loss
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
@@ -165,6 +179,9 @@ class LRWatchCallback(Callback):
                 continue
             if name is not None and _is_scalar(value):
                 self.watch.log(name, float(value), trainer.global_step)
+        value = metrics.get(self.val_metric)
+        if value is not None and _is_scalar(value):
+            self._last_val = float(value)
         if not named and metrics and not self._warned:  # a name that does not match
             self._warned = True
             known = ", ".join(sorted(metrics))
@@ -180,6 +197,7 @@ class LRWatchCallback(Callback):
             return
         try:
             if self.guard is not None:
+                self.guard.check_final(self._last_val)  # the rule fit applies
                 self.guard.finish()
         finally:
             self.watch.close()
@@ -199,6 +217,11 @@ def _mode(trainer, mode: str) -> None:
     for optimizer in trainer.optimizers:
         if is_schedule_free(optimizer):
             getattr(optimizer, mode)()
+
+
+def _scaler(trainer) -> Any:
+    """The trainer's GradScaler (mixed precision), or None."""
+    return getattr(getattr(trainer, "precision_plugin", None), "scaler", None)
 
 
 def _val_name(key: str) -> str | None:

@@ -12,6 +12,10 @@ In a plain loop::
     watch.close()
     watch.history.get("train/grad_norm")
 
+With fp16 mixed precision give it the scaler, ``Watch(model, optimizer, scaler=scaler)``:
+``after_backward`` then unscales the gradients (where ``scaler.unscale_`` would go) and, with
+a guard, hands the scaler to it (step and update the scaler on ``"ok"``: :mod:`lrkit.watch.amp`).
+
 As a callback of :func:`lrkit.train.fit` (``fit(task, callbacks=[Watch(sinks=...)])``: model
 and optimizer are taken from the run), and in Lightning through
 :class:`lrkit.watch.lightning.LRWatchCallback`. Tags and the record format:
@@ -43,14 +47,15 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from .. import dist
 from ..checks import number, whole
+from . import amp
 from . import signals as sig
 from .logs import Record, Signals, ema_run
+from .readback import read_back
 from .sinks import FLUSH_SECS, MemorySink
 
 
@@ -73,6 +78,10 @@ class Watch:
             every batch after the signals are taken; its actions join the signals as
             ``guard/{action}``. In :func:`~lrkit.train.fit` it acts by itself; in a plain loop
             :meth:`after_backward` returns its verdict: step the optimizer only on ``"ok"``.
+        scaler: a ``GradScaler`` (fp16 mixed precision): :meth:`after_backward` unscales the
+            gradients first (unless ``scaler.unscale_`` was called already), and hands the
+            scaler to the guard (see :mod:`lrkit.watch.amp`); ``update_scaler=False`` where
+            the caller updates the scaler after every batch, as Lightning does.
     """
 
     def __init__(
@@ -88,6 +97,8 @@ class Watch:
         flush_every: int = 64,
         flush_secs: float = FLUSH_SECS,
         guard: Any = None,
+        scaler: Any = None,
+        update_scaler: bool = True,
     ):
         self.every = whole(every, "Watch every", least=1)
         self.flush_every = whole(flush_every, "Watch flush_every", least=1)
@@ -108,6 +119,7 @@ class Watch:
                 )
         self.guard = _guard(guard)  # its actions join these signals as guard/{action}
         self._guard_seen = 0  # the guard's records already taken in
+        self.scaler, self.update_scaler = scaler, bool(update_scaler)
         self.memory = MemorySink()
         self.driver = driver
         self.global_step = 0
@@ -154,20 +166,29 @@ class Watch:
     # -- a plain loop ---------------------------------------------------------------------
     def after_backward(self, loss: torch.Tensor | float | None = None) -> str:
         """Record this step's loss, lr, momentum and gradient norms (call before the
-        optimizer step, after any ``scaler.unscale_``); copies the parameters every
-        ``every`` steps. ``loss`` may be given later to :meth:`after_step` instead.
+        optimizer step; a ``scaler``'s gradients are unscaled first); copies the parameters
+        every ``every`` steps. ``loss`` may be given later to :meth:`after_step` instead.
 
         Returns ``"ok"``; with a ``guard``, its verdict on this batch: ``"ok"`` (step the
         optimizer), ``"skip"`` or ``"rollback"`` (don't: the guard has acted). Call
         :meth:`after_step` either way.
         """
+        if self.scaler is not None and self.optimizer is not None:
+            amp.unscale(self.scaler, self.optimizer)  # the true gradient norms
         self._record(loss)
         if self.guard is None:
             return "ok"
         if loss is None:
             raise ValueError("Watch(guard=...) needs the loss in after_backward(loss)")
-        decision = self.guard.check(loss, self.model, self.optimizer, driver=self.driver)
-        if decision != "ok":
+        decision = self.guard.check(
+            loss,
+            self.model,
+            self.optimizer,
+            driver=self.driver,
+            scaler=self.scaler,
+            update_scaler=self.update_scaler,
+        )
+        if decision != "ok" or self.guard.overflowed:
             self._before = None  # no update ratio for an update not made
         self._decision = decision
         return decision
@@ -273,7 +294,9 @@ class Watch:
         if n:
             have_loss = [i for i, x in enumerate(self._losses) if x is not None]
             rows = [i for i, _ in self._measured]
-            losses, totals, bad, layer_norms, ratios = self._read_back(have_loss, rows)
+            losses, totals, bad, layer_norms, ratios = read_back(
+                self._on_cpu, self._losses, self._norms, self._measured, p, have_loss, rows
+            )
             for k, tag in enumerate(self.lr_tags):
                 put(tag, steps, [float(lrs[k]) for lrs in self._lrs])
             for k, tag in enumerate(self.momentum_tags):
@@ -301,35 +324,6 @@ class Watch:
         self._clear()
         self._before = before  # a step in progress keeps its copy
         return {tag: column for tag, column in columns.items() if column[0]}
-
-    def _read_back(self, have_loss: list[int], rows: list[int]):
-        """The buffer's numbers: losses, global norms, non-finite counts, and per-layer norms
-        and update ratios of the measured ``rows`` (flat, row by row)."""
-        p, norms = len(self.params), self._norms
-        if self._on_cpu:  # numbers already: plain Python, no array round trip
-            totals = [math.hypot(*row) for row in norms]
-            bad = [
-                0 if math.isfinite(t) else sum(not math.isfinite(x) for x in row)
-                for t, row in zip(totals, norms)
-            ]
-            losses = [float(self._losses[i]) for i in have_loss]  # type: ignore[arg-type]
-            layer_norms = [x for i in rows for x in norms[i]]
-            ratios = [x for _, r in self._measured for x in r]
-            return losses, totals, bad, layer_norms, ratios
-        scalars = [self._losses[i] for i in have_loss]
-        scalars += [t for row in norms for t in row]
-        flat = sig.to_host(scalars, [r for _, r in self._measured])
-        k, n = len(have_loss), len(norms)
-        table = flat[k : k + n * p].reshape(n, p)
-        totals = np.sqrt(np.square(table).sum(1)).tolist()
-        bad = (~np.isfinite(table)).sum(1).tolist()
-        return (
-            flat[:k].tolist(),
-            totals,
-            bad,
-            table[rows].ravel().tolist(),
-            flat[k + n * p :].tolist(),
-        )
 
     @property
     def history(self) -> Signals:
