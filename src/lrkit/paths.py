@@ -1,4 +1,4 @@
-"""Folders lrkit writes into, checked before any work starts (used by the CLI and the sinks)."""
+"""Folders and files lrkit writes into, checked before any work starts (CLI, sinks, callbacks)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,23 @@ def writable_dir(path: str | Path, what: str) -> Path:
         raise UserError(f"cannot create {what} folder {str(out)!r}: {e.strerror or e}") from e
     if not os.access(out, os.W_OK | os.X_OK):
         raise UserError(f"cannot write into {what} folder {str(out)!r}: permission denied")
+    return out
+
+
+def writable_file(path: str | Path, what: str) -> Path:
+    """Check that a file can be created at ``path`` (its folder exists and is writable);
+    UserError naming ``what`` (``"--png"``, ``"LRFindCallback plot"``) and the path if not."""
+    if not str(path).strip():
+        raise UserError(f"{what} is empty: give a file name")
+    out = Path(path)
+    if out.is_dir():
+        example = {"--json": "result.json", "--csv": "schedule.csv"}.get(what, "plot.png")
+        raise UserError(f"{what} {str(out)!r} is a folder; give a file name such as {example}")
+    folder = out.parent if str(out.parent) else Path(".")
+    if not folder.is_dir():
+        raise UserError(f"cannot write {what} {str(out)!r}: folder {str(folder)!r} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise UserError(f"cannot write {what} {str(out)!r}: permission denied")
     return out
 
 

@@ -14,7 +14,6 @@ exception of any other type, or one raised later, is still reported as the bug i
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import sys
 import traceback
@@ -25,7 +24,7 @@ import click
 
 from .._version import __version__
 from ..errors import UserError
-from ..paths import writable_dir  # noqa: F401  (the commands import it from here)
+from ..paths import writable_dir, writable_file  # noqa: F401  (the commands import them from here)
 from . import launch
 
 PROG = "lrkit"
@@ -194,21 +193,3 @@ def read_schedule(value: str | float, option: str = "--schedule"):
             return load_schedule(path)
     with user_input(f"{option} {value!r}"):
         return as_schedule(value, "schedule")
-
-
-def writable_file(path: str | Path, option: str) -> Path:
-    """Check that a file can be created at ``path`` (its folder exists and is writable)."""
-    if not str(path).strip():
-        raise UserError(f"{option} is empty: give a file name")
-    out = Path(path)
-    if out.is_dir():
-        example = {"--json": "result.json", "--csv": "schedule.csv"}.get(option, "plot.png")
-        raise UserError(f"{option} {str(out)!r} is a folder; give a file name such as {example}")
-    folder = out.parent if str(out.parent) else Path(".")
-    if not folder.is_dir():
-        raise UserError(
-            f"cannot write {option} {str(out)!r}: folder {str(folder)!r} does not exist"
-        )
-    if not os.access(folder, os.W_OK | os.X_OK) or (out.exists() and not os.access(out, os.W_OK)):
-        raise UserError(f"cannot write {option} {str(out)!r}: permission denied")
-    return out
