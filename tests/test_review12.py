@@ -323,36 +323,79 @@ def test_fast_dev_run_skips_the_sweep_with_a_warning_and_keeps_the_lr():
     assert finder.result is None and lrs.lrs == [0.05] and model.calls == 1
 
 
-@pytest.mark.xfail(strict=True, reason="bug: with OneCycleLR(max_lr=self.lr) the found lr "
-                   "becomes the cycle's *initial* lr (the group's lr at the start) and max_lr is "
-                   "scaled by the same factor, so training peaks at 25x the found lr (found 0.15, "
-                   "peak 3.7, loss 1e5) while the module's lr says 0.15")  # fmt: skip
 def test_one_cycle_peaks_at_the_found_lr_the_module_now_holds():
+    # the found lr once became the cycle's *initial* lr and max_lr was scaled with it, so
+    # training peaked at 25x the found lr (0.15 found, 3.7 applied, loss 1e5); now
+    # configure_optimizers builds the cycle again with max_lr=self.lr
     model, finder, lrs = OneCycle(), LRFindCallback(1e-4, 10, steps=40), Lrs()
     trainer(finder, lrs, max_steps=20).fit(model, data())
-    assert model.lr == pytest.approx(finder.result.lr)
-    assert max(lrs.lrs) == pytest.approx(model.lr, rel=0.05)
+    assert finder.result.lr != 0.05 and model.lr == pytest.approx(finder.result.lr)
+    assert max(lrs.lrs) == pytest.approx(model.lr, rel=1e-9)
+    assert lrs.lrs[0] == pytest.approx(model.lr / 25, rel=1e-9)  # the cycle's own start
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a training_step that returns None for a batch "
-                   "(Lightning skips that update) makes the sweep raise ValueError 'training_step "
-                   "returned None at batch 3 of the range test', so a module that trains "
-                   "without the callback crashes with it")  # fmt: skip
+def test_one_cycle_of_a_module_without_an_lr_attribute_peaks_at_the_found_lr_too():
+    class NoAttr(Net):
+        def configure_optimizers(self):
+            opt = torch.optim.SGD(self.parameters(), lr=0.05, momentum=0.9)
+            cycle = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.05, total_steps=20)
+            return [opt], [{"scheduler": cycle, "interval": "step"}]
+
+    finder, lrs = LRFindCallback(1e-4, 10, steps=40), Lrs()
+    trainer(finder, lrs, max_steps=20).fit(NoAttr(), data())
+    assert finder.result.lr != 0.05
+    assert max(lrs.lrs) == pytest.approx(finder.result.lr, rel=1e-9)
+    assert lrs.lrs[0] == pytest.approx(finder.result.lr / 25, rel=1e-9)
+
+
+class Seen(SkipsSome):
+    """Which batches gave a loss in the sweep (and in training)."""
+
+    def __init__(self):
+        super().__init__()
+        self.losses_at = []
+
+    def training_step(self, batch, batch_idx):
+        out = super().training_step(batch, batch_idx)
+        if out is not None:
+            self.losses_at.append(batch_idx)
+        return out
+
+
 def test_the_sweep_passes_over_batches_that_training_step_skips():
+    # this raised ValueError 'training_step returned None at batch 3 of the range test'
+    model = Seen()
     finder = LRFindCallback(1e-4, 10, steps=30, stop_factor=float("inf"))
-    trainer(finder, max_steps=1).fit(SkipsSome(), data())
-    assert finder.result.steps_run == 30
+    trainer(finder, max_steps=1).fit(model, data())
+    swept = model.losses_at[:-1]  # the last: training's first batch
+    assert finder.result.steps_run == 30 and len(finder.result.raw_losses) == 30
+    assert len(swept) == 30 and not [i for i in swept if i % 5 == 3]
+    assert swept[:8] == [0, 1, 2, 4, 5, 6, 7, 9]  # across the loader's end too (16 batches)
+    assert swept[12:15] == [15, 0, 1]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: plot= is not checked: plot=3 raises AttributeError "
-                   "and a plot in a missing folder FileNotFoundError, both after the whole sweep "
-                   "(lrkit find --png refuses a missing folder before sweeping)")  # fmt: skip
-@pytest.mark.parametrize("plot", [3, "missing-folder/find.png"])
-def test_a_plot_that_cannot_be_written_is_refused_before_the_sweep(plot, tmp_path, monkeypatch):
+def test_a_training_step_that_skips_every_batch_is_refused_with_what_it_needs():
+    class SkipsAll(Net):
+        def training_step(self, batch, batch_idx):
+            return None
+
+    with pytest.raises(ValueError, match="returned None for every batch of the train dataloader"):
+        trainer(LRFindCallback(1e-4, 10, steps=30)).fit(SkipsAll(), data())
+
+
+def test_a_plot_that_is_not_a_path_is_refused_when_the_callback_is_built():
+    # plot=3 raised AttributeError after the whole sweep
+    with pytest.raises(ValueError, match=r"LRFindCallback plot must be a file path .* got 3"):
+        LRFindCallback(1e-4, 10, steps=30, plot=3)
+
+
+def test_a_plot_in_a_missing_folder_is_refused_before_the_sweep(tmp_path, monkeypatch):
+    # it raised FileNotFoundError after the whole sweep; lrkit find --png's check, shared
     monkeypatch.chdir(tmp_path)
     model = Net()
-    with pytest.raises(ValueError, match="plot"):
-        trainer(LRFindCallback(1e-4, 10, steps=30, plot=plot)).fit(model, data())
+    said = r"cannot write LRFindCallback plot 'missing/find.png': folder 'missing' does not exist"
+    with pytest.raises(ValueError, match=said):
+        trainer(LRFindCallback(1e-4, 10, steps=30, plot="missing/find.png")).fit(model, data())
     assert model.calls == 0
 
 

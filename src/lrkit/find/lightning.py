@@ -9,16 +9,24 @@ dataloader, each batch through the strategy's ``training_step`` (the module's, u
 precision plugin's autocast; a GradScaler of ``16-mixed`` precision is used and restored).
 What ``training_step`` logs during the sweep is dropped (the sweep is not training). The
 model, optimizer, scaler and RNG states are then restored from one CPU snapshot, and the
-chosen lr is written:
+chosen lr is put into the run (:mod:`lrkit.find.lightning_lrs`):
 
-- into every param group, keeping the groups' ratios (:meth:`FindResult.group_lr`); a group's
-  ``lr``, ``initial_lr``, ``max_lr`` and ``min_lr`` (where present) and each attached
-  scheduler's ``base_lrs`` are multiplied by new / old base lr, so a schedule keeps its shape
-  around the new rate (an lrkit ``Driver`` through ``set_base_lrs``);
-- into the module's ``lr`` or ``learning_rate`` attribute, or ``hparams`` entry, or the one
-  named by ``attr=`` (Lightning's ``lightning_setattr``), when there is one.
+- when the module has an ``lr`` or ``learning_rate`` attribute, or ``hparams`` entry, or the
+  one named by ``attr=`` (Lightning's ``lightning_setattr``), it is set to the found lr and
+  the optimizer(s) and scheduler(s) are built again by the module's own
+  ``configure_optimizers`` (new objects, fresh state), so ``OneCycleLR(max_lr=self.lr)``
+  peaks at the found lr;
+- without one (or with ``update_attr=False``), the found lr is written into every param
+  group as the lr the schedule peaks at (a group's ``max_lr``, else its base lr), the
+  groups keeping their ratios, and each attached scheduler's ``base_lrs``/``max_lrs`` are
+  scaled with it, so a schedule keeps its shape around the new rate.
 
-The :class:`~lrkit.find.FindResult` is ``callback.result``; ``plot=`` saves its plot (rank 0).
+A ``training_step`` that returns None for a batch (Lightning skips that update) is passed
+over in the sweep too: no update and no recorded loss for it, the next batch is read at
+the same lr. One that returns None for every batch of a pass is refused with ValueError.
+
+The :class:`~lrkit.find.FindResult` is ``callback.result``; ``plot=`` saves its plot (rank 0;
+a path, checked when the callback is built, its folder when the sweep starts).
 A curve the rules do not trust leaves every rate as it was, with a warning that says why.
 Importing this module imports ``lightning`` (or ``pytorch_lightning``); ``lrkit.find``
 imports it only when ``LRFindCallback`` is asked for.
@@ -27,31 +35,34 @@ imports it only when ``LRFindCallback`` is asked for.
 from __future__ import annotations
 
 import contextlib
+import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .. import dist
+from ..paths import writable_file
+from .lightning_lrs import apply_lr
 from .rangetest import find_lr
 from .result import FindResult
 
 try:
     from lightning.pytorch import Callback
     from lightning.pytorch.utilities import CombinedLoader
-    from lightning.pytorch.utilities.parsing import lightning_hasattr, lightning_setattr
+    from lightning.pytorch.utilities.parsing import lightning_hasattr
 except ImportError:  # the older package name
     try:
         from pytorch_lightning import Callback
         from pytorch_lightning.utilities import CombinedLoader
-        from pytorch_lightning.utilities.parsing import lightning_hasattr, lightning_setattr
+        from pytorch_lightning.utilities.parsing import lightning_hasattr
     except ImportError as e:
         raise ImportError("LRFindCallback needs PyTorch Lightning: pip install lightning") from e
 
 LR_ATTRS = ("lr", "learning_rate")  # looked up in this order, as Lightning's finder does
-LR_KEYS = ("lr", "initial_lr", "max_lr", "min_lr")  # a group's lr-valued entries
+PLOT = "LRFindCallback plot"
 
 
 class LRFindCallback(Callback):
@@ -62,12 +73,17 @@ class LRFindCallback(Callback):
             :func:`~lrkit.find.find_lr`'s (checked when the callback is built); ``accumulate``
             defaults to the trainer's ``accumulate_grad_batches``, so a sweep's update sees
             the batch a training update sees.
-        update_attr: write the lr into the module's attribute too (when it has one).
+        update_attr: write the lr into the module's attribute too (when it has one) and
+            build the optimizer again from ``configure_optimizers`` (see the module doc).
         attr: the attribute's name; default: ``lr``, else ``learning_rate``, if present.
-        plot: a path where rank 0 saves the result's plot (a PNG for ``.png``).
+        plot: a path (str or ``os.PathLike``) where rank 0 saves the result's plot (a PNG
+            for ``.png``); its folder must exist when ``fit`` starts.
 
-    Raises ValueError at ``fit`` for a module with manual optimization, no optimizer or
-    several (the sweep drives one optimizer's steps), and for an ``attr=`` the module lacks.
+    Raises ValueError when built with a bad option; at ``fit`` (before the sweep) for a
+    module with manual optimization or no optimizer (``configure_optimizers`` returned
+    None), an ``attr=`` the module lacks, and a ``plot`` that cannot be written. Several
+    optimizers need manual optimization in Lightning, which refuses them itself otherwise
+    (a RuntimeError before any callback runs).
     """
 
     def __init__(
@@ -106,10 +122,19 @@ class LRFindCallback(Callback):
         Settings(**checked, autocast=None, val_every=None, val_batches=1)
         if attr is not None and (not isinstance(attr, str) or not attr):
             raise ValueError(f"attr must be an attribute name (a non-empty str), got {attr!r}")
+        if plot is not None and not isinstance(plot, (str, os.PathLike)):
+            raise ValueError(
+                f"{PLOT} must be a file path (a str or Path, e.g. 'find.png') or None, got {plot!r}"
+            )
         self.update_attr = bool(update_attr)
         self.attr = attr
         self.plot = plot
         self.result: FindResult | None = None
+
+    def __repr__(self) -> str:
+        options = {**self._options, "update_attr": self.update_attr, "attr": self.attr}
+        options["plot"] = None if self.plot is None else str(self.plot)
+        return f"LRFindCallback({', '.join(f'{k}={v!r}' for k, v in options.items())})"
 
     def on_fit_start(self, trainer, pl_module) -> None:
         if trainer.fast_dev_run:
@@ -124,6 +149,8 @@ class LRFindCallback(Callback):
             return
         optimizer = _the_optimizer(trainer, pl_module)
         attr = self._attr(pl_module)
+        if self.plot is not None and dist.is_main():  # the one rank that writes it
+            writable_file(self.plot, PLOT)
         trainer.fit_loop.setup_data()  # what fit itself does first; it keeps the loaders
         loader = _Batches(trainer)
         if loader.empty:
@@ -137,7 +164,7 @@ class LRFindCallback(Callback):
                 pl_module,
                 optimizer,
                 loader,
-                step_fn=_training_step(trainer),
+                step_fn=_training_step(trainer, loader),
                 scaler=scaler,
                 **options,
             )
@@ -152,9 +179,7 @@ class LRFindCallback(Callback):
                 stacklevel=2,
             )
             return
-        _write_lrs(optimizer, new, _schedulers(trainer, optimizer))
-        if attr is not None:
-            lightning_setattr(pl_module, attr, float(self.result.lr))
+        apply_lr(trainer, pl_module, attr, float(self.result.lr), new)
 
     def _attr(self, pl_module) -> str | None:
         """The module's lr attribute to update, or None (checked before the sweep)."""
@@ -179,7 +204,12 @@ def _the_optimizer(trainer, pl_module) -> torch.optim.Optimizer:
             " with a step_fn instead"
         )
     optimizers = trainer.optimizers
-    if len(optimizers) != 1:
+    if any(type(o).__name__ == "_MockOptimizer" for o in optimizers):
+        raise ValueError(
+            f"LRFindCallback needs an optimizer to sweep; {type(pl_module).__name__}"
+            ".configure_optimizers returned None"
+        )
+    if len(optimizers) != 1:  # Lightning refuses several under automatic optimization first
         names = ", ".join(type(o).__name__ for o in optimizers) or "none"
         raise ValueError(
             f"LRFindCallback sweeps exactly one optimizer; configure_optimizers gave"
@@ -190,29 +220,66 @@ def _the_optimizer(trainer, pl_module) -> torch.optim.Optimizer:
 
 class _Batches:
     """The train dataloader(s) as Lightning hands them to ``training_step``: ``(batch,
-    batch_idx)`` pairs on the module's device; read again from the start each pass."""
+    batch_idx)`` pairs on the module's device; read again from the start each pass.
+
+    One cursor for the sweep and the step: :meth:`following` reads on past a batch that
+    ``training_step`` skipped (returned None), starting the next pass at the end.
+    """
 
     def __init__(self, trainer) -> None:
         self.trainer = trainer
         self.iterables = trainer.train_dataloader
         self.empty = self.iterables is None
+        self.passes = 0  # passes started
+        self._pass: Iterator[tuple[Any, int]] = iter(())
 
-    def __iter__(self) -> Iterator[tuple[Any, int]]:
+    def __iter__(self) -> _Batches:
+        self._start()
+        return self
+
+    def __next__(self) -> tuple[Any, int]:
+        return next(self._pass)
+
+    def following(self) -> tuple[Any, int]:
+        for _ in range(2):  # the rest of this pass, else the next one
+            item = next(self._pass, None)
+            if item is not None:
+                return item
+            self._start()
+        raise ValueError("LRFindCallback: the train dataloader yielded no batches")
+
+    def _start(self) -> None:
+        self.passes += 1
+        self._pass = self._pairs()
+
+    def _pairs(self) -> Iterator[tuple[Any, int]]:
         for batch, batch_idx, _ in CombinedLoader(self.iterables, "max_size_cycle"):
             yield self.trainer.strategy.batch_to_device(batch), batch_idx
 
 
-def _training_step(trainer):
+def _training_step(trainer, batches: _Batches):
+    """The sweep's step: the strategy's ``training_step`` on the batch, or on the batches
+    after it while it returns None (skipped, as Lightning skips them); ValueError when a
+    whole pass of the loader gives no loss."""
+    loss_seen = [None]  # the pass in which a loss was last returned
+
     def step(model, item) -> torch.Tensor:
-        batch, batch_idx = item
-        out = trainer.strategy.training_step(batch, batch_idx)
-        loss = out.get("loss") if isinstance(out, dict) else out
-        if loss is None:
-            raise ValueError(
-                f"training_step returned {out!r} at batch {batch_idx} of the range test; it"
-                " needs the loss (a scalar tensor, or a dict with 'loss')"
-            )
-        return loss
+        if loss_seen[0] is None:
+            loss_seen[0] = batches.passes - 1  # as if just before the first pass
+        while True:
+            batch, batch_idx = item
+            out = trainer.strategy.training_step(batch, batch_idx)
+            loss = out.get("loss") if isinstance(out, Mapping) else out
+            if loss is not None:
+                loss_seen[0] = batches.passes
+                return loss
+            if batches.passes - loss_seen[0] >= 2:  # a whole pass returned no loss
+                raise ValueError(
+                    f"training_step returned {out!r} for every batch of the train dataloader"
+                    f" in the range test (the last: batch {batch_idx}); it needs the loss (a"
+                    " scalar tensor, or a dict with 'loss') for at least some batches"
+                )
+            item = batches.following()
 
     return step
 
@@ -230,40 +297,6 @@ def _no_logging(module) -> Iterator[None]:
     finally:
         for name in ("log", "log_dict"):
             module.__dict__.pop(name, None)
-
-
-def _schedulers(trainer, optimizer) -> list[Any]:
-    return [c.scheduler for c in trainer.lr_scheduler_configs if c.scheduler.optimizer is optimizer]
-
-
-def _write_lrs(optimizer, new: list[float], schedulers: list[Any]) -> None:
-    """Make each group's base lr ``new[i]``, scaling its lr-valued entries and each
-    scheduler's ``base_lrs`` by new / old base (a zero old base: set to the new one)."""
-    factors = []
-    for group, lr in zip(optimizer.param_groups, new):
-        old = _number(group.get("initial_lr", group["lr"]))
-        factor = lr / old if old > 0 else None
-        factors.append(factor)
-        for key in LR_KEYS:
-            if key in group:
-                value = lr if factor is None else _number(group[key]) * factor
-                if isinstance(group[key], torch.Tensor):
-                    group[key].fill_(value)
-                else:
-                    group[key] = value
-    for scheduler in schedulers:
-        base = getattr(scheduler, "base_lrs", None)
-        if base is None:
-            continue
-        scaled = [lr if f is None else float(b) * f for b, f, lr in zip(base, factors, new)]
-        if callable(getattr(scheduler, "set_base_lrs", None)):  # lrkit's Driver
-            scheduler.set_base_lrs(scaled)
-        else:
-            scheduler.base_lrs = scaled
-
-
-def _number(value: Any) -> float:
-    return float(value.item()) if isinstance(value, torch.Tensor) else float(value)
 
 
 __all__ = ["LRFindCallback"]
