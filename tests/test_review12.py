@@ -399,15 +399,15 @@ def test_a_plot_in_a_missing_folder_is_refused_before_the_sweep(tmp_path, monkey
     assert model.calls == 0
 
 
-@pytest.mark.xfail(strict=True, reason="bug: val_metric= takes 'any name the module logs' and "
-                   "records it as val/loss, so an accuracy that rises from 0.83 to 0.98 reads as "
-                   "a climbing validation loss: the doctor says 'overfitting, keep the model of "
-                   "step 8'; nothing says the metric must be a loss or lets it be higher-better")  # fmt: skip
 def test_an_accuracy_named_as_val_metric_is_not_read_as_a_rising_loss():
+    # an accuracy given as val_metric was recorded as val/loss: rising from 0.83 to 0.98 it
+    # read as a climbing validation loss and the doctor said 'overfitting'. A name that reads
+    # as a score is higher-better (val_mode=None); val/loss is the module's own val_loss
     watch = LRWatchCallback(every=5, val_metric="val_acc")
     trainer(watch, max_steps=160, val_check_interval=8).fit(Validated(), data(), data(64, 1))
-    accuracy = watch.history.get("val/loss")[1]
-    assert accuracy[-1] > accuracy[0]  # the model got better
+    accuracy, loss = watch.history.get("val/acc")[1], watch.history.get("val/loss")[1]
+    assert watch.val_mode == "max" and len(accuracy) == len(loss) == 20
+    assert accuracy[-1] > accuracy[0] and loss[-1] < loss[0]  # the model got better
     assert diagnose(watch.history).verdict != "overfitting"
 
 

@@ -77,3 +77,65 @@ def test_callback_records_loss_grad_norm_clipping_and_update_ratios(trained):
 def test_bad_options_are_refused_when_the_callback_is_built():
     with pytest.raises(ValueError, match="every must be"):
         LRWatchCallback(every=0)
+
+
+def test_a_guard_that_is_not_one_is_refused_naming_the_callback_and_what_it_takes():
+    with pytest.raises(ValueError, match=r"LRWatchCallback guard must be a Guard, True .*"
+                       r"False or None; got 'yes' \(str\)"):  # fmt: skip
+        LRWatchCallback(guard="yes")
+
+
+def test_repr_shows_the_options():
+    callback = LRWatchCallback(every=5, guard=True, val_metric="val_acc")
+    assert repr(callback).startswith("LRWatchCallback(every=5, sinks=[], smooth=0.98,")
+    assert "guard=Guard(every=50," in repr(callback)
+    assert repr(callback).endswith("val_metric='val_acc', val_mode='max')")
+
+
+@pytest.mark.parametrize(
+    ("name", "mode"),
+    [("val_loss", "min"), ("val_acc", "max"), ("val/top1_acc", "max"), ("val_f1", "max"),
+     ("valid_auroc", "max"), ("val_nll", "min"), ("val_mae", "min")],
+)  # fmt: skip
+def test_without_val_mode_a_name_that_reads_as_a_score_is_higher_better(name, mode):
+    assert LRWatchCallback(val_metric=name).val_mode == mode
+
+
+def test_a_bad_val_mode_is_refused_naming_what_it_takes():
+    with pytest.raises(ValueError, match=r"val_mode must be 'min' .* 'max' .* or None.*'up'"):
+        LRWatchCallback(val_mode="up")
+
+
+def test_the_validation_loss_cannot_be_higher_better():
+    with pytest.raises(ValueError, match="'val_loss' with val_mode='max'"):
+        LRWatchCallback(val_metric="val_loss", val_mode="max")
+
+
+class Scored(Tiny):
+    """Logs a validation accuracy, under a name that does not read as one, and no loss."""
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val_hits", (self.net(x).argmax(1) == y).float().mean())
+
+
+def fit_scored(callback) -> None:
+    torch.manual_seed(0)
+    pl.Trainer(max_steps=16, val_check_interval=4, accelerator="cpu", logger=False,
+               callbacks=[callback], enable_progress_bar=False, enable_model_summary=False,
+               enable_checkpointing=False, num_sanity_val_steps=0).fit(Scored(), loader(), loader())  # fmt: skip
+
+
+def test_a_higher_better_val_metric_keeps_its_name_and_a_missing_loss_is_warned_about_once():
+    callback = LRWatchCallback(every=3, val_metric="val_hits", val_mode="max")
+    with pytest.warns(UserWarning, match="'val_hits' is a score .* logs no validation loss") as got:
+        fit_scored(callback)
+    assert len([w for w in got if "is a score" in str(w.message)]) == 1
+    assert callback.history.get("val/hits")[0].tolist() == [4, 8, 12, 16]
+    assert "val/loss" not in callback.history.tags()
+
+
+def test_val_mode_min_records_the_metric_as_the_validation_loss_as_told():
+    callback = LRWatchCallback(every=3, val_metric="val_hits", val_mode="min")
+    fit_scored(callback)
+    assert callback.history.get("val/loss")[0].tolist() == [4, 8, 12, 16]

@@ -15,9 +15,21 @@ starts.
 
 Validation: after each validation (not the sanity check) every ``val_*`` / ``val/*`` metric of
 ``trainer.callback_metrics`` is recorded as ``val/*``, and ``val_metric`` (default
-``"val_loss"``, any key the module logs) as ``val/loss``, the validation signal
-:func:`lrkit.diagnose` reads; a ``val_metric`` missing from metrics that hold others is
-warned about once (a module that logs nothing is not).
+``"val_loss"``, any key the module logs) as the validation signal :func:`lrkit.diagnose`
+reads, ``val/loss``, when it is lower-better. ``val_mode`` says which, as ``monitor=`` and
+``mode=`` do in Lightning's ``ModelCheckpoint`` and ``EarlyStopping``:
+
+- ``"min"``: a loss; recorded as ``val/loss`` (the module's other metrics keep their names);
+- ``"max"``: a score (accuracy, F1...): recorded under its own name (``val_acc`` as
+  ``val/acc``), never as ``val/loss``, which comes from a ``val_loss`` (or ``val/loss``) the
+  module logs besides; without one, a warning (once) says the doctor's validation verdicts
+  (overfitting...) need a loss;
+- None (the default): ``"max"`` for a name whose words include a score's (``acc``,
+  ``accuracy``, ``f1``, ``auc``, ``auroc``, ``precision``, ``recall``, ``iou``, ``dice``,
+  ``map``, ``bleu``, ``r2``, ``score``...: ``val_acc``, ``val/top1_acc``), else ``"min"``.
+
+A ``val_metric`` missing from metrics that hold others is warned about once (a module that
+logs nothing is not). The guard's end-of-run check reads the ``val/loss`` value.
 
 ``guard=`` (a :class:`~lrkit.watch.Guard`, or True for one with its defaults) judges every
 update in ``on_before_optimizer_step``, after the backward pass and before Lightning clips:
@@ -49,12 +61,14 @@ for.
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Iterable
 from typing import Any
 
 from ..tasks import is_schedule_free
 from . import amp
+from .guard import Guard
 from .logs import Signals
 from .sinks import LightningLoggerSink
 from .watch import Watch
@@ -72,7 +86,10 @@ class LRWatchCallback(Callback):
     """Watch the first optimizer of a Lightning run; arguments as :class:`Watch`'s.
 
     ``log_to_logger=False`` keeps the signals off the trainer's logger (sinks and
-    ``history`` only); ``guard`` and ``val_metric``: see the module doc.
+    ``history`` only); ``guard`` (a :class:`Guard`, True for one with its defaults,
+    False/None for none), ``val_metric`` and ``val_mode`` (``"min"``, ``"max"`` or None):
+    see the module doc. Several optimizers need manual optimization in Lightning; the
+    first is watched (and guarded).
     """
 
     def __init__(
@@ -83,23 +100,50 @@ class LRWatchCallback(Callback):
         *,
         flush_every: int = 32,
         log_to_logger: bool = True,
-        guard: Any = None,
+        guard: Guard | bool | None = None,
         val_metric: str = "val_loss",
+        val_mode: str | None = None,
     ):
         super().__init__()
         self._options = {"every": every, "smooth": smooth, "flush_every": flush_every}
+        if guard is not None and not isinstance(guard, (bool, Guard)):
+            raise ValueError(
+                f"LRWatchCallback guard must be a Guard, True (a Guard with its defaults),"
+                f" False or None; got {guard!r} ({type(guard).__name__})"
+            )
         # checks the options now, not when training starts; True becomes a Guard
         self.guard = Watch(**self._options, guard=guard).guard
         if not isinstance(val_metric, str) or not val_metric:
             raise ValueError(f"val_metric must be a metric's name (a str), got {val_metric!r}")
+        if val_mode not in (None, "min", "max"):
+            raise ValueError(
+                f"val_mode must be 'min' (a loss), 'max' (a score such as an accuracy) or None"
+                f" (by the name), got {val_mode!r}"
+            )
         self.val_metric = val_metric
+        self.val_mode = val_mode or ("max" if _is_score(val_metric) else "min")
+        if self.val_mode == "max" and _val_name(val_metric) == "val/loss":
+            raise ValueError(
+                f"val_metric {val_metric!r} with val_mode='max': a metric named as the"
+                " validation loss is read lower-better; give the score's own name"
+            )
         self.sinks = list(sinks)
         self.log_to_logger = log_to_logger
         self.watch: Watch | None = None
         self._pending = False
         self._loss: Any = None  # this update's loss, from on_before_backward
         self._warned = False
-        self._last_val: float | None = None  # the last validation's val_metric
+        self._warned_loss = False
+        self._last_val: float | None = None  # the last validation's val/loss
+
+    def __repr__(self) -> str:
+        guard = "None" if self.guard is None else repr(self.guard)
+        return (
+            f"LRWatchCallback(every={self._options['every']}, sinks={self.sinks!r},"
+            f" smooth={self._options['smooth']:g}, flush_every={self._options['flush_every']},"
+            f" log_to_logger={self.log_to_logger}, guard={guard},"
+            f" val_metric={self.val_metric!r}, val_mode={self.val_mode!r})"
+        )
 
     def on_train_start(self, trainer, pl_module) -> None:
         if not trainer.optimizers:
@@ -126,7 +170,7 @@ class LRWatchCallback(Callback):
         )
         self.watch.global_step = trainer.global_step
         self._loss, self._pending, self._warned = None, False, False
-        self._last_val = None
+        self._warned_loss, self._last_val = False, None
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         _mode(trainer, "train")
@@ -172,23 +216,47 @@ class LRWatchCallback(Callback):
         if self.watch is None or trainer.sanity_checking:
             return
         metrics = trainer.callback_metrics
-        named = self.val_metric in metrics  # then it alone is val/loss
+        loss_key = self._loss_key(metrics)
         for key, value in metrics.items():
-            name = "val/loss" if key == self.val_metric else _val_name(key)
-            if name == "val/loss" and named and key != self.val_metric:
-                continue
+            if key == loss_key:
+                name = "val/loss"
+            elif key == self.val_metric:  # a score under its own name
+                name = _val_name(key) or f"val/{key}"
+            else:
+                name = _val_name(key)
+                if name == "val/loss" and loss_key is not None:
+                    continue  # val_metric alone is val/loss
             if name is not None and _is_scalar(value):
                 self.watch.log(name, float(value), trainer.global_step)
-        value = metrics.get(self.val_metric)
+        value = None if loss_key is None else metrics.get(loss_key)
         if value is not None and _is_scalar(value):
             self._last_val = float(value)
-        if not named and metrics and not self._warned:  # a name that does not match
+        self._warn(metrics, loss_key)
+
+    def _loss_key(self, metrics) -> str | None:
+        """The key of ``metrics`` recorded as ``val/loss``: ``val_metric`` for a loss, else
+        the module's own validation loss; None when there is none."""
+        if self.val_mode == "min":
+            return self.val_metric if self.val_metric in metrics else None
+        return next((k for k in metrics if _val_name(k) == "val/loss"), None)
+
+    def _warn(self, metrics, loss_key: str | None) -> None:
+        if self.val_metric not in metrics and metrics and not self._warned:  # a wrong name
             self._warned = True
             known = ", ".join(sorted(metrics))
             warnings.warn(
                 f"LRWatchCallback: no metric {self.val_metric!r} after validation (logged:"
-                f" {known}); give val_metric= the name of the validation loss the module logs",
-                stacklevel=2,
+                f" {known}); give val_metric= the name of the validation metric the module logs",
+                stacklevel=3,
+            )
+        elif self.val_mode == "max" and loss_key is None and not self._warned_loss:
+            self._warned_loss = True
+            warnings.warn(
+                f"LRWatchCallback: val_metric {self.val_metric!r} is a score (val_mode='max'),"
+                " recorded as its own signal; the module logs no validation loss (val_loss), so"
+                " lrkit.diagnose's validation verdicts (overfitting...) have none to read: log"
+                " one with self.log('val_loss', ...) in validation_step",
+                stacklevel=3,
             )
 
     def on_train_end(self, trainer, pl_module) -> None:
@@ -230,6 +298,18 @@ def _val_name(key: str) -> str | None:
         if key.startswith(prefix):
             return "val/" + key[len(prefix) :]
     return None
+
+
+SCORES = frozenset(
+    "acc accuracy top1 top5 f1 fbeta auc auroc auprc ap map precision recall iou miou jaccard"
+    " dice bleu rouge r2 score".split()
+)
+
+
+def _is_score(name: str) -> bool:
+    """Whether a metric's name reads as a higher-better score: one of its words (split at
+    ``_ / - .``) is one of :data:`SCORES` (``val_acc``, ``val/top1_acc``; not ``val_loss``)."""
+    return not SCORES.isdisjoint(re.split(r"[_/\-.]+", name.lower()))
 
 
 def _is_scalar(value: Any) -> bool:
