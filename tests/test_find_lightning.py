@@ -187,3 +187,81 @@ def test_the_sweep_reads_the_batches_of_a_datamodule():
     finder, before = LRFindCallback(1e-4, 10, steps=30), Before()
     trainer(finder, before, max_steps=1).fit(Tiny(), datamodule=Data())
     assert finder.result.steps_run >= 10 and before.lrs == [pytest.approx(finder.result.lr)]
+
+
+def test_the_optimizer_is_built_again_by_configure_optimizers_with_the_new_lr():
+    class Counted(Tiny):
+        built = 0
+
+        def configure_optimizers(self):
+            self.built += 1
+            return super().configure_optimizers()
+
+    finder, before, model = LRFindCallback(1e-4, 10, steps=30), Before(), Counted()
+    t = trainer(finder, before, max_steps=1)
+    t.fit(model, loader())
+    assert model.built == 2  # fit's own, then the finder's with model.lr = the found lr
+    assert before.lrs == [pytest.approx(finder.result.lr)] and before.opt_state == {}
+
+
+def test_a_configure_optimizers_that_ignores_the_lr_attribute_still_trains_at_the_found_lr():
+    class Fixed(Tiny):
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.05)
+
+    finder, before = LRFindCallback(1e-4, 10, steps=30), Before()
+    trainer(finder, before, max_steps=1).fit(Fixed(), loader())
+    assert before.module_lr == pytest.approx(finder.result.lr) != 0.05
+    assert before.lrs == [pytest.approx(finder.result.lr)]
+
+
+def test_without_an_lr_attribute_a_cyclic_lr_peaks_at_the_found_lr():
+    class Cyclic(Tiny):
+        def __init__(self):
+            super().__init__()
+            del self.lr
+
+        def configure_optimizers(self):
+            opt = torch.optim.SGD(self.parameters(), lr=0.005, momentum=0.9)
+            cyclic = torch.optim.lr_scheduler.CyclicLR(opt, 0.005, 0.05, step_size_up=4)
+            return [opt], [{"scheduler": cyclic, "interval": "step"}]
+
+    finder = LRFindCallback(1e-4, 10, steps=30)
+    t = trainer(finder, max_steps=1)
+    t.fit(Cyclic(), loader())
+    cyclic, lr = t.lr_scheduler_configs[0].scheduler, finder.result.lr
+    assert cyclic.max_lrs == [pytest.approx(lr)] and cyclic.base_lrs == [pytest.approx(lr / 10)]
+
+
+def test_configure_optimizers_returning_none_is_refused_before_the_sweep():
+    class NoOptimizer(Tiny):
+        def configure_optimizers(self):
+            return None
+
+    model = NoOptimizer()
+    with (
+        pytest.warns(UserWarning, match="configure_optimizers"),
+        pytest.raises(ValueError, match="NoOptimizer.configure_optimizers returned None"),
+    ):
+        trainer(LRFindCallback(), max_steps=1).fit(model, loader())
+    assert model.calls == 0
+
+
+def test_several_optimizers_are_refused_by_lightning_itself_before_the_callback_runs():
+    # what the README says: automatic optimization takes one optimizer (Lightning's own
+    # RuntimeError); manual optimization is LRFindCallback's ValueError (tested above)
+    class Two(Tiny):
+        def configure_optimizers(self):
+            return [torch.optim.SGD(self.net[0].parameters(), lr=0.1),
+                    torch.optim.SGD(self.net[2].parameters(), lr=0.1)]  # fmt: skip
+
+    model = Two()
+    with pytest.raises(RuntimeError, match="multiple optimizers is only supported with manual"):
+        trainer(LRFindCallback(), max_steps=1).fit(model, loader())
+    assert model.calls == 0
+
+
+def test_repr_shows_the_options():
+    text = repr(LRFindCallback(1e-4, 1, steps=30, plot="find.png"))
+    assert text.startswith("LRFindCallback(start=0.0001, end=1, steps=30, mode='exp',")
+    assert text.endswith("update_attr=True, attr=None, plot='find.png')")
