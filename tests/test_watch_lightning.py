@@ -139,3 +139,33 @@ def test_val_mode_min_records_the_metric_as_the_validation_loss_as_told():
     callback = LRWatchCallback(every=3, val_metric="val_hits", val_mode="min")
     fit_scored(callback)
     assert callback.history.get("val/loss")[0].tolist() == [4, 8, 12, 16]
+
+
+def test_with_manual_optimization_of_two_optimizers_the_first_is_watched():
+    # several optimizers need manual optimization in Lightning (it refuses them otherwise)
+    class Two(Tiny):
+        def __init__(self):
+            super().__init__()
+            self.automatic_optimization = False
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            first, second = self.optimizers()
+            loss = nn.functional.cross_entropy(self.net(x), y)
+            first.zero_grad(), second.zero_grad()
+            self.manual_backward(loss)
+            first.step(), second.step()
+            return loss
+
+        def configure_optimizers(self):
+            return [torch.optim.SGD(self.net[0].parameters(), lr=0.1),
+                    torch.optim.Adam(self.net[2].parameters(), lr=0.01)]  # fmt: skip
+
+    callback = LRWatchCallback(every=1, guard=True)
+    pl.Trainer(max_steps=8, accelerator="cpu", logger=False, callbacks=[callback],
+               enable_progress_bar=False, enable_model_summary=False,
+               enable_checkpointing=False).fit(Two(), loader())  # fmt: skip
+    tags = callback.history.tags()
+    assert "lr-SGD" in tags and not [t for t in tags if "Adam" in t]
+    assert len(callback.history.get("train/loss")[0]) == 4  # one a batch: 2 steps each
+    assert "train/grad_norm/net.0.weight" in tags and "train/grad_norm/net.2.weight" not in tags
