@@ -79,12 +79,6 @@ def test_bad_options_are_refused_when_the_callback_is_built():
         LRWatchCallback(every=0)
 
 
-def test_a_guard_that_is_not_one_is_refused_naming_the_callback_and_what_it_takes():
-    with pytest.raises(ValueError, match=r"LRWatchCallback guard must be a Guard, True .*"
-                       r"False or None; got 'yes' \(str\)"):  # fmt: skip
-        LRWatchCallback(guard="yes")
-
-
 def test_repr_shows_the_options():
     callback = LRWatchCallback(every=5, guard=True, val_metric="val_acc")
     assert repr(callback).startswith("LRWatchCallback(every=5, sinks=[], smooth=0.98,")

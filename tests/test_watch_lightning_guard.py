@@ -96,8 +96,10 @@ def test_guard_true_is_a_default_guard():
     assert isinstance(LRWatchCallback(guard=True).guard, Guard)
 
 
-def test_a_guard_that_is_not_a_guard_is_refused():
-    with pytest.raises(TypeError, match="guard must be a Guard"):
+def test_a_guard_that_is_not_a_guard_is_refused_naming_the_callback_and_what_it_takes():
+    # it named Watch, which the user never called
+    said = r"LRWatchCallback guard must be a Guard, True .* False or None; got 'yes' \(str\)"
+    with pytest.raises(TypeError, match=said):
         LRWatchCallback(guard="yes")
 
 

@@ -107,7 +107,7 @@ class LRWatchCallback(Callback):
         super().__init__()
         self._options = {"every": every, "smooth": smooth, "flush_every": flush_every}
         if guard is not None and not isinstance(guard, (bool, Guard)):
-            raise ValueError(
+            raise TypeError(
                 f"LRWatchCallback guard must be a Guard, True (a Guard with its defaults),"
                 f" False or None; got {guard!r} ({type(guard).__name__})"
             )
