@@ -44,6 +44,7 @@ from typing import Any
 import torch
 
 from .. import dist
+from ..errors import UserError
 from ..paths import writable_file
 from .lightning_lrs import apply_lr
 from .rangetest import find_lr
@@ -149,8 +150,8 @@ class LRFindCallback(Callback):
             return
         optimizer = _the_optimizer(trainer, pl_module)
         attr = self._attr(pl_module)
-        if self.plot is not None and dist.is_main():  # the one rank that writes it
-            writable_file(self.plot, PLOT)
+        if self.plot is not None:
+            _check_plot(self.plot)
         trainer.fit_loop.setup_data()  # what fit itself does first; it keeps the loaders
         loader = _Batches(trainer)
         if loader.empty:
@@ -216,6 +217,19 @@ def _the_optimizer(trainer, pl_module) -> torch.optim.Optimizer:
             f" {len(optimizers)} ({names})"
         )
     return optimizers[0]
+
+
+def _check_plot(plot: str | Path) -> None:
+    """UserError (on every rank) when rank 0, the one that writes it, cannot write ``plot``."""
+    said = None
+    if dist.is_main():
+        try:
+            writable_file(plot, PLOT)
+        except UserError as e:
+            said = str(e)
+    said = dist.broadcast(said)  # every rank refuses, none sweeps alone
+    if said is not None:
+        raise UserError(said)
 
 
 class _Batches:
