@@ -265,3 +265,18 @@ def test_repr_shows_the_options():
     text = repr(LRFindCallback(1e-4, 1, steps=30, plot="find.png"))
     assert text.startswith("LRFindCallback(start=0.0001, end=1, steps=30, mode='exp',")
     assert text.endswith("update_attr=True, attr=None, plot='find.png')")
+
+
+def test_a_training_step_that_skips_every_batch_is_refused_with_what_it_needs():
+    class SkipsAll(Tiny):
+        def training_step(self, batch, batch_idx):
+            return None
+
+    with pytest.raises(ValueError, match="returned None for every batch of the train dataloader"):
+        trainer(LRFindCallback(1e-4, 10, steps=30), max_steps=1).fit(SkipsAll(), loader())
+
+
+def test_a_plot_that_is_not_a_path_is_refused_when_the_callback_is_built():
+    # plot=3 raised AttributeError after the whole sweep (tests/test_review12.py: the folder)
+    with pytest.raises(ValueError, match=r"LRFindCallback plot must be a file path .* got 3"):
+        LRFindCallback(1e-4, 10, steps=30, plot=3)
