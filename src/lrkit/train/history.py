@@ -41,7 +41,8 @@ class History:
     """A run's record. Per step (columns of equal length): ``step``, ``epoch``, ``lr`` (one
     value per param group, as used by that update) and ``loss``; ``skipped`` lists the rows
     (indices into those columns) whose update a callback skipped: such a row's step repeats in
-    the next one. Per validation (``epochs_log``: after every epoch, or every ``val_every``
+    the next one; so does a row whose update a GradScaler skipped (an overflow, counted in
+    ``overflows``: see :mod:`lrkit.train.amp`). Per validation (``epochs_log``: after every epoch, or every ``val_every``
     steps, and at the end of a step budget): ``epoch``, ``metric``, ``val_loss``, ``time``
     (seconds since the start of training) and ``step`` (optimizer updates done by then).
 
@@ -71,6 +72,9 @@ class History:
     status: str = RUNNING
     reason: str = ""
     time: float = 0.0
+    autocast: str | None = None  # fit's mixed precision: None, "bf16" or "fp16"
+    scale: float | None = None  # with "fp16", the GradScaler's scale at the end
+    overflows: int = 0  # with "fp16", updates the scaler skipped (their rows are skipped)
 
     # -- recording --------------------------------------------------------------------
     def add_steps(
@@ -152,7 +156,7 @@ class History:
         if not isinstance(data, dict):
             raise ValueError(f"a history is a JSON object, got {type(data).__name__}")
         known = {f.name for f in fields(cls)}
-        numeric = ("lr", "loss", "lr_groups", "epochs_log", "time")
+        numeric = ("lr", "loss", "lr_groups", "epochs_log", "time", "scale")
         values = {k: decode_floats(v) if k in numeric else v for k, v in data.items() if k in known}
         for key, value in values.items():
             try:
@@ -239,6 +243,16 @@ def _count(value: Any, what: str) -> None:
         raise ValueError(f"{what} must be a whole number in [0, {MAX_STEP}], got {value!r}")
 
 
+def _autocast(value: Any, what: str) -> None:
+    if value not in (None, "bf16", "fp16"):
+        raise ValueError(f"{what} must be null, 'bf16' or 'fp16', got {_short(value)}")
+
+
+def _scale(value: Any, what: str) -> None:
+    if value is not None:
+        _num(value, what)
+
+
 def _seed(value: Any, what: str) -> None:
     whole(value, what, least=None)
 
@@ -293,6 +307,9 @@ _CHECKS = {
     "status": _string,
     "reason": _string,
     "time": _num,
+    "autocast": _autocast,
+    "scale": _scale,
+    "overflows": _count,
 }
 
 
