@@ -19,14 +19,22 @@ is not finite is not an overflow but the run's divergence, as in full precision 
 callback such as the Guard skipped that batch).
 
 >>> import torch
+>>> from lrkit.schedules import Driver
+>>> _ = torch.manual_seed(0)
 >>> model = torch.nn.Linear(2, 1)
 >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
->>> mixed = Mixed("fp16", None, "cpu")
->>> with mixed.autocast():
-...     loss = model(torch.ones(4, 2)).pow(2).mean()
->>> mixed.backward(loss, optimizer)
->>> mixed.step(optimizer), mixed.update()
-(True, None)
+>>> driver = Driver(optimizer, 1.0)
+>>> mixed = Mixed("fp16", torch.amp.GradScaler("cpu", init_scale=2.0**24), "cpu")
+>>> applied = []
+>>> for _ in range(12):
+...     with mixed.autocast():
+...         loss = model(torch.ones(4, 2)).pow(2).mean()
+...     optimizer.zero_grad()
+...     mixed.backward(loss, optimizer)
+...     applied.append(mixed.step(optimizer, driver))
+...     mixed.update()
+>>> applied.count(False), driver.last_step  # 9 overflows (the scale halving), 3 updates
+(9, 3)
 >>> check_autocast("fp8")
 Traceback (most recent call last):
 ...
