@@ -15,6 +15,7 @@ from lrkit import History
 from lrkit.find import find_lr
 from lrkit.tasks import get_task
 from lrkit.train import Callback, amp, fit
+from lrkit.watch import Guard, Watch
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -156,6 +157,58 @@ def test_a_schedule_free_optimizer_trains_under_fp16():
                   scaler=torch.amp.GradScaler("cpu", init_scale=HIGH))  # fmt: skip
     assert history.status == "completed" and history.overflows > 0
     assert mean(history.loss[-5:]) < mean(history.loss[:5])
+
+
+# -- with a Guard -----------------------------------------------------------------------------
+def guard_trouble(guard):
+    return [(e["action"], e["reason"]) for e in guard.events if e["action"] != "snapshot"]
+
+
+def test_a_guarded_fp16_run_trains_through_overflows_without_skip_rollback_or_lr_cut():
+    guard, seen = Guard(every=5), Seen()
+    scaler = torch.amp.GradScaler("cpu", init_scale=HIGH)
+    history = train(autocast="fp16", scaler=scaler, callbacks=[guard, seen])
+    assert history.status == "completed" and guard.overflows == history.overflows > 0
+    assert guard_trouble(guard) == [] and guard.rollbacks == 0
+    assert history.lr_groups[-1][0] == 0.05  # a constant schedule: no cut
+    assert guard.step == seen.step == seen.driver_step == 30 - history.overflows
+    assert mean(history.loss[-5:]) < mean(history.loss[:5]) / 2
+
+
+@pytest.mark.parametrize("through_a_watch", [False, True])
+def test_with_a_guard_the_scaler_is_updated_exactly_once_a_batch(through_a_watch):
+    guard = Guard(every=5)
+    scaler = Counting("cpu", init_scale=HIGH)
+    callback = Watch(guard=guard) if through_a_watch else guard
+    history = fit(nan_at(20), lr=0.05, steps=25, autocast="fp16", scaler=scaler,
+                  progress=False, callbacks=[callback])  # fmt: skip
+    assert scaler.updates == 25 and history.overflows > 0
+    assert guard_trouble(guard) == [("skip", "loss nan")]
+
+
+def test_a_nan_loss_under_fp16_with_a_guard_is_skipped_and_the_run_goes_on():
+    guard = Guard(every=5)
+    history = fit(nan_at(12), lr=0.05, steps=30, autocast="fp16", progress=False,
+                  callbacks=[guard])  # fmt: skip
+    assert history.status == "completed" and guard_trouble(guard) == [("skip", "loss nan")]
+    assert 12 in history.skipped and math.isnan(history.loss[12])
+    assert all(torch.isfinite(torch.tensor(history.loss[13:])))
+
+
+def test_a_rollback_under_fp16_in_fit_cuts_the_lr_and_the_scaler_goes_on_once_a_batch():
+    guard = Guard(every=5, max_skips=0)
+    scaler = Counting("cpu", init_scale=256.0)
+    history = fit(nan_at(12), lr=0.05, steps=30, autocast="fp16", scaler=scaler,
+                  progress=False, callbacks=[guard])  # fmt: skip
+    assert history.status == "completed" and guard.rollbacks == 1
+    assert scaler.updates == 30 and history.lr_groups[-1][0] == 0.025
+
+
+def test_lrkit_train_autocast_fp16_guard_completes(capsys, tmp_path):
+    status, out, err = call(capsys, "train", "--autocast", "fp16", "--guard", "--epochs", "1",
+                            "--out", tmp_path / "run")  # fmt: skip
+    assert status == 0, err
+    assert "guard: no action" in out and "mixed precision: fp16" in out
 
 
 # -- the record --------------------------------------------------------------------------------
