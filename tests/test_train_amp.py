@@ -87,8 +87,8 @@ def test_an_update_the_scaler_skipped_is_not_a_step_for_the_driver_the_state_or_
     applied = 30 - history.overflows
     assert history.overflows > 0
     assert seen.step == seen.driver_step == seen.after_step == applied
-    assert len(history.skipped) == history.overflows  # their rows: the step repeats
-    assert history.step[-1] == applied - 1
+    assert history.skipped == [] and len(history.overflowed) == history.overflows
+    assert history.step[-1] == applied - 1  # an overflowed row's step repeats in the next
 
 
 def test_without_overflows_fp16_counts_every_update():
@@ -222,13 +222,15 @@ def test_the_history_keeps_the_mode_the_scale_and_the_overflows_through_json(tmp
 
 def test_an_old_history_without_the_fields_reads_as_full_precision():
     data = train(steps=2).to_dict()
-    for key in ("autocast", "scale", "overflows"):
+    for key in ("autocast", "scale", "overflowed"):
         del data[key]
     back = History.from_dict(data)
     assert (back.autocast, back.scale, back.overflows) == (None, None, 0)
 
 
-@pytest.mark.parametrize("key, bad", [("autocast", "fp8"), ("scale", "big"), ("overflows", -1)])
+@pytest.mark.parametrize(
+    "key, bad", [("autocast", "fp8"), ("scale", "big"), ("overflowed", [-1]), ("overflowed", [9])]
+)
 def test_a_history_with_a_bad_precision_field_is_refused(key, bad):
     data = train(steps=2).to_dict()
     data[key] = bad

@@ -13,10 +13,11 @@ the loop).
 
 **What counts as a step.** An update the scaler skipped (an *overflow*) is not applied: the
 :class:`~lrkit.schedules.Driver` (which counts applied updates) does not advance, nor does
-``state.step``, and ``on_after_step`` does not fire. Its row in the history is a skipped row
-(``history.skipped``) when its loss is finite, and counts in ``history.overflows``; a loss that
-is not finite is not an overflow but the run's divergence, as in full precision (unless a
-callback such as the Guard skipped that batch).
+``state.step``, and ``on_after_step`` does not fire. When its loss is finite its row in the
+history is listed in ``history.overflowed`` (``history.overflows`` counts them; not in
+``history.skipped``, the rows a callback such as the Guard skipped); a loss that is not finite
+is not an overflow but the run's divergence, as in full precision (unless a callback skipped
+that batch).
 
 >>> import torch
 >>> from lrkit.schedules import Driver
@@ -82,7 +83,6 @@ class Mixed:
             scaler = torch.amp.GradScaler(device_type)
         self.scaler = scaler
         self.device_type = device_type
-        self.overflows = 0  # updates the scaler skipped under a finite loss
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """The context for the forward pass and the loss."""
@@ -114,19 +114,15 @@ class Mixed:
             self.scaler.update()
 
     def overflowed(self, loss: torch.Tensor) -> bool:
-        """After a step the scaler skipped: True (and counted) when ``loss`` is finite, an
-        overflow; False for a loss that is not, the run's divergence."""
-        if not math.isfinite(float(loss)):
-            return False
-        self.overflows += 1
-        return True
+        """After a step the scaler skipped: True when ``loss`` is finite (an overflow), False
+        for a loss that is not (the run's divergence)."""
+        return math.isfinite(float(loss))
 
     def record(self, history: Any) -> None:
-        """Write the mode, the scaler's scale now and the overflows so far into ``history``."""
+        """Write the mode and the scaler's scale now into ``history``."""
         history.autocast = self.mode
         if self.scaler is not None:
             history.scale = float(self.scaler.get_scale())
-            history.overflows = self.overflows
 
 
 __all__ = ["AUTOCAST", "Mixed", "check_autocast"]

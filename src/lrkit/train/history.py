@@ -41,8 +41,10 @@ class History:
     """A run's record. Per step (columns of equal length): ``step``, ``epoch``, ``lr`` (one
     value per param group, as used by that update) and ``loss``; ``skipped`` lists the rows
     (indices into those columns) whose update a callback skipped: such a row's step repeats in
-    the next one; so does a row whose update a GradScaler skipped (an overflow, counted in
-    ``overflows``: see :mod:`lrkit.train.amp`). Per validation (``epochs_log``: after every epoch, or every ``val_every``
+    the next one. ``overflowed`` lists the rows whose update a GradScaler skipped (fp16
+    overflows, see :mod:`lrkit.train.amp`; ``overflows`` counts them): their step repeats too.
+    ``autocast`` is the run's mixed precision (None, ``"bf16"``, ``"fp16"``) and ``scale``
+    the GradScaler's scale at the end (None without one). Per validation (``epochs_log``: after every epoch, or every ``val_every``
     steps, and at the end of a step budget): ``epoch``, ``metric``, ``val_loss``, ``time``
     (seconds since the start of training) and ``step`` (optimizer updates done by then).
 
@@ -74,7 +76,7 @@ class History:
     time: float = 0.0
     autocast: str | None = None  # fit's mixed precision: None, "bf16" or "fp16"
     scale: float | None = None  # with "fp16", the GradScaler's scale at the end
-    overflows: int = 0  # with "fp16", updates the scaler skipped (their rows are skipped)
+    overflowed: list[int] = field(default_factory=list)  # rows the GradScaler skipped
 
     # -- recording --------------------------------------------------------------------
     def add_steps(
@@ -99,6 +101,11 @@ class History:
     def steps(self) -> int:
         """Rows recorded: one a batch trained on (a skipped update has its row too)."""
         return len(self.step)
+
+    @property
+    def overflows(self) -> int:
+        """Updates a GradScaler skipped (fp16 overflows): the rows in ``overflowed``."""
+        return len(self.overflowed)
 
     @property
     def lrs(self) -> list[float]:
@@ -309,7 +316,7 @@ _CHECKS = {
     "time": _num,
     "autocast": _autocast,
     "scale": _scale,
-    "overflows": _count,
+    "overflowed": _list_of(_count),
 }
 
 
@@ -324,9 +331,10 @@ def _check_lengths(h: History) -> None:
             )
     if h.lr_groups and len({len(g) for g in h.lr_groups}) > 1:
         raise ValueError("lr_groups: every step must have the same number of param groups")
-    for i, row in enumerate(h.skipped):
-        if row >= n:
-            raise ValueError(f"skipped: skipped[{i}] is row {row}, but there are {n} rows")
+    for name in ("skipped", "overflowed"):
+        for i, row in enumerate(getattr(h, name)):
+            if row >= n:
+                raise ValueError(f"{name}: {name}[{i}] is row {row}, but there are {n} rows")
 
 
 def _line_of_key(text: str, key: str) -> int | None:

@@ -261,14 +261,14 @@ class _Run:
                 state.batch, state.loss, state.skip = batch, self._mean(loss.detach()), False
                 self.events("on_after_backward", state)
                 lrs = [g["lr"] for g in optimizer.param_groups]
-                skipped, applied = state.skip, False
-                if not skipped:
+                applied = overflowed = False
+                if not state.skip:
                     if self.plan.clip_grad is not None:
                         torch.nn.utils.clip_grad_norm_(net.parameters(), self.plan.clip_grad)
                     applied = mixed.step(optimizer, self.driver)
-                    skipped = not applied and mixed.overflowed(state.loss)
+                    overflowed = not applied and mixed.overflowed(state.loss)
                 mixed.update()  # every batch, once (fit's Guard leaves it to the loop)
-                self.window.add(state.step, lrs, state.loss, skipped=skipped)
+                self.window.add(state.step, lrs, state.loss, state.skip, overflowed)
                 if applied:
                     self.driver.step()
                     state.step += 1
