@@ -15,7 +15,7 @@ from lrkit import History
 from lrkit.find import find_lr
 from lrkit.tasks import get_task
 from lrkit.train import Callback, amp, fit
-from lrkit.watch import Guard, Watch
+from lrkit.watch import Guard, Watch, diagnose
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -218,6 +218,12 @@ def test_the_history_keeps_the_mode_the_scale_and_the_overflows_through_json(tmp
     back = History.load(tmp_path)
     assert (back.autocast, back.scale, back.overflows) == ("fp16", 2.0**18, 6)  # 24 - 6
     assert history.overflows == 6
+
+
+def test_the_doctor_does_not_read_overflows_as_a_guard_s_skips():
+    history = train(autocast="fp16", scaler=torch.amp.GradScaler("cpu", init_scale=HIGH))
+    assert history.overflows > 0
+    assert "guard" not in diagnose(history).summary()
 
 
 def test_an_old_history_without_the_fields_reads_as_full_precision():
