@@ -16,6 +16,10 @@ batch (what a DistributedSampler gives), ``torch.optim.SGD(momentum=0.9)``. Arms
 - ``2r-ddp``: 2 ranks, a ``DistributedDataParallel`` loop on half batches (DDP's gradient
   all-reduce, once per step);
 - ``2r-ddp+mean``: the same loop plus one ``lrkit.dist.mean(loss)`` per step: lrkit's agreement;
+- ``2r-ddp+mean x2``: the DDP loop plus two ``lrkit.dist.mean`` calls per step (the loss and
+  one more number, as the Guard's loss and gradient norm), two all-reduces;
+- ``2r-ddp+mean[2]``: the DDP loop plus one ``lrkit.dist.mean([loss, number])`` per step: the
+  same two means in one all-reduce;
 - ``2r-find``: 2 ranks, one whole ``find_lr`` call on the DDP model and half batches;
 - ``2r-mean``: ``--steps`` calls of ``lrkit.dist.mean`` alone (the agreement's bare latency).
 
@@ -49,7 +53,9 @@ from pathlib import Path
 
 START, END = 1e-4, 0.1
 LR = 0.01  # the plain loops' lr
-ARMS = ["1p-loop", "1p-find", "2r-local", "2r-ddp", "2r-ddp+mean", "2r-find", "2r-mean"]
+ARMS = ["1p-loop", "1p-find", "2r-local", "2r-ddp", "2r-ddp+mean", "2r-ddp+mean x2",
+        "2r-ddp+mean[2]", "2r-find", "2r-mean"]  # fmt: skip
+MEANS = {"2r-ddp+mean": "one", "2r-ddp+mean x2": "two calls", "2r-ddp+mean[2]": "a list of two"}
 SOLO = {"1p-loop", "1p-find"}  # rank 0 alone; rank 1 waits at a barrier
 
 
@@ -90,7 +96,7 @@ def worker(args: argparse.Namespace) -> None:
         opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=0.9)
         return (torch.nn.parallel.DistributedDataParallel(model) if ddp else model), opt
 
-    def loop(model, opt, batches, steps: int, agree: bool = False) -> None:
+    def loop(model, opt, batches, steps: int, agree: str = "") -> None:
         cycle = itertools.cycle(batches)
         model.train()
         for _ in range(steps):
@@ -99,8 +105,12 @@ def worker(args: argparse.Namespace) -> None:
             loss = F.cross_entropy(model(bx), by)
             loss.backward()
             value = loss.item()
-            if agree:
+            if agree == "one":
                 value = lrkit.dist.mean(value)
+            elif agree == "two calls":
+                value, _ = lrkit.dist.mean(value), lrkit.dist.mean(0.5)
+            elif agree == "a list of two":
+                value, _ = lrkit.dist.mean([value, 0.5])
             opt.step()
 
     curves: dict[str, list[float]] = {}
@@ -124,7 +134,8 @@ def worker(args: argparse.Namespace) -> None:
 
     parts = {
         "1p-loop": build(), "1p-find": build(), "2r-local": build(), "2r-ddp": build(True),
-        "2r-ddp+mean": build(True), "2r-find": build(True),
+        "2r-ddp+mean": build(True), "2r-ddp+mean x2": build(True),
+        "2r-ddp+mean[2]": build(True), "2r-find": build(True),
     }  # fmt: skip
 
     def run(arm: str, steps: int) -> None:
@@ -135,8 +146,8 @@ def worker(args: argparse.Namespace) -> None:
                 sweep(*parts[arm], whole, steps, arm)
         elif arm == "2r-local":
             loop(*parts[arm], half, steps)
-        elif arm in ("2r-ddp", "2r-ddp+mean"):
-            loop(*parts[arm], half, steps, agree=arm == "2r-ddp+mean")
+        elif arm == "2r-ddp" or arm in MEANS:
+            loop(*parts[arm], half, steps, agree=MEANS.get(arm, ""))
         elif arm == "2r-find":
             sweep(*parts[arm], half, steps, arm)
         else:
@@ -254,6 +265,15 @@ def table(report: dict, args: argparse.Namespace) -> None:
     )  # noqa: E501
     print(f"| 2r-ddp+mean / 2r-ddp (the agreement's share) | {ratio('2r-ddp+mean', '2r-ddp')} |")
     print(f"| 2r-ddp+mean - 2r-ddp (the agreement, per step) | {diff('2r-ddp+mean', '2r-ddp')} |")
+    print(
+        f"| 2r-ddp+mean x2 - 2r-ddp+mean (a second mean, its own call) | {diff('2r-ddp+mean x2', '2r-ddp+mean')} |"
+    )  # noqa: E501
+    print(
+        f"| 2r-ddp+mean[2] - 2r-ddp+mean (a second mean, in the same list) | {diff('2r-ddp+mean[2]', '2r-ddp+mean')} |"
+    )  # noqa: E501
+    print(
+        f"| 2r-ddp+mean[2] / 2r-ddp+mean x2 (two means: one call vs two) | {ratio('2r-ddp+mean[2]', '2r-ddp+mean x2')} |"
+    )  # noqa: E501
     print(f"| 2r-mean (one lrkit.dist.mean alone) | **{ms['2r-mean'] * 1e3:.0f} us** |")
     print(
         f"| 2r-ddp - 2r-local (DDP's gradient all-reduce, per step) | {diff('2r-ddp', '2r-local')} |"

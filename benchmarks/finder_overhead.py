@@ -34,6 +34,8 @@ import math
 import os
 import statistics
 import time
+from collections.abc import Callable
+from typing import Any
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # torch-lr-finder's progress bar, off as lrkit's is
 
@@ -102,20 +104,44 @@ def torch_lr_finder_sweep(model, opt, batches, steps: int) -> None:
 ARMS = {"plain": plain, "lrkit": lrkit_sweep, "torch-lr-finder": torch_lr_finder_sweep}
 
 
+def rotated(blocks: dict[str, Callable[[], Any]], rounds: int) -> dict[str, list[Any]]:
+    """Each block's result, one per round; the blocks run in all their orders in turn, so a
+    slow drift of a shared machine hits every arm alike."""
+    out: dict[str, list[Any]] = {name: [] for name in blocks}
+    orders = list(itertools.permutations(blocks))
+    for r in range(rounds):
+        for name in orders[r % len(orders)]:
+            out[name].append(blocks[name]())
+    return out
+
+
 def overhead(steps: int, rounds: int, batch: int) -> dict[str, list[float]]:
     """Seconds per iteration of every arm, one entry per round."""
     batches = data(batch, 16)
     parts = {name: build() for name in ARMS}  # each arm its own model and optimizer
     for name, fn in ARMS.items():  # warm up allocator, caches, imports
         fn(*parts[name], batches, max(10, steps // 5))
-    times: dict[str, list[float]] = {name: [] for name in ARMS}
-    orders = list(itertools.permutations(ARMS))
-    for r in range(rounds):
-        for name in orders[r % len(orders)]:
+
+    def block(name: str) -> Callable[[], float]:
+        def run() -> float:
             t0 = CLOCK()
             ARMS[name](*parts[name], batches, steps)
-            times[name].append((CLOCK() - t0) / steps)
-    return times
+            return (CLOCK() - t0) / steps
+
+        return run
+
+    return rotated({name: block(name) for name in ARMS}, rounds)
+
+
+def state_bytes(model: torch.nn.Module, opt: torch.optim.Optimizer) -> dict[str, int]:
+    """Bytes of the model's parameters, their gradients and the optimizer's state tensors."""
+    return {
+        "params_bytes": sum(p.nbytes for p in model.parameters()),
+        "grads_bytes": sum(p.grad.nbytes for p in model.parameters() if p.grad is not None),
+        "optimizer_state_bytes": sum(
+            v.nbytes for s in opt.state.values() for v in s.values() if isinstance(v, torch.Tensor)
+        ),
+    }
 
 
 def fixed_costs(batch: int, steps: int, repeats: int = 20) -> dict[str, float]:
@@ -137,19 +163,12 @@ def fixed_costs(batch: int, steps: int, repeats: int = 20) -> dict[str, float]:
         t0 = time.perf_counter()
         suggest_all(lrs, losses), assess(lrs, losses, losses)
         rules.append(time.perf_counter() - t0)
-    params = sum(p.nbytes for p in model.parameters())
-    grads = sum(p.grad.nbytes for p in model.parameters() if p.grad is not None)
-    state = sum(
-        v.nbytes for s in opt.state.values() for v in s.values() if isinstance(v, torch.Tensor)
-    )
     return {
         "snapshot_take_ms": 1e3 * statistics.median(take),
         "snapshot_restore_ms": 1e3 * statistics.median(restore),
         "rules_ms": 1e3 * statistics.median(rules),
         "snapshot_bytes": snap.nbytes,
-        "params_bytes": params,
-        "grads_bytes": grads,
-        "optimizer_state_bytes": state,
+        **state_bytes(model, opt),
     }
 
 

@@ -39,7 +39,6 @@ def in_order(batch_size: int):
 def main(out: Path) -> None:
     torch.set_num_threads(1)
     from lrkit.find import find_lr, pick_lr
-    from lrkit.find.pick import _as_fit_trains
 
     torch.distributed.init_process_group("gloo", timeout=datetime.timedelta(seconds=120))
     rank = torch.distributed.get_rank()
@@ -47,7 +46,7 @@ def main(out: Path) -> None:
     with contextlib.redirect_stdout(printed):
         pick = pick_lr(tiny(epochs=EPOCHS), SCHEDULE, budget=BUDGET, seed=0, progress=True)
     parity = pick_lr(in_order(16), SCHEDULE, budget=BUDGET, seed=0, progress=False)
-    sweep = find_lr(_as_fit_trains(in_order(16), 0), **SWEEP, progress=False).raw_losses
+    sweep = find_lr(in_order(16), **SWEEP, progress=False).raw_losses  # lrkit shards it
     report = {
         "pick": pick.to_json(),
         "printed": printed.getvalue(),

@@ -7,7 +7,9 @@ Each rank sweeps a ``DistributedDataParallel`` model on its own shard of the glo
 - ``sweep``: the result (curve, suggestion), whether model, optimizer and RNG came back, what
   it printed (only rank 0 may print a progress bar), then ``lrkit find`` on a task (only rank 0
   may print the table and write the JSON file), then a sweep where rank 1's loss is infinite at
-  its 5th step (both ranks must stop there);
+  its 5th step (both ranks must stop there), then ``find_lr`` of a task (:func:`regression`,
+  8 examples a batch a rank: lrkit shards it) and the batches each rank's step saw, then the
+  error of ``find_lr`` of a task whose train loader is a list (which cannot be sharded);
 - ``kill``: rank 1 SIGKILLs itself at its 5th step; rank 0 writes the error it got;
 - ``hang``: rank 1 sleeps through the group's timeout (4 s) at its 5th step; rank 0 writes
   the error.
@@ -18,6 +20,7 @@ process on it: a single process sweeping :func:`global_batches` sees the same cu
 """
 
 import contextlib
+import dataclasses
 import datetime
 import io
 import json
@@ -36,6 +39,7 @@ WORLD = 2
 STEPS = 20
 TIMEOUT = {"sweep": 120, "kill": 120, "hang": 4}  # seconds a collective waits for a rank
 SWEEP = dict(start=1e-4, end=3.0, steps=STEPS, smooth=0.7)  # a curve with a trusted lr
+TASK_SWEEP = dict(start=1e-3, end=1.0, steps=STEPS, smooth=0.7)  # the same, for regression()
 
 
 def global_batches(n: int = 6, size: int = 16) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -53,6 +57,27 @@ def shard(batches, rank: int, world: int = WORLD):
         per = len(x) // world
         out.append((x[rank * per : (rank + 1) * per], y[rank * per : (rank + 1) * per]))
     return out
+
+
+def regression(batch_size: int, seen: list | None = None):
+    """The global batches' examples in order as a task (SGD with momentum, the MSE loss),
+    ``batch_size`` a batch, unshuffled; each training step appends its batch's first feature
+    to ``seen``. Two ranks at 8 sweep the global batches of one process at 16."""
+    from lrkit.tasks import Task, tensor_loader
+
+    x, y = (torch.cat(t) for t in zip(*global_batches()))
+
+    def step_fn(model, batch):
+        if seen is not None and model.training:
+            seen.append(batch[0][:, 0].tolist())
+        return F.mse_loss(model(batch[0]), batch[1])
+
+    return Task(
+        name="regression", make_model=make_model, step_fn=step_fn, threads=1,
+        make_optimizer=lambda params, lr: torch.optim.SGD(params, lr=lr, momentum=0.9),
+        make_train_loader=lambda: tensor_loader(x, y, batch_size=batch_size),
+        make_val_loader=lambda: tensor_loader(x[:16], y[:16], batch_size=16),
+    )  # fmt: skip
 
 
 def make_model() -> torch.nn.Module:
@@ -92,6 +117,7 @@ def curve(result) -> dict:
 
 def sweep(rank: int, out: Path) -> dict:
     from lrkit.cli.app import cli
+    from lrkit.errors import UserError
     from lrkit.find import find_lr
 
     model = make_model()
@@ -133,6 +159,15 @@ def sweep(rank: int, out: Path) -> dict:
 
     inf = find_lr(ddp, opt, data, step_fn=step_fn, progress=False, **SWEEP)
     report["inf"] = {"curve": curve(inf), "steps": len(calls)}
+    seen: list = []
+    by_task = find_lr(regression(8, seen), progress=False, **TASK_SWEEP)
+    report["task"] = {"curve": curve(by_task), "seen": seen}
+    listed = dataclasses.replace(regression(8), make_train_loader=lambda: global_batches())
+    try:
+        find_lr(listed, progress=False, **TASK_SWEEP)
+        report["unshardable"] = "swept"
+    except UserError as error:
+        report["unshardable"] = str(error)
     return report
 
 

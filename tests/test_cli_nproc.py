@@ -1,6 +1,8 @@
 """``lrkit find|pick|train --nproc N``: the command starts N ranks of itself through torch's
-elastic launch (gloo on the CPU) and reports as one process; real processes, bounded in time."""
+elastic launch (gloo on the CPU) and reports as one process, each rank sweeping or training on
+its shard of the task's data; real processes, bounded in time."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -15,6 +17,7 @@ import lrkit
 from lrkit import dist
 from lrkit.cli import launch
 from lrkit.errors import UserError
+from lrkit.find import find_lr
 
 sys.path.insert(0, str(Path(__file__).parent))
 from cli_run import call  # noqa: E402
@@ -49,6 +52,38 @@ BAD_TASKS = textwrap.dedent(
 )
 
 
+RECORDED = textwrap.dedent(
+    """
+    import json, os
+    from pathlib import Path
+    import torch
+    from torch import nn
+    from lrkit.tasks import Task, tensor_loader
+
+    _gen = torch.Generator().manual_seed(0)
+    X = torch.randn(64, 4, generator=_gen)
+    Y = (X[:, 0] - X[:, 1] > 0).long()
+
+    def recorded(batch_size=8):
+        \"""64 points in order, batch_size a batch; under a launcher each training step appends
+        its batch's first feature to seen-RANK.jsonl next to this file.\"""
+        log = Path(__file__).with_name(f"seen-{os.environ.get('RANK')}.jsonl")
+
+        def step_fn(model, batch):
+            if model.training and "RANK" in os.environ:
+                with open(log, "a") as f:
+                    f.write(json.dumps(batch[0][:, 0].tolist()) + "\\n")
+            return nn.functional.cross_entropy(model(batch[0]), batch[1])
+
+        return Task(
+            name="recorded", make_model=lambda: nn.Linear(4, 2), step_fn=step_fn, lr=0.1,
+            make_train_loader=lambda: tensor_loader(X, Y, batch_size=batch_size),
+            make_val_loader=lambda: tensor_loader(X, Y, batch_size=64), threads=1,
+        )
+    """
+)
+
+
 MAIN = [sys.executable, "-c", "import sys; from lrkit.cli import main; sys.exit(main())"]
 
 
@@ -73,16 +108,25 @@ def lrkit_cmd(cwd: Path, *args: str, command: list[str] = MAIN) -> subprocess.Co
 
 @pytest.fixture(scope="module")
 def found(tmp_path_factory):
+    """``lrkit find --task recorded:recorded --nproc 2`` (batches of 8 a rank) in a folder."""
     folder = tmp_path_factory.mktemp("nproc-find")
-    done = lrkit_cmd(folder, "find", "--task", "wine-mlp", "--steps", "20", "--nproc", "2",
-                     "--json", "find.json")  # fmt: skip
+    (folder / "recorded.py").write_text(RECORDED)
+    done = lrkit_cmd(folder, "find", "--task", "recorded:recorded", "--steps", "20", "--nproc",
+                     "2", "--json", "find.json")  # fmt: skip
     return folder, done
+
+
+def _recorded_module(folder: Path):
+    spec = importlib.util.spec_from_file_location("recorded_here", folder / "recorded.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_find_on_two_ranks_prints_its_table_once_and_writes_the_json(found):
     folder, done = found
     assert done.returncode == 0, done.stderr
-    assert done.stdout.count("lrkit find: wine-mlp") == 1
+    assert done.stdout.count("lrkit find: recorded") == 1
     assert done.stdout.count("JSON written to find.json") == 1
     assert json.loads((folder / "find.json").read_text())["steps_run"] > 0
 
@@ -90,6 +134,28 @@ def test_find_on_two_ranks_prints_its_table_once_and_writes_the_json(found):
 def test_find_on_two_ranks_shows_no_launcher_logs(found):
     _, done = found
     assert "Traceback" not in done.stderr and "torch.distributed" not in done.stderr
+
+
+def test_find_on_two_ranks_sweeps_each_rank_its_shard_of_every_global_batch(found):
+    folder, done = found
+    assert done.returncode == 0, done.stderr
+    seen = [[json.loads(line) for line in (folder / f"seen-{r}.jsonl").read_text().splitlines()]
+            for r in range(2)]  # fmt: skip
+    x = _recorded_module(folder).X[:, 0].tolist()
+    assert len(seen[0]) == len(seen[1]) >= 20
+    for k, (mine, theirs) in enumerate(zip(*seen)):
+        assert len(mine) == len(theirs) == 8 and not set(mine) & set(theirs)
+        at = 16 * (k % 4)  # global batch k: 16 examples in order, 4 an epoch
+        assert sorted(mine + theirs) == sorted(x[at : at + 16])
+
+
+def test_find_on_two_ranks_records_one_process_s_curve_on_the_global_batches(found):
+    folder, done = found
+    assert done.returncode == 0, done.stderr
+    got = json.loads((folder / "find.json").read_text())
+    alone = find_lr(_recorded_module(folder).recorded(16), steps=20, progress=False)
+    assert got["raw_losses"] == pytest.approx(alone.raw_losses.tolist(), rel=1e-5)
+    assert got["lrs"] == pytest.approx(alone.lrs.tolist(), rel=1e-12)
 
 
 def test_train_on_two_ranks_trains_on_half_the_batches_and_writes_once(tmp_path):

@@ -1,7 +1,7 @@
 """The range test under torchrun: real ``torch.distributed.run --nproc_per_node=2`` processes on
 the CPU (gloo), each rank sweeping a DistributedDataParallel model on its own shard of the
-batches (tests/dist_worker.py). Every rank records the same curve as one process on the global
-batches, comes back restored, and a rank that dies or hangs makes the other raise a clear error
+batches (tests/dist_worker.py), or a task that lrkit shards as fit does. Every rank records the
+same curve as one process on the global batches, comes back restored, and a rank that dies or hangs makes the other raise a clear error
 within the timeout (pick_lr under torchrun: tests/test_pick_distributed.py)."""
 
 import doctest
@@ -16,11 +16,15 @@ import pytest
 import torch
 import torch.distributed
 from torch.nn import functional as F
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 import lrkit
 from lrkit import dist
 from lrkit.errors import UserError
 from lrkit.find import find_lr
+from lrkit.find.rangetest import _cycle
+from lrkit.tasks import tensor_loader
+from lrkit.train import ranks
 
 sys.path.insert(0, str(Path(__file__).parent))
 import dist_worker as worker  # noqa: E402
@@ -97,6 +101,42 @@ def test_the_distributed_curve_equals_one_process_sweeping_the_global_batches(sw
     assert got["stop"] == want.stop_reason
 
 
+def test_find_lr_of_a_task_gives_every_rank_the_same_curve_and_suggestion(swept):
+    _, (first, second) = swept
+    assert first["task"]["curve"] == second["task"]["curve"]
+    assert first["task"]["curve"]["lr"] is not None
+
+
+def test_find_lr_of_a_task_sweeps_each_rank_its_own_shard_of_every_global_batch(swept):
+    _, (first, second) = swept
+    x = torch.cat([bx for bx, _ in worker.global_batches()])[:, 0].tolist()
+    steps = len(first["task"]["curve"]["lrs"])
+    assert len(first["task"]["seen"]) >= steps and len(second["task"]["seen"]) >= steps
+    for k, (mine, theirs) in enumerate(zip(first["task"]["seen"], second["task"]["seen"])):
+        assert len(mine) == len(theirs) == 8  # the task's batch size, on each rank
+        assert not set(mine) & set(theirs)  # two different shards
+        at = 16 * (k % 6)  # global batch k: 16 examples in order, 6 an epoch
+        assert sorted(mine + theirs) == sorted(x[at : at + 16])
+
+
+def test_find_lr_of_a_task_sweeps_as_one_process_on_global_batches_twice_as_large(swept):
+    _, (first, _) = swept
+    got = first["task"]["curve"]
+    want = find_lr(worker.regression(16), progress=False, **worker.TASK_SWEEP)
+    assert want.lr is not None and len(got["lrs"]) == len(want.lrs)
+    np.testing.assert_allclose(got["raw"], want.raw_losses, rtol=1e-5)
+    np.testing.assert_allclose(got["losses"], want.losses, rtol=1e-5)
+    assert got["lr"] == pytest.approx(want.lr, rel=1e-4)
+    assert got["stop"] == want.stop_reason
+
+
+def test_find_lr_of_a_task_whose_train_loader_cannot_be_sharded_is_a_user_error(swept):
+    _, ranks_ = swept
+    for report in ranks_:
+        assert "the range test of a task shard the train loader" in report["unshardable"]
+        assert "got a list" in report["unshardable"]
+
+
 def test_a_non_finite_loss_on_one_rank_stops_every_rank_at_that_step(swept):
     _, (first, second) = swept
     assert first["inf"] == second["inf"]
@@ -171,6 +211,31 @@ def test_a_group_of_one_process_still_sweeps(group_of_one):
     data = [(torch.randn(8, 4), torch.randn(8, 1))]
     result = find_lr(model, opt, data, criterion=F.mse_loss, steps=20, progress=False)
     assert len(result.lrs) > 0
+
+
+def _first_features(batches, n):
+    return [tuple(next(batches)[0][:, 0].tolist()) for _ in range(n)]
+
+
+def test_the_sweep_reshuffles_a_sharded_task_loader_at_each_pass_as_fit_s_epochs():
+    x = torch.arange(32.0).reshape(16, 2)
+    loader = ranks.shard_loader(tensor_loader(x, x, batch_size=4, shuffle=True), 0, 0, 2)
+    passes = _first_features(_cycle(loader, "loader", epochs=True), 4)
+    one, two = passes[:2], passes[2:]
+    assert len(set(sum(one, ()))) == len(set(sum(two, ()))) == 8  # half the examples each pass
+    assert one != two  # another draw: DistributedSampler.set_epoch(1)
+    untold = _first_features(_cycle(loader, "loader"), 4)
+    assert untold[:2] == untold[2:]  # a loader of your own: each pass as its sampler says
+
+
+def test_the_sweep_leaves_the_epoch_of_a_users_own_distributed_sampler_alone():
+    x = torch.randn(16, 4)
+    sampler = DistributedSampler(TensorDataset(x, x[:, :1]), num_replicas=2, rank=0, seed=0)
+    loader = DataLoader(TensorDataset(x, x[:, :1]), batch_size=4, sampler=sampler)
+    model = torch.nn.Linear(4, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    find_lr(model, opt, loader, criterion=F.mse_loss, steps=10, end=0.1, progress=False)
+    assert sampler.epoch == 0  # 10 steps, 5 passes of its 2 batches: yours to set
 
 
 def test_the_group_timeout_is_read_from_the_group(group_of_one):

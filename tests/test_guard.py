@@ -463,3 +463,20 @@ def test_a_slow_climb_with_no_single_spike_is_caught_as_drift():
     assert 45 < step < 60 and loss < 8
     reason = actions(guard)[0]["reason"]
     assert reason.startswith("loss drift (z=") and "above its level at step 40" in reason
+
+
+def test_the_rule_s_standard_deviation_matches_statistics_pstdev():
+    import random
+    import statistics
+    from collections import deque
+
+    from lrkit.watch.trouble import pstdev
+
+    rng = random.Random(0)
+    for n in (2, 5, 50):
+        for scale in (1e-8, 1.0, 1e6):
+            values = deque(rng.gauss(3.0, 1.0) * scale for _ in range(n))
+            mean = statistics.fmean(values)
+            assert math.isclose(
+                pstdev(values, mean), statistics.pstdev(values, mean), rel_tol=1e-12
+            )

@@ -283,11 +283,11 @@ def test_with_update_scaler_false_a_rollback_keeps_the_stage_for_the_callers_ste
 def test_the_overflow_decision_is_taken_on_the_mean_over_ranks(monkeypatch):
     """Rank 1's gradients overflow, this rank's do not: the mean norm is inf on every rank,
     so every rank calls the batch an overflow ("ok", the scalers skip it alike)."""
-    other_rank = iter([None, math.inf])  # its loss (the same as ours), then its grad norm
+    other_rank = [None, math.inf]  # its loss (the same as ours), then its grad norm
 
-    def mean(value):
-        other = next(other_rank)
-        return float(value) if other is None else (float(value) + other) / 2
+    def mean(values):  # the list form: [loss, norm] in one all-reduce
+        assert isinstance(values, list) and len(values) == 2
+        return [float(v) if o is None else (float(v) + o) / 2 for v, o in zip(values, other_rank)]
 
     monkeypatch.setattr(dist, "is_distributed", lambda: True)
     monkeypatch.setattr(dist, "mean", mean)

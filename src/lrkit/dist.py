@@ -8,6 +8,7 @@ Each answers for the default process group, and answers as a single process does
     >>> mean(2.5), agree(True), agree(False, "all"), broadcast({"lr": 0.1})
     (2.5, True, False, {'lr': 0.1})
 
+:func:`mean` also takes a list of numbers: several means for the price of one all-reduce.
 Inside a group, :func:`mean`, :func:`agree` and :func:`broadcast` are collectives: every rank
 must call them, in the same order. :func:`failures` turns a collective that failed because
 another rank died or did not answer within the group's timeout into a
@@ -19,8 +20,8 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, overload
 
 import torch
 import torch.distributed as _dist
@@ -63,14 +64,33 @@ def _device() -> torch.device:
     return torch.device("cpu")
 
 
-def mean(value: float | torch.Tensor) -> float:
-    """The mean of ``value`` (a number or a one-element tensor) over the ranks, as a float;
-    ``float(value)`` in a single process. Every rank gets the same number."""
-    if not is_distributed():
-        return float(value)
-    t = torch.as_tensor(value, dtype=torch.float64).detach().reshape(1).to(_device())
+@overload
+def mean(value: float | torch.Tensor) -> float: ...
+@overload
+def mean(value: Sequence[float | torch.Tensor]) -> list[float]: ...
+
+
+def mean(
+    value: float | torch.Tensor | Sequence[float | torch.Tensor],
+) -> float | list[float]:
+    """The mean over the ranks of ``value``, the same numbers on every rank.
+
+    A number or a one-element tensor gives a float; a list or tuple of them gives a list of
+    floats, one per item, all in one all-reduce (every rank must give as many items).
+    In a single process: ``float(value)``, or ``[float(v) for v in value]``::
+
+        >>> mean(0.5), mean([1, 2.5]), mean(())
+        (0.5, [1.0, 2.5], [])
+    """
+    if not isinstance(value, list | tuple):
+        return mean([value])[0]
+    values = [float(v) for v in value]
+    if not is_distributed() or not values:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=_device())
     _dist.all_reduce(t, op=_dist.ReduceOp.SUM)
-    return float(t.item()) / world_size()
+    size = world_size()
+    return [x / size for x in t.tolist()]
 
 
 def agree(flag: bool, how: str = "any") -> bool:

@@ -59,7 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     launch.remember_argv(argv)
     try:
         with launch.group():  # a rank that torchrun or --nproc started joins its group first
-            result = cli.main(args=argv, prog_name=PROG, standalone_mode=False)
+            # a collective that failed because another rank died or hung is no bug of lrkit's:
+            # a UserError naming this rank (and then --nproc names the rank that caused it)
+            with _peer_failures(argv):
+                result = cli.main(args=argv, prog_name=PROG, standalone_mode=False)
     except click.UsageError as e:
         where = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
         return _user_error(e.format_message() + where)
@@ -78,6 +81,22 @@ def main(argv: list[str] | None = None) -> int:
         launch.note_error(line, 1)
         return 1
     return result if isinstance(result, int) else 0
+
+
+@contextlib.contextmanager
+def _peer_failures(argv: list[str] | None) -> Iterator[None]:
+    """In a rank a launcher started, a collective that fails because another rank died or did
+    not answer becomes a UserError naming this rank (:func:`lrkit.dist.failures`); elsewhere,
+    nothing. ``lrkit train`` under ``--nproc`` then names the rank that caused it, instead of
+    a traceback of rank 0's blamed on lrkit."""
+    if not launch.launched():
+        yield
+        return
+    from .. import dist
+
+    words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
+    with dist.failures(f"{PROG} {words[0] if words else ''}".strip()):
+        yield
 
 
 def _user_error(message: str) -> int:

@@ -18,20 +18,18 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import signal
-import socket
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 
+from .. import dist_launch
 from ..errors import UserError
 
 NPROC_MAX = 128
@@ -92,13 +90,6 @@ def without_nproc(argv: list[str]) -> list[str]:
     return out
 
 
-def free_port() -> int:
-    """A TCP port free on the loopback address now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _start(ctx: click.Context, param: click.Parameter, nproc: int | None) -> None:
     if nproc is None or nproc == 1:
         return
@@ -128,41 +119,20 @@ def nproc_option(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def launch(argv: list[str], nproc: int) -> int:
-    """Run ``lrkit ARGV`` on ``nproc`` ranks through torch's elastic launch; the exit status.
+    """Run ``lrkit ARGV`` on ``nproc`` ranks through torch's elastic launch
+    (:func:`lrkit.dist_launch.launch`); the exit status.
 
     Rank 0's output is this process's; the others' go to log files in a temporary folder,
     removed afterwards. When a rank fails, :func:`_report` says which and gives the status.
     Ctrl-C stops every rank: status 130."""
-    from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, SignalException, Std
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
-
-    with tempfile.TemporaryDirectory(prefix="lrkit-nproc-") as logs, _quiet_launcher():
-        redirects = {r: Std.ALL for r in range(1, nproc)} | {0: Std.NONE}
-        config = LaunchConfig(
-            min_nodes=1,
-            max_nodes=1,
-            nproc_per_node=nproc,
-            run_id=f"lrkit-{uuid.uuid4().hex[:8]}",
-            rdzv_backend="c10d",
-            rdzv_endpoint=f"127.0.0.1:{free_port()}",
-            rdzv_configs={"timeout": 120},
-            max_restarts=0,
-            monitor_interval=0.5,
-            local_addr="127.0.0.1",
-            logs_specs=DefaultLogsSpecs(log_dir=logs, redirects=redirects),
-        )
-        code = "import sys; from lrkit.cli import main; sys.exit(main())"
-        # the backends' C++ logs repeat, with tracebacks, what the ranks report in one line
-        os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "FATAL")
+    code = "import sys; from lrkit.cli import main; sys.exit(main())"
+    with tempfile.TemporaryDirectory(prefix="lrkit-nproc-") as logs:
         try:
-            elastic_launch(config, sys.executable)("-c", code, *argv)
-        except ChildFailedError as failed:
-            return _report(failed.failures, nproc, Path(logs))
-        except SignalException:  # Ctrl-C or a kill of this process: the ranks are stopped
+            failures = dist_launch.launch(["-c", code, *argv], nproc, logs)
+        except dist_launch.Interrupted:  # Ctrl-C or a kill of this process: the ranks are stopped
             click.echo("lrkit: interrupted", err=True)
             return 130
-    return 0
+        return _report(failures, nproc, Path(logs)) if failures else 0
 
 
 def note_error(line: str, status: int) -> None:
@@ -185,7 +155,7 @@ def _noted(logs: Path, local_rank: int) -> dict | None:
     return None
 
 
-def _report(failures: dict[int, Any], nproc: int, logs: Path) -> int:
+def _report(failures: list[dist_launch.Failure], nproc: int, logs: Path) -> int:
     """The exit status of a launch whose ranks ``failures`` failed; the error of the rank that
     caused it printed in one line, unless rank 0 already said why on its own.
 
@@ -197,35 +167,22 @@ def _report(failures: dict[int, Any], nproc: int, logs: Path) -> int:
     note = _noted(logs, 0)
     own = note is not None and PEER_TROUBLE not in note["message"]
     causes = []
-    for r, f in failures.items():
+    for f in failures:
         said = _noted(logs, f.local_rank)
-        if r != 0 and f.exitcode != -signal.SIGTERM and (f.exitcode < 0 or said is not None):
-            causes.append((f.timestamp, r, f, said))
+        if f.rank != 0 and f.exitcode != -signal.SIGTERM and (f.exitcode < 0 or said is not None):
+            causes.append((f.timestamp, f.rank, f, said))
     causes.sort(key=lambda c: (c[0], c[1]))
     if causes and not own:
         _, rank, cause, said = causes[0]
-        how = (f"was killed by {cause.signal_name()}" if cause.exitcode < 0
+        how = (f"was killed by {cause.signal}" if cause.exitcode < 0
                else f"exited with status {cause.exitcode}")  # fmt: skip
         text = "" if said is None else said["message"].split("error: ", 1)[-1]
         click.echo(f"lrkit: error: rank {rank} of {nproc} {how}" + (f": {text}" if text else ""),
                    err=True)  # fmt: skip
-    zero = failures.get(0)
+    zero = next((f for f in failures if f.rank == 0), None)
     if zero is not None and zero.exitcode > 0:
         return int(zero.exitcode)
     if note is not None and int(note.get("status", 1)) > 0:
         return int(note.get("status", 1))
-    positive = [f.exitcode for f in failures.values() if f.exitcode > 0]
+    positive = [f.exitcode for f in failures if f.exitcode > 0]
     return int(positive[0]) if positive else 1
-
-
-@contextlib.contextmanager
-def _quiet_launcher() -> Iterator[None]:
-    """Torch's elastic agent logs its workers' failures with tracebacks at WARNING and ERROR;
-    the command reports them itself, in one line."""
-    logger = logging.getLogger("torch.distributed.elastic")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)

@@ -268,12 +268,18 @@ def variant_flags(optimizer: str | None, weight_decay: float | None, batch_size:
 
 def fresh_logdir(logdir: str) -> Path:
     """``--logdir``, created, holding no run's signals yet: a second run there would replace
-    the CSV and JSON lines and mix its TensorBoard events with the first run's."""
+    the CSV and JSON lines and mix its TensorBoard events with the first run's.
+
+    Under torchrun or ``--nproc`` rank 0's look decides for every rank (broadcast): rank 0
+    opens the sinks' files right after it, so another rank that looked itself could find
+    them and refuse the folder of this very run."""
+    from .. import dist
     from ..watch.logs import CSV_FILE, JSONL_FILE, TB_PATTERN
 
     folder = writable_dir(logdir, "--logdir")
     found = [p.name for p in sorted(folder.iterdir()) if p.name in (CSV_FILE, JSONL_FILE)]
     found += [p.name for p in sorted(folder.glob(TB_PATTERN))]
+    found = dist.broadcast(found)  # before rank 0's sinks open their files
     if found:
         raise UserError(
             f"--logdir {str(folder)!r} already holds a run's signals ({', '.join(found[:3])}"

@@ -19,6 +19,7 @@ from torch import nn
 from ..checks import check_lr, number, whole
 from ..tasks import Task, get_task
 from ..train.amp import AUTOCAST, check_autocast
+from ..train.ranks import as_fit_trains
 from .rules import DEFAULT_RULE, get_rule
 
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
@@ -122,10 +123,10 @@ class Parts:
             raise ValueError(f"val_every={cfg.val_every} needs val_loader=... (got None)")
         if cfg.val_every is None and parts.val_loader is not None:
             cfg.val_every = max(1, cfg.steps // 10)
-        if cfg.autocast == "fp16" and parts.device.type != "cuda":
+        if cfg.autocast is not None and not torch.amp.is_autocast_available(parts.device.type):
             raise ValueError(
-                f"autocast='fp16' needs a model on CUDA, got one on {parts.device.type!r};"
-                " use autocast='bf16' on the CPU"
+                f"autocast={cfg.autocast!r} needs a device torch can autocast on (cuda, cpu,"
+                f" ...), got a model on {parts.device.type!r}; use autocast=None there"
             )
         return parts
 
@@ -157,6 +158,7 @@ class Parts:
                     f"find_lr(task) builds its own {name}; got {name}={value!r}."
                     " Give a model instead to use your own parts"
                 )
+        task = as_fit_trains(task)  # under torchrun: in DDP, each rank its shard, as fit trains
         model = task.build_model()
         optimizer = task.build_optimizer(model)
         train, val = task.build_loaders()

@@ -164,10 +164,7 @@ def pick_lr(
 
 def _steps_per_epoch(task: Task, seed: int) -> int:
     """The updates in one epoch of ``fit`` on ``task``: under torchrun, of one rank's shard."""
-    loader = task.build_loaders(seed)[0]
-    if dist.is_distributed():
-        loader = ranks.shard_loader(loader, seed, dist.rank(), dist.world_size())
-    return len(loader)
+    return len(ranks.this_rank(task.build_loaders(seed)[0], seed))
 
 
 # -- the plan -------------------------------------------------------------------------------
@@ -206,12 +203,13 @@ def _survivors(r: int) -> int:
 def _range_test(task: Task, steps: int, seed: int) -> dict[str, Any]:
     """One range test, summarised; ``top``: the window's top (see :func:`_top`).
 
-    Under torchrun it sweeps as ``fit`` trains there: the model in DistributedDataParallel,
-    each rank its shard of the training data, so each update's batch is the global one."""
+    Under torchrun it sweeps as ``fit`` trains there (``find_lr`` of a task does,
+    :func:`lrkit.train.ranks.as_fit_trains`): the model in DistributedDataParallel, each rank
+    its shard of the training data, so each update's batch is the global one."""
     from .rangetest import find_lr
 
     result = find_lr(
-        _as_fit_trains(dataclasses.replace(task, seed=seed), seed),
+        dataclasses.replace(task, seed=seed),
         start=SWEEP_START,
         end=SWEEP_END,
         steps=steps,
@@ -226,20 +224,6 @@ def _range_test(task: Task, steps: int, seed: int) -> dict[str, Any]:
         "reason": result.confidence.reason,
         "points": len(result.lrs),
     }
-
-
-def _as_fit_trains(task: Task, seed: int) -> Task:
-    """``task``, under torchrun with its model wrapped and its train loader sharded as
-    :func:`~lrkit.train.fit` does (:mod:`lrkit.train.ranks`); itself in one process."""
-    if not dist.is_distributed():
-        return task
-    make_model, make_train_loader = task.make_model, task.make_train_loader
-    rank, world = dist.rank(), dist.world_size()
-    return dataclasses.replace(
-        task,
-        make_model=lambda: ranks.wrap_model(make_model()),
-        make_train_loader=lambda: ranks.shard_loader(make_train_loader(), seed, rank, world),
-    )
 
 
 def _top(lrs: np.ndarray, losses: np.ndarray, ok: bool) -> float:

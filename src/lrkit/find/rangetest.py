@@ -21,7 +21,12 @@ is interrupted; the optimizer's step hooks are suspended while it runs, so an at
 
 Under torchrun (a torch.distributed group of several processes, typically a
 ``DistributedDataParallel`` model and each rank its own shard of batches) every rank runs
-``find_lr`` in step: the loss of each update (and each validation loss) is the mean over the
+``find_lr`` in step. A task is swept as :func:`~lrkit.train.fit` trains it there
+(:func:`lrkit.train.ranks.as_fit_trains`): its model in ``DistributedDataParallel``, its train
+loader sharded with a ``DistributedSampler``, each rank keeping the loader's batch size, so
+the global batch of a step is ``world_size`` times the task's batch size (validation data are
+not sharded). Your own model and loader are swept as you give them: shard them yourself.
+On every rank: the loss of each update (and each validation loss) is the mean over the
 ranks (:func:`lrkit.dist.mean`), so the smoothed loss, the stop check and the divergence check
 agree, every rank records the same curve, stops at the same step and returns the same
 suggestion; a non-finite loss on one rank makes the mean non-finite and stops every rank at
@@ -43,6 +48,7 @@ from .. import dist
 from ..progress import progress
 from ..runtime import seed_everything, torch_threads
 from ..tasks import Task
+from ..train import ranks
 from ..train.snapshot import RNGState, Snapshot
 from .inputs import AUTOCAST, LossFn, Parts, Settings
 from .isolation import suspended_hooks
@@ -88,8 +94,12 @@ def find_lr(
         smooth, stop_factor: the moving average's factor in [0, 1); stop when the smoothed
             loss exceeds ``stop_factor`` (> 1, ``math.inf`` never) times the best.
         accumulate: micro-batches per update (each loss divided by ``accumulate``).
-        autocast: None, ``"bf16"`` (CPU or CUDA) or ``"fp16"`` (CUDA, with a GradScaler:
-            ``scaler`` or a new one).
+        autocast: None, ``"bf16"`` or ``"fp16"``: the forward pass (and ``step_fn``) runs
+            under ``torch.autocast`` on the model's device, the weights stay in their dtype.
+            ``"fp16"`` steps through a GradScaler (``scaler``, else a new one for the model's
+            device), so an update whose gradients overflowed is skipped and the scale backs
+            off; the sweep records that step's loss and goes on. On CUDA ``"fp16"`` is the
+            fast one; on the CPU it works, slower than ``"bf16"``, the CPU's usual choice.
         scaler, scheduler: a GradScaler, and a scheduler or :class:`~lrkit.schedules.Driver`
             whose ``state_dict`` is restored with the rest afterwards. Without being told,
             the sweep suspends the optimizer's step hooks (an attached Driver's counter, an
@@ -105,6 +115,11 @@ def find_lr(
 
     Under torchrun, call it on every rank (see the module doc): the loss of each step is
     averaged over the ranks, every rank gets the same result, only rank 0 shows progress.
+    A task sweeps as ``fit`` trains it: the model in DistributedDataParallel, each rank its
+    shard of the train loader at the task's batch size, so a step's global batch is
+    ``world_size`` x that batch size (2 ranks of a task batching 16 sweep the global batches
+    of one process batching 32, when the loader does not shuffle). Give a model, optimizer
+    and loader to shard as you like (each rank its own loader, the model in DDP).
 
     Raises ValueError naming the bad value before anything is touched; a loss that is not a
     scalar tensor raises ValueError (after restoring); inside a torch.distributed group,
@@ -134,13 +149,13 @@ def find_lr(
         rng.restore()  # a task's builders seeded the generators
         raise
     threads = parts.task.threads if parts.task is not None else None
+    if cfg.autocast == "fp16" and scaler is None:  # in the snapshot: each seed starts afresh
+        scaler = torch.amp.GradScaler(parts.device.type)
     with torch_threads(threads):
         snapshot = Snapshot.take(
             parts.model, parts.optimizer, scaler=scaler, scheduler=scheduler, rng=rng
         )
         try:
-            if cfg.autocast == "fp16" and scaler is None:
-                scaler = torch.amp.GradScaler(parts.device.type)
             sweeps = []
             with (
                 dist.failures("find_lr"),
@@ -175,7 +190,7 @@ def _sweep(parts: Parts, cfg: Settings, scaler: Any, advance: Callable[..., None
     model, optimizer = parts.model, parts.optimizer
     groups, ratios = optimizer.param_groups, parts.ratios
     amp = _amp(parts.device, cfg.autocast)
-    batches = _cycle(parts.loader, "loader")
+    batches = _cycle(parts.loader, "loader", epochs=parts.task is not None)
     out = Curve()
     avg, best = 0.0, math.inf
     model.train()
@@ -248,10 +263,14 @@ def _amp(device: torch.device, autocast: str | None) -> contextlib.AbstractConte
     return torch.autocast(device_type=device.type, dtype=AUTOCAST[autocast])
 
 
-def _cycle(loader: Iterable, what: str) -> Iterator[Any]:
-    """The loader's batches, starting again at its end; ValueError when a pass has none."""
-    seen = 0
+def _cycle(loader: Iterable, what: str, epochs: bool = False) -> Iterator[Any]:
+    """The loader's batches, starting again at its end; ValueError when a pass has none.
+    ``epochs`` (a task's loader, ours): each pass is the next epoch of a sharded loader."""
+    seen, passes = 0, 0
     while True:
+        if epochs:  # under torchrun each pass reshuffles the shards, as fit's epochs do
+            ranks.set_epoch(loader, passes)
+            passes += 1
         before = seen
         for batch in loader:
             seen += 1
@@ -276,7 +295,8 @@ def _check_loss(loss: Any, step: int) -> None:
 
 
 def _val_loss(parts: Parts, cfg: Settings, amp: contextlib.AbstractContextManager) -> float:
-    """The mean loss of the first ``val_batches`` batches, in eval mode, without gradients."""
+    """The mean loss of the first ``val_batches`` batches, in eval mode, without gradients;
+    under torchrun, of every rank's batches."""
     flags = [(m, m.training) for m in parts.model.modules()]
     parts.model.eval()
     total, count = 0.0, 0
@@ -291,7 +311,8 @@ def _val_loss(parts: Parts, cfg: Settings, amp: contextlib.AbstractContextManage
     finally:
         for module, training in flags:
             module.training = training
-    return dist.mean(total / count if count else math.nan)  # over the ranks
+    total, count = dist.mean([total, count])  # over the ranks, in one all-reduce
+    return total / count if count else math.nan
 
 
 @contextlib.contextmanager

@@ -13,19 +13,23 @@
   ``DistributedSampler``) is kept, with ``set_epoch`` called on it. Anything else (a custom
   sampler, an ``IterableDataset``, a DataLoader subclass, a list of batches) is a
   :class:`~lrkit.errors.UserError`: shard it yourself with a ``DistributedSampler``.
+- **The batch size** is the train loader's on every rank, so one step's global batch is
+  ``world_size`` times it: the ranks' shards of it side by side. Two ranks sharding a loader
+  of 16 unshuffled examples a batch train on the global batches of one process's loader of 32.
 - The validation data are not sharded: every rank validates on all of them, and the metric and
   validation loss are averaged over the ranks, so every rank reports the same numbers.
 
 >>> loader = shard_loader([(1, 2)], seed=0, rank=0, world_size=2)
 Traceback (most recent call last):
 ...
-lrkit.errors.UserError: fit under torchrun shards the train loader with a DistributedSampler; \
-it must be a torch.utils.data.DataLoader over a map-style dataset, got a list: build one, or \
-shard it yourself with a DistributedSampler
+lrkit.errors.UserError: under torchrun, fit and the range test of a task shard the train loader \
+with a DistributedSampler; it must be a torch.utils.data.DataLoader over a map-style dataset, \
+got a list: build one, or shard it yourself with a DistributedSampler
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from torch import nn
@@ -38,7 +42,9 @@ from torch.utils.data import (
 )
 from torch.utils.data.distributed import DistributedSampler
 
+from .. import dist
 from ..errors import UserError
+from ..tasks import Task
 
 DDP = nn.parallel.DistributedDataParallel
 _HOW = "shard it yourself with a DistributedSampler"
@@ -118,6 +124,31 @@ def shard_loader(loader: Any, seed: int, rank: int, world_size: int) -> Any:
     return DataLoader(loader.dataset, sampler=rebatched, batch_size=None, **common)
 
 
+def this_rank(loader: Any, seed: int) -> Any:
+    """Under torchrun, ``loader`` sharded for this rank (:func:`shard_loader`, its shuffle
+    drawn from ``seed``); itself in one process."""
+    if not dist.is_distributed():
+        return loader
+    return shard_loader(loader, seed, dist.rank(), dist.world_size())
+
+
+def as_fit_trains(task: Task, seed: int | None = None) -> Task:
+    """``task`` as :func:`~lrkit.train.fit` trains it on this rank: under torchrun, a copy
+    whose model is wrapped in DistributedDataParallel (:func:`wrap_model`) and whose train
+    loader is this rank's shard (:func:`this_rank`, shuffled from ``seed``, default the
+    task's); ``task`` itself in one process. The range test of a task (``find_lr(task)``,
+    and so ``pick_lr``'s) sweeps through it."""
+    if not dist.is_distributed():
+        return task
+    seed = task.seed if seed is None else seed
+    make_model, make_train_loader = task.make_model, task.make_train_loader
+    return dataclasses.replace(
+        task,
+        make_model=lambda: wrap_model(make_model()),
+        make_train_loader=lambda: this_rank(make_train_loader(), seed),
+    )
+
+
 def set_epoch(loader: Any, epoch: int) -> None:
     """Tell a sharded loader's DistributedSampler the epoch (its shuffle depends on it)."""
     if isinstance(loader, DataLoader):
@@ -128,6 +159,7 @@ def set_epoch(loader: Any, epoch: int) -> None:
 
 def _refusal(got: str) -> str:
     return (
-        "fit under torchrun shards the train loader with a DistributedSampler; it must be a"
-        f" torch.utils.data.DataLoader over a map-style dataset, {got}: build one, or {_HOW}"
+        "under torchrun, fit and the range test of a task shard the train loader with a"
+        " DistributedSampler; it must be a torch.utils.data.DataLoader over a map-style"
+        f" dataset, {got}: build one, or {_HOW}"
     )

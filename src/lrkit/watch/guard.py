@@ -208,7 +208,7 @@ class Guard(Callback):
         norm = global_norm(grad_norms(self._params)) if self._params else torch.zeros(())
         value, norm = torch.stack([loss, norm.to(loss.device)]).tolist()  # one device sync
         if dist.is_distributed():  # every rank judges the same numbers: the same decision
-            value, norm = dist.mean(value), dist.mean(norm)
+            value, norm = dist.mean([value, norm])  # one all-reduce
         # an overflow: the same means on every rank, so the same call on every rank
         self._overflowed = (
             self._scaler is not None and math.isfinite(value) and not math.isfinite(norm)

