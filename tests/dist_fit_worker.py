@@ -18,6 +18,8 @@ test sees which ranks wrote files.
 - ``stop_at_validation``: the same at the first validation (after update 3);
 - ``unwritable``: rank 0's ``out=`` cannot be written (a file is in the way): the error
   type and message on each rank;
+- ``amp``: the ``guard`` scenario under ``autocast="fp16"``, a GradScaler whose scale is far
+  too high (the first updates overflow);
 - ``loop`` (no fit): a plain loop over a DDP model with a Guard, rank 1's 4th loss NaN.
 """
 
@@ -126,6 +128,11 @@ def scenarios():
         "wrapped": (tiny(epochs=1, make_model=lambda: DDP(torch.nn.Linear(4, 2))), None, {}),
         "rollback": (tiny(epochs=2, step_fn=nan_on(1)), Guard(every=2, max_skips=0), {}),
         "stop": (tiny(epochs=2), None, {"callbacks": [StopOn(rank=1, step=2)]}),
+        "amp": (
+            tiny(epochs=2, step_fn=nan_on(1)),
+            Guard(every=2),
+            {"autocast": "fp16", "scaler": torch.amp.GradScaler("cpu", init_scale=2.0**24)},
+        ),
         "stop_at_validation": (
             tiny(epochs=3),
             None,

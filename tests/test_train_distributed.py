@@ -54,6 +54,7 @@ def numbers(history):
 
 SCENARIOS = [
     "same", "parity", "guard", "diverge", "wrapped", "rollback", "stop", "stop_at_validation",
+    "amp",
 ]  # fmt: skip
 
 
@@ -64,7 +65,7 @@ def test_both_ranks_record_the_same_history(run, scenario):
     assert zero[scenario]["history"]["loss"], "no step was recorded"
 
 
-@pytest.mark.parametrize("scenario", ["same", "guard", "wrapped"])
+@pytest.mark.parametrize("scenario", ["same", "guard", "wrapped", "amp"])
 def test_both_ranks_end_with_the_same_weights_and_driver(run, scenario):
     _, (zero, one) = run
     assert zero[scenario]["weights"] == one[scenario]["weights"]
@@ -116,6 +117,18 @@ def test_a_nan_on_one_rank_makes_both_ranks_skip_the_same_update(run):
     assert zero["guard"]["guard"] == one["guard"]["guard"]
     assert zero["guard"]["history"]["skipped"] == [3] == one["guard"]["history"]["skipped"]
     assert all(math.isfinite(x) for w in zero["guard"]["weights"].values() for x in _flat(w))
+
+
+def test_under_fp16_both_ranks_skip_overflows_and_a_nan_alike_and_count_the_same_steps(run):
+    _, (zero, one) = run
+    amp = zero["amp"]
+    history = amp["history"]
+    assert [e[1:] for e in amp["guard"] if e[1] != "snapshot"] == [["skip", "loss nan"]]
+    assert amp["guard"] == one["amp"]["guard"] and history["status"] == "completed"
+    assert history["overflowed"] == one["amp"]["history"]["overflowed"] != []
+    assert history["scale"] == one["amp"]["history"]["scale"] < 2.0**24
+    not_applied = len(history["skipped"]) + len(history["overflowed"])
+    assert amp["driver"]["step"] == len(history["loss"]) - not_applied
 
 
 def test_without_a_guard_both_ranks_diverge_at_the_same_step(run):

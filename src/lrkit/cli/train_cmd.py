@@ -145,6 +145,15 @@ def tasks_command() -> None:
     " Example: --guard",
 )
 @click.option(
+    "--autocast",
+    type=click.Choice(["bf16", "fp16"]),
+    default=None,
+    help="Mixed precision: the forward pass and the loss under torch.autocast in bfloat16 or"
+    " float16; fp16 with a GradScaler, whose skipped (overflowed) updates are not steps. The"
+    " summary gives the scaler's final scale and the overflows; default: full precision."
+    " Example: --autocast bf16",
+)
+@click.option(
     "--quiet",
     "-q",
     is_flag=True,
@@ -164,6 +173,7 @@ def train_command(
     out: str | None,
     logdir: str | None,
     guard: bool,
+    autocast: str | None,
     quiet: bool,
 ) -> None:
     """Train a task once with a learning rate and schedule, and save its history.
@@ -177,6 +187,7 @@ def train_command(
       lrkit train --task mypackage.tasks:my_task --lr 3e-4 --epochs 5
       lrkit train --task digits-mlp --lr 0.05 --logdir runs/logs
       lrkit train --task digits-mlp --lr 0.5 --guard
+      lrkit train --task digits-mlp --autocast bf16
       lrkit train --task digits-mlp --lr-from runs/demo/find.json
       lrkit train --task wine-mlp --optimizer sgd --weight-decay 1e-4 --batch-size 32
     """
@@ -225,6 +236,7 @@ def train_command(
                 progress=False if quiet else None,
                 out=folder,
                 callbacks=callbacks,
+                autocast=autocast,
             )
     except GuardExhausted as e:
         click.echo(f"lrkit: error: {e}\nhistory written to {folder / 'history.json'}", err=True)
@@ -236,6 +248,8 @@ def train_command(
         print_summary(history, elapsed, changes)
         if guarding:
             click.echo(guard_summary(guarding))
+        if history.autocast:
+            click.echo(precision_summary(history))
         click.echo(doctor_summary(callbacks[0] if watching else history))
     if history.status != "completed":
         click.echo(f"lrkit: warning: {history.status}: {history.reason}", err=True)
@@ -290,6 +304,16 @@ def doctor_summary(run) -> str:
         return "doctor's " + diagnose(run).summary()
     except ValueError as e:  # e.g. a run stopped before its first step
         return f"doctor: no verdict ({e})"
+
+
+def precision_summary(history) -> str:
+    """``mixed precision: fp16, GradScaler scale 4096 at the end, 6 overflowed updates skipped``."""
+    text = f"mixed precision: {history.autocast}"
+    if history.scale is not None:
+        n = history.overflows
+        text += f", GradScaler scale {history.scale:g} at the end, {n} overflowed update"
+        text += f"{'s' * (n != 1)} skipped"
+    return text
 
 
 def guard_summary(guard) -> str:

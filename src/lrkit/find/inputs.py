@@ -18,12 +18,12 @@ from torch import nn
 
 from ..checks import check_lr, number, whole
 from ..tasks import Task, get_task
+from ..train.amp import AUTOCAST, check_autocast
 from ..train.ranks import as_fit_trains
 from .rules import DEFAULT_RULE, get_rule
 
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
 MODES = ("exp", "linear")
-AUTOCAST = {None: None, "bf16": torch.bfloat16, "fp16": torch.float16}
 MAX_STEPS = 1_000_000  # a range test needs hundreds; its plan is one float64 array
 
 
@@ -59,8 +59,7 @@ class Settings:
         number(self.smooth, "smooth", low=0, high=1, high_open=True)
         number(self.stop_factor, "stop_factor", low=1, low_open=True, finite=False)
         whole(self.accumulate, "accumulate", least=1)
-        if self.autocast not in AUTOCAST:
-            raise ValueError(f"autocast must be None, 'bf16' or 'fp16', got {self.autocast!r}")
+        check_autocast(self.autocast)
         if self.val_every is not None:
             whole(self.val_every, "val_every", least=1)
         whole(self.val_batches, "val_batches", least=1)

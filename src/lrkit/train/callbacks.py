@@ -6,6 +6,7 @@ A callback is any object with some of these methods, each called with the :class
 ``on_train_start``   once, after model, optimizer, loaders and driver are built
 ``on_after_backward`` every batch, after ``loss.backward()``, before ``optimizer.step()``
 ``on_after_step``    every update applied, after ``optimizer.step()`` and ``driver.step()``
+                     (not after one a GradScaler skipped)
 ``on_epoch_end``     after the last training batch of an epoch, before validation
 ``on_validation_end`` after each validation: ``state.metric`` and ``state.val_loss`` are set
 ``on_train_end``     once, when the run ends for any reason (see ``history.status``)
@@ -53,6 +54,10 @@ class State:
     ``on_after_backward``; ``clip_grad`` is the global grad-norm threshold of the run (None:
     no clipping), applied after ``on_after_backward``. Under torchrun, ``model`` is the module
     itself (fit trains it through DistributedDataParallel), ``loss`` the mean over the ranks.
+    ``autocast`` is fit's mixed precision and ``scaler`` its GradScaler under ``"fp16"``
+    (None otherwise): in ``on_after_backward`` the gradients are already unscaled, and the
+    loop itself calls ``scaler.step`` and, once every batch, ``scaler.update()``
+    (:mod:`lrkit.train.amp`); ``step`` does not count an update the scaler skipped.
     """
 
     task: Any
@@ -73,6 +78,8 @@ class State:
     skip: bool = False
     clip_grad: float | None = None
     final: bool = False  # True from the run's last validation on (its last step is done)
+    autocast: str | None = None  # fit's mixed precision: None, "bf16" or "fp16"
+    scaler: Any = None  # with "fp16", the GradScaler (fit steps and updates it)
 
 
 class Callback:

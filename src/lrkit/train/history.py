@@ -41,7 +41,10 @@ class History:
     """A run's record. Per step (columns of equal length): ``step``, ``epoch``, ``lr`` (one
     value per param group, as used by that update) and ``loss``; ``skipped`` lists the rows
     (indices into those columns) whose update a callback skipped: such a row's step repeats in
-    the next one. Per validation (``epochs_log``: after every epoch, or every ``val_every``
+    the next one. ``overflowed`` lists the rows whose update a GradScaler skipped (fp16
+    overflows, see :mod:`lrkit.train.amp`; ``overflows`` counts them): their step repeats too.
+    ``autocast`` is the run's mixed precision (None, ``"bf16"``, ``"fp16"``) and ``scale``
+    the GradScaler's scale at the end (None without one). Per validation (``epochs_log``: after every epoch, or every ``val_every``
     steps, and at the end of a step budget): ``epoch``, ``metric``, ``val_loss``, ``time``
     (seconds since the start of training) and ``step`` (optimizer updates done by then).
 
@@ -71,6 +74,9 @@ class History:
     status: str = RUNNING
     reason: str = ""
     time: float = 0.0
+    autocast: str | None = None  # fit's mixed precision: None, "bf16" or "fp16"
+    scale: float | None = None  # with "fp16", the GradScaler's scale at the end
+    overflowed: list[int] = field(default_factory=list)  # rows the GradScaler skipped
 
     # -- recording --------------------------------------------------------------------
     def add_steps(
@@ -95,6 +101,11 @@ class History:
     def steps(self) -> int:
         """Rows recorded: one a batch trained on (a skipped update has its row too)."""
         return len(self.step)
+
+    @property
+    def overflows(self) -> int:
+        """Updates a GradScaler skipped (fp16 overflows): the rows in ``overflowed``."""
+        return len(self.overflowed)
 
     @property
     def lrs(self) -> list[float]:
@@ -152,7 +163,7 @@ class History:
         if not isinstance(data, dict):
             raise ValueError(f"a history is a JSON object, got {type(data).__name__}")
         known = {f.name for f in fields(cls)}
-        numeric = ("lr", "loss", "lr_groups", "epochs_log", "time")
+        numeric = ("lr", "loss", "lr_groups", "epochs_log", "time", "scale")
         values = {k: decode_floats(v) if k in numeric else v for k, v in data.items() if k in known}
         for key, value in values.items():
             try:
@@ -239,6 +250,16 @@ def _count(value: Any, what: str) -> None:
         raise ValueError(f"{what} must be a whole number in [0, {MAX_STEP}], got {value!r}")
 
 
+def _autocast(value: Any, what: str) -> None:
+    if value not in (None, "bf16", "fp16"):
+        raise ValueError(f"{what} must be null, 'bf16' or 'fp16', got {_short(value)}")
+
+
+def _scale(value: Any, what: str) -> None:
+    if value is not None:
+        _num(value, what)
+
+
 def _seed(value: Any, what: str) -> None:
     whole(value, what, least=None)
 
@@ -293,6 +314,9 @@ _CHECKS = {
     "status": _string,
     "reason": _string,
     "time": _num,
+    "autocast": _autocast,
+    "scale": _scale,
+    "overflowed": _list_of(_count),
 }
 
 
@@ -307,9 +331,10 @@ def _check_lengths(h: History) -> None:
             )
     if h.lr_groups and len({len(g) for g in h.lr_groups}) > 1:
         raise ValueError("lr_groups: every step must have the same number of param groups")
-    for i, row in enumerate(h.skipped):
-        if row >= n:
-            raise ValueError(f"skipped: skipped[{i}] is row {row}, but there are {n} rows")
+    for name in ("skipped", "overflowed"):
+        for i, row in enumerate(getattr(h, name)):
+            if row >= n:
+                raise ValueError(f"{name}: {name}[{i}] is row {row}, but there are {n} rows")
 
 
 def _line_of_key(text: str, key: str) -> int | None:

@@ -32,6 +32,7 @@ from ..runtime import torch_threads
 from ..schedules import Driver, Schedule, as_schedule
 from ..tasks import Task, get_task, is_schedule_free
 from . import ranks
+from .amp import Mixed
 from .callbacks import Events, ProgressBar, State
 from .history import FAILED, INTERRUPTED, RUNNING, History
 from .misfit import ScheduleFitWarning, schedule_misfit
@@ -58,6 +59,8 @@ def fit(
     save_secs: float = SAVE_SECS,
     momentum: Schedule | str | float | None = None,
     clip_grad: float | None = None,
+    autocast: str | None = None,
+    scaler: Any = None,
 ) -> History:
     """Train ``task`` once and return its :class:`History`.
 
@@ -87,6 +90,13 @@ def fit(
         momentum: an optional schedule of absolute momentum (or Adam's beta1) values.
         clip_grad: clip the global gradient norm to this value before each update (after
             ``on_after_backward``, so callbacks see the norm before clipping); None: no clipping.
+        autocast: mixed precision: None (full precision), ``"bf16"`` or ``"fp16"``: the
+            forward pass and the loss under ``torch.autocast``; with ``"fp16"`` a GradScaler
+            scales the loss (see :mod:`lrkit.train.amp`: the gradients callbacks and
+            ``clip_grad`` see are unscaled, an update the scaler skips is not a step).
+        scaler: the ``torch.amp.GradScaler`` for ``autocast="fp16"`` (default: a new one);
+            it is ``state.scaler`` for callbacks, and ``history.scale`` and
+            ``history.overflows`` record its final scale and the updates it skipped.
 
     Each validation's loss is reported to the driver when the schedule has a plateau factor.
     A finite schedule that ends before the run or is cut by it is named, before training
@@ -134,25 +144,28 @@ def fit(
         report=report,
         seed=seed,
         clip_grad=clip_grad,
+        autocast=autocast,
     )
     schedule = as_schedule(1.0 if schedule is None else schedule, "schedule")
     saver = None if out is None else Saver(out, number(save_secs, "save_secs", low=0, finite=False))
     if not dist.is_main():
         saver = None  # under torchrun only rank 0 writes
     with torch_threads(task.threads):
-        return _Run(task, lr, schedule, plan, list(callbacks), progress, momentum).go(saver)
+        run = _Run(task, lr, schedule, plan, list(callbacks), progress, momentum, scaler)
+        return run.go(saver)
 
 
 class _Run:
     """The loop itself: build, then train, validating at the plan's cadence, and record."""
 
-    def __init__(self, task, lr, schedule, plan, callbacks, progress, momentum):
+    def __init__(self, task, lr, schedule, plan, callbacks, progress, momentum, scaler):
         self.task, self.plan = task, plan
         self.distributed = dist.is_distributed()  # under torchrun: see lrkit.train.ranks
         built = task.build_model(plan.seed)
         self.net = ranks.wrap_model(built) if self.distributed else built  # what trains
         self.model = ranks.unwrap(built)  # what callbacks see and validation uses
         self.optimizer = task.build_optimizer(self.model, lr)
+        self.mixed = Mixed(plan.autocast, scaler, _device_type(self.model))
         self.schedule_free = is_schedule_free(self.optimizer)
         self.train_loader, self.val_loader = task.build_loaders(plan.seed)
         if self.distributed:
@@ -186,6 +199,8 @@ class _Run:
             self.train_loader, self.val_loader, self.total,
         )  # fmt: skip
         self.state.clip_grad = plan.clip_grad
+        self.state.autocast, self.state.scaler = plan.autocast, self.mixed.scaler
+        self.mixed.record(self.history)
         if ProgressBar.wanted(progress) and dist.is_main():
             callbacks.append(ProgressBar())
         self.events = Events(callbacks)
@@ -217,6 +232,7 @@ class _Run:
             raise
         finally:
             self.driver.close()
+            self.mixed.record(history)
             history.time = time.perf_counter() - self.start
             if history.status == RUNNING:
                 finish(history, state, self.window, self.reported_stop)
@@ -228,7 +244,9 @@ class _Run:
 
     def _train(self) -> None:
         """Epoch after epoch until the plan's steps are done or the run must end."""
-        state, task, net, optimizer = self.state, self.task, self.net, self.optimizer
+        state, task, net, optimizer, mixed = (
+            self.state, self.task, self.net, self.optimizer, self.mixed
+        )  # fmt: skip
         spe, every, done = len(self.train_loader), self.plan.val_every, 0
         for epoch in range(self.history.epochs):
             state.epoch = epoch
@@ -236,17 +254,22 @@ class _Run:
             ranks.set_epoch(self.train_loader, epoch)
             n = 0  # batches of this epoch
             for batch in self.train_loader:
-                loss = task.loss(net, batch)
+                with mixed.autocast():
+                    loss = task.loss(net, batch)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                mixed.backward(loss, optimizer)  # fp16: the gradients unscaled, once
                 state.batch, state.loss, state.skip = batch, self._mean(loss.detach()), False
                 self.events("on_after_backward", state)
                 lrs = [g["lr"] for g in optimizer.param_groups]
-                self.window.add(state.step, lrs, state.loss, skipped=state.skip)
+                applied = overflowed = False
                 if not state.skip:
                     if self.plan.clip_grad is not None:
                         torch.nn.utils.clip_grad_norm_(net.parameters(), self.plan.clip_grad)
-                    optimizer.step()
+                    applied = mixed.step(optimizer, self.driver)
+                    overflowed = not applied and mixed.overflowed(state.loss)
+                mixed.update()  # every batch, once (fit's Guard leaves it to the loop)
+                self.window.add(state.step, lrs, state.loss, state.skip, overflowed)
+                if applied:
                     self.driver.step()
                     state.step += 1
                     self.events("on_after_step", state)
@@ -325,5 +348,11 @@ class _Run:
         window (SYNC_EVERY steps, a validation, an epoch's end), and all end there together."""
         if not self.window.flush(self.state.epoch) and not self.distributed:
             return False
+        self.mixed.record(self.history)
         self.saver.save_running(self.history, self.state.step, time.perf_counter() - self.start)
         return True
+
+
+def _device_type(model: torch.nn.Module) -> str:
+    """Where the model's parameters are (``"cpu"``, ``"cuda"``): autocast's device type."""
+    return next((p.device.type for p in model.parameters()), "cpu")

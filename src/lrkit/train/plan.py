@@ -8,6 +8,7 @@ from typing import Any
 
 from ..checks import number, whole
 from ..tasks import Task
+from .amp import check_autocast
 
 Report = Callable[[int, float, float], Any]  # report(step, metric, val_loss) -> stop?
 
@@ -22,6 +23,7 @@ class Plan:
     report: Report | None
     seed: int
     clip_grad: float | None
+    autocast: str | None = None
 
 
 def make_plan(
@@ -33,6 +35,7 @@ def make_plan(
     report: Report | None,
     seed: int | None,
     clip_grad: float | None,
+    autocast: str | None = None,
 ) -> Plan:
     """The settings of ``fit``'s arguments, checked; None: the task's own (epochs, seed)."""
     if epochs is not None and steps is not None:
@@ -45,6 +48,7 @@ def make_plan(
         report=_check_report(report),
         seed=task.seed if seed is None else seed,
         clip_grad=clip,
+        autocast=check_autocast(autocast),
     )
 
 

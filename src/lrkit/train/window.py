@@ -22,13 +22,17 @@ class Window:
         self.lrs: list[list[float]] = []
         self.losses: list[torch.Tensor] = []
         self.skipped: list[bool] = []
+        self.overflowed: list[bool] = []  # the GradScaler skipped the update
         self.bad: tuple[int, float] | None = None  # the first (step, loss) not finite
 
-    def add(self, step: int, lrs: list[Any], loss: torch.Tensor, skipped: bool) -> None:
+    def add(
+        self, step: int, lrs: list[Any], loss: torch.Tensor, skipped: bool, overflowed: bool
+    ) -> None:
         self.steps.append(step)
         self.lrs.append([float(x) for x in lrs])
         self.losses.append(loss)
         self.skipped.append(skipped)
+        self.overflowed.append(overflowed)
 
     def flush(self, epoch: int) -> bool:
         """Move the window into the history; False once the loss of an update was not finite."""
@@ -36,13 +40,15 @@ class Window:
             values = torch.stack(self.losses).float().tolist()
             first_row = self.history.steps
             self.history.add_steps(self.steps, epoch, self.lrs, values)
-            self.history.skipped.extend(
-                first_row + i for i, skipped in enumerate(self.skipped) if skipped
+            self.history.skipped.extend(first_row + i for i, s in enumerate(self.skipped) if s)
+            self.history.overflowed.extend(
+                first_row + i for i, o in enumerate(self.overflowed) if o
             )
             for step, value, skipped in zip(self.steps, values, self.skipped):
                 if not skipped and not math.isfinite(value) and self.bad is None:
                     self.bad = (step, value)
-            self.steps, self.lrs, self.losses, self.skipped = [], [], [], []
+            self.steps, self.lrs, self.losses = [], [], []
+            self.skipped, self.overflowed = [], []
         return self.bad is None
 
 

@@ -67,7 +67,8 @@ scaler's own skipped step, counted in :attr:`Guard.overflows`; past ``max_overfl
 a row it is. In full, with Lightning's ``update_scaler=False``: :mod:`lrkit.watch.amp`.
 
 In ``fit``, pass it as a callback: ``fit(task, callbacks=[Guard()])``, or through a watch:
-``fit(task, callbacks=[Watch(guard=Guard())])``. In a plain loop:
+``fit(task, callbacks=[Watch(guard=Guard())])``; with ``fit(autocast="fp16")`` the guard
+takes fit's scaler (``state.scaler``) and leaves its update to fit (``update_scaler=False``). In a plain loop:
 
 >>> import torch
 >>> model = torch.nn.Linear(2, 1)
@@ -269,7 +270,14 @@ class Guard(Callback):
 
     def on_after_backward(self, state: State) -> None:
         self.step = state.step
-        action = self.check(state.loss, state.model, state.optimizer, driver=state.driver)
+        action = self.check(
+            state.loss,
+            state.model,
+            state.optimizer,
+            driver=state.driver,
+            scaler=getattr(state, "scaler", None),
+            update_scaler=False,  # fit itself updates its scaler once every batch
+        )
         if action != OK:
             state.skip = True
 
