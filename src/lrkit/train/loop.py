@@ -310,7 +310,7 @@ class _Run:
         self._eval_mode()  # a schedule-free optimizer: the averaged weights, until training resumes
         metric, val_loss = self.task.validate(self.model, self.val_loader)
         # under torchrun, the means over the ranks: the same numbers and decisions on every rank
-        state.metric, state.val_loss = dist.mean(metric), dist.mean(val_loss)
+        state.metric, state.val_loss = dist.mean([metric, val_loss])  # one all-reduce
         if self.driver.plateaus and math.isfinite(state.val_loss):
             self.driver.report(state.val_loss)
         self.history.add_epoch(
