@@ -158,7 +158,9 @@ def follow_parent(parent: int, *, poll: float = 0.5, use_prctl: bool = True) -> 
     On Linux the kernel sends the signal (``prctl(PR_SET_PDEATHSIG)``); as the launcher may
     have died before that call, this process is killed at once when its parent is no longer
     ``parent``. Elsewhere (or ``use_prctl=False``) a daemon thread checks the parent every
-    ``poll`` seconds. A rank that the launcher stops on its own (SIGTERM) is not concerned."""
+    ``poll`` seconds. A rank that the launcher stops on its own (SIGTERM) is not concerned.
+    (The kernel's signal comes when the *thread* that started the rank ends: elastic launch
+    starts the ranks from the thread that calls :func:`launch`, which waits for them.)"""
     if use_prctl and _set_parent_death_signal():
         if os.getppid() != parent:
             _die()

@@ -51,8 +51,9 @@ NPROC_HELP = (
     " Example: --nproc 2"
 )
 TIMEOUT_HELP = (
-    f"With --nproc N: how long a rank waits for the others in a collective before the run"
-    f" fails with an error naming the timeout (a rank that hangs or died); default:"
+    f"With --nproc N: how long a rank waits for the others (to join the group, then in each"
+    f" collective) before the run fails with an error naming the timeout (a rank that hangs"
+    f" or died); default:"
     f" {TIMEOUT:g} s. Under torchrun set {TIMEOUT_VARIABLE} instead. Example: --timeout 60"
 )
 # set by torchrun and by elastic launch in every rank's environment
