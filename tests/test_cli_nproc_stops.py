@@ -197,7 +197,7 @@ def test_a_follower_whose_launcher_died_before_it_followed_dies_at_once(tmp_path
 def test_help_explains_the_timeout_and_its_default(capsys, command):
     status, out, _ = call(capsys, command, "--help")
     text = " ".join(out.split())
-    assert status == 0 and "--timeout SECONDS" in text and "default: 300 s" in text
+    assert status == 0 and "--timeout SECONDS" in text and "else 300 s" in text
     assert launch.TIMEOUT_VARIABLE in text
 
 
@@ -222,9 +222,19 @@ def test_the_timeout_reaches_the_launch_whatever_the_order(capsys, monkeypatch, 
 
 def test_nproc_runs_wait_300_s_by_default_not_torch_s_1800(capsys, monkeypatch):
     got = []
+    monkeypatch.delenv(launch.TIMEOUT_VARIABLE, raising=False)
     monkeypatch.setattr(launch, "launch", lambda argv, n, t: got.append(t) or 0)
     call(capsys, "pick", "--task", "wine-mlp", "--nproc", "2")
     assert got == [launch.TIMEOUT] and launch.TIMEOUT == 300
+
+
+def test_without_timeout_nproc_takes_the_shell_s_lrkit_dist_timeout(capsys, monkeypatch):
+    got = []
+    monkeypatch.setenv(launch.TIMEOUT_VARIABLE, "45")
+    monkeypatch.setattr(launch, "launch", lambda argv, n, t: got.append(t) or 0)
+    call(capsys, "pick", "--task", "wine-mlp", "--nproc", "2")
+    call(capsys, "pick", "--task", "wine-mlp", "--nproc", "2", "--timeout", "9")
+    assert got == [45.0, 9.0]
 
 
 def test_a_rank_joins_its_group_with_the_timeout_of_its_environment(monkeypatch):

@@ -53,8 +53,8 @@ NPROC_HELP = (
 TIMEOUT_HELP = (
     f"With --nproc N: how long a rank waits for the others (to join the group, then in each"
     f" collective) before the run fails with an error naming the timeout (a rank that hangs"
-    f" or died); default:"
-    f" {TIMEOUT:g} s. Under torchrun set {TIMEOUT_VARIABLE} instead. Example: --timeout 60"
+    f" or died); default: {TIMEOUT_VARIABLE} where it is set, else {TIMEOUT:g} s (under"
+    f" torchrun, set {TIMEOUT_VARIABLE}). Example: --timeout 60"
 )
 # set by torchrun and by elastic launch in every rank's environment
 _LAUNCHED = ("TORCHELASTIC_RUN_ID", "WORLD_SIZE", "RANK")
@@ -137,7 +137,9 @@ def _start(ctx: click.Context, param: click.Parameter, value: Any) -> None:
             f"--nproc {nproc} inside a rank that a launcher started (torchrun): drop --nproc, the"
             " ranks are started already"
         )
-    ctx.exit(launch(without_nproc(_ARGV), nproc, TIMEOUT if timeout is None else timeout))
+    if timeout is None:  # LRKIT_DIST_TIMEOUT where this shell sets it, else TIMEOUT
+        timeout = _timeout_from_environment() or TIMEOUT
+    ctx.exit(launch(without_nproc(_ARGV), nproc, timeout))
 
 
 def nproc_option(command: Callable[..., Any]) -> Callable[..., Any]:
