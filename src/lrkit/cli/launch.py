@@ -10,6 +10,13 @@ output goes to log files that are read only when a rank fails. The exit status i
 when another rank failed, its error follows in one line (``lrkit: error: rank 1 of 2 ...``)
 and the status is non-zero. ``--nproc 1`` runs the command in this process, as without it.
 
+A collective waits ``--timeout`` seconds (default :data:`TIMEOUT`) for the other ranks, so a
+rank that hangs ends the run with one line naming the timeout; the ranks read it from
+``LRKIT_DIST_TIMEOUT`` (which a torchrun user may set too). A ``kill -9`` of the launcher takes
+its ranks with it (:func:`lrkit.dist_launch.follow_parent`); a signal to it stops them, with
+status 128 + the signal (130 for Ctrl-C, 143 for SIGTERM). More ranks than CPU cores on the
+CPU backend is allowed (as torchrun allows it), with a one-line warning.
+
 For a script of your own, the recipe is torch's: ``torchrun --nproc_per_node=2 train.py``,
 with lrkit's ``find_lr``/``fit`` called on every rank inside the group.
 """
@@ -33,12 +40,21 @@ from .. import dist_launch
 from ..errors import UserError
 
 NPROC_MAX = 128
+TIMEOUT = 300.0  # seconds a collective of --nproc's ranks waits for the others (torch's: 1800)
+TIMEOUT_MAX = 10**7
+TIMEOUT_VARIABLE = "LRKIT_DIST_TIMEOUT"  # the ranks' collective timeout, in seconds
 NPROC_HELP = (
     "Run the command on N ranks on this machine (torch's elastic launch, what torchrun runs:"
     " gloo on the CPU, NCCL for CUDA tensors when CUDA is available); rank 0 prints and writes"
     " files, and a rank that fails makes the command fail with its error. 1: one process, as"
     " without it. For your own script: torchrun --nproc_per_node=N train.py."
     " Example: --nproc 2"
+)
+TIMEOUT_HELP = (
+    f"With --nproc N: how long a rank waits for the others (to join the group, then in each"
+    f" collective) before the run fails with an error naming the timeout (a rank that hangs"
+    f" or died); default: {TIMEOUT_VARIABLE} where it is set, else {TIMEOUT:g} s (under"
+    f" torchrun, set {TIMEOUT_VARIABLE}). Example: --timeout 60"
 )
 # set by torchrun and by elastic launch in every rank's environment
 _LAUNCHED = ("TORCHELASTIC_RUN_ID", "WORLD_SIZE", "RANK")
@@ -66,7 +82,7 @@ def group() -> Iterator[None]:
         return
     from .. import dist
 
-    joined = dist.init()
+    joined = dist.init(timeout=_timeout_from_environment())
     try:
         yield
     except BaseException:
@@ -75,6 +91,20 @@ def group() -> Iterator[None]:
         raise
     if joined:
         dist.close()
+
+
+def _timeout_from_environment() -> float | None:
+    """The collective timeout :data:`TIMEOUT_VARIABLE` asks for, None when it is not set."""
+    from .. import checks
+
+    text = os.environ.get(TIMEOUT_VARIABLE, "").strip()
+    if not text:
+        return None
+    try:
+        return checks.number(float(text), TIMEOUT_VARIABLE, low=0, low_open=True)
+    except ValueError:
+        raise UserError(f"{TIMEOUT_VARIABLE} must be a finite number of seconds > 0, got"
+                        f" {text!r}") from None  # fmt: skip
 
 
 def without_nproc(argv: list[str]) -> list[str]:
@@ -90,7 +120,16 @@ def without_nproc(argv: list[str]) -> list[str]:
     return out
 
 
-def _start(ctx: click.Context, param: click.Parameter, nproc: int | None) -> None:
+_NPROC, _TIMEOUT = "lrkit.nproc", "lrkit.timeout"
+
+
+def _start(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    """The callback of ``--nproc`` and ``--timeout`` (both eager): once both are known, N > 1
+    starts the ranks and exits with their status before the command runs."""
+    ctx.meta[_NPROC if param.name == "nproc" else _TIMEOUT] = value
+    if _NPROC not in ctx.meta or _TIMEOUT not in ctx.meta:
+        return  # the other one comes next
+    nproc, timeout = ctx.meta[_NPROC], ctx.meta[_TIMEOUT]
     if nproc is None or nproc == 1:
         return
     if launched():
@@ -98,14 +137,27 @@ def _start(ctx: click.Context, param: click.Parameter, nproc: int | None) -> Non
             f"--nproc {nproc} inside a rank that a launcher started (torchrun): drop --nproc, the"
             " ranks are started already"
         )
-    ctx.exit(launch(without_nproc(_ARGV), nproc))
+    if timeout is None:  # LRKIT_DIST_TIMEOUT where this shell sets it, else TIMEOUT
+        timeout = _timeout_from_environment() or TIMEOUT
+    ctx.exit(launch(without_nproc(_ARGV), nproc, timeout))
 
 
 def nproc_option(command: Callable[..., Any]) -> Callable[..., Any]:
-    """The ``--nproc N`` option of a command: N > 1 starts N ranks of it (:func:`launch`) and
-    exits with their status before the command itself runs."""
-    from .options import WholeNumber
+    """The ``--nproc N`` and ``--timeout SECONDS`` options of a command: N > 1 starts N ranks
+    of it (:func:`launch`), whose collectives wait that long, and exits with their status
+    before the command itself runs."""
+    from .options import FiniteFloat, WholeNumber
 
+    command = click.option(
+        "--timeout",
+        type=FiniteFloat(0, TIMEOUT_MAX, low_open=True),
+        default=None,
+        metavar="SECONDS",
+        expose_value=False,
+        is_eager=True,
+        callback=_start,
+        help=TIMEOUT_HELP,
+    )(command)
     return click.option(
         "--nproc",
         type=WholeNumber(1, NPROC_MAX),
@@ -118,21 +170,55 @@ def nproc_option(command: Callable[..., Any]) -> Callable[..., Any]:
     )(command)
 
 
-def launch(argv: list[str], nproc: int) -> int:
+def launch(argv: list[str], nproc: int, timeout: float = TIMEOUT) -> int:
     """Run ``lrkit ARGV`` on ``nproc`` ranks through torch's elastic launch
-    (:func:`lrkit.dist_launch.launch`); the exit status.
+    (:func:`lrkit.dist_launch.launch`), their collectives waiting ``timeout`` seconds for each
+    other; the exit status.
 
     Rank 0's output is this process's; the others' go to log files in a temporary folder,
     removed afterwards. When a rank fails, :func:`_report` says which and gives the status.
-    Ctrl-C stops every rank: status 130."""
-    code = "import sys; from lrkit.cli import main; sys.exit(main())"
+    Each rank dies with this process (:func:`lrkit.dist_launch.follow_parent`). A signal to
+    this process stops every rank: status 128 + the signal (Ctrl-C 130, SIGTERM 143)."""
+    _warn_oversubscribed(nproc)
+    code = (f"import sys; from lrkit.dist_launch import follow_parent; follow_parent({os.getpid()});"
+            " from lrkit.cli import main; sys.exit(main())")  # fmt: skip
+    env = {TIMEOUT_VARIABLE: repr(float(timeout))}
     with tempfile.TemporaryDirectory(prefix="lrkit-nproc-") as logs:
         try:
-            failures = dist_launch.launch(["-c", code, *argv], nproc, logs)
-        except dist_launch.Interrupted:  # Ctrl-C or a kill of this process: the ranks are stopped
-            click.echo("lrkit: interrupted", err=True)
-            return 130
+            failures = dist_launch.launch(["-c", code, *argv], nproc, logs, env=env)
+        except dist_launch.Interrupted as stopped:  # a signal to this process: ranks are stopped
+            name = "" if stopped.signum == signal.SIGINT else f" by {_signal_name(stopped.signum)}"
+            click.echo(f"lrkit: interrupted{name}", err=True)
+            return 128 + stopped.signum
         return _report(failures, nproc, Path(logs)) if failures else 0
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def cpu_cores() -> int:
+    """The CPU cores this process may run on (its affinity where the system says, else
+    ``os.cpu_count()``), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _warn_oversubscribed(nproc: int) -> None:
+    """One line on stderr when ``nproc`` CPU ranks (gloo) are more than the cores here: each
+    rank is a process, so they take turns (allowed, as under torchrun, but slow)."""
+    from .. import dist
+
+    cores = cpu_cores()
+    if nproc > cores and dist.default_backend() == "gloo":
+        click.echo(f"lrkit: warning: --nproc {nproc} starts {nproc} CPU ranks on {cores} CPU"
+                   f" core{'s' if cores > 1 else ''}: each rank is a process, so they share the"
+                   " cores and run slower", err=True)  # fmt: skip
 
 
 def note_error(line: str, status: int) -> None:
