@@ -170,7 +170,7 @@ class _Run:
         )
         misfit = schedule_misfit(self.driver.schedule, self.total)
         if misfit is not None:
-            warnings.warn(misfit, ScheduleFitWarning, stacklevel=3)
+            warnings.warn(misfit, ScheduleFitWarning, stacklevel=4)  # past fit and its decorator
         self.history = History(
             task=task.name,
             metric_name=task.metric.name,
