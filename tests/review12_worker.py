@@ -5,8 +5,10 @@ to ``OUT/<mode>-rank<R>.json``. MODE:
   number of batches; then ``find_lr("wine-mlp")`` on every rank;
 - ``hang`` (under torchrun): ``fit`` with rank 1 hanging past the group's timeout (3 s) at its
   5th update (the other must get a clear error);
-- ``val0`` (under torchrun): ``find_lr`` with a validation loader on rank 0 only, the common
-  "validate on the main rank" pattern;
+- ``val0`` (under torchrun): ranks whose settings differ: ``find_lr`` with a validation loader
+  on rank 0 only (the common "validate on the main rank" pattern), with ``steps`` 20 and 25,
+  ``pick_lr`` with budgets 1.5 and 2.5; then ``find_lr`` of a model outside DDP, and one with a
+  validation loader on every rank;
 - ``lightning`` (plain python; Lightning starts rank 1 by running this script again): a
   ``Trainer(strategy="ddp", devices=2)`` with LRFindCallback(plot=...) and
   LRWatchCallback(guard=..., sinks=...), each rank given paths of its own, and rank 1's loss
@@ -94,21 +96,48 @@ def hang(out: Path) -> None:
 
 
 def val0(out: Path) -> None:
+    import warnings
+
     import torch.distributed as tdist
 
     from lrkit import dist
-    from lrkit.find import find_lr
+    from lrkit.find import find_lr, pick_lr
 
     tdist.init_process_group("gloo", timeout=datetime.timedelta(seconds=10))
     rank = dist.rank()
+    report = {}
 
-    def sweep():
-        model, opt = ddp_model()
-        val = dict(val_loader=batches(2, 8, seed=9), val_every=5) if rank == 0 else {}
-        result = find_lr(model, opt, batches(8, 8, seed=rank), criterion=F.mse_loss, **SWEEP, **val)
+    def sweep(model, opt, **settings):
+        settings = {**SWEEP, **settings}
+        result = find_lr(model, opt, batches(8, 8, seed=rank), criterion=F.mse_loss, **settings)
         return {"lr": result.lr, "curve": result.raw_losses.tolist()}
 
-    (out / f"val0-rank{rank}.json").write_text(json.dumps(caught(sweep)))
+    def val0():  # the common habit: validate on the main rank only
+        model, opt = ddp_model()
+        before = [p.detach().clone() for p in model.parameters()]
+        val = dict(val_loader=batches(2, 8, seed=9), val_every=5) if rank == 0 else {}
+        said = caught(lambda: sweep(model, opt, **val))
+        said["untouched"] = all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+        said["lr_kept"] = opt.param_groups[0]["lr"] == 0.1 and not opt.state
+        return said
+
+    report["val0"] = val0()
+    report["steps"] = caught(lambda: sweep(*ddp_model(), steps=20 if rank == 0 else 25))
+    report["pick"] = caught(lambda: pick_lr("wine-mlp", budget=1.5 + rank, progress=False))
+
+    def bare():  # each rank its own copy: the losses averaged, the gradients not
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            said = sweep(model, torch.optim.SGD(model.parameters(), lr=0.1))
+        said["warnings"] = [str(w.message) for w in seen if w.category is UserWarning]
+        return said
+
+    report["bare"] = caught(bare)
+    val = dict(val_loader=batches(2, 8, seed=9), val_every=5)  # on every rank: it works
+    report["alike"] = caught(lambda: sweep(*ddp_model(), **val))
+    (out / f"val0-rank{rank}.json").write_text(json.dumps(report))
 
 
 def lightning(out: Path) -> None:

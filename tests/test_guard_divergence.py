@@ -123,6 +123,42 @@ def test_finish_leaves_a_run_whose_last_batch_was_one_spike():
     assert [e["action"] for e in actions(guard)] == ["skip"]
 
 
+def test_finish_rolls_back_trouble_that_goes_on_right_after_a_rollback():
+    # the batch that was rolled back for and the last batch: two troubled batches in a row
+    guard = Guard(max_skips=1)
+    said = plain_guard([2.0] * 5 + [math.nan] * 3, guard)
+    assert said[-3:] == ["skip", "rollback", "skip"]
+    guard.finish()
+    assert [e["action"] for e in actions(guard)][-1] == "rollback" and guard.rollbacks == 2
+
+
+def test_finish_leaves_a_run_whose_last_batch_was_the_rollback_itself():
+    guard = Guard(max_skips=1)
+    assert plain_guard([2.0] * 5 + [math.nan] * 2, guard)[-1] == "rollback"
+    guard.finish()
+    assert guard.rollbacks == 1  # it ends on the snapshot already
+
+
+def test_finish_leaves_one_spike_after_a_rollback_that_cured_the_trouble():
+    guard = Guard(max_skips=1)
+    plain_guard([2.0] * 5 + [math.nan] * 2 + [2.0] * 12 + [math.nan], guard)
+    guard.finish()
+    assert guard.rollbacks == 1
+
+
+def test_a_nan_on_every_batch_from_step_3_ends_in_guard_exhausted_not_completed(tmp_path):
+    """12 batches, 2 rollbacks (at batches 6 and 10): batch 11 was NaN again right after the
+    second, so the run ended in lasting trouble with no rollback left. It used to end
+    ``completed``: the rollback had made batch 11 look like a lone spike."""
+    guard = Guard(max_rollbacks=2)
+    with pytest.raises(GuardExhausted, match="gave up"):
+        fit(faulty(nan_at=set(range(3, 1000))), steps=12, callbacks=[guard], progress=False,
+            out=tmp_path)  # fmt: skip
+    done = [(e["batch"], e["action"]) for e in actions(guard)]
+    assert done[-3:] == [(10, "rollback"), (11, "skip"), (11, "gave_up")]
+    assert History.load(tmp_path).status == "failed"
+
+
 # -- real runs ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("task", ["wine-mlp", "diabetes-mlp", "digits-mlp"])
 def test_a_guarded_run_at_100x_the_good_lr_recovers_or_ends_with_the_guards_error(task):

@@ -261,3 +261,48 @@ def test_cli_train_refuses_an_unwritable_logdir_before_training(tmp_path, capsys
         == f"lrkit: error: cannot create --logdir folder '{blocker / 'logs'}': Not a directory"
     )
     assert not (tmp_path / "out").exists()  # nothing trained, nothing written
+
+
+# -- under torchrun or Lightning's DDP: a sink built before the group starts -------------------
+@pytest.mark.parametrize(
+    "env",
+    [{"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"},  # torchrun, before init_process_group
+     {"LOCAL_RANK": "1"}],  # a rank Lightning's ddp launcher started, before trainer.fit
+    ids=["torchrun", "lightning"],
+)  # fmt: skip
+@pytest.mark.parametrize("sink", [CSVSink, JSONLSink, TensorBoardSink])
+def test_a_sink_built_on_another_rank_before_the_group_opens_no_file(tmp_path, monkeypatch, env,
+                                                                     sink):  # fmt: skip
+    for name in ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "signals.csv").write_text("rank 0's\n")
+    (tmp_path / "logs" / "signals.jsonl").write_text("rank 0's\n")
+    made = sink(tmp_path / "logs")
+    made.write([(0, "train/loss", 1.0)])
+    made.close()
+    assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == ["signals.csv",
+                                                                     "signals.jsonl"]  # fmt: skip
+    assert (tmp_path / "logs" / "signals.csv").read_text() == "rank 0's\n"  # not truncated
+    assert (tmp_path / "logs" / "signals.jsonl").read_text() == "rank 0's\n"
+    sink(tmp_path / "elsewhere").close()
+    assert not (tmp_path / "elsewhere").exists()  # no folder made either
+
+
+def test_a_sink_on_the_launchers_rank_0_before_the_group_writes(tmp_path, monkeypatch):
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("NODE_RANK", "0")
+    sink = CSVSink(tmp_path)
+    sink.write([(0, "train/loss", 1.0)])
+    sink.close()
+    assert read_run(tmp_path).get("train/loss")[1].tolist() == [1.0]
+
+
+def test_a_sink_under_a_rank_that_is_no_number_is_refused_naming_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("RANK", "abc")
+    with pytest.raises(ValueError, match="environment variable RANK .* got RANK='abc'"):
+        CSVSink(tmp_path / "logs")
+    assert not (tmp_path / "logs").exists()

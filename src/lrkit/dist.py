@@ -9,10 +9,29 @@ Each answers for the default process group, and answers as a single process does
     (2.5, True, False, {'lr': 0.1})
 
 :func:`mean` also takes a list of numbers: several means for the price of one all-reduce.
-Inside a group, :func:`mean`, :func:`agree` and :func:`broadcast` are collectives: every rank
-must call them, in the same order. :func:`failures` turns a collective that failed because
-another rank died or did not answer within the group's timeout into a
+Inside a group, :func:`mean`, :func:`agree`, :func:`broadcast` and :func:`same_settings` are
+collectives: every rank must call them, in the same order. :func:`failures` turns a collective
+that failed because another rank died or did not answer within the group's timeout into a
 :class:`~lrkit.errors.UserError` that names this rank and the timeout.
+
+**Before the group starts** (a script that builds its sinks before ``init_process_group``, a
+Lightning ``Trainer`` whose DDP strategy starts the group inside ``trainer.fit``),
+:func:`rank` and :func:`is_main` answer from what the launcher put in this process's
+environment, so a rank other than 0 knows at once that it is not the one that writes:
+
+- ``RANK`` (torchrun, ``lrkit --nproc``, torch's elastic launch): the rank itself;
+- else ``LOCAL_RANK`` on the node ``NODE_RANK`` (else ``GROUP_RANK``, torchrun's name; 0 when
+  neither is set): what Lightning's launcher gives the ranks it starts by running the script
+  again (``LOCAL_RANK=1 python train.py``), and what the main one has from ``trainer.fit`` on.
+  On node 0 the rank is ``LOCAL_RANK``; on node n > 0 it is ``n * LOCAL_WORLD_SIZE +
+  LOCAL_RANK`` when ``LOCAL_WORLD_SIZE`` is set, else a number > 0 (this process is not rank 0;
+  the group, once started, tells its exact rank);
+- none of them: rank 0, a single process.
+
+An empty variable counts as unset; any other value that is not a whole number >= 0 (or a
+``RANK`` not below ``WORLD_SIZE``) is a :class:`~lrkit.errors.UserError` naming the variable.
+:func:`world_size` and :func:`is_distributed` answer for the group only: no collective runs
+before it starts.
 """
 
 from __future__ import annotations
@@ -20,7 +39,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, overload
 
 import torch
@@ -43,8 +62,51 @@ def world_size() -> int:
 
 
 def rank() -> int:
-    """This process's rank in the default group (0 without an initialised group)."""
-    return int(_dist.get_rank()) if is_initialized() else 0
+    """This process's rank in the default group; before a group is initialised, the rank the
+    launcher gave this process in its environment (see the module doc; 0 without one)."""
+    return int(_dist.get_rank()) if is_initialized() else launcher_rank()
+
+
+def launcher_rank() -> int:
+    """The rank the launcher's environment gives this process (``RANK``, else ``LOCAL_RANK``
+    and ``NODE_RANK``/``GROUP_RANK``; see the module doc), 0 when it gives none; UserError
+    for a value that is not a whole number >= 0."""
+    given = _env_whole("RANK")
+    if given is not None:
+        size = _env_whole("WORLD_SIZE")
+        if size is not None and given >= size:
+            raise UserError(
+                f"the environment variable RANK must be below WORLD_SIZE ({size}): ranks count"
+                f" from 0, got RANK={given}; check how this process was launched"
+            )
+        return given
+    local = _env_whole("LOCAL_RANK") or 0
+    node = _env_whole("NODE_RANK")
+    node = _env_whole("GROUP_RANK") if node is None else node
+    if not node:
+        return local
+    per_node = _env_whole("LOCAL_WORLD_SIZE")
+    if per_node:
+        return node * per_node + local
+    return node * (local + 1) + local  # at most the true rank (a node holds > LOCAL_RANK ranks)
+
+
+def _env_whole(name: str) -> int | None:
+    """The environment variable ``name`` as a whole number >= 0; None when unset or empty."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise UserError(
+            f"the environment variable {name} must be a whole number >= 0 (the launcher's"
+            f" rank numbering: torchrun, Lightning), got {name}={os.environ[name]!r}; unset it"
+            " or fix it"
+        )
+    return value
 
 
 def is_distributed() -> bool:
@@ -53,7 +115,8 @@ def is_distributed() -> bool:
 
 
 def is_main() -> bool:
-    """True on rank 0 (and in a single process): the rank that writes files and prints."""
+    """True on rank 0 (and in a single process): the rank that writes files and prints.
+    Before a group starts, rank 0 by the launcher's environment (see the module doc)."""
     return rank() == 0
 
 
@@ -115,6 +178,56 @@ def broadcast(obj: Any, src: int = 0) -> Any:
     return box[0]
 
 
+def same_settings(what: str, settings: Mapping[str, Any]) -> None:
+    """Refuse settings that differ between the ranks, before they put the collectives out of
+    step: inside a group of several processes, every rank's ``settings`` (names to picklable
+    values; two values are the same when their ``repr`` is) are gathered, and where any
+    differs, every rank raises the same :class:`~lrkit.errors.UserError` naming ``what``, each
+    setting that differs and each rank's value. Nothing in a single process. A collective
+    (every rank must call it); a rank that died or did not come: :func:`failures`' error::
+
+        >>> same_settings("find_lr", {"steps": 100})
+    """
+    if not is_distributed():
+        return
+    shown = {name: repr(value) for name, value in settings.items()}
+    everyone: list[Any] = [None] * world_size()
+    with failures(what):
+        _dist.all_gather_object(everyone, shown)
+    differ = []
+    for name in dict.fromkeys(key for one in everyone for key in one):
+        values = [one.get(name, "(not given)") for one in everyone]
+        if len(set(values)) > 1:
+            by_value: dict[str, list[int]] = {}
+            for r, value in enumerate(values):
+                by_value.setdefault(value, []).append(r)
+            ranks = [f"{v} on rank{'s' if len(rs) > 1 else ''} {', '.join(map(str, rs))}"
+                     for v, rs in by_value.items()]  # fmt: skip
+            differ.append(f"{name}: {'; '.join(ranks)}")
+    if differ:
+        raise UserError(
+            f"{what} under torchrun needs the same settings on every rank (they decide the"
+            f" collectives each rank runs, and the result), got different ones:"
+            f" {' | '.join(differ)}; give every rank the same"
+        )
+
+
+def shares_gradients(model: torch.nn.Module) -> bool:
+    """True when ``model`` (or a module in it) is wrapped so that torch averages its gradients
+    over the ranks: ``DistributedDataParallel``, or FSDP (``FullyShardedDataParallel``, a
+    module given to ``fully_shard``)."""
+    kinds: tuple[type, ...] = (torch.nn.parallel.DistributedDataParallel,)
+    if _dist.is_available():
+        from torch.distributed import fsdp
+
+        kinds += tuple(
+            getattr(fsdp, name)
+            for name in ("FullyShardedDataParallel", "FSDPModule")
+            if isinstance(getattr(fsdp, name, None), type)
+        )
+    return any(isinstance(m, kinds) for m in model.modules())
+
+
 def timeout() -> float | None:
     """The default group's collective timeout in seconds (``init_process_group(timeout=...)``),
     or None outside a group or where this build of torch does not say."""
@@ -150,6 +263,13 @@ def init(backend: str | None = None, timeout: float | None = None) -> bool:
             f"no launcher set up a process group here ({', '.join(missing)} not set): start the"
             " ranks with torchrun --nproc_per_node=N, or lrkit ... --nproc N"
         )
+    if not _env_whole("WORLD_SIZE"):
+        raise UserError(
+            f"the environment variable WORLD_SIZE must be a whole number >= 1 (the number of"
+            f" ranks), got WORLD_SIZE={os.environ['WORLD_SIZE']!r}; check how this process was"
+            " launched"
+        )
+    launcher_rank()  # a RANK that is not a whole number below WORLD_SIZE: a UserError here
     if timeout is not None and not (timeout > 0 and timeout != float("inf")):
         raise ValueError(f"timeout must be a finite number of seconds > 0, got {timeout!r}")
     backend = default_backend() if backend is None else backend
@@ -223,6 +343,7 @@ def failures(what: str) -> Iterator[None]:
 
 
 __all__ = [
-    "is_initialized", "world_size", "rank", "is_distributed", "is_main", "mean", "agree",
-    "broadcast", "timeout", "failures", "default_backend", "init", "close",
+    "is_initialized", "world_size", "rank", "launcher_rank", "is_distributed", "is_main", "mean",
+    "agree", "broadcast", "same_settings", "shares_gradients", "timeout", "failures",
+    "default_backend", "init", "close",
 ]  # fmt: skip

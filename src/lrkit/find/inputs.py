@@ -168,6 +168,24 @@ class Parts:
         return cls(model, optimizer, train, loss, val_loader, task.name, task, task.seed)
 
 
+def shared_settings(what: Any, val_loader: Any, settings: dict[str, Any]) -> dict[str, Any]:
+    """What every rank of a distributed range test must give alike, as the user gave it (before
+    any check, so a difference is named before one rank alone refuses a value): what is swept
+    (a task's name, or the model's type: ``DistributedDataParallel`` on one rank and not on
+    another puts DDP's all-reduces out of step), whether there is a validation loader, and
+    ``settings`` (how to sweep: the steps and validation cadence decide the collectives, the
+    stop rule when every rank stops, the rest the curve and the suggestion). Not the loaders'
+    lengths: the sweep cycles each rank's own loader, so shards of different lengths are fine."""
+    if isinstance(what, Task):
+        swept = f"task {what.name} (seed {what.seed})"
+    elif isinstance(what, str):
+        swept = f"task {what}"
+    else:
+        swept = f"a {type(what).__name__} model"
+    given = "a val_loader" if val_loader is not None else None
+    return {"task_or_model": swept, "val_loader": given, **settings}
+
+
 def _criterion_loss(criterion: Callable) -> LossFn:
     def loss(model: nn.Module, batch: Any) -> torch.Tensor:
         x, y = batch
@@ -176,4 +194,4 @@ def _criterion_loss(criterion: Callable) -> LossFn:
     return loss
 
 
-__all__ = ["Settings", "Parts", "LossFn", "MODES", "AUTOCAST", "MAX_STEPS"]
+__all__ = ["Settings", "Parts", "LossFn", "MODES", "AUTOCAST", "MAX_STEPS", "shared_settings"]

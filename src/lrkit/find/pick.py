@@ -30,7 +30,10 @@ each step's loss over the ranks), and each short run is a distributed ``fit``, w
 metric and validation loss are averaged over the ranks. Rank 0's range-test summary and each
 round's scores are broadcast (:func:`lrkit.dist.broadcast`), so every rank holds the same
 candidates, keeps the same survivors and returns the same :class:`Pick`, bit for bit; only
-rank 0 prints progress.
+rank 0 prints progress. Every rank must give the same task, schedule, budget, epochs and
+seed (they decide the plan, and so the collectives): before anything else, the ranks compare
+them (:func:`lrkit.dist.same_settings`), and where one differs every rank raises the same
+:class:`~lrkit.errors.UserError` naming it and each rank's value.
 
 >>> from lrkit.find import pick_lr
 >>> p = pick_lr("wine-mlp", "warmup(5%) >> cosine", budget=1.5, seed=0, progress=False)
@@ -96,6 +99,11 @@ def pick_lr(
     returns the same Pick; a train loader ``fit`` cannot shard is a UserError before any
     training, and a rank that dies or hangs makes the others raise UserError.
     """
+    given = dict(schedule=schedule, budget=budget, epochs=epochs, seed=seed)
+    name = (
+        f"{task.name} (seed {task.seed}, {task.epochs} epochs)" if isinstance(task, Task) else task
+    )
+    dist.same_settings("pick_lr", {"task": name, **given})  # before one rank alone refuses any
     task = get_task(task)
     epochs = task.epochs if epochs is None else whole(epochs, "epochs", least=1)
     seed = task.seed if seed is None else seed

@@ -32,12 +32,25 @@ agree, every rank records the same curve, stops at the same step and returns the
 suggestion; a non-finite loss on one rank makes the mean non-finite and stops every rank at
 that step. Each rank restores its own snapshot; only rank 0 shows a progress bar. A rank that
 dies or hangs makes the others raise :class:`~lrkit.errors.UserError` (:func:`lrkit.dist.failures`).
+
+Before anything is checked or touched, the ranks compare their settings
+(:func:`lrkit.dist.same_settings` of :func:`~lrkit.find.inputs.shared_settings`): the task or
+the model's type, whether there is a ``val_loader``, ``start``, ``end``, ``steps``, ``mode``,
+``smooth``, ``stop_factor``, ``accumulate``, ``autocast``, ``val_every``, ``val_batches``,
+``seeds`` and ``rule``. They decide which collectives each rank runs (a ``val_loader`` on rank 0
+only would put its validation all-reduce against the other ranks' gradient all-reduce), when
+the ranks stop, and the result, so where one differs every rank raises the same
+:class:`~lrkit.errors.UserError` naming it and each rank's value. A model in neither
+``DistributedDataParallel`` nor FSDP is swept with a ``UserWarning`` (each rank would train its
+own copy on its own gradients, the losses averaged): it is refused by no rule, since a user who
+averages the gradients in hooks of their own has a sweep that is right.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -50,10 +63,17 @@ from ..runtime import seed_everything, torch_threads
 from ..tasks import Task
 from ..train import ranks
 from ..train.snapshot import RNGState, Snapshot
-from .inputs import AUTOCAST, LossFn, Parts, Settings
+from .inputs import AUTOCAST, LossFn, Parts, Settings, shared_settings
 from .isolation import suspended_hooks
 from .result import Curve, FindResult
 from .rules import Confidence
+
+UNSHARED = (
+    "find_lr under torchrun: the model is not in DistributedDataParallel (nor FSDP), so each"
+    " rank sweeps its own copy with its own gradients while the losses are averaged over the"
+    " ranks: the curve is of no one model. Wrap it, DistributedDataParallel(model), or ignore"
+    " this warning if you average the gradients yourself"
+)
 
 
 def find_lr(
@@ -119,7 +139,9 @@ def find_lr(
     shard of the train loader at the task's batch size, so a step's global batch is
     ``world_size`` x that batch size (2 ranks of a task batching 16 sweep the global batches
     of one process batching 32, when the loader does not shuffle). Give a model, optimizer
-    and loader to shard as you like (each rank its own loader, the model in DDP).
+    and loader to shard as you like (each rank its own loader, the model in DDP); every rank
+    must give the same settings (a UserError on every rank names one that differs), and a
+    model outside DistributedDataParallel (or FSDP) gets a UserWarning.
 
     Raises ValueError naming the bad value before anything is touched; a loss that is not a
     scalar tensor raises ValueError (after restoring); inside a torch.distributed group,
@@ -127,24 +149,16 @@ def find_lr(
     answer within the group's timeout. A curve that cannot be trusted gives a result with
     ``confidence.ok`` False and ``lr`` None, never a silent number.
     """
-    cfg = Settings(
-        start,
-        end,
-        steps,
-        mode,
-        smooth,
-        stop_factor,
-        accumulate,
-        autocast,
-        val_every,
-        val_batches,
-        seeds,
-        rule,
-        progress,
-    )
+    how = dict(start=start, end=end, steps=steps, mode=mode, smooth=smooth,
+               stop_factor=stop_factor, accumulate=accumulate, autocast=autocast,
+               val_every=val_every, val_batches=val_batches, seeds=seeds, rule=rule)  # fmt: skip
+    dist.same_settings("find_lr", shared_settings(task_or_model, val_loader, how))
+    cfg = Settings(**how, progress=progress)
     rng = RNGState.take()  # before a task's builders seed the generators
     try:
         parts = Parts.build(task_or_model, optimizer, loader, step_fn, criterion, val_loader, cfg)
+        if dist.is_distributed() and not dist.shares_gradients(parts.model):
+            warnings.warn(UNSHARED, UserWarning, stacklevel=2)
     except BaseException:
         rng.restore()  # a task's builders seeded the generators
         raise

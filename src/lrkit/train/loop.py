@@ -43,6 +43,7 @@ from .window import Window, finish
 SYNC_EVERY = 16  # steps between reading the losses back (one device sync per window)
 
 
+@dist.failures("fit")  # a rank that died or hung: a UserError on the others, not gloo's own
 def fit(
     task: Task | str,
     lr: float | None = None,
@@ -119,7 +120,8 @@ def fit(
     validation loss too, and a stop (a callback's, the report hook's, a non-finite loss) is
     agreed, so every rank returns the same History at the same step. Only rank 0 shows the
     progress bar and writes ``out``. An exception on one rank alone leaves the others waiting
-    in their next collective until the process group's timeout.
+    in their next collective until the process group's timeout; then (or at once, when it
+    died) they raise :class:`~lrkit.errors.UserError` naming their rank and the timeout.
 
     **Saving while it runs.** With ``out``, the history is saved when training starts, then at
     the end of the first step once ``save_secs`` seconds (default 2) have passed since the
@@ -181,7 +183,7 @@ class _Run:
         )
         misfit = schedule_misfit(self.driver.schedule, self.total)
         if misfit is not None:
-            warnings.warn(misfit, ScheduleFitWarning, stacklevel=3)
+            warnings.warn(misfit, ScheduleFitWarning, stacklevel=4)  # past fit and its decorator
         self.history = History(
             task=task.name,
             metric_name=task.metric.name,

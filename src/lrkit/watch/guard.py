@@ -26,7 +26,8 @@ The rule, checked after every backward pass, before the optimizer step (in full:
   troubled batches in a row, not one spike) is rolled back at the end of its last epoch
   (before the validation; :meth:`Guard.finish` in a plain loop), so a guarded run that
   ``completed`` ends on a good snapshot, never in the middle of a climb; with no rollback left
-  it ends with :class:`GuardExhausted`;
+  it ends with :class:`GuardExhausted`. A rollback does not break a row: trouble at the batch
+  right after one is two troubled batches in a row (the rollback did not cure it);
 - a run whose last validation loss is far above its start (``FINAL_FAR``, 10x its first
   training loss, or not finite) is not a run to call completed: :meth:`Guard.check_final`
   raises :class:`GuardExhausted` (``fit`` calls it after its last validation, Lightning's
@@ -344,7 +345,9 @@ class Guard(Callback):
         rollback.set_lrs(self._driver, self._optimizer, [lr * cut for lr in before])
         self.rollbacks += 1
         self._rule.rolled_back()
-        self._last, self._troubled = None, False
+        # the batch rolled back for was trouble: one more right after it is trouble that lasts
+        # through the rollback (two in a row), not a spike of the restored weights
+        self._last = None
         self._skips.clear()
         self._good = self._in_a_row = 0
         lrs = self._lrs()
