@@ -262,7 +262,10 @@ def test_the_launch_gives_the_ranks_the_timeout_and_this_process_s_pid(monkeypat
     monkeypatch.setattr(dist_launch, "launch",
                         lambda args, n, logs, env: seen.update(args=args, env=env) or [])  # fmt: skip
     assert launch.launch(["find"], 2, 42.0) == 0
-    assert seen["env"] == {launch.TIMEOUT_VARIABLE: "42.0"}
+    assert seen["env"] == {
+        launch.TIMEOUT_VARIABLE: "42.0",
+        "LRKIT_NPROC": "1",
+    }  # and: --nproc started them
     assert f"follow_parent({os.getpid()})" in seen["args"][1] and seen["args"][2:] == ["find"]
 
 
@@ -329,3 +332,13 @@ def test_loglevel_keeps_torch_s_launcher_logs(monkeypatch, agent):
     monkeypatch.setenv("LOGLEVEL", "WARNING")
     with dist_launch._quiet_launcher():
         assert agent.isEnabledFor(logging.WARNING)
+
+
+def test_a_rank_nproc_started_keeps_back_a_line_that_only_blames_another_rank(monkeypatch):
+    blame = "lrkit: error: fit stopped on rank 0 of 2: " + launch.PEER_TROUBLE + ", so ..."
+    for name in ("TORCHELASTIC_RUN_ID", "WORLD_SIZE", "RANK"):
+        monkeypatch.setenv(name, "0")
+    assert launch.says_for_itself(blame)  # under plain torchrun: nobody else would say it
+    monkeypatch.setenv("LRKIT_NPROC", "1")
+    assert not launch.says_for_itself(blame)  # --nproc's launcher prints the cause instead
+    assert launch.says_for_itself("lrkit: error: --lr must be positive")

@@ -101,7 +101,8 @@ def _peer_failures(argv: list[str] | None) -> Iterator[None]:
 def _user_error(message: str) -> int:
     lines = [line.strip() for line in _redact(str(message)).splitlines() if line.strip()]
     line = f"{PROG}: error: {lines[0] if lines else 'invalid input'}"
-    click.echo(line, err=True)
+    if launch.says_for_itself(line):
+        click.echo(line, err=True)
     launch.note_error(line, 2)
     return 2
 

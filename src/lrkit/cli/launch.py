@@ -60,6 +60,7 @@ TIMEOUT_HELP = (
 _LAUNCHED = ("TORCHELASTIC_RUN_ID", "WORLD_SIZE", "RANK")
 # what lrkit.dist.failures says when a collective failed because of another rank
 PEER_TROUBLE = "a collective with the other ranks failed"
+_BY_LRKIT = "LRKIT_NPROC"  # set in the ranks that --nproc starts (not in torchrun's)
 _ARGV: list[str] = []  # the arguments of this process's command line (set by app.main)
 
 
@@ -182,7 +183,7 @@ def launch(argv: list[str], nproc: int, timeout: float = TIMEOUT) -> int:
     _warn_oversubscribed(nproc)
     code = (f"import sys; from lrkit.dist_launch import follow_parent; follow_parent({os.getpid()});"
             " from lrkit.cli import main; sys.exit(main())")  # fmt: skip
-    env = {TIMEOUT_VARIABLE: repr(float(timeout))}
+    env = {TIMEOUT_VARIABLE: repr(float(timeout)), _BY_LRKIT: "1"}
     with tempfile.TemporaryDirectory(prefix="lrkit-nproc-") as logs:
         try:
             failures = dist_launch.launch(["-c", code, *argv], nproc, logs, env=env)
@@ -221,6 +222,13 @@ def _warn_oversubscribed(nproc: int) -> None:
                    " cores and run slower", err=True)  # fmt: skip
 
 
+def says_for_itself(line: str) -> bool:
+    """Whether this rank prints its error ``line`` itself: not when ``--nproc`` started it and
+    the line only blames another rank (the launcher then prints the rank that caused it, or
+    this line when no other rank said anything), so the user reads one line, the cause."""
+    return not (os.environ.get(_BY_LRKIT) == "1" and launched() and PEER_TROUBLE in line)
+
+
 def note_error(line: str, status: int) -> None:
     """In a rank that torch's launcher started, keep the one-line error this rank reports (and
     its exit status) in the error file the launcher reads (``TORCHELASTIC_ERROR_FILE``)."""
@@ -246,7 +254,8 @@ def _report(failures: list[dist_launch.Failure], nproc: int, logs: Path) -> int:
     caused it printed in one line, unless rank 0 already said why on its own.
 
     Rank 0 said why on its own when it reported an error that is not a collective failing
-    because of another rank. Otherwise the cause is the first other rank that reported an
+    because of another rank (one that only blames another rank it keeps for this report, see
+    :func:`says_for_itself`: printed here when no other rank caused it). Otherwise the cause is the first other rank that reported an
     error or was killed by a signal (a rank the launcher stopped with SIGTERM is none; a rank
     that only exited with a status, as ``find --quiet`` does without a trusted lr, says
     nothing). The status is rank 0's, else the cause's, else 1."""
@@ -265,6 +274,8 @@ def _report(failures: list[dist_launch.Failure], nproc: int, logs: Path) -> int:
         text = "" if said is None else said["message"].split("error: ", 1)[-1]
         click.echo(f"lrkit: error: rank {rank} of {nproc} {how}" + (f": {text}" if text else ""),
                    err=True)  # fmt: skip
+    elif note is not None and not own:  # rank 0 blamed another rank that said nothing
+        click.echo(note["message"], err=True)
     zero = next((f for f in failures if f.rank == 0), None)
     if zero is not None and zero.exitcode > 0:
         return int(zero.exitcode)
