@@ -233,3 +233,98 @@ def test_cli_train_logdir_outside_a_group_writes_signals_despite_a_stray_rank(st
     code, _ = _cli(capsys, "train", "--task", "digits-mlp", "--epochs", "1", "--out",
                    str(tmp_path / "out"), "--logdir", str(tmp_path / "logs"))  # fmt: skip
     assert code == 0 and (tmp_path / "logs" / "signals.csv").is_file()
+
+
+# -- Lightning: LRFindCallback, LRWatchCallback(guard=, val_mode=) ---------------------------
+
+pl = pytest.importorskip("lightning.pytorch")
+
+
+class _Net(pl.LightningModule):
+    """SGD + OneCycleLR(max_lr=self.lr) from configure_optimizers; training_step returns None
+    for every ``none_every``-th batch (Lightning's way to skip one) when it is > 0."""
+
+    def __init__(self, lr: float = 0.01, none_every: int = 0):
+        super().__init__()
+        self.lr, self.none_every = lr, none_every
+        self.net = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(),
+                                       torch.nn.Linear(16, 2))  # fmt: skip
+
+    def training_step(self, batch, batch_idx):
+        if self.none_every and batch_idx % self.none_every == 0:
+            return None
+        x, y = batch
+        return torch.nn.functional.cross_entropy(self.net(x), y)
+
+    def configure_optimizers(self):
+        opt = torch.optim.SGD(self.parameters(), lr=self.lr, momentum=0.9)
+        one = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=100)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": one, "interval": "step"}}
+
+
+def _data():
+    torch.manual_seed(0)
+    x = torch.randn(128, 4)
+    dataset = torch.utils.data.TensorDataset(x, (x[:, 0] > x[:, 1]).long())
+    return torch.utils.data.DataLoader(dataset, batch_size=16)
+
+
+def _trainer(*callbacks, steps: int = 12):
+    return pl.Trainer(max_steps=steps, accelerator="cpu", logger=False, callbacks=list(callbacks),
+                      enable_progress_bar=False, enable_checkpointing=False,
+                      enable_model_summary=False)  # fmt: skip
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_lrfind_callback_rebuilds_onecycle_at_the_found_rate():
+    from lrkit.find import LRFindCallback
+
+    finder, model = LRFindCallback(start=1e-4, end=10, steps=30), _Net()
+    trainer = _trainer(finder)
+    trainer.fit(model, _data())
+    assert finder.result.lr is not None and model.lr == finder.result.lr != 0.01
+    assert trainer.lr_scheduler_configs[0].scheduler.optimizer is trainer.optimizers[0]
+    assert trainer.optimizers[0].param_groups[0]["max_lr"] == pytest.approx(model.lr)
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_lrfind_callback_refuses_an_unwritable_plot_before_the_sweep(tmp_path):
+    from lrkit.errors import UserError
+    from lrkit.find import LRFindCallback
+
+    finder = LRFindCallback(start=1e-4, end=10, steps=30, plot=tmp_path / "no" / "find.png")
+    with pytest.raises(UserError, match="does not exist"):
+        _trainer(finder).fit(_Net(), _data())
+    assert finder.result is None
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_lrfind_callback_refuses_a_step_that_returns_none_for_every_batch():
+    from lrkit.find import LRFindCallback
+
+    with pytest.raises(ValueError, match="training_step returned None for every batch"):
+        _trainer(LRFindCallback(steps=10)).fit(_Net(none_every=1), _data())
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_guarded_lightning_watch_passes_over_batches_whose_training_step_returns_none():
+    """Regression: LRWatchCallback(guard=) raised 'saw an optimizer step without a backward
+    pass' on the first batch Lightning skipped because training_step returned None."""
+    from lrkit.watch import LRWatchCallback
+
+    guarded, plain = LRWatchCallback(every=1, guard=Guard()), LRWatchCallback(every=1)
+    _trainer(guarded).fit(_Net(none_every=3), _data())
+    _trainer(plain).fit(_Net(none_every=3), _data())
+    steps = guarded.history.get("train/loss")[0]
+    assert len(steps) == len(plain.history.get("train/loss")[0]) > 0
+    assert guarded.guard.events == [] or all(
+        e["action"] == "snapshot" for e in guarded.guard.events
+    )
+
+
+@pytest.mark.parametrize("bad", ["MAX", "", 1, "best"])
+def test_lightning_watch_refuses_a_val_mode_it_does_not_know(bad):
+    from lrkit.watch import LRWatchCallback
+
+    with pytest.raises(ValueError, match="val_mode must be 'min'"):
+        LRWatchCallback(val_metric="val_acc", val_mode=bad)
