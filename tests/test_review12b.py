@@ -348,3 +348,26 @@ def test_timeout_under_torchrun_reaches_the_group(monkeypatch, capsys):
     monkeypatch.setattr(dist, "init", lambda backend=None, timeout=None: asked.append(timeout))
     code, _ = _cli(capsys, "find", "--task", "digits-mlp", "--steps", "5", "--timeout", "7", "-q")
     assert asked == [7.0]
+
+
+# -- benchmarks/amp_cuda.py -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("extra", [["--steps", "3"], ["--repeats", "0"]])
+def test_amp_benchmark_refuses_too_few_steps_or_rounds_in_one_line(extra, tmp_path):
+    """Regression: --steps 3 ended in find_lr's traceback, --repeats 0 in min() of nothing
+    after the warm-up blocks had run."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "amp_cuda.py"), "--device", "cpu", *extra,
+         "--out", str(tmp_path / "amp.json")],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(root / "src")},
+    )  # fmt: skip
+    assert done.returncode == 2 and "error: --steps must be >= 5 and --repeats >= 1" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "amp.json").exists()
