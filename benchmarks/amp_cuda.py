@@ -195,6 +195,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: CUDA is not available here; use --device cpu")
+    if args.steps < 5 or args.repeats < 1:
+        parser.error(f"--steps must be >= 5 and --repeats >= 1, got {args.steps}, {args.repeats}")
     if args.device == "cuda" and args.clock == "cpu":
         parser.error("--clock cpu times the CPU only; on CUDA use the wall clock")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))

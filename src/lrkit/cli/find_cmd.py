@@ -135,7 +135,7 @@ def find_command(
         task, start=start, end=end, steps=steps, seeds=seeds, rule=rule,
         progress=False if quiet or to_stdout else None,
     )  # fmt: skip
-    if not dist.is_main():  # under torchrun every rank sweeps in step; rank 0 reports
+    if dist.is_distributed() and not dist.is_main():  # every rank sweeps in step; rank 0 reports
         if result.lr is None and quiet:
             click.get_current_context().exit(NO_LR)
         return
@@ -266,7 +266,7 @@ def pick_command(
             task, schedule=schedule, budget=budget, epochs=epochs, seed=seed,
             progress=False if quiet else None,
         )  # fmt: skip
-    if not dist.is_main():  # under torchrun every rank picks in step; rank 0 reports
+    if dist.is_distributed() and not dist.is_main():  # every rank picks in step; rank 0 reports
         return
     for w in caught:
         if issubclass(w.category, ScheduleFitWarning):

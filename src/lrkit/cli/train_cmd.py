@@ -213,7 +213,7 @@ def train_command(
         resolved = schedule.resolve(epochs * steps_per_epoch, steps_per_epoch)
         lr_values(resolved, sample_steps(epochs * steps_per_epoch - 1), lr or task.lr, LR_MAX)
     misfit = schedule_misfit(resolved, epochs * steps_per_epoch)
-    if misfit is not None and dist.is_main():  # before training; fit's own warning is muted
+    if misfit is not None and (dist.is_main() or not dist.is_distributed()):  # fit mutes its own
         click.echo(f"lrkit: warning: {misfit}", err=True)
     guarding = Guard() if guard else None
     # the guard goes through the Watch (its actions join the signals the doctor reads); with
@@ -242,7 +242,7 @@ def train_command(
         click.echo(f"lrkit: error: {e}\nhistory written to {folder / 'history.json'}", err=True)
         click.get_current_context().exit(1)
     elapsed = time.perf_counter() - started
-    if not dist.is_main():  # under torchrun or --nproc every rank trains in step; rank 0 reports
+    if dist.is_distributed() and not dist.is_main():  # every rank trains in step; rank 0 reports
         return
     if not quiet:
         print_summary(history, elapsed, changes)

@@ -150,8 +150,8 @@ def fit(
     )
     schedule = as_schedule(1.0 if schedule is None else schedule, "schedule")
     saver = None if out is None else Saver(out, number(save_secs, "save_secs", low=0, finite=False))
-    if not dist.is_main():
-        saver = None  # under torchrun only rank 0 writes
+    if dist.is_distributed() and not dist.is_main():
+        saver = None  # under torchrun only rank 0 writes (outside a group a stray RANK is none)
     with torch_threads(task.threads):
         run = _Run(task, lr, schedule, plan, list(callbacks), progress, momentum, scaler)
         return run.go(saver)
@@ -203,7 +203,7 @@ class _Run:
         self.state.clip_grad = plan.clip_grad
         self.state.autocast, self.state.scaler = plan.autocast, self.mixed.scaler
         self.mixed.record(self.history)
-        if ProgressBar.wanted(progress) and dist.is_main():
+        if ProgressBar.wanted(progress) and not (self.distributed and not dist.is_main()):
             callbacks.append(ProgressBar())
         self.events = Events(callbacks)
         self.window = Window(self.history)

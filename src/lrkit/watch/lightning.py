@@ -194,6 +194,8 @@ class LRWatchCallback(Callback):
             self.watch.after_backward(None)
         else:
             loss, self._loss = self._loss, None
+            if loss is None and not _has_grads(optimizer):
+                return  # training_step returned None: Lightning skips the batch, no update
             if loss is None:
                 raise ValueError(
                     "LRWatchCallback(guard=...) saw an optimizer step without a backward pass"
@@ -310,6 +312,11 @@ def _is_score(name: str) -> bool:
     """Whether a metric's name reads as a higher-better score: one of its words (split at
     ``_ / - .``) is one of :data:`SCORES` (``val_acc``, ``val/top1_acc``; not ``val_loss``)."""
     return not SCORES.isdisjoint(re.split(r"[_/\-.]+", name.lower()))
+
+
+def _has_grads(optimizer) -> bool:
+    """True when a parameter of ``optimizer`` holds a gradient."""
+    return any(p.grad is not None for group in optimizer.param_groups for p in group["params"])
 
 
 def _is_scalar(value: Any) -> bool:
