@@ -135,13 +135,17 @@ def test_without_a_launcher_a_process_is_rank_0(launcher):
     [
         ({"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"}, 1),  # torchrun
         ({"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0"}, 0),
-        ({"RANK": "5", "LOCAL_RANK": "1", "GROUP_RANK": "2"}, 5),  # RANK wins
-        ({"LOCAL_RANK": "1"}, 1),  # a rank Lightning's launcher started (LOCAL_RANK=1 python ..)
+        ({"RANK": "5", "WORLD_SIZE": "8", "LOCAL_RANK": "1", "GROUP_RANK": "2"}, 5),  # RANK wins
+        # a rank Lightning's launcher started (LOCAL_RANK=1 python ..., WORLD_SIZE inherited)
+        ({"LOCAL_RANK": "1", "WORLD_SIZE": "2"}, 1),
         ({"LOCAL_RANK": "0", "NODE_RANK": "0", "WORLD_SIZE": "2"}, 0),  # its main, in fit
-        ({"LOCAL_RANK": "1", "NODE_RANK": "1", "LOCAL_WORLD_SIZE": "4"}, 5),
-        ({"LOCAL_RANK": "2", "GROUP_RANK": "1", "LOCAL_WORLD_SIZE": "4"}, 6),  # torchrun's name
-        ({"NODE_RANK": "0", "GROUP_RANK": "1"}, 0),  # NODE_RANK wins, as in Lightning
-        ({"RANK": "", "LOCAL_RANK": " "}, 0),  # empty: unset
+        ({"LOCAL_RANK": "1", "NODE_RANK": "1", "LOCAL_WORLD_SIZE": "4", "WORLD_SIZE": "8"}, 5),
+        ({"LOCAL_RANK": "2", "GROUP_RANK": "1", "LOCAL_WORLD_SIZE": "4", "WORLD_SIZE": "8"}, 6),
+        ({"NODE_RANK": "0", "GROUP_RANK": "1", "WORLD_SIZE": "8"}, 0),  # NODE_RANK wins
+        ({"RANK": "", "LOCAL_RANK": " ", "WORLD_SIZE": "2"}, 0),  # empty: unset
+        ({"RANK": "1"}, 0),  # a stray RANK in a shell, no WORLD_SIZE: no launch
+        ({"LOCAL_RANK": "1"}, 0),
+        ({"RANK": "1", "WORLD_SIZE": "1", "LOCAL_RANK": "3"}, 0),  # a group of one
     ],
 )
 def test_before_a_group_the_rank_is_the_launchers(launcher, env, rank):
@@ -152,7 +156,7 @@ def test_before_a_group_the_rank_is_the_launchers(launcher, env, rank):
 
 @pytest.mark.parametrize("local", ["0", "1", "3"])
 def test_on_a_later_node_of_unknown_size_a_process_is_not_rank_0(launcher, local):
-    launcher(NODE_RANK="1", LOCAL_RANK=local)  # how many ranks a node holds is not said
+    launcher(NODE_RANK="1", LOCAL_RANK=local, WORLD_SIZE="8")  # ranks a node holds: not said
     assert dist.rank() > 0 and not dist.is_main()
 
 
@@ -170,7 +174,7 @@ def test_on_a_later_node_of_unknown_size_a_process_is_not_rank_0(launcher, local
     ],
 )
 def test_a_launcher_variable_that_is_no_rank_is_named(launcher, env, name):
-    launcher(**env)
+    launcher(**{"WORLD_SIZE": "2", **env})  # a launch of two
     with pytest.raises(UserError, match=rf"environment variable {name} must be a whole number"):
         dist.is_main()
 

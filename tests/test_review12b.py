@@ -224,10 +224,6 @@ def test_cli_find_outside_a_group_reports_despite_a_stray_rank(stray_rank, capsy
     assert code in (0, 3) and '"lr"' in output
 
 
-@pytest.mark.xfail(strict=True, reason="bug: sinks (lrkit train --logdir, Watch(logdir=)) outside"
-                   " any process group read a stray RANK=1 as 'not rank 0' and write nothing,"
-                   " silently (lrkit.dist.launcher_rank trusts RANK/LOCAL_RANK without a"
-                   " WORLD_SIZE > 1)")  # fmt: skip
 def test_cli_train_logdir_outside_a_group_writes_signals_despite_a_stray_rank(stray_rank, capsys,
                                                                                tmp_path):  # fmt: skip
     code, _ = _cli(capsys, "train", "--task", "digits-mlp", "--epochs", "1", "--out",

@@ -267,7 +267,7 @@ def test_cli_train_refuses_an_unwritable_logdir_before_training(tmp_path, capsys
 @pytest.mark.parametrize(
     "env",
     [{"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"},  # torchrun, before init_process_group
-     {"LOCAL_RANK": "1"}],  # a rank Lightning's ddp launcher started, before trainer.fit
+     {"LOCAL_RANK": "1", "WORLD_SIZE": "2"}],  # a rank Lightning's ddp launcher started
     ids=["torchrun", "lightning"],
 )  # fmt: skip
 @pytest.mark.parametrize("sink", [CSVSink, JSONLSink, TensorBoardSink])
@@ -303,6 +303,7 @@ def test_a_sink_on_the_launchers_rank_0_before_the_group_writes(tmp_path, monkey
 
 def test_a_sink_under_a_rank_that_is_no_number_is_refused_naming_it(tmp_path, monkeypatch):
     monkeypatch.setenv("RANK", "abc")
+    monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ValueError, match="environment variable RANK .* got RANK='abc'"):
         CSVSink(tmp_path / "logs")
     assert not (tmp_path / "logs").exists()

@@ -28,6 +28,10 @@ environment, so a rank other than 0 knows at once that it is not the one that wr
   the group, once started, tells its exact rank);
 - none of them: rank 0, a single process.
 
+All of this only when ``WORLD_SIZE`` (which torchrun, ``lrkit --nproc`` and Lightning's
+launcher all set) is above 1: a ``RANK`` or ``LOCAL_RANK`` left in a shell without it is no
+launch, and the process is rank 0 (it writes and prints).
+
 An empty variable counts as unset; any other value that is not a whole number >= 0 (or a
 ``RANK`` not below ``WORLD_SIZE``) is a :class:`~lrkit.errors.UserError` naming the variable.
 :func:`world_size` and :func:`is_distributed` answer for the group only: no collective runs
@@ -69,12 +73,15 @@ def rank() -> int:
 
 def launcher_rank() -> int:
     """The rank the launcher's environment gives this process (``RANK``, else ``LOCAL_RANK``
-    and ``NODE_RANK``/``GROUP_RANK``; see the module doc), 0 when it gives none; UserError
-    for a value that is not a whole number >= 0."""
+    and ``NODE_RANK``/``GROUP_RANK``; see the module doc), 0 when it gives none or names no
+    group of several processes (``WORLD_SIZE`` unset or 1: a stray ``RANK`` in a shell is no
+    launch); UserError for a value that is not a whole number >= 0."""
+    size = _env_whole("WORLD_SIZE")
+    if size is None or size <= 1:
+        return 0
     given = _env_whole("RANK")
     if given is not None:
-        size = _env_whole("WORLD_SIZE")
-        if size is not None and given >= size:
+        if given >= size:
             raise UserError(
                 f"the environment variable RANK must be below WORLD_SIZE ({size}): ranks count"
                 f" from 0, got RANK={given}; check how this process was launched"
