@@ -242,9 +242,16 @@ def test_a_rank_joins_its_group_with_the_timeout_of_its_environment(monkeypatch)
     monkeypatch.setattr(launch, "launched", lambda: True)
     monkeypatch.setattr(dist, "init", lambda timeout=None: got.append(timeout) or False)
     monkeypatch.setenv(launch.TIMEOUT_VARIABLE, "12.5")
+    monkeypatch.setattr(launch, "_ARGV", ["find"])  # this rank's command line: no --timeout
     with launch.group():
         pass
-    assert got == [12.5]
+    monkeypatch.setattr(launch, "_ARGV", ["find", "--timeout", "7"])  # torchrun ... --timeout 7
+    with launch.group():
+        pass
+    monkeypatch.setattr(launch, "_ARGV", ["find", "--timeout=soon"])  # click refuses it later
+    with launch.group():
+        pass
+    assert got == [12.5, 7.0, 12.5]
 
 
 @pytest.mark.parametrize("value", ["0", "-3", "nan", "inf", "soon"])
@@ -252,6 +259,7 @@ def test_a_bad_timeout_in_a_rank_s_environment_is_a_user_error(monkeypatch, valu
     monkeypatch.setattr(launch, "launched", lambda: True)
     monkeypatch.setattr(dist, "init", lambda timeout=None: pytest.fail("joined"))
     monkeypatch.setenv(launch.TIMEOUT_VARIABLE, value)
+    monkeypatch.setattr(launch, "_ARGV", ["find"])
     with pytest.raises(UserError, match=f"{launch.TIMEOUT_VARIABLE} must be a finite number"):
         with launch.group():
             pass

@@ -53,8 +53,8 @@ NPROC_HELP = (
 TIMEOUT_HELP = (
     f"With --nproc N: how long a rank waits for the others (to join the group, then in each"
     f" collective) before the run fails with an error naming the timeout (a rank that hangs"
-    f" or died); default: {TIMEOUT_VARIABLE} where it is set, else {TIMEOUT:g} s (under"
-    f" torchrun, set {TIMEOUT_VARIABLE}). Example: --timeout 60"
+    f" or died); default: {TIMEOUT_VARIABLE} where it is set, else {TIMEOUT:g} s (for"
+    f" torchrun's ranks too; torch's own default is 1800 s). Example: --timeout 60"
 )
 # set by torchrun and by elastic launch in every rank's environment
 _LAUNCHED = ("TORCHELASTIC_RUN_ID", "WORLD_SIZE", "RANK")
@@ -83,7 +83,7 @@ def group() -> Iterator[None]:
         return
     from .. import dist
 
-    joined = dist.init(timeout=_timeout_from_environment())
+    joined = dist.init(timeout=_timeout_from_argv() or _timeout_from_environment())
     try:
         yield
     except BaseException:
@@ -92,6 +92,23 @@ def group() -> Iterator[None]:
         raise
     if joined:
         dist.close()
+
+
+def _timeout_from_argv() -> float | None:
+    """The ``--timeout S`` (or ``--timeout=S``) of this rank's command line, read before click
+    parses it (the rank joins its group first: under torchrun it is the only way the option
+    reaches the group); None when absent or not a valid number, which click then refuses."""
+    for i, arg in enumerate(_ARGV):
+        text = arg.partition("=")[2] if arg.startswith("--timeout=") else None
+        if arg == "--timeout" and i + 1 < len(_ARGV):
+            text = _ARGV[i + 1]
+        if text is not None:
+            try:
+                value = float(text)
+            except ValueError:
+                return None
+            return value if 0 < value <= TIMEOUT_MAX else None
+    return None
 
 
 def _timeout_from_environment() -> float | None:
