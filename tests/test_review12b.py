@@ -104,9 +104,6 @@ def test_fit_fp16_nan_loss_is_divergence_not_overflow():
 # -- the doctor on an fp16 run with overflows --------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="bug: lrkit doctor ignores history.overflowed: an fp16"
-                   " run's overflowed rows are read as loss samples at one repeated step"
-                   " ('the median of steps 0-0'), and the verdict never names the overflows")  # fmt: skip
 def test_doctor_names_the_overflows_of_an_fp16_run(capsys, tmp_path):
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**40)
     history = fit("digits-mlp", steps=40, autocast="fp16", scaler=scaler, progress=False,

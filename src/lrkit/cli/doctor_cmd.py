@@ -54,16 +54,20 @@ def doctor_command(run_dir: Path, as_json: bool) -> int:
     if as_json:
         data = [
             {"run": str(run.folder), "files": [str(f) for f in run.files], **d.to_dict()}
-            for run, _, d in results
+            for run, _, d, _ in results
         ]
         click.echo(json.dumps(data[0] if len(runs) == 1 else {"runs": data}, indent=2))
     else:
         if len(runs) > 1:
             click.echo(f"{run_dir} holds {len(runs)} runs; each is diagnosed on its own")
-        for i, (run, _, diagnosis) in enumerate(results):
+        for i, (run, _, diagnosis, overflows) in enumerate(results):
             if i or len(runs) > 1:
                 click.echo("")
             click.echo(f"run: {run.folder} (read {run.describe()})")
+            if overflows:
+                click.echo(f"  fp16: {overflows} update(s) overflowed and were skipped by the"
+                           " GradScaler (not read as losses); a scale that keeps falling means"
+                           " the loss itself overflows: a lower lr or bf16")  # fmt: skip
             if run.older:
                 older = ", ".join(p.name for p in run.older)
                 click.echo(f"  the newest version; older versions not read: {older}")
@@ -72,7 +76,8 @@ def doctor_command(run_dir: Path, as_json: bool) -> int:
 
 
 def _diagnose(run):
-    """(run, file read, diagnosis); warnings printed, errors as UserError naming the run."""
+    """(run, file read, diagnosis, fp16 overflows read); warnings printed, errors as UserError
+    naming the run."""
     from ..watch.diagnose import diagnose
 
     with warnings.catch_warnings(record=True) as caught:
@@ -81,7 +86,8 @@ def _diagnose(run):
         diagnosis = _user_errors(lambda: diagnose(signals), where=f"{str(file)!r}: ")
     for w in caught:
         click.echo(f"lrkit: warning: {w.message}", err=True)
-    return run, file, diagnosis
+    overflows = len(signals.get("amp/overflow")[0]) if "amp/overflow" in signals else 0
+    return run, file, diagnosis, overflows
 
 
 def _user_errors(work, where: str = ""):

@@ -91,7 +91,9 @@ class Signals:
     @classmethod
     def from_history(cls, history: Any, optimizer: str = "Optimizer", smooth: float = 0.98):
         """From a :class:`lrkit.train.History`: lrs, the loss (raw and smoothed), validation,
-        and ``guard/skip`` at the updates that were skipped.
+        and ``guard/skip`` at the updates that were skipped. The rows of updates a GradScaler
+        skipped (``history.overflowed``: fp16 overflows, at the step of the next real update)
+        are no loss samples; each is an ``amp/overflow`` record instead.
 
         A History does not know its optimizer's class, so lr tags are named
         ``lr-{optimizer}``; :meth:`lr` finds them whatever the name.
@@ -100,11 +102,15 @@ class Signals:
         records: list[Record] = []
         groups = len(history.lr_groups[0]) if history.lr_groups else 1
         names = lr_tags(optimizer, groups)
-        for step, lrs in zip(steps, history.lr_groups):
-            records.extend((step, name, lr) for name, lr in zip(names, lrs))
-        records.extend(zip(steps, ["train/loss"] * len(steps), history.loss))
-        smoothed = ema(history.loss, smooth)
-        records.extend(zip(steps, ["train/loss_smooth"] * len(steps), smoothed))
+        overflowed = set(getattr(history, "overflowed", []))
+        kept = [i for i in range(len(steps)) if i not in overflowed]
+        for i in kept:
+            records.extend((steps[i], name, lr) for name, lr in zip(names, history.lr_groups[i]))
+        losses = [history.loss[i] for i in kept]
+        records.extend((steps[i], "train/loss", loss) for i, loss in zip(kept, losses))
+        smoothed = ema(losses, smooth)
+        records.extend((steps[i], "train/loss_smooth", s) for i, s in zip(kept, smoothed))
+        records.extend((steps[row], "amp/overflow", 1.0) for row in sorted(overflowed))
         for row in getattr(history, "skipped", []):  # updates the guard skipped
             records.append((steps[row], "guard/skip", 1.0))
         per_epoch = history.steps_per_epoch or 1
