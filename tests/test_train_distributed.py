@@ -271,3 +271,22 @@ def test_fit_in_a_group_of_one_trains_as_a_single_process(tmp_path):
 def test_docstring_examples_run(module):
     result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_fit_refuses_settings_that_differ_between_ranks_before_training(monkeypatch):
+    from lrkit import dist
+    from lrkit.errors import UserError
+
+    gathered = []
+
+    def all_gather_object(out, mine):  # rank 1 asks for 25 steps where this rank asks for 20
+        gathered.append(mine)
+        out[:] = [mine, {**mine, "steps": "25"}]
+
+    monkeypatch.setattr(dist, "is_distributed", lambda: True)
+    monkeypatch.setattr(dist, "world_size", lambda: 2)
+    monkeypatch.setattr(dist._dist, "all_gather_object", all_gather_object)
+    with pytest.raises(UserError, match=r"fit under torchrun needs the same settings.*steps: 20"
+                       r" on rank 0; 25 on rank 1"):  # fmt: skip
+        fit("wine-mlp", steps=20, progress=False)
+    assert gathered and gathered[0]["task"] == "'wine-mlp'"

@@ -119,7 +119,10 @@ def fit(
     ``state.loss`` and the recorded losses are the mean over the ranks, the metric and
     validation loss too, and a stop (a callback's, the report hook's, a non-finite loss) is
     agreed, so every rank returns the same History at the same step. Only rank 0 shows the
-    progress bar and writes ``out``. An exception on one rank alone leaves the others waiting
+    progress bar and writes ``out``. Every rank must give the same task, lr, schedule, epochs,
+    steps, val_every, seed, momentum, clip_grad and autocast (they decide the collectives):
+    the ranks compare them first (:func:`lrkit.dist.same_settings`), and where one differs
+    every rank raises the same UserError naming it. An exception on one rank alone leaves the others waiting
     in their next collective until the process group's timeout; then (or at once, when it
     died) they raise :class:`~lrkit.errors.UserError` naming their rank and the timeout.
 
@@ -136,6 +139,11 @@ def fit(
     step in progress: 2 s on most runs; on digits-mlp at 2,500 steps a second, where a save
     of 20,000 steps takes 65 ms, about 6 s; on a history of a million steps, minutes.
     """
+    given = {"task": f"{task.name} (seed {task.seed})" if isinstance(task, Task) else task,
+             "lr": lr, "schedule": schedule, "epochs": epochs, "steps": steps,
+             "val_every": val_every, "seed": seed, "momentum": momentum,
+             "clip_grad": clip_grad, "autocast": autocast}  # fmt: skip
+    dist.same_settings("fit", given)  # under torchrun: before one rank alone refuses any
     task = get_task(task)
     lr = task.lr if lr is None else check_lr(lr)
     plan = make_plan(
