@@ -124,6 +124,9 @@ def val0(out: Path) -> None:
     report["val0"] = val0()
     report["steps"] = caught(lambda: sweep(*ddp_model(), steps=20 if rank == 0 else 25))
     report["pick"] = caught(lambda: pick_lr("wine-mlp", budget=1.5 + rank, progress=False))
+    from lrkit.train import fit
+
+    report["fit"] = caught(lambda: fit("wine-mlp", steps=20 + 5 * rank, progress=False))
 
     def bare():  # each rank its own copy: the losses averaged, the gradients not
         torch.manual_seed(0)

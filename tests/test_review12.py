@@ -210,6 +210,14 @@ def test_ranks_sweeping_different_numbers_of_steps_are_refused_alike(differ):
     assert "val_loader" not in zero["message"]  # only what differs is named
 
 
+def test_fit_with_different_step_budgets_is_refused_alike_at_once(differ):
+    # it waited for the group's timeout: rank 0 finished its 20 steps, rank 1 wanted 5 more
+    zero, one = differ[0]["fit"], differ[1]["fit"]
+    assert zero["error"] == one["error"] == "UserError" and zero["message"] == one["message"]
+    assert "fit under torchrun needs the same settings" in zero["message"]
+    assert "steps: 20 on rank 0; 25 on rank 1" in zero["message"]
+
+
 def test_pick_lr_with_different_budgets_is_refused_alike(differ):
     zero, one = differ[0]["pick"], differ[1]["pick"]
     assert zero["error"] == one["error"] == "UserError" and zero["message"] == one["message"]
