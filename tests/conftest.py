@@ -55,6 +55,18 @@ def _tests_importable(monkeypatch):
 
 
 @pytest.fixture
+def group_of_one(tmp_path):
+    """An initialised gloo process group of world size 1 in this process, destroyed after."""
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"file://{tmp_path / 'init'}", rank=0, world_size=1
+    )
+    try:
+        yield
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+@pytest.fixture
 def quiet_optuna():
     """Optuna's log at ERROR only while a test runs (its INFO lines would fill the output)."""
     import optuna

@@ -128,7 +128,9 @@ class Made(torch.amp.GradScaler):
         Made.made.append(self)
 
 
-def test_without_a_scaler_fp16_makes_one_for_the_models_device(monkeypatch):
+def scale_noting(monkeypatch):
+    """``(model, opt, loader, step_fn, scales)``: GradScaler is :class:`Made`, and ``step_fn``
+    notes the scale of the one find_lr makes at every step in ``scales``."""
     monkeypatch.setattr(torch.amp, "GradScaler", Made)
     Made.made.clear()
     model, opt, loader = parts("sgd")
@@ -138,21 +140,18 @@ def test_without_a_scaler_fp16_makes_one_for_the_models_device(monkeypatch):
         scales.append(Made.made[0].get_scale())
         return F.cross_entropy(m(b[0]), b[1])
 
+    return model, opt, loader, step_fn, scales
+
+
+def test_without_a_scaler_fp16_makes_one_for_the_models_device(monkeypatch):
+    model, opt, loader, step_fn, scales = scale_noting(monkeypatch)
     find_lr(model, opt, loader, step_fn=step_fn, autocast="fp16", **SWEEP)
     assert [s.device for s in Made.made] == ["cpu"]
     assert scales[0] == 2.0**24 and min(scales) < 2.0**24  # its steps went through it
 
 
 def test_each_seed_starts_from_the_scale_the_sweep_started_with(monkeypatch):
-    monkeypatch.setattr(torch.amp, "GradScaler", Made)
-    Made.made.clear()
-    model, opt, loader = parts("sgd")
-    scales = []
-
-    def step_fn(m, b):
-        scales.append(Made.made[0].get_scale())
-        return F.cross_entropy(m(b[0]), b[1])
-
+    model, opt, loader, step_fn, scales = scale_noting(monkeypatch)
     settings = {**SWEEP, "end": 1e-2, "stop_factor": math.inf}  # every sweep runs 60 steps
     find_lr(model, opt, loader, step_fn=step_fn, autocast="fp16", seeds=2, **settings)
     assert len(scales) == 120 and scales[60] == scales[0] == 2.0**24 > scales[59]

@@ -192,18 +192,6 @@ def test_a_rank_that_hangs_makes_the_other_raise_after_the_group_timeout(tmp_pat
 # -- pieces, in this process ---------------------------------------------------------------------
 
 
-@pytest.fixture
-def group_of_one(tmp_path):
-    """An initialised gloo process group of world size 1 in this process, destroyed after."""
-    torch.distributed.init_process_group(
-        "gloo", init_method=f"file://{tmp_path / 'init'}", rank=0, world_size=1
-    )
-    try:
-        yield
-    finally:
-        torch.distributed.destroy_process_group()
-
-
 def test_a_group_of_one_process_still_sweeps(group_of_one):
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 1)

@@ -238,17 +238,6 @@ def test_a_loader_that_cannot_be_sharded_is_a_user_error_naming_it(loader, named
         shard_loader(loader, seed=0, rank=0, world_size=2)
 
 
-@pytest.fixture
-def group_of_one(tmp_path):
-    torch.distributed.init_process_group(
-        "gloo", init_method=f"file://{tmp_path / 'init'}", rank=0, world_size=1
-    )
-    try:
-        yield
-    finally:
-        torch.distributed.destroy_process_group()
-
-
 def test_a_ddp_model_is_not_wrapped_twice_and_unwraps_to_its_module(group_of_one):
     model = torch.nn.Linear(2, 1)
     wrapped = wrap_model(model)

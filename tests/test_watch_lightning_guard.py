@@ -8,6 +8,8 @@ from torch import nn
 
 pl = pytest.importorskip("lightning.pytorch")
 
+from test_watch_lightning import loader  # noqa: E402  (the same 64 examples, batches of 8)
+
 from lrkit.watch import Guard, GuardExhausted, LRWatchCallback  # noqa: E402
 
 
@@ -30,12 +32,6 @@ class Tiny(pl.LightningModule):
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.05, momentum=0.9)
-
-
-def loader():
-    g = torch.Generator().manual_seed(0)
-    x, y = torch.randn(64, 4, generator=g), torch.randint(0, 2, (64,), generator=g)
-    return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)
 
 
 def fit(model, callback, val=False, **kwargs):
